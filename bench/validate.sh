@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Throughput of POST /v1/validate against GET /healthz on the same server in
+# the same run (wrk, 256 connections). Prints requests/s, p99, and the ratio.
+#
+#   bash bench/validate.sh            # 15 s per measurement
+#   DURATION=30s bash bench/validate.sh
+#
+# Three validate variants are measured:
+#   - no nonce, one instance id: what a polling product sends; the signed
+#     document for (license, revision, instance) is reused for up to 60 s;
+#   - unique nonce per request: a forced round trip, signed every time;
+#   - unknown (well-formed) token: a signed not_found every time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-15s}
+CONNECTIONS=${CONNECTIONS:-256}
+command -v wrk >/dev/null || { echo "installing wrk" >&2; apt-get install -y wrk >/dev/null; }
+ulimit -n 65536 2>/dev/null || true
+
+cargo build --release --quiet --bin tessera
+BIN=target/release/tessera
+work=$(mktemp -d)
+trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+
+TESSERA_LOG=warn $BIN server --listen 127.0.0.1:0 --data-dir "$work/data" --rate-limit 0 >"$work/out" 2>"$work/err" &
+pid=$!
+for _ in $(seq 100); do grep -q '^listening on ' "$work/out" 2>/dev/null && break; sleep 0.1; done
+url=$(sed -n 's/^listening on //p' "$work/out")
+export TESSERA_SERVER=$url TESSERA_DATA_DIR=$work/data
+token=$($BIN license issue --customer Bench --plan enterprise --features a,b,c --duration 365d --json |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+unknown=$(python3 - <<'PY'
+import random, string, zlib
+alphabet = string.digits + string.ascii_uppercase + string.ascii_lowercase
+body = ''.join(random.choice(alphabet) for _ in range(30))
+crc = zlib.crc32(body.encode()); out = ''
+for _ in range(6): out = alphabet[crc % 62] + out; crc //= 62
+print('tsr_' + body + out)
+PY
+)
+
+cat >"$work/plain.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"token":"$token","instance_id":"bench-1","app_version":"1.0"}'
+LUA
+cat >"$work/unknown.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"token":"$unknown"}'
+LUA
+cat >"$work/nonce.lua" <<LUA
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"token":"$token","instance_id":"bench-1","nonce":"n' .. n .. '-' .. math.random(1e9) .. '"}'
+  return wrk.format("POST", "/v1/validate", {["Content-Type"] = "application/json"}, body)
+end
+LUA
+
+measure() { # name, script-or-empty, path
+  local out
+  if [ -n "$2" ]; then out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$2" "$url$3"); else out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$url$3"); fi
+  local rps p99 errs
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  errs=$(echo "$out" | awk '/Non-2xx/ {print $5}')
+  printf '%-28s %12s req/s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p99" "${errs:-0}"
+  echo "$rps" >"$work/$1.rps"
+}
+
+# Warm-up (page cache, allocator, connection setup).
+wrk -t2 -c"$CONNECTIONS" -d3s -s "$work/plain.lua" "$url/v1/validate" >/dev/null
+
+echo "tessera $($BIN --version | cut -d' ' -f2), $(nproc) cores, $CONNECTIONS connections, $DURATION each"
+measure healthz "" /healthz
+measure validate "$work/plain.lua" /v1/validate
+measure validate-nonce "$work/nonce.lua" /v1/validate
+measure validate-unknown "$work/unknown.lua" /v1/validate
+python3 - "$work" <<'PY'
+import sys
+d = sys.argv[1]
+r = lambda n: float(open(f"{d}/{n}.rps").read())
+h = r("healthz")
+for n in ("validate", "validate-nonce", "validate-unknown"):
+    print(f"{n:28s} {100 * r(n) / h:5.1f} % of healthz")
+PY

@@ -1,0 +1,114 @@
+//! `tessera`: the license authority, its admin commands, and `check`.
+//!
+//! Thin by design: parse the command line, set up logging, call into the
+//! library crates. Modules:
+//! - `server`: `tessera server`;
+//! - `admin`: the HTTP client for the admin API and its commands
+//!   (`license`, `policy`, `events`, `keys`);
+//! - `check`: one-shot validation with full verification;
+//! - `output`: tables and times for people.
+
+mod admin;
+mod check;
+mod output;
+mod server;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Tessera: a license authority whose renewals reach running products at once.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the license authority (SQLite in ./tessera-data by default).
+    Server(server::ServerArgs),
+    /// Issue, inspect and change licenses.
+    #[command(subcommand)]
+    License(admin::LicenseCommand),
+    /// Create and list policies.
+    #[command(subcommand)]
+    Policy(admin::PolicyCommand),
+    /// Show the audit log.
+    Events(admin::EventsArgs),
+    /// Show the authority's public keys.
+    Keys(admin::KeysArgs),
+    /// Validate a token against an authority and verify the answer.
+    ///
+    /// Exit status: 0 valid, 1 not valid, 2 error.
+    Check(check::CheckArgs),
+}
+
+/// How admin commands reach the authority.
+#[derive(Debug, Clone, Args)]
+pub struct Connection {
+    /// The authority's URL.
+    #[arg(long, env = "TESSERA_SERVER", default_value = "http://127.0.0.1:7400")]
+    pub server: String,
+    /// File holding the admin key. Default: $TESSERA_ADMIN_KEY, else
+    /// <data dir>/admin.key.
+    #[arg(long, env = "TESSERA_ADMIN_KEY_FILE")]
+    pub admin_key_file: Option<PathBuf>,
+    /// Data directory whose admin.key to use when no other key is given.
+    #[arg(long, env = "TESSERA_DATA_DIR", default_value = "tessera-data")]
+    pub data_dir: PathBuf,
+    /// Print JSON instead of tables.
+    #[arg(long, env = "TESSERA_JSON")]
+    pub json: bool,
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Server(args) => {
+            init_tracing(args.log_format == server::LogFormat::Json);
+            report(runtime.block_on(server::run(args)))
+        }
+        Command::License(cmd) => report(runtime.block_on(admin::license(cmd))),
+        Command::Policy(cmd) => report(runtime.block_on(admin::policy(cmd))),
+        Command::Events(args) => report(runtime.block_on(admin::events(args))),
+        Command::Keys(args) => report(runtime.block_on(admin::keys(args))),
+        Command::Check(args) => runtime.block_on(check::run(args)),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

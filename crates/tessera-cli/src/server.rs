@@ -1,0 +1,94 @@
+//! `tessera server`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use tessera_server::{Server, ServerConfig};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on. Port 0 picks a free port (printed at start).
+    #[arg(long, env = "TESSERA_LISTEN", default_value = "127.0.0.1:7400")]
+    listen: SocketAddr,
+    /// Data directory: database, signing key, admin key. Created if missing.
+    #[arg(long, env = "TESSERA_DATA_DIR", default_value = "tessera-data")]
+    data_dir: PathBuf,
+    /// Signing key file (PASERK k4.secret). Default: <data dir>/signing.key,
+    /// created on first start. A file given here must already exist.
+    #[arg(long, env = "TESSERA_SIGNING_KEY_FILE")]
+    signing_key_file: Option<PathBuf>,
+    /// Validations allowed per minute per client IP (bursts up to the same
+    /// number); over it, 429 with Retry-After. 0 turns limiting off.
+    #[arg(long, env = "TESSERA_RATE_LIMIT", default_value_t = ServerConfig::DEFAULT_RATE_LIMIT)]
+    rate_limit: u32,
+    /// Log format. The level comes from TESSERA_LOG or RUST_LOG (default info).
+    #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that arrives right
+/// after "listening on" must still mean a graceful stop.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal()?;
+    let mut config = ServerConfig::new(args.data_dir);
+    config.signing_key_file = args.signing_key_file;
+    config.rate_limit_per_minute = args.rate_limit;
+    let server = Server::open(config).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let s = server.startup();
+    println!("Tessera authority {}", env!("CARGO_PKG_VERSION"));
+    println!("  data directory: {}", s.data_dir.display());
+    println!("  database:       {} (SQLite)", s.database);
+    println!(
+        "  signing key:    {}{}",
+        s.signing_key_path.display(),
+        if s.signing_key_created {
+            " (created)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "  admin key:      {}{}",
+        s.admin_key_path.display(),
+        if s.admin_key_created {
+            " (created; the CLI reads it from there)"
+        } else {
+            ""
+        }
+    );
+    println!("  public key:     {}", s.public_key.to_paserk());
+    println!("  key id:         {}", s.public_key.kid());
+    println!("listening on http://{addr}");
+    tracing::info!(%addr, "authority started");
+    server.serve(listener, shutdown).await?;
+    tracing::info!("authority stopped");
+    Ok(())
+}

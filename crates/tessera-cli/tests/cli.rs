@@ -1,0 +1,507 @@
+//! The `tessera` binary end to end: a real server process on port 0, the CLI
+//! against it, a temp directory each.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+struct ServerProcess {
+    child: Child,
+    url: String,
+    public_key: String,
+    stderr_path: PathBuf,
+}
+
+impl ServerProcess {
+    fn start(data_dir: &Path, log_name: &str) -> Self {
+        let stderr_path = data_dir.parent().unwrap().join(log_name);
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("TESSERA_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut public_key = String::new();
+        let url = loop {
+            let line = lines.next().expect("server printed its address").unwrap();
+            if let Some(k) = line.trim().strip_prefix("public key:") {
+                public_key = k.trim().to_owned();
+            }
+            if let Some(url) = line.strip_prefix("listening on ") {
+                break url.to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            url,
+            public_key,
+            stderr_path,
+        }
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+    fn tessera(&self, server: &ServerProcess, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .env("TESSERA_SERVER", &server.url)
+            .env("TESSERA_DATA_DIR", self.data())
+            .env_remove("TESSERA_ADMIN_KEY")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+fn issue(env: &Env, s: &ServerProcess, extra: &[&str]) -> (String, String) {
+    let mut args = vec![
+        "license",
+        "issue",
+        "--customer",
+        "Acme",
+        "--plan",
+        "enterprise",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let v = json(&env.tessera(s, &args));
+    (
+        v["license"]["id"].as_str().unwrap().to_owned(),
+        v["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn a_new_user_issues_checks_and_extends() {
+    let env = Env::new();
+    let s = ServerProcess::start(&env.data(), "server.log");
+    assert!(s.public_key.starts_with("k4.public."));
+    for file in ["signing.key", "admin.key", "tessera.db"] {
+        assert!(env.data().join(file).exists(), "{file}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["signing.key", "admin.key"] {
+        let mode = std::fs::metadata(env.data().join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+
+    let out = ok(&env.tessera(
+        &s,
+        &[
+            "license",
+            "issue",
+            "--customer",
+            "Acme",
+            "--plan",
+            "enterprise",
+            "--features",
+            "sso,audit",
+            "--duration",
+            "30d",
+        ],
+    ));
+    assert!(out.contains("Token (shown only now"), "{out}");
+    assert!(out.contains("in 30 days"), "{out}");
+    let token = out
+        .split_whitespace()
+        .find(|w| w.starts_with("tsr_"))
+        .unwrap()
+        .to_owned();
+    let id = out
+        .split_whitespace()
+        .find(|w| w.starts_with("lic_"))
+        .unwrap()
+        .to_owned();
+
+    let show = json(&env.tessera(&s, &["license", "show", &id, "--json"]));
+    for field in [
+        "id",
+        "customer",
+        "plan",
+        "features",
+        "state",
+        "revision",
+        "valid_from",
+        "expires_at",
+    ] {
+        assert!(show.get(field).is_some(), "show --json lacks {field}");
+    }
+    assert_eq!(show["revision"], 1);
+    assert_eq!(show["features"], serde_json::json!(["sso", "audit"]));
+
+    let check = env.tessera(&s, &["check", "--public-key", &s.public_key, &token]);
+    let text = ok(&check);
+    assert!(
+        text.starts_with("valid (active): Acme, plan enterprise"),
+        "{text}"
+    );
+
+    let out = ok(&env.tessera(&s, &["license", "extend", &id, "--by", "30d"]));
+    assert!(out.contains("revision 2"), "{out}");
+    assert!(out.contains("in 60 days"), "{out}");
+    let show = json(&env.tessera(&s, &["license", "show", &id, "--json"]));
+    assert_eq!(show["revision"], 2);
+    let text = ok(&env.tessera(&s, &["check", "--public-key", &s.public_key, &token]));
+    assert!(text.contains("revision 2"), "{text}");
+    assert!(text.contains("in 60 days"), "{text}");
+
+    let human = ok(&env.tessera(&s, &["license", "show", &id]));
+    assert!(human.contains("Revision  2"), "{human}");
+    let list = ok(&env.tessera(&s, &["license", "list", "--expiring-within", "90d"]));
+    assert!(list.contains(&id), "{list}");
+    let list = ok(&env.tessera(&s, &["license", "list", "--expiring-within", "7d"]));
+    assert!(list.contains("No licenses match"), "{list}");
+    let events = ok(&env.tessera(&s, &["events", "--license", &id]));
+    assert!(
+        events.contains("license.issued") && events.contains("license.extended"),
+        "{events}"
+    );
+}
+
+#[test]
+fn check_exit_codes_follow_the_verdict() {
+    let env = Env::new();
+    let s = ServerProcess::start(&env.data(), "server.log");
+    let (id, token) = issue(&env, &s, &["--duration", "10d"]);
+    let check = |t: &str| env.tessera(&s, &["check", "--public-key", &s.public_key, t]);
+    assert_eq!(check(&token).status.code(), Some(0));
+
+    ok(&env.tessera(&s, &["license", "suspend", &id, "--reason", "unpaid"]));
+    let out = check(&token);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not valid: suspended"));
+    ok(&env.tessera(&s, &["license", "reinstate", &id]));
+    assert_eq!(check(&token).status.code(), Some(0));
+    ok(&env.tessera(&s, &["license", "revoke", &id, "--yes"]));
+    assert_eq!(check(&token).status.code(), Some(1));
+
+    let unknown = tessera_protocol::LicenseToken::generate(&mut rand::rng());
+    let out = check(unknown.expose_secret());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not_found"));
+
+    let typo = format!(
+        "{}{}",
+        &token[..token.len() - 1],
+        if token.ends_with('a') { 'b' } else { 'a' }
+    );
+    let out = check(&typo);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("mistyped"));
+
+    let other_key = tessera_protocol::SigningKey::generate(&mut rand::rng())
+        .public_key()
+        .to_paserk();
+    let out = env.tessera(&s, &["check", "--public-key", &other_key, &token]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not trusted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = env.tessera(
+        &s,
+        &[
+            "check",
+            "--server",
+            "http://127.0.0.1:9",
+            "--public-key",
+            &s.public_key,
+            &token,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+
+    let mut child = Command::new(BIN)
+        .args([
+            "check",
+            "--server",
+            &s.url,
+            "--public-key",
+            &s.public_key,
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{token}").unwrap();
+    assert_eq!(
+        child.wait().unwrap().code(),
+        Some(1),
+        "token read from stdin (revoked)"
+    );
+}
+
+#[test]
+fn tokens_and_keys_never_reach_logs_or_the_database() {
+    let env = Env::new();
+    let s = ServerProcess::start(&env.data(), "server.log");
+    let admin_key = std::fs::read_to_string(env.data().join("admin.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let signing_key = std::fs::read_to_string(env.data().join("signing.key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (id, token) = issue(&env, &s, &["--duration", "10d"]);
+    ok(&env.tessera(&s, &["check", "--public-key", &s.public_key, &token]));
+    ok(&env.tessera(&s, &["license", "extend", &id, "--by", "1d"]));
+    let typo = format!(
+        "{}{}",
+        &token[..token.len() - 1],
+        if token.ends_with('a') { 'b' } else { 'a' }
+    );
+    let _ = env.tessera(&s, &["check", "--public-key", &s.public_key, &typo]);
+    let logs = s.logs();
+    s.kill9();
+    assert!(
+        logs.contains("license issued"),
+        "debug logs were captured: {logs}"
+    );
+    let mut haystacks = vec![("server log".to_owned(), logs.into_bytes())];
+    for entry in std::fs::read_dir(env.data()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("tessera.db") {
+            haystacks.push((name, std::fs::read(&path).unwrap()));
+        }
+    }
+    assert!(haystacks.len() >= 2, "database files found");
+    let secrets = [
+        ("token", token.clone()),
+        ("token body", token[4..].to_owned()),
+        ("mistyped token", typo[4..].to_owned()),
+        ("admin key", admin_key[4..].to_owned()),
+        ("signing key", signing_key[10..].to_owned()),
+    ];
+    for (where_, bytes) in &haystacks {
+        for (what, secret) in &secrets {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "{what} found in {where_}");
+        }
+    }
+}
+
+#[test]
+fn an_acknowledged_extension_survives_kill_9() {
+    let env = Env::new();
+    let s = ServerProcess::start(&env.data(), "server.log");
+    let (id, _) = issue(&env, &s, &["--duration", "10d"]);
+    let extended = json(&env.tessera(&s, &["license", "extend", &id, "--by", "365d", "--json"]));
+    s.kill9();
+    let s = ServerProcess::start(&env.data(), "server2.log");
+    let show = json(&env.tessera(&s, &["license", "show", &id, "--json"]));
+    assert_eq!(show["revision"], 2);
+    assert_eq!(show["expires_at"], extended["expires_at"]);
+}
+
+#[test]
+fn a_second_server_on_the_same_data_directory_is_refused() {
+    let env = Env::new();
+    let _s = ServerProcess::start(&env.data(), "server.log");
+    let out = Command::new(BIN)
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(env.data())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another tessera server is already using"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let env = Env::new();
+    let mut s = ServerProcess::start(&env.data(), "server.log");
+    let pid = s.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = s.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "server did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    assert!(s.logs().contains("authority stopped"));
+}
+
+#[test]
+fn mistakes_get_clear_errors() {
+    let env = Env::new();
+    let s = ServerProcess::start(&env.data(), "server.log");
+    let (id, _) = issue(&env, &s, &["--duration", "10d"]);
+    let err = |out: Output| {
+        assert!(!out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    let e = err(env.tessera(&s, &["license", "revoke", &id]));
+    assert!(e.contains("pass --yes"), "{e}");
+    let e = err(env.tessera(
+        &s,
+        &[
+            "license",
+            "show",
+            "lic_01936b2e-7c3a-7def-8a12-0123456789ab",
+        ],
+    ));
+    assert!(e.contains("not found") && e.contains("404"), "{e}");
+    let e = err(env.tessera(&s, &["license", "extend", &id, "--by", "soon"]));
+    assert!(e.contains("duration"), "{e}");
+    let e = err(env.tessera(&s, &["license", "issue", "--customer", "A", "--plan", "p"]));
+    assert!(e.contains("give expires_at, duration or perpetual"), "{e}");
+    let out = Command::new(BIN)
+        .args(["license", "list", "--server", &s.url, "--data-dir"])
+        .arg(env.dir.path().join("elsewhere"))
+        .env_remove("TESSERA_ADMIN_KEY")
+        .output()
+        .unwrap();
+    let e = err(out);
+    assert!(e.contains("no admin key"), "{e}");
+    let e = err(env.tessera(&s, &["license", "list", "--server", "http://127.0.0.1:9"]));
+    assert!(e.contains("cannot reach the authority"), "{e}");
+}
+
+#[test]
+fn policies_and_export_from_the_cli() {
+    let env = Env::new();
+    let s = ServerProcess::start(&env.data(), "server.log");
+    ok(&env.tessera(
+        &s,
+        &[
+            "policy",
+            "create",
+            "gold",
+            "--duration",
+            "365d",
+            "--features",
+            "sso,audit",
+            "--offline-grace",
+            "14d",
+        ],
+    ));
+    let list = ok(&env.tessera(&s, &["policy", "list"]));
+    assert!(list.contains("gold") && list.contains("14d"), "{list}");
+    let (id, _) = issue(&env, &s, &["--policy", "gold"]);
+    let file = env.dir.path().join("acme.license");
+    let out = env.tessera(
+        &s,
+        &[
+            "license",
+            "export",
+            &id,
+            "--ttl",
+            "90d",
+            "-o",
+            file.to_str().unwrap(),
+        ],
+    );
+    ok(&out);
+    let export: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(export["format"], "tessera-license-export/1");
+    assert!(
+        export["document"]
+            .as_str()
+            .unwrap()
+            .starts_with("v4.public.")
+    );
+    let stdout_export: Value = json(&env.tessera(&s, &["license", "export", &id]));
+    assert_eq!(stdout_export["license"], id.as_str());
+}
+
+#[test]
+fn help_explains_options_and_their_environment_variables() {
+    let out = Command::new(BIN)
+        .args(["license", "issue", "--help"])
+        .output()
+        .unwrap();
+    let help = ok(&out);
+    assert!(
+        help.contains("--duration") && help.contains("TESSERA_SERVER"),
+        "{help}"
+    );
+    let out = Command::new(BIN)
+        .args(["server", "--help"])
+        .output()
+        .unwrap();
+    let help = ok(&out);
+    assert!(
+        help.contains("TESSERA_LISTEN")
+            && help.contains("TESSERA_DATA_DIR")
+            && help.contains("0 turns limiting off"),
+        "{help}"
+    );
+}

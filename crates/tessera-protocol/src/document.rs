@@ -1,0 +1,346 @@
+//! The signed status document: a PASETO `v4.public` token whose claims say
+//! what the authority knows about one license token at one moment.
+//!
+//! [`sign`] is the authority's half; [`verify`] is the only way to obtain a
+//! [`VerifiedDocument`], whose fields are private so nothing unverified can
+//! pose as one.
+
+use chrono::Duration;
+use pasetors::Public;
+use pasetors::token::UntrustedToken;
+use pasetors::version4::{PublicToken, V4};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{KeyId, SigningKey, TrustedKeys};
+use crate::token::TokenFingerprint;
+use crate::{Error, Timestamp};
+
+/// What the authority says of a license token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Paid license within its period.
+    Active,
+    /// Trial license within its period.
+    Trial,
+    /// Past `expires_at`.
+    Expired,
+    /// Suspended by the vendor; may be reinstated.
+    Suspended,
+    /// Revoked by the vendor; final.
+    Revoked,
+    /// The authority knows no license for this token.
+    NotFound,
+}
+
+impl Status {
+    /// Whether this status grants the entitlements.
+    #[must_use]
+    pub fn is_valid(self) -> bool {
+        matches!(self, Status::Active | Status::Trial)
+    }
+
+    /// The snake_case name, as on the wire.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Trial => "trial",
+            Status::Expired => "expired",
+            Status::Suspended => "suspended",
+            Status::Revoked => "revoked",
+            Status::NotFound => "not_found",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The claims of a status document (DESIGN §5). Plain data: trusted only when
+/// reached through a [`VerifiedDocument`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusClaims {
+    /// License id; absent only for `not_found`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lic: Option<String>,
+    /// Fingerprint of the token this answers for.
+    pub tfp: TokenFingerprint,
+    /// Instance id the request named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iid: Option<String>,
+    /// Echo of the request's nonce.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// The license's status as of `iat`.
+    pub status: Status,
+    /// Whether the status grants the entitlements as of `iat`.
+    pub valid: bool,
+    /// Plan name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<String>,
+    /// Feature names granted.
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// Seat limit; `None` = unlimited.
+    #[serde(default)]
+    pub max_users: Option<u32>,
+    /// Customer name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<String>,
+    /// Start of the license period.
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub valid_from: Option<Timestamp>,
+    /// End of the license period; `None` = perpetual.
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    pub expires_at: Option<Timestamp>,
+    /// License revision.
+    pub rev: u64,
+    /// When the authority signed this.
+    #[serde(with = "crate::time::rfc3339")]
+    pub iat: Timestamp,
+    /// When a client without a live stream should ask again.
+    #[serde(with = "crate::time::rfc3339")]
+    pub refresh_after: Timestamp,
+    /// Hard freshness bound: after it the document proves nothing.
+    #[serde(with = "crate::time::rfc3339")]
+    pub exp: Timestamp,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Footer {
+    kid: String,
+}
+
+/// Sign claims into a `v4.public` document with `kid` in the footer.
+///
+/// # Errors
+/// [`Error::Signing`] if the claims cannot be encoded (never in practice).
+pub fn sign(claims: &StatusClaims, key: &SigningKey) -> Result<String, Error> {
+    let payload = serde_json::to_vec(claims).map_err(|e| Error::Signing {
+        reason: e.to_string(),
+    })?;
+    let footer = serde_json::to_vec(&Footer {
+        kid: key.kid().as_str().to_owned(),
+    })
+    .map_err(|e| Error::Signing {
+        reason: e.to_string(),
+    })?;
+    PublicToken::sign(key.inner(), &payload, Some(&footer), None).map_err(|e| Error::Signing {
+        reason: format!("{e:?}"),
+    })
+}
+
+/// Bounds enforced while reading untrusted documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest document accepted, in bytes. Default 16 KiB.
+    pub max_document_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_document_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// Whether [`verify`] checks `exp` and `iat` against the clock.
+///
+/// Safe by default: freshness is checked. Only re-reading state that was
+/// already verified before it was stored may skip it, so that an old
+/// document on disk yields a "stale" verdict instead of vanishing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Freshness {
+    /// Reject documents past `exp` or issued in the future (default).
+    #[default]
+    Enforce,
+    /// Signature, token and shape only; for state this holder stored itself.
+    SkipForStoredState,
+}
+
+/// What the verifier expects of a document, besides a good signature.
+#[derive(Debug, Clone)]
+pub struct Expectations {
+    token: TokenFingerprint,
+    nonce: Option<String>,
+    max_clock_drift: Duration,
+    freshness: Freshness,
+    limits: Limits,
+}
+
+impl Expectations {
+    /// Default max clock drift on `iat`: 5 minutes.
+    pub const DEFAULT_MAX_CLOCK_DRIFT: Duration = Duration::minutes(5);
+
+    /// Expect a document for this token fingerprint, any nonce, 5 min drift.
+    #[must_use]
+    pub fn for_token(token: TokenFingerprint) -> Self {
+        Self {
+            token,
+            nonce: None,
+            max_clock_drift: Self::DEFAULT_MAX_CLOCK_DRIFT,
+            freshness: Freshness::Enforce,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Require the document to echo this nonce.
+    #[must_use]
+    pub fn with_nonce(mut self, nonce: impl Into<String>) -> Self {
+        self.nonce = Some(nonce.into());
+        self
+    }
+
+    /// Allowed drift of `iat` ahead of local time.
+    #[must_use]
+    pub fn with_max_clock_drift(mut self, drift: Duration) -> Self {
+        self.max_clock_drift = drift;
+        self
+    }
+
+    /// Freshness checking (see [`Freshness`]).
+    #[must_use]
+    pub fn with_freshness(mut self, freshness: Freshness) -> Self {
+        self.freshness = freshness;
+        self
+    }
+
+    /// Reading limits.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+/// A status document whose signature, binding and freshness were checked.
+///
+/// Only [`verify`] makes one; the fields are private.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedDocument {
+    raw: String,
+    kid: KeyId,
+    claims: StatusClaims,
+}
+
+impl VerifiedDocument {
+    /// The verified claims.
+    #[must_use]
+    pub fn claims(&self) -> &StatusClaims {
+        &self.claims
+    }
+
+    /// The document text exactly as verified (to store or forward).
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// The key that signed it.
+    #[must_use]
+    pub fn kid(&self) -> &KeyId {
+        &self.kid
+    }
+}
+
+fn malformed(reason: impl Into<String>) -> Error {
+    Error::Malformed {
+        what: "status document",
+        reason: reason.into(),
+    }
+}
+
+/// Verify a status document, in the order of DESIGN §5: size, form, pinned
+/// key (an unknown `kid` is refused; the key never comes from the message),
+/// signature, token binding, nonce, `exp`, `iat` drift.
+///
+/// # Errors
+/// The first check that fails, as its own [`Error`] variant.
+pub fn verify(
+    bytes: &[u8],
+    keys: &TrustedKeys,
+    expect: &Expectations,
+    now: Timestamp,
+) -> Result<VerifiedDocument, Error> {
+    let max = expect.limits.max_document_bytes;
+    if bytes.len() > max {
+        return Err(Error::DocumentTooLarge {
+            size: bytes.len(),
+            max,
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| malformed("not UTF-8"))?;
+    if !text.starts_with(PublicToken::HEADER) {
+        return Err(malformed("not a v4.public token"));
+    }
+    let untrusted = UntrustedToken::<Public, V4>::try_from(text)
+        .map_err(|_| malformed("bad PASETO encoding"))?;
+    // Requiring the canonical base64 text makes a document's bytes unique, so
+    // no bit flip of a valid document can verify. pasetors' decoder is strict
+    // about trailing bits today; this keeps the property if that ever changes.
+    if !is_canonical(text, &untrusted) {
+        return Err(malformed("non-canonical encoding"));
+    }
+    let footer = untrusted.untrusted_footer();
+    if footer.is_empty() {
+        return Err(Error::MissingKeyId);
+    }
+    let footer: Footer = serde_json::from_slice(footer).map_err(|_| Error::MissingKeyId)?;
+    let Some(key) = keys.get_str(&footer.kid) else {
+        return Err(Error::UnknownKeyId {
+            kid: footer.kid.chars().take(32).collect(),
+        });
+    };
+    PublicToken::verify(key.inner(), &untrusted, None, None).map_err(|_| Error::BadSignature)?;
+    let claims: StatusClaims = serde_json::from_slice(untrusted.untrusted_payload())
+        .map_err(|e| malformed(format!("claims: {e}")))?;
+    if claims.exp < claims.iat {
+        return Err(malformed("exp is before iat"));
+    }
+    if claims.tfp != expect.token {
+        return Err(Error::TokenMismatch);
+    }
+    if let Some(nonce) = &expect.nonce
+        && claims.nonce.as_deref() != Some(nonce.as_str())
+    {
+        return Err(Error::NonceMismatch);
+    }
+    if expect.freshness == Freshness::Enforce {
+        if now > claims.exp {
+            return Err(Error::DocumentExpired {
+                exp: claims.exp,
+                now,
+            });
+        }
+        if claims.iat > now + expect.max_clock_drift {
+            return Err(Error::IssuedInFuture {
+                iat: claims.iat,
+                now,
+                max_drift_secs: expect.max_clock_drift.num_seconds(),
+            });
+        }
+    }
+    Ok(VerifiedDocument {
+        raw: text.to_owned(),
+        kid: key.kid().clone(),
+        claims,
+    })
+}
+
+fn is_canonical(text: &str, token: &UntrustedToken<Public, V4>) -> bool {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    let mut expected = String::with_capacity(text.len());
+    expected.push_str(PublicToken::HEADER);
+    expected.push_str(&Base64UrlUnpadded::encode_string(token.untrusted_message()));
+    let footer = token.untrusted_footer();
+    if !footer.is_empty() {
+        expected.push('.');
+        expected.push_str(&Base64UrlUnpadded::encode_string(footer));
+    }
+    expected == text
+}

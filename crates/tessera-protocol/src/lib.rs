@@ -1,0 +1,41 @@
+//! The Tessera wire contract: what the authority and its clients agree on.
+//!
+//! This crate is pure: no async runtime, no HTTP, no database, and it never
+//! reads the clock — every function that needs the time takes `now`. That is
+//! what lets the client's verification be tested with any clock, and what
+//! `.ci/run` checks with `cargo tree`.
+//!
+//! Modules:
+//! - [`token`]: license tokens (`tsr_…`) and admin keys (`tsa_…`) with their
+//!   checksum, hash and fingerprint;
+//! - [`keys`]: Ed25519 signing and public keys, key ids, PASERK text, the
+//!   pinned [`TrustedKeys`];
+//! - [`document`]: the signed status document — [`sign`](document::sign) and
+//!   [`verify`](document::verify), the only source of a
+//!   [`VerifiedDocument`];
+//! - [`rollback`]: the rule that stops replayed or rolled-back documents;
+//! - [`ids`]: license ids, instance ids, nonces;
+//! - [`human`]: durations and dates as typed by people;
+//! - [`wire`]: JSON bodies of the HTTP API;
+//! - [`time`]: timestamp encoding.
+
+mod error;
+
+pub mod document;
+pub mod human;
+pub mod ids;
+pub mod keys;
+pub mod rollback;
+pub mod time;
+pub mod token;
+pub mod wire;
+
+pub use document::{
+    Expectations, Freshness, Limits, Status, StatusClaims, VerifiedDocument, sign, verify,
+};
+pub use error::Error;
+pub use ids::{InstanceId, LicenseId};
+pub use keys::{KeyId, PublicKey, SigningKey, TrustedKeys};
+pub use rollback::{RollbackDecision, check_rollback};
+pub use time::Timestamp;
+pub use token::{AdminKey, LicenseToken, TokenFingerprint, TokenHash};

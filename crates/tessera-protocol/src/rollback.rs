@@ -1,0 +1,64 @@
+//! The rollback rule (TUF): a holder never moves back to an older answer.
+
+use crate::Timestamp;
+
+/// What to do with a new document given the one held for the same license.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackDecision {
+    /// Newer: take it.
+    Accept,
+    /// Same revision and same signing time: nothing new, keep what is held.
+    Same,
+    /// Older revision, or same revision signed earlier: a replay or rollback.
+    Reject,
+}
+
+/// Compare a new document's `(rev, iat)` with the held one's.
+///
+/// Accept only a greater revision, or the same revision signed later; the
+/// same pair is `Same`; anything else is `Reject`. With nothing held,
+/// everything is accepted.
+#[must_use]
+pub fn check_rollback(held: Option<(u64, Timestamp)>, new: (u64, Timestamp)) -> RollbackDecision {
+    let Some((held_rev, held_iat)) = held else {
+        return RollbackDecision::Accept;
+    };
+    let (rev, iat) = new;
+    match rev.cmp(&held_rev) {
+        std::cmp::Ordering::Greater => RollbackDecision::Accept,
+        std::cmp::Ordering::Less => RollbackDecision::Reject,
+        std::cmp::Ordering::Equal => match iat.cmp(&held_iat) {
+            std::cmp::Ordering::Greater => RollbackDecision::Accept,
+            std::cmp::Ordering::Equal => RollbackDecision::Same,
+            std::cmp::Ordering::Less => RollbackDecision::Reject,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Duration};
+
+    fn t(s: i64) -> Timestamp {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn the_rule() {
+        use RollbackDecision::*;
+        assert_eq!(check_rollback(None, (1, t(0))), Accept);
+        assert_eq!(
+            check_rollback(Some((3, t(10))), (4, t(0))),
+            Accept,
+            "higher rev wins even if signed earlier"
+        );
+        assert_eq!(check_rollback(Some((3, t(10))), (3, t(11))), Accept);
+        assert_eq!(check_rollback(Some((3, t(10))), (3, t(10))), Same);
+        assert_eq!(check_rollback(Some((3, t(10))), (3, t(9))), Reject);
+        assert_eq!(
+            check_rollback(Some((3, t(10))), (2, t(10) + Duration::days(1))),
+            Reject
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! Server configuration and limits, validated before anything starts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::{Error, Result};
+
+/// Bounds on what the server accepts and keeps, with their defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body on public routes. Default 16 KiB.
+    pub public_body_bytes: usize,
+    /// Largest request body on admin routes. Default 64 KiB.
+    pub admin_body_bytes: usize,
+    /// Largest page of a list. Default 1,000.
+    pub max_page_size: u32,
+    /// How long a nonce-less document may be reused for the same license
+    /// revision and instance. Default 60 s; zero disables reuse.
+    pub document_reuse: Duration,
+    /// Signed documents kept for reuse. Default 100,000.
+    pub document_cache_entries: u64,
+    /// Licenses kept in the token-hash cache. Default 100,000.
+    pub license_cache_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            public_body_bytes: 16 * 1024,
+            admin_body_bytes: 64 * 1024,
+            max_page_size: 1_000,
+            document_reuse: Duration::seconds(60),
+            document_cache_entries: 100_000,
+            license_cache_entries: 100_000,
+        }
+    }
+}
+
+/// Everything `tessera server` is told.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Data directory (database, keys). Default `./tessera-data`.
+    pub data_dir: PathBuf,
+    /// Signing key file; default `<data dir>/signing.key`, created if missing.
+    /// A given file must exist (replicas must share one key, not each make one).
+    pub signing_key_file: Option<PathBuf>,
+    /// Validations per minute per client IP; 0 turns limiting off.
+    pub rate_limit_per_minute: u32,
+    /// How often instance sightings are written.
+    pub instance_flush_interval: StdDuration,
+    /// Limits.
+    pub limits: Limits,
+    /// The clock (tests inject one).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("data_dir", &self.data_dir)
+            .field("signing_key_file", &self.signing_key_file)
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerConfig {
+    /// Default validations per minute per IP.
+    pub const DEFAULT_RATE_LIMIT: u32 = 600;
+
+    /// Defaults with this data directory.
+    #[must_use]
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            signing_key_file: None,
+            rate_limit_per_minute: Self::DEFAULT_RATE_LIMIT,
+            instance_flush_interval: StdDuration::from_secs(1),
+            limits: Limits::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Check the whole configuration before anything starts.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the bad setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(Error::Config("the data directory must not be empty".into()));
+        }
+        if self.instance_flush_interval.is_zero() {
+            return Err(Error::Config(
+                "the instance flush interval must be positive".into(),
+            ));
+        }
+        if self.limits.public_body_bytes == 0 || self.limits.admin_body_bytes == 0 {
+            return Err(Error::Config("body limits must be positive".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,158 @@
+//! The data directory: database file, signing key, admin key, and a lock
+//! that keeps two servers from sharing one directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tessera_protocol::SigningKey;
+
+use crate::error::{Error, Result};
+
+/// An opened, locked data directory.
+#[derive(Debug)]
+pub struct DataDir {
+    path: PathBuf,
+    // Held for the life of the server: the OS releases the lock on exit,
+    // even after kill -9.
+    _lock: File,
+}
+
+impl DataDir {
+    /// Create (mode 0700) if missing, then take the directory's lock.
+    ///
+    /// # Errors
+    /// When the directory cannot be created, or another server holds it.
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            fs::create_dir_all(path).map_err(Error::io("cannot create data directory", path))?;
+            fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+                .map_err(Error::io("cannot set permissions of", path))?;
+        }
+        let path = path
+            .canonicalize()
+            .map_err(Error::io("cannot open data directory", path))?;
+        let lock_path = path.join("tessera.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(Error::io("cannot open lock file", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::Config(format!(
+                    "another tessera server is already using the data directory {}",
+                    path.display()
+                )));
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::Io {
+                    context: "cannot lock",
+                    path: lock_path,
+                    source: e,
+                });
+            }
+        }
+        Ok(Self { path, _lock: lock })
+    }
+
+    /// The directory.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The SQLite database file.
+    #[must_use]
+    pub fn database_path(&self) -> PathBuf {
+        self.path.join("tessera.db")
+    }
+
+    /// The default signing key file.
+    #[must_use]
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.path.join("signing.key")
+    }
+
+    /// The bootstrap admin key file.
+    #[must_use]
+    pub fn admin_key_path(&self) -> PathBuf {
+        self.path.join("admin.key")
+    }
+}
+
+/// Write a secret file atomically with mode 0600: temporary file, fsync,
+/// rename, fsync of the directory. A crash leaves the old file or the new
+/// one, never half of one.
+///
+/// # Errors
+/// I/O errors with the path.
+pub fn write_secret_file(path: &Path, contents: &str) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("secret")
+    ));
+    let _ = fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(Error::io("cannot create", &tmp))?;
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.write_all(b"\n"))
+        .and_then(|()| file.sync_all())
+        .map_err(Error::io("cannot write", &tmp))?;
+    fs::rename(&tmp, path).map_err(Error::io("cannot rename into place", path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io("cannot sync directory", dir))?;
+    Ok(())
+}
+
+/// Read a secret file, warning when others may read it.
+///
+/// # Errors
+/// I/O errors with the path.
+pub fn read_secret_file(path: &Path) -> Result<String> {
+    let meta = fs::metadata(path).map_err(Error::io("cannot read", path))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            "secret file is readable by group or others; run: chmod 600 {}",
+            path.display()
+        );
+    }
+    fs::read_to_string(path).map_err(Error::io("cannot read", path))
+}
+
+/// Load the signing key from `path`, creating it there when missing and
+/// `create` is set.
+///
+/// # Errors
+/// When the file is missing (and may not be created), unreadable, or not a
+/// `k4.secret` PASERK.
+pub fn load_or_create_signing_key(path: &Path, create: bool) -> Result<(SigningKey, bool)> {
+    if path.exists() {
+        let text = read_secret_file(path)?;
+        let key = SigningKey::from_paserk(&text)
+            .map_err(|e| Error::Config(format!("signing key file {}: {e}", path.display())))?;
+        return Ok((key, false));
+    }
+    if !create {
+        return Err(Error::Config(format!(
+            "signing key file {} does not exist",
+            path.display()
+        )));
+    }
+    let key = SigningKey::generate(&mut rand::rng());
+    write_secret_file(path, &key.to_paserk())?;
+    Ok((key, true))
+}

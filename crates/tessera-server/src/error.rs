@@ -1,0 +1,137 @@
+//! The crate's one error type. [`crate::http::ApiError`] maps it to HTTP.
+
+use std::path::PathBuf;
+
+/// Everything the authority can fail with, from start-up to a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Malformed input (JSON, ids, durations): 400.
+    #[error("{message}")]
+    BadRequest {
+        /// Stable code.
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// A token, key or id that does not parse: 400 with the protocol's code.
+    #[error(transparent)]
+    Protocol(#[from] tessera_protocol::Error),
+    /// Well-formed but not acceptable (a date in the past, both `to` and `by`): 422.
+    #[error("{message}")]
+    Unprocessable {
+        /// Stable code.
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// Missing or wrong admin key: 401.
+    #[error("a valid admin key is required (Authorization: Bearer tsa_…)")]
+    Unauthorized,
+    /// No such thing: 404.
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// "license", "policy", …
+        what: &'static str,
+        /// What was asked for.
+        id: String,
+    },
+    /// The change does not fit the current state (revoke twice, duplicate name): 409.
+    #[error("{message}")]
+    Conflict {
+        /// Stable code.
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// Request body over the limit: 413.
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    /// Body is not declared as JSON: 415.
+    #[error("request body must be JSON (Content-Type: application/json)")]
+    UnsupportedMediaType,
+    /// No such method on this route: 405.
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    /// Temporarily unable (overload, store down): 503.
+    #[error("{message}")]
+    Unavailable {
+        /// Stable code.
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
+    /// Too many requests from one address: 429.
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// The store failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A file could not be read or written.
+    #[error("{context} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// Which file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Configuration or start-up problem, explained.
+    #[error("{0}")]
+    Config(String),
+    /// A stored row that breaks an invariant (never expected).
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+impl Error {
+    pub(crate) fn io(
+        context: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io {
+            context,
+            path,
+            source,
+        }
+    }
+
+    pub(crate) fn not_found(what: &'static str, id: impl Into<String>) -> Error {
+        Error::NotFound {
+            what,
+            id: id.into(),
+        }
+    }
+
+    pub(crate) fn unprocessable(code: &'static str, message: impl Into<String>) -> Error {
+        Error::Unprocessable {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn conflict(code: &'static str, message: impl Into<String>) -> Error {
+        Error::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Error {
+        Error::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,58 @@
+//! Extractors whose rejections are JSON errors like every other error.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequest, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::ApiError;
+use crate::auth::AdminAuth;
+use crate::error::Error;
+
+/// `Json<T>` with JSON errors (400 bad JSON, 413 too large, 415 wrong type).
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `Query<T>` with JSON errors.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// `Path<T>` with JSON errors.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// An authenticated administrator: `Authorization: Bearer tsa_…`.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// The key's name; the actor in audit events.
+    pub name: String,
+}
+
+/// The bearer credential of a request, if any.
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credential) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| credential.trim())
+}
+
+impl<S> FromRequestParts<S> for Admin
+where
+    Arc<AdminAuth>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let auth = Arc::<AdminAuth>::from_ref(state);
+        bearer(parts)
+            .and_then(|key| auth.authenticate(key))
+            .map(|name| Admin { name })
+            .ok_or(ApiError(Error::Unauthorized))
+    }
+}

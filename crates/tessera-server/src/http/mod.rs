@@ -1,0 +1,71 @@
+//! HTTP: one router per API area, assembled here.
+//!
+//! - [`public`]: what licensed products call (`/v1/validate`, `/v1/keys`);
+//! - [`admin`]: the vendor's admin API (`/v1/admin/…`, admin key required);
+//! - [`backstage`]: health and readiness for operators.
+//!
+//! Handlers hold no SQL and no business rules: they parse, call the
+//! [`LicenseService`](crate::licenses::LicenseService), and map errors with
+//! [`ApiError`].
+
+pub mod admin;
+pub mod backstage;
+mod error;
+mod extract;
+pub mod public;
+pub mod ratelimit;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::Request;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use extract::{Admin, ApiJson, ApiPath, ApiQuery};
+
+use crate::Limits;
+use crate::auth::AdminAuth;
+use crate::licenses::LicenseService;
+use ratelimit::IpRateLimiter;
+
+/// Everything handlers may need; each takes its slice via `FromRef`.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    /// The license service.
+    pub licenses: Arc<LicenseService>,
+    /// Admin key check.
+    pub admin: Arc<AdminAuth>,
+    /// Per-IP limiter for validation (`None` = off).
+    pub limiter: Option<Arc<IpRateLimiter>>,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let public =
+        public::router(state.clone()).layer(DefaultBodyLimit::max(state.limits.public_body_bytes));
+    let admin = admin::router().layer(DefaultBodyLimit::max(state.limits.admin_body_bytes));
+    Router::new()
+        .merge(public)
+        .merge(admin)
+        .merge(backstage::router())
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+        .layer(
+            // Spans carry method and path only: tokens never travel in URLs,
+            // and headers (Authorization) are not recorded.
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+            }),
+        )
+        .layer(CatchPanicLayer::custom(error::panic_response))
+}
+
+/// Grace given to in-flight requests at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

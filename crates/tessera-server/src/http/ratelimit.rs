@@ -1,0 +1,99 @@
+//! Per-client-IP rate limiting for the public routes (governor, GCRA).
+//!
+//! Answers carry `RateLimit-Limit` and `RateLimit-Remaining`; a refused
+//! request gets `429` with `Retry-After` and `RateLimit-Reset`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::{Quota, RateLimiter};
+
+use super::ApiError;
+use crate::error::Error;
+
+type Limiter = RateLimiter<
+    IpAddr,
+    governor::state::keyed::DefaultKeyedStateStore<IpAddr>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
+
+/// A keyed limiter: `per_minute` requests a minute per IP, in bursts of up
+/// to `per_minute`.
+pub struct IpRateLimiter {
+    limiter: Limiter,
+    per_minute: NonZeroU32,
+}
+
+impl std::fmt::Debug for IpRateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpRateLimiter")
+            .field("per_minute", &self.per_minute)
+            .finish()
+    }
+}
+
+impl IpRateLimiter {
+    /// `None` when `per_minute` is 0 (limiting off).
+    #[must_use]
+    pub fn new(per_minute: u32) -> Option<Self> {
+        let per_minute = NonZeroU32::new(per_minute)?;
+        Some(Self {
+            limiter: RateLimiter::keyed(Quota::per_minute(per_minute))
+                .with_middleware::<StateInformationMiddleware>(),
+            per_minute,
+        })
+    }
+
+    /// Forget addresses whose allowance is full again (bounded memory).
+    pub fn retain_recent(&self) {
+        self.limiter.retain_recent();
+    }
+}
+
+/// Middleware: refuse with 429 past the limit.
+pub async fn limit(
+    State(limiter): State<Option<Arc<IpRateLimiter>>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(limiter) = limiter else {
+        return next.run(request).await;
+    };
+    match limiter.limiter.check_key(&peer.ip()) {
+        Ok(snapshot) => {
+            let mut response = next.run(request).await;
+            let headers = response.headers_mut();
+            headers.insert(
+                "ratelimit-limit",
+                HeaderValue::from(limiter.per_minute.get()),
+            );
+            headers.insert(
+                "ratelimit-remaining",
+                HeaderValue::from(snapshot.remaining_burst_capacity()),
+            );
+            response
+        }
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            let mut response = ApiError(Error::RateLimited { retry_after_secs }).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                "ratelimit-limit",
+                HeaderValue::from(limiter.per_minute.get()),
+            );
+            headers.insert("ratelimit-remaining", HeaderValue::from(0u32));
+            headers.insert("ratelimit-reset", HeaderValue::from(retry_after_secs));
+            response
+        }
+    }
+}

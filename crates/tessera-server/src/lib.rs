@@ -1,0 +1,275 @@
+//! The Tessera license authority.
+//!
+//! It issues, extends, suspends and revokes license tokens, and answers
+//! validations with Ed25519-signed status documents. The binary lives in
+//! `tessera-cli` (`tessera server`); this crate is the library it calls:
+//! [`Server::open`] prepares everything (data directory, keys, database),
+//! [`Server::serve`] runs the HTTP API until shutdown.
+//!
+//! Modules:
+//! - [`config`]: configuration and limits;
+//! - [`datadir`]: the data directory, its lock and secret files;
+//! - [`store`]: all SQL ([`store::LicenseStore`], SQLite);
+//! - [`licenses`]: the rules (issue, extend, suspend, revoke, validate);
+//! - [`status`]: what a document says, as pure functions;
+//! - [`signer`]: signing documents, once per revision where possible;
+//! - [`instances`]: batching installation sightings;
+//! - [`auth`]: admin keys;
+//! - [`http`]: routers, extractors, the error mapping;
+//! - [`clock`]: the injected clock.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod datadir;
+mod error;
+pub mod http;
+pub mod instances;
+pub mod licenses;
+pub mod model;
+pub mod signer;
+pub mod status;
+pub mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tessera_protocol::{AdminKey, PublicKey};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Limits, ServerConfig};
+pub use error::{Error, Result};
+
+use crate::auth::AdminAuth;
+use crate::datadir::DataDir;
+use crate::licenses::LicenseService;
+use crate::signer::DocumentSigner;
+use crate::store::LicenseStore;
+use crate::store::sqlite::SqliteStore;
+
+/// What start-up did, for the banner.
+#[derive(Debug, Clone)]
+pub struct Startup {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Database description (path or URL without password).
+    pub database: String,
+    /// Signing key file.
+    pub signing_key_path: PathBuf,
+    /// Whether the signing key was created now.
+    pub signing_key_created: bool,
+    /// Bootstrap admin key file.
+    pub admin_key_path: PathBuf,
+    /// Whether the admin key was created now.
+    pub admin_key_created: bool,
+    /// The public key clients pin.
+    pub public_key: PublicKey,
+}
+
+/// A prepared authority, ready to serve.
+pub struct Server {
+    startup: Startup,
+    config: ServerConfig,
+    licenses: Arc<LicenseService>,
+    admin: Arc<AdminAuth>,
+    store: Arc<SqliteStore>,
+    _data_dir: DataDir,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("startup", &self.startup)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Make sure the bootstrap admin key exists: on a fresh database, register
+/// the key in `admin.key` (creating the file if needed).
+async fn ensure_admin_key(
+    store: &dyn LicenseStore,
+    data_dir: &DataDir,
+    now: tessera_protocol::Timestamp,
+) -> Result<bool> {
+    let path = data_dir.admin_key_path();
+    let file_key = if path.exists() {
+        let text = datadir::read_secret_file(&path)?;
+        Some(
+            AdminKey::parse(&text)
+                .map_err(|e| Error::Config(format!("admin key file {}: {e}", path.display())))?,
+        )
+    } else {
+        None
+    };
+    let stored = store.admin_keys().await?;
+    let mut created = false;
+    let key = match file_key {
+        Some(key) => key,
+        None if stored.is_empty() => {
+            let key = AdminKey::generate(&mut rand::rng());
+            datadir::write_secret_file(&path, key.expose_secret())?;
+            created = true;
+            key
+        }
+        None => return Ok(false),
+    };
+    let hash = key.hash();
+    if !stored.iter().any(|k| k.hash == hash) {
+        let name = if stored.iter().any(|k| k.name == "admin") {
+            format!("admin-{}", key.last4())
+        } else {
+            "admin".to_owned()
+        };
+        store.insert_admin_key(&name, &hash, now).await?;
+    }
+    Ok(created)
+}
+
+impl Server {
+    /// Prepare: data directory (locked), signing key, database with
+    /// migrations, bootstrap admin key. Nothing listens yet.
+    ///
+    /// # Errors
+    /// Any start-up problem, explained.
+    pub async fn open(config: ServerConfig) -> Result<Self> {
+        config.validate()?;
+        let data_dir = DataDir::open(&config.data_dir)?;
+        let (signing_key_path, may_create) = match &config.signing_key_file {
+            Some(path) => (path.clone(), false),
+            None => (data_dir.signing_key_path(), true),
+        };
+        let (key, signing_key_created) =
+            datadir::load_or_create_signing_key(&signing_key_path, may_create)?;
+        let db_path = data_dir.database_path();
+        let store = Arc::new(SqliteStore::open(&db_path).await?);
+        let now = config.clock.now();
+        let admin_key_created = ensure_admin_key(store.as_ref(), &data_dir, now).await?;
+        let admin = Arc::new(AdminAuth::new(store.admin_keys().await?));
+        let public_key = key.public_key().clone();
+        let signer = DocumentSigner::new(
+            key,
+            config.limits.document_reuse,
+            config.limits.document_cache_entries,
+        );
+        let dyn_store: Arc<dyn LicenseStore> = store.clone();
+        let licenses = Arc::new(LicenseService::new(
+            dyn_store,
+            signer,
+            config.clock.clone(),
+            config.limits.license_cache_entries,
+        ));
+        Ok(Self {
+            startup: Startup {
+                data_dir: data_dir.path().to_owned(),
+                database: db_path.display().to_string(),
+                signing_key_path,
+                signing_key_created,
+                admin_key_path: data_dir.admin_key_path(),
+                admin_key_created,
+                public_key,
+            },
+            config,
+            licenses,
+            admin,
+            store,
+            _data_dir: data_dir,
+        })
+    }
+
+    /// What start-up did.
+    #[must_use]
+    pub fn startup(&self) -> &Startup {
+        &self.startup
+    }
+
+    /// Serve on `listener` until `shutdown` completes, then stop accepting,
+    /// let in-flight requests finish, write pending instance sightings and
+    /// close the database.
+    ///
+    /// # Errors
+    /// When serving fails.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let limiter =
+            http::ratelimit::IpRateLimiter::new(self.config.rate_limit_per_minute).map(Arc::new);
+        let state = http::AppState {
+            licenses: self.licenses.clone(),
+            admin: self.admin.clone(),
+            limiter: limiter.clone(),
+            limits: self.config.limits,
+        };
+        let cancel = CancellationToken::new();
+        let background = tokio::spawn(background_tasks(
+            self.licenses.clone(),
+            limiter,
+            self.config.instance_flush_interval,
+            cancel.clone(),
+        ));
+        let app = http::router(state);
+        let stop = cancel.clone();
+        let result = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing requests");
+            stop.cancel();
+        })
+        .await;
+        cancel.cancel();
+        let _ = background.await;
+        if let Err(e) = self.licenses.instance_recorder().flush().await {
+            tracing::warn!(error = %e, "could not write instance sightings at shutdown");
+        }
+        self.store.close().await;
+        result.map_err(|e| Error::Io {
+            context: "serving failed on",
+            path: PathBuf::from("listener"),
+            source: e,
+        })
+    }
+}
+
+async fn background_tasks(
+    licenses: Arc<LicenseService>,
+    limiter: Option<Arc<http::ratelimit::IpRateLimiter>>,
+    flush_every: std::time::Duration,
+    cancel: CancellationToken,
+) {
+    let mut flush = tokio::time::interval(flush_every);
+    let mut prune = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = flush.tick() => {
+                if let Err(e) = licenses.instance_recorder().flush().await {
+                    tracing::warn!(error = %e, "could not write instance sightings");
+                }
+            }
+            _ = prune.tick() => {
+                if let Some(limiter) = &limiter {
+                    limiter.retain_recent();
+                }
+            }
+        }
+    }
+}
+
+/// Open and serve: what tests and embedders call.
+///
+/// # Errors
+/// As [`Server::open`] and [`Server::serve`].
+pub async fn run(
+    listener: TcpListener,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    Server::open(config).await?.serve(listener, shutdown).await
+}

@@ -1,0 +1,710 @@
+//! The license service: every rule about policies, licenses and validation.
+//! Handlers call it; it calls the store. No HTTP and no SQL here.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use moka::ops::compute::Op;
+use tessera_protocol::human::{parse_date_or_time, parse_duration};
+use tessera_protocol::ids::check_nonce;
+use tessera_protocol::wire::{
+    EventView, ExtendRequest, IssueLicenseRequest, LicenseExport, LicenseState, PolicyInput,
+    RenewalBasis, ValidateRequest,
+};
+use tessera_protocol::{InstanceId, LicenseId, LicenseToken, Timestamp, TokenHash};
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::instances::InstanceRecorder;
+use crate::model::{
+    Customer, EventFilter, Instance, InstanceSeen, License, LicenseChange, LicenseFilter, NewEvent,
+    NewLicense, NewPolicy, Policy,
+};
+use crate::signer::{DocumentSigner, SignedDocument};
+use crate::status::{self, Echo};
+use crate::store::LicenseStore;
+
+/// Longest free-text field accepted (names, plans, features, reasons).
+const MAX_TEXT: usize = 200;
+/// Most features on one license.
+const MAX_FEATURES: usize = 100;
+/// How many times a change is recomputed when another writer (another
+/// replica: writers in this process queue on `change_locks`) got there first.
+const CHANGE_ATTEMPTS: usize = 8;
+/// Stripes of the per-license change lock.
+const CHANGE_LOCK_STRIPES: usize = 64;
+
+/// Policies, licenses, validation.
+pub struct LicenseService {
+    store: Arc<dyn LicenseStore>,
+    signer: DocumentSigner,
+    clock: Arc<dyn Clock>,
+    /// Token hash → license (or "no such license"), kept at the newest
+    /// revision seen. Never expired by time alone: changes replace entries
+    /// (see `remember`). Caching the misses too keeps a stream of unknown
+    /// tokens off the database.
+    by_token: moka::sync::Cache<TokenHash, Known>,
+    instances: InstanceRecorder,
+    /// Changes to one license from this process run one at a time, so they
+    /// do not starve each other's optimistic check. Striped by license id.
+    change_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl std::fmt::Debug for LicenseService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LicenseService").finish_non_exhaustive()
+    }
+}
+
+fn check_text(what: &'static str, text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(Error::unprocessable(
+            "missing_field",
+            format!("{what} must not be empty"),
+        ));
+    }
+    if text.len() > MAX_TEXT || text.chars().any(char::is_control) {
+        return Err(Error::unprocessable(
+            "invalid_field",
+            format!("{what} must be at most {MAX_TEXT} characters without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_features(features: &[String]) -> Result<Vec<String>> {
+    if features.len() > MAX_FEATURES {
+        return Err(Error::unprocessable(
+            "invalid_field",
+            format!("at most {MAX_FEATURES} features"),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(features.len());
+    for f in features {
+        let f = f.trim();
+        check_text("feature name", f)?;
+        if !out.iter().any(|x| x == f) {
+            out.push(f.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+fn duration_field(what: &'static str, text: &str) -> Result<Duration> {
+    parse_duration(text)
+        .map_err(|e| Error::unprocessable("invalid_duration", format!("{what}: {e}")))
+}
+
+fn date_field(what: &'static str, text: &str) -> Result<Timestamp> {
+    parse_date_or_time(text)
+        .map_err(|e| Error::unprocessable("invalid_date", format!("{what}: {e}")))
+}
+
+fn summary_json(license: &License) -> Option<serde_json::Value> {
+    serde_json::to_value(license.summary()).ok()
+}
+
+impl LicenseService {
+    /// A service over `store`, signing with `signer`, reading `clock`.
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn LicenseStore>,
+        signer: DocumentSigner,
+        clock: Arc<dyn Clock>,
+        cache_capacity: u64,
+    ) -> Self {
+        Self {
+            instances: InstanceRecorder::new(store.clone()),
+            store,
+            signer,
+            clock,
+            by_token: moka::sync::Cache::new(cache_capacity),
+            change_locks: (0..CHANGE_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    /// The store (for readiness checks).
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn LicenseStore> {
+        &self.store
+    }
+
+    /// The signer (for `/v1/keys`).
+    #[must_use]
+    pub fn signer(&self) -> &DocumentSigner {
+        &self.signer
+    }
+
+    /// Now, from the injected clock.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The instance recorder (flushed by the server's background task).
+    #[must_use]
+    pub fn instance_recorder(&self) -> &InstanceRecorder {
+        &self.instances
+    }
+
+    /// Keep `license` in the token cache unless a newer revision is there.
+    fn remember(&self, license: Arc<License>) {
+        self.by_token
+            .entry(license.token_hash.clone())
+            .and_compute_with(|existing| match existing.as_ref().map(|e| e.value()) {
+                Some(Known::License(held)) if held.revision >= license.revision => Op::Nop,
+                _ => Op::Put(Known::License(license)),
+            });
+    }
+
+    // ----- policies -------------------------------------------------------
+
+    /// Create a policy.
+    ///
+    /// # Errors
+    /// 422 for invalid fields, 409 when the name is taken.
+    pub async fn create_policy(&self, input: PolicyInput, actor: &str) -> Result<Policy> {
+        let name = input.name.trim().to_owned();
+        check_text("policy name", &name)?;
+        let refresh_interval = match &input.refresh_interval {
+            Some(t) => duration_field("refresh_interval", t)?,
+            None => Policy::DEFAULT_REFRESH_INTERVAL,
+        };
+        let offline_grace = match &input.offline_grace {
+            Some(t) => duration_field("offline_grace", t)?,
+            None => Policy::DEFAULT_OFFLINE_GRACE,
+        };
+        if refresh_interval < Duration::minutes(1) {
+            return Err(Error::unprocessable(
+                "invalid_duration",
+                "refresh_interval must be at least 1m",
+            ));
+        }
+        if offline_grace < refresh_interval {
+            return Err(Error::unprocessable(
+                "invalid_duration",
+                "offline_grace must be at least refresh_interval, or clients go stale between refreshes",
+            ));
+        }
+        let duration = input
+            .duration
+            .as_deref()
+            .map(|t| duration_field("duration", t))
+            .transpose()?;
+        let auto_renew_period = input
+            .auto_renew_period
+            .as_deref()
+            .map(|t| duration_field("auto_renew_period", t))
+            .transpose()?;
+        if input.auto_renew && auto_renew_period.or(duration).is_none() {
+            return Err(Error::unprocessable(
+                "invalid_field",
+                "auto_renew needs auto_renew_period or a duration",
+            ));
+        }
+        let now = self.now();
+        let policy = Policy {
+            id: format!("pol_{}", uuid::Uuid::now_v7()),
+            name,
+            duration,
+            features: check_features(&input.features)?,
+            max_users: input.max_users,
+            trial: input.trial,
+            refresh_interval,
+            offline_grace,
+            renewal_basis: input.renewal_basis.unwrap_or_default(),
+            auto_renew: input.auto_renew,
+            auto_renew_period,
+            created_at: now,
+        };
+        let event = NewEvent {
+            at: now,
+            actor: actor.to_owned(),
+            kind: "policy.created",
+            before: None,
+            after: serde_json::to_value(policy.view()).ok(),
+        };
+        let created = self
+            .store
+            .create_policy(
+                &NewPolicy {
+                    id: policy.id.clone(),
+                    policy,
+                },
+                event,
+            )
+            .await?;
+        tracing::info!(policy = %created.name, actor, "policy created");
+        Ok(created)
+    }
+
+    /// All policies.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn policies(&self) -> Result<Vec<Policy>> {
+        self.store.policies().await
+    }
+
+    /// All customers.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn customers(&self) -> Result<Vec<Customer>> {
+        self.store.customers().await
+    }
+
+    // ----- licenses -------------------------------------------------------
+
+    /// Issue a license. The token is returned here and never again.
+    ///
+    /// # Errors
+    /// 422 for invalid fields or a missing expiry, 404 for an unknown policy.
+    pub async fn issue(
+        &self,
+        req: IssueLicenseRequest,
+        actor: &str,
+    ) -> Result<(License, LicenseToken)> {
+        let customer = req.customer.trim().to_owned();
+        check_text("customer", &customer)?;
+        let plan = req.plan.trim().to_owned();
+        check_text("plan", &plan)?;
+        if let Some(email) = &req.customer_email {
+            check_text("customer_email", email)?;
+        }
+        let policy_name = req.policy.as_deref().unwrap_or(Policy::DEFAULT_NAME);
+        let policy = self
+            .store
+            .policy_by_name(policy_name)
+            .await?
+            .ok_or_else(|| Error::not_found("policy", policy_name))?;
+        let now = self.now();
+        let given = usize::from(req.expires_at.is_some())
+            + usize::from(req.duration.is_some())
+            + usize::from(req.perpetual);
+        if given > 1 {
+            return Err(Error::unprocessable(
+                "conflicting_fields",
+                "give at most one of expires_at, duration and perpetual",
+            ));
+        }
+        let expires_at = if let Some(at) = &req.expires_at {
+            Some(date_field("expires_at", at)?)
+        } else if let Some(d) = &req.duration {
+            Some(now + duration_field("duration", d)?)
+        } else if req.perpetual {
+            None
+        } else if let Some(d) = policy.duration {
+            Some(now + d)
+        } else {
+            return Err(Error::unprocessable(
+                "expiry_required",
+                format!(
+                    "policy {:?} has no default duration: give expires_at, duration or perpetual",
+                    policy.name
+                ),
+            ));
+        };
+        if let Some(at) = expires_at
+            && at <= now
+        {
+            return Err(Error::unprocessable(
+                "expiry_in_past",
+                "expires_at must be in the future",
+            ));
+        }
+        let features = check_features(req.features.as_deref().unwrap_or(&policy.features))?;
+        let token = LicenseToken::generate(&mut rand::rng());
+        let id = LicenseId::from_uuid_text(&uuid::Uuid::now_v7().to_string())?;
+        let new = NewLicense {
+            id,
+            token_hash: token.hash(),
+            token_last4: token.last4().to_owned(),
+            customer,
+            customer_email: req.customer_email,
+            policy_id: policy.id.clone(),
+            plan,
+            features,
+            max_users: req.max_users.or(policy.max_users),
+            trial: req.trial.unwrap_or(policy.trial),
+            valid_from: now,
+            expires_at,
+        };
+        let event = NewEvent {
+            at: now,
+            actor: actor.to_owned(),
+            kind: "license.issued",
+            before: None,
+            after: serde_json::to_value(crate::model::LicenseSummary {
+                state: LicenseState::Active,
+                expires_at: expires_at.as_ref().map(tessera_protocol::time::format),
+                revision: 1,
+            })
+            .ok(),
+        };
+        let license = self.store.insert_license(&new, event).await?;
+        tracing::info!(license = %license.id, actor, "license issued");
+        self.remember(Arc::new(license.clone()));
+        Ok((license, token))
+    }
+
+    /// One license.
+    ///
+    /// # Errors
+    /// 404 when unknown.
+    pub async fn license(&self, id: &LicenseId) -> Result<License> {
+        self.store
+            .license(id)
+            .await?
+            .ok_or_else(|| Error::not_found("license", id.as_str()))
+    }
+
+    /// Licenses matching a filter.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn licenses(&self, filter: &LicenseFilter) -> Result<Vec<License>> {
+        self.store.licenses(filter).await
+    }
+
+    /// Apply a change computed from the current license, retrying when
+    /// another writer changed it in between. Revision +1 and the audit event
+    /// commit together.
+    async fn change<F>(
+        &self,
+        id: &LicenseId,
+        actor: &str,
+        kind: &'static str,
+        reason: Option<String>,
+        compute: F,
+    ) -> Result<License>
+    where
+        F: Fn(&License, Timestamp) -> Result<(LicenseState, Option<Timestamp>)>,
+    {
+        if let Some(reason) = &reason {
+            check_text("reason", reason)?;
+        }
+        let stripe = {
+            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+            BuildHasherDefault::<DefaultHasher>::default().hash_one(id) as usize
+                % CHANGE_LOCK_STRIPES
+        };
+        let _guard = self.change_locks[stripe].lock().await;
+        for attempt in 0..CHANGE_ATTEMPTS {
+            if attempt > 0 {
+                // Another replica won the race: back off a little, with jitter.
+                let ms = rand::random_range(1..=10u64 << attempt.min(5));
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            let current = self.license(id).await?;
+            let now = self.now();
+            let (state, expires_at) = compute(&current, now)?;
+            let mut after = current.clone();
+            after.state = state;
+            after.expires_at = expires_at;
+            after.revision += 1;
+            let change = LicenseChange {
+                id: id.clone(),
+                expected_revision: current.revision,
+                state,
+                expires_at,
+                event: NewEvent {
+                    at: now,
+                    actor: actor.to_owned(),
+                    kind,
+                    before: summary_json(&current),
+                    after: summary_json(&after).map(|mut v| {
+                        if let (Some(reason), Some(obj)) = (&reason, v.as_object_mut()) {
+                            obj.insert("reason".into(), reason.clone().into());
+                        }
+                        v
+                    }),
+                },
+            };
+            if let Some(updated) = self.store.apply_change(&change).await? {
+                tracing::info!(license = %id, revision = updated.revision, actor, kind, "license changed");
+                self.remember(Arc::new(updated.clone()));
+                return Ok(updated);
+            }
+        }
+        Err(Error::conflict(
+            "concurrent_change",
+            "the license kept changing under this request; try again",
+        ))
+    }
+
+    /// Extend: to a date, or by a duration counted by the policy's basis.
+    ///
+    /// # Errors
+    /// 422 for bad input, 409 for a revoked or (with `by` from expiry) perpetual license.
+    pub async fn extend(&self, id: &LicenseId, req: ExtendRequest, actor: &str) -> Result<License> {
+        let target = match (&req.to, &req.by) {
+            (Some(to), None) => Target::To(date_field("to", to)?),
+            (None, Some(by)) => Target::By(duration_field("by", by)?),
+            _ => {
+                return Err(Error::unprocessable(
+                    "conflicting_fields",
+                    "give exactly one of to (a date) and by (a duration such as 30d)",
+                ));
+            }
+        };
+        self.change(id, actor, "license.extended", None, |l, now| {
+            if l.state == LicenseState::Revoked {
+                return Err(Error::conflict(
+                    "license_revoked",
+                    "a revoked license cannot be extended",
+                ));
+            }
+            let new_expiry = match target {
+                Target::To(to) => to,
+                Target::By(by) => match l.policy.renewal_basis {
+                    RenewalBasis::FromNow => now + by,
+                    RenewalBasis::FromExpiry => match l.expires_at {
+                        Some(exp) => exp + by,
+                        None => {
+                            return Err(Error::conflict(
+                                "license_perpetual",
+                                "the license is perpetual: there is no expiry to extend from",
+                            ));
+                        }
+                    },
+                },
+            };
+            if new_expiry <= now {
+                return Err(Error::unprocessable(
+                    "expiry_in_past",
+                    format!(
+                        "the new expiry {} is not in the future",
+                        tessera_protocol::time::format(&new_expiry)
+                    ),
+                ));
+            }
+            Ok((l.state, Some(new_expiry)))
+        })
+        .await
+    }
+
+    /// Suspend an active license.
+    ///
+    /// # Errors
+    /// 409 unless active.
+    pub async fn suspend(
+        &self,
+        id: &LicenseId,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Result<License> {
+        self.change(id, actor, "license.suspended", reason, |l, _| {
+            match l.state {
+                LicenseState::Active => Ok((LicenseState::Suspended, l.expires_at)),
+                LicenseState::Suspended => Err(Error::conflict(
+                    "already_suspended",
+                    "the license is already suspended",
+                )),
+                LicenseState::Revoked => Err(Error::conflict(
+                    "license_revoked",
+                    "a revoked license cannot be suspended",
+                )),
+            }
+        })
+        .await
+    }
+
+    /// Reinstate a suspended license.
+    ///
+    /// # Errors
+    /// 409 unless suspended.
+    pub async fn reinstate(
+        &self,
+        id: &LicenseId,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Result<License> {
+        self.change(id, actor, "license.reinstated", reason, |l, _| {
+            match l.state {
+                LicenseState::Suspended => Ok((LicenseState::Active, l.expires_at)),
+                LicenseState::Active => Err(Error::conflict(
+                    "not_suspended",
+                    "the license is not suspended",
+                )),
+                LicenseState::Revoked => Err(Error::conflict(
+                    "license_revoked",
+                    "a revoked license cannot be reinstated",
+                )),
+            }
+        })
+        .await
+    }
+
+    /// Revoke a license. Final.
+    ///
+    /// # Errors
+    /// 409 when already revoked.
+    pub async fn revoke(
+        &self,
+        id: &LicenseId,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Result<License> {
+        self.change(id, actor, "license.revoked", reason, |l, _| match l.state {
+            LicenseState::Revoked => Err(Error::conflict(
+                "already_revoked",
+                "the license is already revoked",
+            )),
+            _ => Ok((LicenseState::Revoked, l.expires_at)),
+        })
+        .await
+    }
+
+    /// A long-lived document for an air-gapped site.
+    ///
+    /// # Errors
+    /// 404 unknown license, 422 bad ttl, 409 revoked.
+    pub async fn export(&self, id: &LicenseId, ttl: &str, actor: &str) -> Result<LicenseExport> {
+        let ttl = duration_field("ttl", ttl)?;
+        let license = self.license(id).await?;
+        if license.state == LicenseState::Revoked {
+            return Err(Error::conflict(
+                "license_revoked",
+                "a revoked license cannot be exported",
+            ));
+        }
+        let now = self.now();
+        let claims = status::license_claims(
+            &license,
+            license.token_hash.fingerprint(),
+            Echo::default(),
+            now,
+            Some(ttl),
+        );
+        let document = self.signer.sign(&claims)?;
+        self.store
+            .append_event(
+                Some((&license.id, license.revision)),
+                NewEvent {
+                    at: now,
+                    actor: actor.to_owned(),
+                    kind: "license.exported",
+                    before: None,
+                    after: Some(
+                        serde_json::json!({ "exp": tessera_protocol::time::format(&claims.exp) }),
+                    ),
+                },
+            )
+            .await?;
+        Ok(LicenseExport {
+            format: LicenseExport::FORMAT.to_owned(),
+            license: license.id.to_string(),
+            document,
+        })
+    }
+
+    /// Audit events.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventView>> {
+        self.store.events(filter).await
+    }
+
+    /// Installations of a license (pending sightings written first, so the
+    /// answer includes every validation acknowledged so far).
+    ///
+    /// # Errors
+    /// 404 unknown license; the store's.
+    pub async fn instances(&self, id: &LicenseId) -> Result<Vec<Instance>> {
+        self.license(id).await?;
+        self.instances.flush().await?;
+        self.store.instances(id).await
+    }
+
+    // ----- validation -----------------------------------------------------
+
+    async fn lookup(&self, hash: &TokenHash) -> Result<Option<Arc<License>>> {
+        match self.by_token.get(hash) {
+            Some(Known::License(license)) => return Ok(Some(license)),
+            Some(Known::Missing) => return Ok(None),
+            None => {}
+        }
+        let Some(license) = self.store.license_by_token_hash(hash).await? else {
+            // Only if nothing was learned meanwhile: an issue racing this
+            // lookup must win.
+            self.by_token
+                .entry(hash.clone())
+                .and_compute_with(|existing| match existing {
+                    Some(_) => Op::Nop,
+                    None => Op::Put(Known::Missing),
+                });
+            return Ok(None);
+        };
+        let license = Arc::new(license);
+        self.remember(license.clone());
+        Ok(Some(license))
+    }
+
+    /// Answer a validation: a signed document for every well-formed token,
+    /// known or not.
+    ///
+    /// # Errors
+    /// 400 for a malformed token, instance id, nonce or app version.
+    pub async fn validate(&self, req: ValidateRequest) -> Result<Arc<SignedDocument>> {
+        let token = LicenseToken::parse(&req.token)?;
+        let instance_id = req
+            .instance_id
+            .as_deref()
+            .map(InstanceId::parse)
+            .transpose()?;
+        if let Some(nonce) = &req.nonce {
+            check_nonce(nonce)?;
+        }
+        if let Some(v) = &req.app_version
+            && (v.len() > 64 || v.chars().any(char::is_control))
+        {
+            return Err(Error::bad_request(
+                "invalid_app_version",
+                "app_version must be at most 64 characters",
+            ));
+        }
+        let now = self.now();
+        let hash = token.hash();
+        let echo = Echo {
+            instance_id: instance_id.as_ref().map(|i| i.as_str().to_owned()),
+            nonce: req.nonce,
+        };
+        match self.lookup(&hash).await? {
+            Some(license) => {
+                if let Some(iid) = instance_id {
+                    let full = self.instances.note(InstanceSeen {
+                        license_id: license.id.clone(),
+                        instance_id: iid.as_str().to_owned(),
+                        first_at: now,
+                        at: now,
+                        app_version: req.app_version,
+                        users: req.usage.map(|u| u.users),
+                    });
+                    if full {
+                        self.instances.flush().await?;
+                    }
+                }
+                self.signer
+                    .for_license(&license, hash.fingerprint(), echo, now)
+            }
+            None => self.signer.for_unknown(hash.fingerprint(), echo, now),
+        }
+    }
+}
+
+/// What the token cache knows of a token hash.
+#[derive(Debug, Clone)]
+enum Known {
+    License(Arc<License>),
+    Missing,
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    To(Timestamp),
+    By(Duration),
+}

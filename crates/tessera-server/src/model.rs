@@ -1,0 +1,325 @@
+//! Domain types of the authority (DESIGN §3), independent of storage and HTTP.
+
+use chrono::Duration;
+use serde::Serialize;
+use tessera_protocol::human::format_duration;
+use tessera_protocol::wire::{self, LicenseState, RenewalBasis};
+use tessera_protocol::{LicenseId, Status, Timestamp, TokenHash};
+
+/// A policy: defaults and client behaviour shared by many licenses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// `pol_…`.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// Default license duration; `None` = perpetual.
+    pub duration: Option<Duration>,
+    /// Default features.
+    pub features: Vec<String>,
+    /// Default seat limit.
+    pub max_users: Option<u32>,
+    /// Trial policy.
+    pub trial: bool,
+    /// How often clients without a stream ask again.
+    pub refresh_interval: Duration,
+    /// How long a document is trustworthy offline.
+    pub offline_grace: Duration,
+    /// How `extend --by` counts.
+    pub renewal_basis: RenewalBasis,
+    /// Renew automatically.
+    pub auto_renew: bool,
+    /// Period of automatic renewals.
+    pub auto_renew_period: Option<Duration>,
+    /// Created.
+    pub created_at: Timestamp,
+}
+
+impl Policy {
+    /// Name of the built-in policy used when none is named.
+    pub const DEFAULT_NAME: &'static str = "default";
+    /// Default refresh interval: 1 hour.
+    pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::hours(1);
+    /// Default offline grace: 7 days.
+    pub const DEFAULT_OFFLINE_GRACE: Duration = Duration::days(7);
+
+    /// The admin API's view.
+    #[must_use]
+    pub fn view(&self) -> wire::PolicyView {
+        wire::PolicyView {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            duration: self.duration.map(format_duration),
+            features: self.features.clone(),
+            max_users: self.max_users,
+            trial: self.trial,
+            refresh_interval: format_duration(self.refresh_interval),
+            offline_grace: format_duration(self.offline_grace),
+            renewal_basis: self.renewal_basis,
+            auto_renew: self.auto_renew,
+            auto_renew_period: self.auto_renew_period.map(format_duration),
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// A policy to create (validated).
+#[derive(Debug, Clone)]
+pub struct NewPolicy {
+    /// Id to use.
+    pub id: String,
+    /// The rest, as stored.
+    pub policy: Policy,
+}
+
+/// The policy settings a license needs when answering validations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LicensePolicy {
+    /// Policy name.
+    pub name: String,
+    /// Refresh interval.
+    pub refresh_interval: Duration,
+    /// Offline grace.
+    pub offline_grace: Duration,
+    /// Renewal basis.
+    pub renewal_basis: RenewalBasis,
+}
+
+/// A license as stored, joined with its customer's name and policy settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct License {
+    /// `lic_…`.
+    pub id: LicenseId,
+    /// SHA-256 of the token.
+    pub token_hash: TokenHash,
+    /// Last four characters of the token.
+    pub token_last4: String,
+    /// Customer id.
+    pub customer_id: String,
+    /// Customer name.
+    pub customer: String,
+    /// Policy settings.
+    pub policy: LicensePolicy,
+    /// Plan.
+    pub plan: String,
+    /// Features.
+    pub features: Vec<String>,
+    /// Seat limit.
+    pub max_users: Option<u32>,
+    /// Trial.
+    pub trial: bool,
+    /// Start of the period.
+    pub valid_from: Timestamp,
+    /// End of the period; `None` = perpetual.
+    pub expires_at: Option<Timestamp>,
+    /// Stored state.
+    pub state: LicenseState,
+    /// Revision, +1 per change.
+    pub revision: u64,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last changed.
+    pub updated_at: Timestamp,
+}
+
+impl License {
+    /// Status at `now`: state first, then the period, then trial.
+    #[must_use]
+    pub fn status_at(&self, now: Timestamp) -> Status {
+        match self.state {
+            LicenseState::Revoked => Status::Revoked,
+            LicenseState::Suspended => Status::Suspended,
+            LicenseState::Active => match self.expires_at {
+                Some(exp) if exp <= now => Status::Expired,
+                _ if self.trial => Status::Trial,
+                _ => Status::Active,
+            },
+        }
+    }
+
+    /// The admin API's view at `now`.
+    #[must_use]
+    pub fn view(&self, now: Timestamp) -> wire::LicenseView {
+        wire::LicenseView {
+            id: self.id.to_string(),
+            customer: self.customer.clone(),
+            policy: self.policy.name.clone(),
+            plan: self.plan.clone(),
+            features: self.features.clone(),
+            max_users: self.max_users,
+            trial: self.trial,
+            state: self.state,
+            status: self.status_at(now),
+            valid_from: self.valid_from,
+            expires_at: self.expires_at,
+            revision: self.revision,
+            token_last4: self.token_last4.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+
+    /// What the audit log records of a license before and after a change.
+    #[must_use]
+    pub fn summary(&self) -> LicenseSummary {
+        LicenseSummary {
+            state: self.state,
+            expires_at: self.expires_at.as_ref().map(tessera_protocol::time::format),
+            revision: self.revision,
+        }
+    }
+}
+
+/// Before/after summary kept in audit events.
+#[derive(Debug, Clone, Serialize)]
+pub struct LicenseSummary {
+    /// State.
+    pub state: LicenseState,
+    /// Expiry (RFC 3339) or `None`.
+    pub expires_at: Option<String>,
+    /// Revision.
+    pub revision: u64,
+}
+
+/// A license to insert, with its first event.
+#[derive(Debug, Clone)]
+pub struct NewLicense {
+    /// Id.
+    pub id: LicenseId,
+    /// Token hash.
+    pub token_hash: TokenHash,
+    /// Last four of the token.
+    pub token_last4: String,
+    /// Customer name (created when new).
+    pub customer: String,
+    /// Customer e-mail for a new customer.
+    pub customer_email: Option<String>,
+    /// Policy id.
+    pub policy_id: String,
+    /// Plan.
+    pub plan: String,
+    /// Features.
+    pub features: Vec<String>,
+    /// Seat limit.
+    pub max_users: Option<u32>,
+    /// Trial.
+    pub trial: bool,
+    /// Start.
+    pub valid_from: Timestamp,
+    /// End.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A change to a license's mutable fields, applied only if the license is
+/// still at `expected_revision` (optimistic concurrency: two writers can
+/// never produce a duplicate or skipped revision).
+#[derive(Debug, Clone)]
+pub struct LicenseChange {
+    /// Which license.
+    pub id: LicenseId,
+    /// The revision the change was computed from.
+    pub expected_revision: u64,
+    /// New state.
+    pub state: LicenseState,
+    /// New expiry.
+    pub expires_at: Option<Timestamp>,
+    /// The audit event written in the same transaction.
+    pub event: NewEvent,
+}
+
+/// An audit event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// When.
+    pub at: Timestamp,
+    /// Admin key name or `scheduler`.
+    pub actor: String,
+    /// Kind, e.g. `license.extended`.
+    pub kind: &'static str,
+    /// Summary before.
+    pub before: Option<serde_json::Value>,
+    /// Summary after (the store fills in the new revision for license changes).
+    pub after: Option<serde_json::Value>,
+}
+
+/// An installation seen validating.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceSeen {
+    /// License.
+    pub license_id: LicenseId,
+    /// Instance id.
+    pub instance_id: String,
+    /// First sighting in this batch.
+    pub first_at: Timestamp,
+    /// Latest sighting.
+    pub at: Timestamp,
+    /// Reported app version.
+    pub app_version: Option<String>,
+    /// Reported users.
+    pub users: Option<u32>,
+}
+
+/// An installation as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    /// Instance id.
+    pub instance_id: String,
+    /// First validation.
+    #[serde(with = "tessera_protocol::time::rfc3339")]
+    pub first_seen: Timestamp,
+    /// Latest validation.
+    #[serde(with = "tessera_protocol::time::rfc3339")]
+    pub last_seen: Timestamp,
+    /// App version.
+    pub app_version: Option<String>,
+    /// Reported users.
+    pub users: Option<u32>,
+    /// Revision it reports holding.
+    pub held_revision: Option<u64>,
+    /// Whether its change stream is open.
+    pub stream_connected: bool,
+}
+
+/// Filters for listing licenses.
+#[derive(Debug, Clone, Default)]
+pub struct LicenseFilter {
+    /// Customer name.
+    pub customer: Option<String>,
+    /// Stored state.
+    pub state: Option<LicenseState>,
+    /// Only licenses expiring at or before this time (and not yet expired
+    /// before `not_before`).
+    pub expiring_before: Option<Timestamp>,
+    /// Lower bound used with `expiring_before` (usually now).
+    pub not_before: Option<Timestamp>,
+    /// Start after this id (cursor).
+    pub after: Option<String>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Filters for listing events.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only this license's events.
+    pub license: Option<LicenseId>,
+    /// Only events after this sequence number, oldest first.
+    pub after: Option<i64>,
+    /// Only events before this sequence number, newest first (the default order).
+    pub before: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// A customer.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    /// `cus_…`.
+    pub id: String,
+    /// Unique name.
+    pub name: String,
+    /// E-mail.
+    pub email: Option<String>,
+    /// Created.
+    pub created_at: Timestamp,
+}

@@ -1,0 +1,158 @@
+//! What a status document says about a license at a moment: pure functions
+//! of the license, the request and `now` (DESIGN §5).
+
+use chrono::Duration;
+use tessera_protocol::{Status, StatusClaims, Timestamp, TokenFingerprint};
+
+use crate::model::{License, Policy};
+
+/// While a license is expired, suspended or a trial, or within a day of its
+/// expiry, clients without a live stream ask at least this often, so a
+/// renewal reaches them soon even when push is unavailable.
+pub const SHORT_REFRESH: Duration = Duration::minutes(15);
+
+/// The request context a document echoes.
+#[derive(Debug, Clone, Default)]
+pub struct Echo {
+    /// Instance id the request named.
+    pub instance_id: Option<String>,
+    /// Nonce the request sent.
+    pub nonce: Option<String>,
+}
+
+/// When a client without a stream should ask again.
+#[must_use]
+pub fn refresh_after(
+    status: Status,
+    interval: Duration,
+    expires_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Timestamp {
+    let mut interval = interval;
+    let near_expiry = expires_at.is_some_and(|exp| exp > now && exp - now <= Duration::days(1));
+    if near_expiry || matches!(status, Status::Expired | Status::Suspended | Status::Trial) {
+        interval = interval.min(SHORT_REFRESH);
+    }
+    let mut at = now + interval;
+    // Ask again right at expiry: a renewal may have happened in between.
+    if let Some(exp) = expires_at
+        && exp > now
+        && exp < at
+    {
+        at = exp;
+    }
+    at
+}
+
+/// Claims for a known license. `ttl` overrides the offline grace (exports).
+#[must_use]
+pub fn license_claims(
+    license: &License,
+    tfp: TokenFingerprint,
+    echo: Echo,
+    now: Timestamp,
+    ttl: Option<Duration>,
+) -> StatusClaims {
+    let status = license.status_at(now);
+    StatusClaims {
+        lic: Some(license.id.to_string()),
+        tfp,
+        iid: echo.instance_id,
+        nonce: echo.nonce,
+        status,
+        valid: status.is_valid(),
+        plan: Some(license.plan.clone()),
+        features: license.features.clone(),
+        max_users: license.max_users,
+        customer: Some(license.customer.clone()),
+        valid_from: Some(license.valid_from),
+        expires_at: license.expires_at,
+        rev: license.revision,
+        iat: now,
+        refresh_after: refresh_after(
+            status,
+            license.policy.refresh_interval,
+            license.expires_at,
+            now,
+        ),
+        exp: now + ttl.unwrap_or(license.policy.offline_grace),
+    }
+}
+
+/// Claims for a well-formed token the authority does not know.
+#[must_use]
+pub fn not_found_claims(tfp: TokenFingerprint, echo: Echo, now: Timestamp) -> StatusClaims {
+    StatusClaims {
+        lic: None,
+        tfp,
+        iid: echo.instance_id,
+        nonce: echo.nonce,
+        status: Status::NotFound,
+        valid: false,
+        plan: None,
+        features: Vec::new(),
+        max_users: None,
+        customer: None,
+        valid_from: None,
+        expires_at: None,
+        rev: 0,
+        iat: now,
+        refresh_after: now + Policy::DEFAULT_REFRESH_INTERVAL,
+        exp: now + Policy::DEFAULT_OFFLINE_GRACE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+
+    fn now() -> Timestamp {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    #[test]
+    fn refresh_follows_the_policy_far_from_expiry() {
+        let r = refresh_after(
+            Status::Active,
+            Duration::hours(1),
+            Some(now() + Duration::days(30)),
+            now(),
+        );
+        assert_eq!(r, now() + Duration::hours(1));
+        let r = refresh_after(Status::Active, Duration::hours(6), None, now());
+        assert_eq!(r, now() + Duration::hours(6));
+    }
+
+    #[test]
+    fn refresh_is_shortened_near_expiry_and_while_not_plainly_active() {
+        let r = refresh_after(
+            Status::Active,
+            Duration::hours(1),
+            Some(now() + Duration::hours(20)),
+            now(),
+        );
+        assert_eq!(r, now() + SHORT_REFRESH);
+        let r = refresh_after(
+            Status::Active,
+            Duration::hours(1),
+            Some(now() + Duration::minutes(5)),
+            now(),
+        );
+        assert_eq!(
+            r,
+            now() + Duration::minutes(5),
+            "never past the expiry itself"
+        );
+        for status in [Status::Expired, Status::Suspended, Status::Trial] {
+            let r = refresh_after(status, Duration::hours(1), None, now());
+            assert_eq!(r, now() + SHORT_REFRESH, "{status}");
+        }
+        let r = refresh_after(Status::Expired, Duration::minutes(5), None, now());
+        assert_eq!(
+            r,
+            now() + Duration::minutes(5),
+            "a shorter policy interval stays"
+        );
+    }
+}

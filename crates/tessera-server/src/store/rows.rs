@@ -1,0 +1,239 @@
+//! Row shapes shared by the backends and their conversion to domain types.
+
+use chrono::{DateTime, Duration};
+use tessera_protocol::wire::{EventView, LicenseState, RenewalBasis};
+use tessera_protocol::{LicenseId, Timestamp, TokenHash};
+
+use crate::error::{Error, Result};
+use crate::model::{Customer, Instance, License, LicensePolicy, Policy};
+
+pub(crate) fn ts(secs: i64) -> Result<Timestamp> {
+    DateTime::from_timestamp(secs, 0).ok_or_else(|| Error::Corrupt(format!("timestamp {secs}")))
+}
+
+fn u32_opt(v: Option<i64>, what: &str) -> Result<Option<u32>> {
+    v.map(|n| u32::try_from(n).map_err(|_| Error::Corrupt(format!("{what} {n}"))))
+        .transpose()
+}
+
+fn u64_of(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::Corrupt(format!("{what} {v}")))
+}
+
+pub(crate) fn features_json(features: &[String]) -> String {
+    serde_json::to_string(features).unwrap_or_else(|_| "[]".into())
+}
+
+fn features_of(text: &str) -> Result<Vec<String>> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("features: {e}")))
+}
+
+fn basis_of(text: &str) -> Result<RenewalBasis> {
+    match text {
+        "from_expiry" => Ok(RenewalBasis::FromExpiry),
+        "from_now" => Ok(RenewalBasis::FromNow),
+        other => Err(Error::Corrupt(format!("renewal basis {other}"))),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PolicyRow {
+    id: String,
+    name: String,
+    duration_secs: Option<i64>,
+    features: String,
+    max_users: Option<i64>,
+    trial: bool,
+    refresh_interval_secs: i64,
+    offline_grace_secs: i64,
+    renewal_basis: String,
+    auto_renew: bool,
+    auto_renew_period_secs: Option<i64>,
+    created_at: i64,
+}
+
+impl TryFrom<PolicyRow> for Policy {
+    type Error = Error;
+    fn try_from(r: PolicyRow) -> Result<Policy> {
+        Ok(Policy {
+            id: r.id,
+            name: r.name,
+            duration: r.duration_secs.map(Duration::seconds),
+            features: features_of(&r.features)?,
+            max_users: u32_opt(r.max_users, "max_users")?,
+            trial: r.trial,
+            refresh_interval: Duration::seconds(r.refresh_interval_secs),
+            offline_grace: Duration::seconds(r.offline_grace_secs),
+            renewal_basis: basis_of(&r.renewal_basis)?,
+            auto_renew: r.auto_renew,
+            auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
+            created_at: ts(r.created_at)?,
+        })
+    }
+}
+
+/// The policy columns, as a literal for `concat!` (sqlx takes only static SQL).
+macro_rules! policy_columns {
+    () => {
+        "id, name, duration_secs, features, max_users, trial, \
+         refresh_interval_secs, offline_grace_secs, renewal_basis, auto_renew, \
+         auto_renew_period_secs, created_at"
+    };
+}
+pub(crate) use policy_columns;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct LicenseRow {
+    id: String,
+    token_hash: String,
+    token_last4: String,
+    customer_id: String,
+    customer: String,
+    policy_name: String,
+    refresh_interval_secs: i64,
+    offline_grace_secs: i64,
+    renewal_basis: String,
+    plan: String,
+    features: String,
+    max_users: Option<i64>,
+    trial: bool,
+    valid_from: i64,
+    expires_at: Option<i64>,
+    state: String,
+    revision: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<LicenseRow> for License {
+    type Error = Error;
+    fn try_from(r: LicenseRow) -> Result<License> {
+        Ok(License {
+            id: LicenseId::parse(&r.id).map_err(|e| Error::Corrupt(e.to_string()))?,
+            token_hash: TokenHash::from_hex(&r.token_hash)
+                .map_err(|e| Error::Corrupt(e.to_string()))?,
+            token_last4: r.token_last4,
+            customer_id: r.customer_id,
+            customer: r.customer,
+            policy: LicensePolicy {
+                name: r.policy_name,
+                refresh_interval: Duration::seconds(r.refresh_interval_secs),
+                offline_grace: Duration::seconds(r.offline_grace_secs),
+                renewal_basis: basis_of(&r.renewal_basis)?,
+            },
+            plan: r.plan,
+            features: features_of(&r.features)?,
+            max_users: u32_opt(r.max_users, "max_users")?,
+            trial: r.trial,
+            valid_from: ts(r.valid_from)?,
+            expires_at: r.expires_at.map(ts).transpose()?,
+            state: LicenseState::parse(&r.state)
+                .ok_or_else(|| Error::Corrupt(format!("state {}", r.state)))?,
+            revision: u64_of(r.revision, "revision")?,
+            created_at: ts(r.created_at)?,
+            updated_at: ts(r.updated_at)?,
+        })
+    }
+}
+
+/// The license columns, joined with customer name and policy settings, as a
+/// literal for `concat!`. Callers append `WHERE …`.
+macro_rules! license_select {
+    () => {
+        "SELECT l.id, l.token_hash, l.token_last4, l.customer_id, \
+     c.name AS customer, p.name AS policy_name, p.refresh_interval_secs, \
+     p.offline_grace_secs, p.renewal_basis, l.plan, l.features, l.max_users, l.trial, \
+     l.valid_from, l.expires_at, l.state, l.revision, l.created_at, l.updated_at \
+     FROM licenses l JOIN customers c ON c.id = l.customer_id \
+     JOIN policies p ON p.id = l.policy_id "
+    };
+}
+pub(crate) use license_select;
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    seq: i64,
+    at: i64,
+    actor: String,
+    kind: String,
+    license_id: Option<String>,
+    revision: Option<i64>,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+impl TryFrom<EventRow> for EventView {
+    type Error = Error;
+    fn try_from(r: EventRow) -> Result<EventView> {
+        let json = |s: Option<String>| -> Result<Option<serde_json::Value>> {
+            s.map(|s| serde_json::from_str(&s).map_err(|e| Error::Corrupt(format!("event: {e}"))))
+                .transpose()
+        };
+        Ok(EventView {
+            seq: r.seq,
+            at: ts(r.at)?,
+            actor: r.actor,
+            kind: r.kind,
+            license: r.license_id,
+            revision: r.revision.map(|v| u64_of(v, "revision")).transpose()?,
+            before: json(r.before)?,
+            after: json(r.after)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct InstanceRow {
+    instance_id: String,
+    first_seen: i64,
+    last_seen: i64,
+    app_version: Option<String>,
+    users: Option<i64>,
+    held_revision: Option<i64>,
+    stream_connected: bool,
+}
+
+impl TryFrom<InstanceRow> for Instance {
+    type Error = Error;
+    fn try_from(r: InstanceRow) -> Result<Instance> {
+        Ok(Instance {
+            instance_id: r.instance_id,
+            first_seen: ts(r.first_seen)?,
+            last_seen: ts(r.last_seen)?,
+            app_version: r.app_version,
+            users: u32_opt(r.users, "users")?,
+            held_revision: r
+                .held_revision
+                .map(|v| u64_of(v, "held revision"))
+                .transpose()?,
+            stream_connected: r.stream_connected,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct CustomerRow {
+    id: String,
+    name: String,
+    email: Option<String>,
+    created_at: i64,
+}
+
+impl TryFrom<CustomerRow> for Customer {
+    type Error = Error;
+    fn try_from(r: CustomerRow) -> Result<Customer> {
+        Ok(Customer {
+            id: r.id,
+            name: r.name,
+            email: r.email,
+            created_at: ts(r.created_at)?,
+        })
+    }
+}
+
+pub(crate) fn collect<R, T>(rows: Vec<R>) -> Result<Vec<T>>
+where
+    T: TryFrom<R, Error = Error>,
+{
+    rows.into_iter().map(T::try_from).collect()
+}
