@@ -5,10 +5,12 @@
 //! - `server`: `tessera server`;
 //! - `admin`: the HTTP client for the admin API and its commands
 //!   (`license`, `policy`, `events`, `keys`);
+//! - `agent`: the client SDK as a sidecar (local API, status page);
 //! - `check`: one-shot validation with full verification;
 //! - `output`: tables and times for people.
 
 mod admin;
+mod agent;
 mod check;
 mod output;
 mod server;
@@ -40,6 +42,8 @@ enum Command {
     Events(admin::EventsArgs),
     /// Show the authority's public keys.
     Keys(admin::KeysArgs),
+    /// Run the license client as a sidecar with a local API and status page.
+    Agent(agent::AgentArgs),
     /// Validate a token against an authority and verify the answer.
     ///
     /// Exit status: 0 valid, 1 not valid, 2 error.
@@ -99,6 +103,10 @@ fn main() -> ExitCode {
         Command::Policy(cmd) => report(runtime.block_on(admin::policy(cmd))),
         Command::Events(args) => report(runtime.block_on(admin::events(args))),
         Command::Keys(args) => report(runtime.block_on(admin::keys(args))),
+        Command::Agent(args) => {
+            init_tracing(false);
+            report(runtime.block_on(agent::run(args)))
+        }
         Command::Check(args) => runtime.block_on(check::run(args)),
     }
 }

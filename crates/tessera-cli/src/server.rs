@@ -40,7 +40,7 @@ pub struct ServerArgs {
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
 /// called, not when the future is first polled: a signal that arrives right
 /// after "listening on" must still mean a graceful stop.
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+pub(crate) fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;

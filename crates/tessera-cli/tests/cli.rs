@@ -1,71 +1,17 @@
 //! The `tessera` binary end to end: a real server process on port 0, the CLI
 //! against it, a temp directory each.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
+use tessera_testkit::process::ServerProcess;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 
-struct ServerProcess {
-    child: Child,
-    url: String,
-    public_key: String,
-    stderr_path: PathBuf,
-}
-
-impl ServerProcess {
-    fn start(data_dir: &Path, log_name: &str) -> Self {
-        let stderr_path = data_dir.parent().unwrap().join(log_name);
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut child = Command::new(BIN)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .env("TESSERA_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let mut public_key = String::new();
-        let url = loop {
-            let line = lines.next().expect("server printed its address").unwrap();
-            if let Some(k) = line.trim().strip_prefix("public key:") {
-                public_key = k.trim().to_owned();
-            }
-            if let Some(url) = line.strip_prefix("listening on ") {
-                break url.to_owned();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            url,
-            public_key,
-            stderr_path,
-        }
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap()
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The server binary on any free port, logging at debug level.
+fn start_server(data_dir: &Path, log_name: &str) -> ServerProcess {
+    ServerProcess::start(BIN, data_dir, "127.0.0.1:0".parse().unwrap(), log_name)
 }
 
 struct Env {
@@ -84,7 +30,7 @@ impl Env {
     fn tessera(&self, server: &ServerProcess, args: &[&str]) -> Output {
         Command::new(BIN)
             .args(args)
-            .env("TESSERA_SERVER", &server.url)
+            .env("TESSERA_SERVER", server.url())
             .env("TESSERA_DATA_DIR", self.data())
             .env_remove("TESSERA_ADMIN_KEY")
             .stdin(Stdio::null())
@@ -129,7 +75,7 @@ fn issue(env: &Env, s: &ServerProcess, extra: &[&str]) -> (String, String) {
 #[test]
 fn a_new_user_issues_checks_and_extends() {
     let env = Env::new();
-    let s = ServerProcess::start(&env.data(), "server.log");
+    let s = start_server(&env.data(), "server.log");
     assert!(s.public_key.starts_with("k4.public."));
     for file in ["signing.key", "admin.key", "tessera.db"] {
         assert!(env.data().join(file).exists(), "{file}");
@@ -219,7 +165,7 @@ fn a_new_user_issues_checks_and_extends() {
 #[test]
 fn check_exit_codes_follow_the_verdict() {
     let env = Env::new();
-    let s = ServerProcess::start(&env.data(), "server.log");
+    let s = start_server(&env.data(), "server.log");
     let (id, token) = issue(&env, &s, &["--duration", "10d"]);
     let check = |t: &str| env.tessera(&s, &["check", "--public-key", &s.public_key, t]);
     assert_eq!(check(&token).status.code(), Some(0));
@@ -276,7 +222,7 @@ fn check_exit_codes_follow_the_verdict() {
         .args([
             "check",
             "--server",
-            &s.url,
+            s.url(),
             "--public-key",
             &s.public_key,
             "-",
@@ -297,7 +243,7 @@ fn check_exit_codes_follow_the_verdict() {
 #[test]
 fn tokens_and_keys_never_reach_logs_or_the_database() {
     let env = Env::new();
-    let s = ServerProcess::start(&env.data(), "server.log");
+    let s = start_server(&env.data(), "server.log");
     let admin_key = std::fs::read_to_string(env.data().join("admin.key"))
         .unwrap()
         .trim()
@@ -315,8 +261,8 @@ fn tokens_and_keys_never_reach_logs_or_the_database() {
         if token.ends_with('a') { 'b' } else { 'a' }
     );
     let _ = env.tessera(&s, &["check", "--public-key", &s.public_key, &typo]);
-    let logs = s.logs();
-    s.kill9();
+    let logs = s.process.logs();
+    s.process.kill9();
     assert!(
         logs.contains("license issued"),
         "debug logs were captured: {logs}"
@@ -348,11 +294,11 @@ fn tokens_and_keys_never_reach_logs_or_the_database() {
 #[test]
 fn an_acknowledged_extension_survives_kill_9() {
     let env = Env::new();
-    let s = ServerProcess::start(&env.data(), "server.log");
+    let s = start_server(&env.data(), "server.log");
     let (id, _) = issue(&env, &s, &["--duration", "10d"]);
     let extended = json(&env.tessera(&s, &["license", "extend", &id, "--by", "365d", "--json"]));
-    s.kill9();
-    let s = ServerProcess::start(&env.data(), "server2.log");
+    s.process.kill9();
+    let s = start_server(&env.data(), "server2.log");
     let show = json(&env.tessera(&s, &["license", "show", &id, "--json"]));
     assert_eq!(show["revision"], 2);
     assert_eq!(show["expires_at"], extended["expires_at"]);
@@ -361,7 +307,7 @@ fn an_acknowledged_extension_survives_kill_9() {
 #[test]
 fn a_second_server_on_the_same_data_directory_is_refused() {
     let env = Env::new();
-    let _s = ServerProcess::start(&env.data(), "server.log");
+    let _s = start_server(&env.data(), "server.log");
     let out = Command::new(BIN)
         .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(env.data())
@@ -378,31 +324,21 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
 #[test]
 fn sigterm_stops_the_server_cleanly() {
     let env = Env::new();
-    let mut s = ServerProcess::start(&env.data(), "server.log");
-    let pid = s.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "server did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let s = start_server(&env.data(), "server.log");
+    let log = s.process.log_path.clone();
+    let status = s.process.terminate();
     assert!(status.success(), "{status:?}");
-    assert!(s.logs().contains("authority stopped"));
+    assert!(
+        std::fs::read_to_string(log)
+            .unwrap()
+            .contains("authority stopped")
+    );
 }
 
 #[test]
 fn mistakes_get_clear_errors() {
     let env = Env::new();
-    let s = ServerProcess::start(&env.data(), "server.log");
+    let s = start_server(&env.data(), "server.log");
     let (id, _) = issue(&env, &s, &["--duration", "10d"]);
     let err = |out: Output| {
         assert!(!out.status.success());
@@ -424,7 +360,7 @@ fn mistakes_get_clear_errors() {
     let e = err(env.tessera(&s, &["license", "issue", "--customer", "A", "--plan", "p"]));
     assert!(e.contains("give expires_at, duration or perpetual"), "{e}");
     let out = Command::new(BIN)
-        .args(["license", "list", "--server", &s.url, "--data-dir"])
+        .args(["license", "list", "--server", s.url(), "--data-dir"])
         .arg(env.dir.path().join("elsewhere"))
         .env_remove("TESSERA_ADMIN_KEY")
         .output()
@@ -438,7 +374,7 @@ fn mistakes_get_clear_errors() {
 #[test]
 fn policies_and_export_from_the_cli() {
     let env = Env::new();
-    let s = ServerProcess::start(&env.data(), "server.log");
+    let s = start_server(&env.data(), "server.log");
     ok(&env.tessera(
         &s,
         &[

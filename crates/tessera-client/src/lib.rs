@@ -1,7 +1,549 @@
-//! The Tessera client SDK (work in progress: the verdict cache, refresh loop
-//! and disk state arrive with the client issue). For now it re-exports the
-//! protocol types a product needs to verify documents itself.
+//! The Tessera client SDK: the license cache a product embeds.
+//!
+//! The product asks [`Client::verdict`] or [`Client::has_feature`] as often
+//! as it likes — a lock-free pointer load, no allocation, no I/O. Behind it
+//! the client holds the newest **verified** status document (DESIGN §5–7):
+//!
+//! - start-up never waits for the network: disk state is loaded and its
+//!   verdict published at once, then the authority is asked in the
+//!   background;
+//! - [`Client::refresh`] and [`Client::activate`] always make a round trip
+//!   with a fresh nonce — re-entering the same token after a renewal shows
+//!   the renewal at once;
+//! - only verified documents change anything; network errors, timeouts,
+//!   5xx and proxy pages are recorded as `last_error` and the verdict stays;
+//! - the rollback rule, the document's `exp` and a clock high-water mark
+//!   stop replayed documents, frozen answers and clocks set back;
+//! - the verdict changes on its own when the clock crosses `expires_at`,
+//!   `refresh_after` or `exp`: a license expires on time offline.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use tessera_client::{Client, PublicKey};
+//!
+//! let key: PublicKey = "k4.public.1-W_FFT5rpK6dhtw9vSuZWeoWLF7OvQxyXz2ihtLW7Y".parse()?;
+//! let client = Client::builder()
+//!     .server("https://license.example.com")
+//!     .public_key(key)
+//!     .state_dir("/var/lib/myapp/license")
+//!     .token("tsr_…")
+//!     .start()?;
+//!
+//! if client.has_feature("sso") {
+//!     // serve the SSO login
+//! }
+//! println!("{:?}", client.verdict().state);
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`verdict`] (the pure verdict), [`state`] (disk state),
+//! [`clock`]; the engine and transport are private.
 
-pub use tessera_protocol::{
-    Expectations, LicenseToken, PublicKey, TrustedKeys, VerifiedDocument, verify,
+pub mod clock;
+mod engine;
+mod error;
+pub mod state;
+mod transport;
+pub mod verdict;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use arc_swap::ArcSwap;
+use chrono::Duration;
+use tessera_protocol::wire::LicenseExport;
+use tessera_protocol::{
+    Expectations, Freshness, InstanceId, LicenseToken, RollbackDecision, TrustedKeys,
+    check_rollback, verify,
 };
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+pub use tessera_protocol::{PublicKey, Timestamp};
+pub use verdict::{LastError, LicenseInfo, UnverifiedReason, Verdict, VerdictState};
+
+use crate::clock::{Clock, SystemClock};
+use crate::engine::{Held, Inner, Settings};
+use crate::state::StateFile;
+use crate::transport::Transport;
+
+/// Configures and starts a [`Client`].
+#[derive(Debug)]
+pub struct Builder {
+    servers: Vec<String>,
+    keys: TrustedKeys,
+    state_dir: Option<PathBuf>,
+    token: Option<String>,
+    offline_file: Option<PathBuf>,
+    clock: Arc<dyn Clock>,
+    max_clock_drift: Duration,
+    clock_tolerance: Duration,
+    tick: StdDuration,
+    request_timeout: StdDuration,
+    app_version: Option<String>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            keys: TrustedKeys::new(),
+            state_dir: None,
+            token: None,
+            offline_file: None,
+            clock: Arc::new(SystemClock),
+            max_clock_drift: Expectations::DEFAULT_MAX_CLOCK_DRIFT,
+            clock_tolerance: Duration::hours(1),
+            tick: StdDuration::from_secs(30),
+            request_timeout: StdDuration::from_secs(15),
+            app_version: None,
+        }
+    }
+}
+
+impl Builder {
+    /// An authority URL. Call again for more: on failure the client moves
+    /// to the next one.
+    #[must_use]
+    pub fn server(mut self, url: impl Into<String>) -> Self {
+        self.servers.push(url.into());
+        self
+    }
+
+    /// Several authority URLs at once.
+    #[must_use]
+    pub fn servers<I: IntoIterator<Item = S>, S: Into<String>>(mut self, urls: I) -> Self {
+        self.servers.extend(urls.into_iter().map(Into::into));
+        self
+    }
+
+    /// Pin a public key (call again to pin several, e.g. across a rotation).
+    #[must_use]
+    pub fn public_key(mut self, key: PublicKey) -> Self {
+        self.keys.insert(key);
+        self
+    }
+
+    /// Where the token, document, high-water mark and instance id are kept.
+    /// Without one nothing survives a restart.
+    #[must_use]
+    pub fn state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// The license token from configuration. A token activated at run time
+    /// (kept in the state directory) wins until this one changes.
+    #[must_use]
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Air-gapped mode: a file made by `tessera license export`. With no
+    /// server configured the client never goes to the network.
+    #[must_use]
+    pub fn offline_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.offline_file = Some(path.into());
+        self
+    }
+
+    /// The clock (tests inject one). Default: the system clock.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// How far ahead of the local clock a document's `iat` may be. Default 5 min.
+    #[must_use]
+    pub fn max_clock_drift(mut self, drift: Duration) -> Self {
+        self.max_clock_drift = drift;
+        self
+    }
+
+    /// How far behind the high-water mark the clock may be before the
+    /// verdict is `clock_tampered`. Default 1 h.
+    #[must_use]
+    pub fn clock_tolerance(mut self, tolerance: Duration) -> Self {
+        self.clock_tolerance = tolerance;
+        self
+    }
+
+    /// Longest the background loop sleeps before re-reading the clock
+    /// (catches clock jumps). Default 30 s.
+    #[must_use]
+    pub fn tick(mut self, tick: StdDuration) -> Self {
+        self.tick = tick;
+        self
+    }
+
+    /// Timeout of one request to the authority. Default 15 s.
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: StdDuration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The product's version, shown in the authority's fleet view.
+    #[must_use]
+    pub fn app_version(mut self, version: impl Into<String>) -> Self {
+        self.app_version = Some(version.into());
+        self
+    }
+
+    /// Start: load disk state, publish its verdict, and refresh in the
+    /// background. Never waits for the network.
+    ///
+    /// # Errors
+    /// [`Error::NoRuntime`] outside a Tokio runtime; [`Error::Config`] with
+    /// no pinned key or neither a server nor an offline file;
+    /// [`Error::InvalidToken`] for a mistyped configured token;
+    /// [`Error::Verification`] / [`Error::Rollback`] / [`Error::Storage`]
+    /// for an offline file that cannot be used.
+    pub fn start(self) -> Result<Client, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        if self.keys.is_empty() {
+            return Err(Error::Config("no public key pinned".into()));
+        }
+        if self.servers.is_empty() && self.offline_file.is_none() {
+            return Err(Error::Config("give a server URL or an offline file".into()));
+        }
+        if self.tick.is_zero() {
+            return Err(Error::Config("tick must be positive".into()));
+        }
+        let configured = self
+            .token
+            .as_deref()
+            .map(LicenseToken::parse)
+            .transpose()
+            .map_err(Error::InvalidToken)?;
+        let transport = if self.servers.is_empty() {
+            None
+        } else {
+            Some(Transport::new(self.servers.clone(), self.request_timeout)?)
+        };
+        let state_file = self.state_dir.as_ref().map(StateFile::new);
+        let now = self.clock.now();
+        let mut held = self.load_held(state_file.as_ref(), configured, now);
+        if let Some(path) = &self.offline_file {
+            self.apply_offline_file(path, state_file.as_ref(), &mut held, now)?;
+        }
+        let (watch, _) = watch::channel(Arc::new(Verdict::no_document()));
+        let inner = Arc::new(Inner {
+            id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
+            generation: AtomicU64::new(0),
+            settings: Settings {
+                clock: self.clock,
+                max_clock_drift: self.max_clock_drift,
+                clock_tolerance: self.clock_tolerance,
+                tick: self.tick,
+                app_version: self.app_version,
+            },
+            keys: self.keys,
+            transport,
+            state_file,
+            held: Mutex::new(held),
+            cell: ArcSwap::from_pointee(Verdict::no_document()),
+            watch,
+            apply_lock: tokio::sync::Mutex::new(()),
+            inflight: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            cancel: CancellationToken::new(),
+        });
+        inner.publish();
+        runtime.spawn(engine::run(inner.clone()));
+        let stop = Arc::new(StopOnDrop(inner.cancel.clone()));
+        Ok(Client { inner, _stop: stop })
+    }
+
+    /// Held state from disk and configuration.
+    fn load_held(
+        &self,
+        file: Option<&StateFile>,
+        configured: Option<LicenseToken>,
+        now: Timestamp,
+    ) -> Held {
+        let mut last_error = None;
+        let disk = match file.map(StateFile::load).transpose() {
+            Ok(state) => state.flatten(),
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring unreadable license state");
+                last_error = Some(LastError {
+                    kind: e.kind(),
+                    message: e.to_string(),
+                    at: now,
+                });
+                None
+            }
+        };
+        let instance_id = disk
+            .as_ref()
+            .and_then(|d| InstanceId::parse(&d.instance_id).ok())
+            .unwrap_or_else(new_instance_id);
+        let stored_token = disk
+            .as_ref()
+            .and_then(|d| d.token.as_deref())
+            .and_then(|t| LicenseToken::parse(t).ok());
+        let configured_fp = configured.as_ref().map(LicenseToken::fingerprint);
+        // The configured token wins when it changed since the state was
+        // written; otherwise a token activated at run time stays.
+        let token = match (&configured, &stored_token) {
+            (Some(c), Some(s)) if c != s => {
+                if disk.as_ref().and_then(|d| d.configured.as_ref()) == configured_fp.as_ref() {
+                    Some(s.clone())
+                } else {
+                    Some(c.clone())
+                }
+            }
+            (Some(c), _) => Some(c.clone()),
+            (None, s) => s.clone(),
+        };
+        let mut document = None;
+        if let (Some(token), Some(text)) =
+            (&token, disk.as_ref().and_then(|d| d.document.as_deref()))
+        {
+            let expect = Expectations::for_token(token.fingerprint())
+                .with_freshness(Freshness::SkipForStoredState);
+            match verify(text.as_bytes(), &self.keys, &expect, now) {
+                Ok(doc) => document = Some(doc),
+                Err(tessera_protocol::Error::TokenMismatch) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "ignoring stored document that fails verification");
+                    last_error = Some(LastError {
+                        kind: "verification",
+                        message: format!("stored document rejected: {e}"),
+                        at: now,
+                    });
+                }
+            }
+        }
+        Held {
+            token,
+            configured: configured_fp,
+            // The authority vouched for the stored document when it signed it.
+            last_verified_at: document.as_ref().map(|d| d.claims().iat),
+            document,
+            hwm: disk.as_ref().and_then(|d| d.high_water_mark),
+            persisted_hwm: disk.as_ref().and_then(|d| d.high_water_mark),
+            instance_id,
+            last_error,
+            offline_since: None,
+            poll_at: None,
+            failures: 0,
+            retry_at: None,
+        }
+    }
+
+    fn apply_offline_file(
+        &self,
+        path: &std::path::Path,
+        file: Option<&StateFile>,
+        held: &mut Held,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let token = held.token.clone().ok_or_else(|| {
+            Error::Config("an offline file needs the license token it was exported for".into())
+        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::storage("cannot read offline file", path, &e))?;
+        let document = match serde_json::from_str::<LicenseExport>(&text) {
+            Ok(export) => export.document,
+            Err(_) => text.trim().to_owned(),
+        };
+        let expect =
+            Expectations::for_token(token.fingerprint()).with_max_clock_drift(self.max_clock_drift);
+        let doc =
+            verify(document.as_bytes(), &self.keys, &expect, now).map_err(Error::Verification)?;
+        if let Some(current) = &held.document {
+            let (c, n) = (current.claims(), doc.claims());
+            match check_rollback(Some((c.rev, c.iat)), (n.rev, n.iat)) {
+                RollbackDecision::Accept => {}
+                RollbackDecision::Same => return Ok(()),
+                RollbackDecision::Reject => {
+                    // The held document is newer: keep it, the file adds nothing.
+                    tracing::info!(
+                        held = c.rev,
+                        file = n.rev,
+                        "offline file is older than the held document"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        let mut next = held.disk_state();
+        next.document = Some(doc.as_str().to_owned());
+        let hwm = held
+            .hwm
+            .map_or(doc.claims().iat, |h| h.max(doc.claims().iat))
+            .max(now);
+        next.high_water_mark = Some(hwm);
+        if let Some(file) = file {
+            file.store(&next)?;
+        }
+        held.document = Some(doc);
+        held.hwm = Some(hwm);
+        held.persisted_hwm = Some(hwm);
+        held.last_verified_at = Some(now);
+        Ok(())
+    }
+}
+
+fn new_instance_id() -> InstanceId {
+    let bytes: [u8; 12] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    InstanceId::parse(&format!("i-{hex}"))
+        .unwrap_or_else(|_| unreachable!("hex is a valid instance id"))
+}
+
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// The verdict this thread last read: (client id, generation, verdict).
+    /// A reader whose generation still matches uses it without touching any
+    /// shared cache line; otherwise it loads from the `ArcSwap`.
+    static SEEN: RefCell<Option<(u64, u64, Arc<Verdict>)>> = const { RefCell::new(None) };
+}
+
+/// Stops the background loop when the last [`Client`] handle is dropped.
+#[derive(Debug)]
+struct StopOnDrop(CancellationToken);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// A running license client. Cheap to clone; all clones share one state.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    _stop: Arc<StopOnDrop>,
+}
+
+impl Client {
+    /// Configure a client.
+    #[must_use]
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Run `f` on the current verdict: one atomic load of the generation and
+    /// this thread's cached verdict when nothing changed; an `ArcSwap` load
+    /// otherwise. No lock, no allocation, no I/O.
+    fn with_verdict<R>(&self, f: impl FnOnce(&Verdict) -> R) -> R {
+        let generation = self.inner.generation.load(Ordering::Acquire);
+        SEEN.with(|seen| {
+            let Ok(mut seen) = seen.try_borrow_mut() else {
+                // Re-entered from inside `f` (not done here): read directly.
+                return f(&self.inner.cell.load());
+            };
+            if let Some((id, g, verdict)) = seen.as_ref()
+                && *id == self.inner.id
+                && *g == generation
+            {
+                return f(verdict);
+            }
+            let verdict = self.inner.cell.load_full();
+            let result = f(&verdict);
+            *seen = Some((self.inner.id, generation, verdict));
+            result
+        })
+    }
+
+    /// The current verdict: a lock-free pointer load (and a reference count).
+    #[must_use]
+    pub fn verdict(&self) -> Arc<Verdict> {
+        self.inner.cell.load_full()
+    }
+
+    /// Whether `feature` is granted now: no lock, no allocation, no I/O.
+    #[must_use]
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.with_verdict(|v| v.has_feature(feature))
+    }
+
+    /// Whether the license is valid now.
+    #[must_use]
+    pub fn is_valid(&self) -> bool {
+        self.with_verdict(Verdict::is_valid)
+    }
+
+    /// Verdict changes, for UIs.
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Verdict>> {
+        self.inner.watch.subscribe()
+    }
+
+    /// Ask the authority now (the "Refresh now" button): a forced round trip
+    /// with a fresh nonce. Concurrent callers share one request.
+    ///
+    /// # Errors
+    /// [`Error::NoToken`], [`Error::NoServer`], or why no verified answer
+    /// was obtained; the verdict is then unchanged.
+    pub async fn refresh(&self) -> Result<Arc<Verdict>, Error> {
+        let token = self.inner.lock().token.clone().ok_or(Error::NoToken)?;
+        self.inner.single_flight(token, true, false).await
+    }
+
+    /// Use `token` (a new one, or the same one again): checked locally
+    /// first — a typo fails without any request — then a forced round trip.
+    /// On success the token and its document are stored; on failure the
+    /// previous state stays.
+    ///
+    /// # Errors
+    /// [`Error::InvalidToken`] for a typo; otherwise as [`Client::refresh`].
+    pub async fn activate(&self, token: &str) -> Result<Arc<Verdict>, Error> {
+        let token = LicenseToken::parse(token).map_err(Error::InvalidToken)?;
+        self.inner.single_flight(token, true, true).await
+    }
+
+    /// This installation's id, as the authority's fleet view shows it.
+    #[must_use]
+    pub fn instance_id(&self) -> String {
+        self.inner.lock().instance_id.to_string()
+    }
+
+    /// The held document's text, if any.
+    #[must_use]
+    pub fn document(&self) -> Option<String> {
+        self.inner
+            .lock()
+            .document
+            .as_ref()
+            .map(|d| d.as_str().to_owned())
+    }
+
+    /// The authority URL the next request goes to.
+    #[must_use]
+    pub fn current_server(&self) -> Option<String> {
+        self.inner
+            .transport
+            .as_ref()
+            .map(|t| t.current().to_owned())
+    }
+
+    /// Stop the background loop (also happens when the last handle drops).
+    pub fn shutdown(&self) {
+        self.inner.cancel.cancel();
+    }
+}
+
+impl VerdictState {
+    /// Whether a verified document backs this state.
+    #[must_use]
+    pub fn is_verified(self) -> bool {
+        self != VerdictState::Unverified
+    }
+}
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

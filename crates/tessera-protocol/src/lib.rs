@@ -17,10 +17,12 @@
 //! - [`ids`]: license ids, instance ids, nonces;
 //! - [`human`]: durations and dates as typed by people;
 //! - [`wire`]: JSON bodies of the HTTP API;
-//! - [`time`]: timestamp encoding.
+//! - [`time`]: timestamp encoding;
+//! - [`clock`]: the `Clock` trait and a hand-moved `ManualClock` (no real clock here).
 
 mod error;
 
+pub mod clock;
 pub mod document;
 pub mod human;
 pub mod ids;

@@ -15,6 +15,7 @@
 //! - [`signer`]: signing documents, once per revision where possible;
 //! - [`instances`]: batching installation sightings;
 //! - [`auth`]: admin keys;
+//! - [`metrics`]: Prometheus metrics in a registry per server;
 //! - [`http`]: routers, extractors, the error mapping;
 //! - [`clock`]: the injected clock.
 
@@ -26,6 +27,7 @@ mod error;
 pub mod http;
 pub mod instances;
 pub mod licenses;
+pub mod metrics;
 pub mod model;
 pub mod signer;
 pub mod status;

@@ -16,6 +16,7 @@ use tessera_protocol::{InstanceId, LicenseId, LicenseToken, Timestamp, TokenHash
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::instances::InstanceRecorder;
+use crate::metrics::Metrics;
 use crate::model::{
     Customer, EventFilter, Instance, InstanceSeen, License, LicenseChange, LicenseFilter, NewEvent,
     NewLicense, NewPolicy, Policy,
@@ -48,6 +49,7 @@ pub struct LicenseService {
     /// Changes to one license from this process run one at a time, so they
     /// do not starve each other's optimistic check. Striped by license id.
     change_locks: Vec<tokio::sync::Mutex<()>>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for LicenseService {
@@ -119,6 +121,7 @@ impl LicenseService {
             signer,
             clock,
             by_token: moka::sync::Cache::new(cache_capacity),
+            metrics: Arc::new(Metrics::default()),
             change_locks: (0..CHANGE_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -141,6 +144,12 @@ impl LicenseService {
     #[must_use]
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// The metrics.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The instance recorder (flushed by the server's background task).
@@ -645,11 +654,19 @@ impl LicenseService {
     }
 
     /// Answer a validation: a signed document for every well-formed token,
-    /// known or not.
+    /// known or not — or `NotModified` when the request names the held
+    /// document (`If-None-Match`), it is still the current revision, and it
+    /// is younger than half the offline grace (so a client that is only ever
+    /// told "not modified" still gets a fresh `exp` in time). A request with
+    /// a nonce always gets a new document.
     ///
     /// # Errors
     /// 400 for a malformed token, instance id, nonce or app version.
-    pub async fn validate(&self, req: ValidateRequest) -> Result<Arc<SignedDocument>> {
+    pub async fn validate(
+        &self,
+        req: ValidateRequest,
+        held: Option<HeldTag>,
+    ) -> Result<Validation> {
         let token = LicenseToken::parse(&req.token)?;
         let instance_id = req
             .instance_id
@@ -688,12 +705,74 @@ impl LicenseService {
                         self.instances.flush().await?;
                     }
                 }
-                self.signer
-                    .for_license(&license, hash.fingerprint(), echo, now)
+                if echo.nonce.is_none()
+                    && let Some(tag) = held
+                    && tag.revision == license.revision
+                    && now - tag.issued_at < license.policy.offline_grace / 2
+                {
+                    self.metrics.validation("not_modified");
+                    return Ok(Validation::NotModified(tag));
+                }
+                let signed = self
+                    .signer
+                    .for_license(&license, hash.fingerprint(), echo, now)?;
+                self.metrics.validation(signed.claims.status.as_str());
+                Ok(Validation::Document(signed))
             }
-            None => self.signer.for_unknown(hash.fingerprint(), echo, now),
+            None => {
+                let signed = self.signer.for_unknown(hash.fingerprint(), echo, now)?;
+                self.metrics.validation(signed.claims.status.as_str());
+                Ok(Validation::Document(signed))
+            }
         }
     }
+}
+
+/// The document a client holds, as it names it in `If-None-Match`:
+/// `"<revision>-<iat as Unix seconds>"` (the `ETag` of the answer that gave it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldTag {
+    /// Its revision.
+    pub revision: u64,
+    /// Its `iat`.
+    pub issued_at: Timestamp,
+}
+
+impl HeldTag {
+    /// The tag of a document.
+    #[must_use]
+    pub fn of(claims: &tessera_protocol::StatusClaims) -> Self {
+        Self {
+            revision: claims.rev,
+            issued_at: claims.iat,
+        }
+    }
+
+    /// Parse an `If-None-Match` value; anything else is ignored (`None`).
+    #[must_use]
+    pub fn parse(header: &str) -> Option<Self> {
+        let inner = header.trim().strip_prefix('"')?.strip_suffix('"')?;
+        let (rev, iat) = inner.split_once('-')?;
+        Some(Self {
+            revision: rev.parse().ok()?,
+            issued_at: chrono::DateTime::from_timestamp(iat.parse().ok()?, 0)?,
+        })
+    }
+
+    /// The header value.
+    #[must_use]
+    pub fn to_header(self) -> String {
+        format!("\"{}-{}\"", self.revision, self.issued_at.timestamp())
+    }
+}
+
+/// The answer to a validation.
+#[derive(Debug)]
+pub enum Validation {
+    /// A signed document.
+    Document(Arc<SignedDocument>),
+    /// The held document is current.
+    NotModified(HeldTag),
 }
 
 /// What the token cache knows of a token hash.

@@ -1,11 +1,9 @@
 //! The admin API: authentication, policies, the license lifecycle, events.
 
-mod common;
-
 use chrono::Duration;
-use common::{TestServer, assert_error};
 use serde_json::{Value, json};
 use tessera_protocol::{Expectations, LicenseToken, verify};
+use tessera_testkit::{TestServer, assert_error};
 
 fn ids(v: &Value) -> Vec<&str> {
     v["items"]

@@ -1,11 +1,9 @@
 //! The public API: validate, keys, health, error shapes, limits.
 
-mod common;
-
 use chrono::Duration;
-use common::{Options, TestServer, assert_error};
 use serde_json::json;
 use tessera_protocol::{Expectations, LicenseToken, Status, verify};
+use tessera_testkit::{Options, TestServer, assert_error};
 
 #[tokio::test]
 async fn validate_returns_a_signed_document_that_verifies() {
@@ -182,7 +180,11 @@ async fn keys_health_and_readiness() {
 
 #[tokio::test]
 async fn validation_is_rate_limited_per_ip_with_headers() {
-    let s = TestServer::start_with(Options { rate_limit: 5 }).await;
+    let s = TestServer::start_with(Options {
+        rate_limit: 5,
+        ..Options::default()
+    })
+    .await;
     let (_, token) = s.issue_default().await;
     for i in 0..5 {
         let res = s
@@ -331,4 +333,55 @@ async fn nonce_less_documents_are_reused_briefly_but_never_across_a_change() {
         later["verdict"]["iat"],
         tessera_protocol::time::format(&s.now())
     );
+}
+
+#[tokio::test]
+async fn if_none_match_with_the_current_revision_gets_304() {
+    let s = TestServer::start().await;
+    let (id, token) = s.issue_default().await;
+    let post = |tag: Option<String>, body: serde_json::Value| {
+        let mut req = s.http.post(format!("{}/v1/validate", s.url)).json(&body);
+        if let Some(tag) = tag {
+            req = req.header("if-none-match", tag);
+        }
+        req.send()
+    };
+    let res = post(None, json!({"token": token})).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let tag = res.headers()["etag"].to_str().unwrap().to_owned();
+    let v: serde_json::Value = res.json().await.unwrap();
+    let iat = chrono::DateTime::parse_from_rfc3339(v["verdict"]["iat"].as_str().unwrap()).unwrap();
+    assert_eq!(tag, format!("\"1-{}\"", iat.timestamp()));
+
+    s.clock.advance(Duration::minutes(5));
+    let res = post(Some(tag.clone()), json!({"token": token}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+    assert_eq!(res.headers()["etag"], tag.as_str());
+    assert!(res.bytes().await.unwrap().is_empty());
+
+    // A nonce always gets a fresh document.
+    let res = post(Some(tag.clone()), json!({"token": token, "nonce": "n1"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Garbage tags are ignored.
+    let res = post(Some("\"x\"".into()), json!({"token": token}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // Half the offline grace (3.5 days) later, a fresh exp is due.
+    s.clock.advance(Duration::days(4));
+    let res = post(Some(tag.clone()), json!({"token": token}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    // A change makes the tag stale at once.
+    s.admin("POST", &format!("/v1/admin/licenses/{id}/suspend"), None)
+        .await;
+    let res = post(Some(tag), json!({"token": token})).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["verdict"]["rev"], 2);
 }

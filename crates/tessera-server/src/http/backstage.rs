@@ -1,9 +1,11 @@
-//! Operator endpoints: liveness and readiness.
+//! Operator endpoints: liveness, readiness, metrics.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
@@ -11,11 +13,23 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::licenses::LicenseService;
 
-/// `/healthz`, `/readyz`.
+/// `/healthz`, `/readyz`, `/metrics`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+}
+
+/// Prometheus exposition (OpenMetrics text).
+async fn metrics(State(licenses): State<Arc<LicenseService>>) -> impl IntoResponse {
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        licenses.metrics().encode(),
+    )
 }
 
 /// The process is up.

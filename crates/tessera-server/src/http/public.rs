@@ -1,7 +1,8 @@
 //! The public API: what licensed products call.
 
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use tessera_protocol::wire::{KeyInfo, KeysResponse, ValidateRequest};
 
 use super::{ApiError, ApiJson, AppState, ratelimit};
-use crate::licenses::LicenseService;
+use crate::licenses::{HeldTag, LicenseService, Validation};
 
 /// `/v1/validate` (rate limited per IP) and `/v1/keys`.
 pub fn router(state: AppState) -> Router<AppState> {
@@ -23,13 +24,31 @@ pub fn router(state: AppState) -> Router<AppState> {
 }
 
 /// A signed status document for any well-formed token, known or not.
+/// `If-None-Match: "<rev>-<iat>"` (the `ETag` of an earlier answer) may be
+/// answered `304 Not Modified`.
 async fn validate(
     State(licenses): State<Arc<LicenseService>>,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<ValidateRequest>,
 ) -> Result<Response, ApiError> {
-    let signed = licenses.validate(req).await?;
-    // The answer's JSON was encoded when the document was signed.
-    Ok(([(CONTENT_TYPE, "application/json")], signed.body.clone()).into_response())
+    let held = headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(HeldTag::parse);
+    Ok(match licenses.validate(req, held).await? {
+        Validation::Document(signed) => {
+            let tag = HeldTag::of(&signed.claims).to_header();
+            // The answer's JSON was encoded when the document was signed.
+            (
+                [(CONTENT_TYPE, "application/json".to_owned()), (ETAG, tag)],
+                signed.body.clone(),
+            )
+                .into_response()
+        }
+        Validation::NotModified(tag) => {
+            (StatusCode::NOT_MODIFIED, [(ETAG, tag.to_header())]).into_response()
+        }
+    })
 }
 
 /// The public keys documents are signed with.

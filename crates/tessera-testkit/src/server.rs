@@ -1,7 +1,5 @@
-//! Test harness: the real server on 127.0.0.1:0 in this process, a temp data
+//! The real authority on 127.0.0.1:0 in this process, a temp data
 //! directory, an injected clock, and a small HTTP client.
-
-#![allow(dead_code)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +12,7 @@ use tessera_server::clock::ManualClock;
 use tessera_server::{Server, ServerConfig};
 use tokio::sync::oneshot;
 
+/// A running in-process authority.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub url: String,
@@ -26,9 +25,15 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// How to start a [`TestServer`].
 #[derive(Default)]
 pub struct Options {
+    /// Validations per minute per IP (0 = off).
     pub rate_limit: u32,
+    /// Share a clock (e.g. with a client under test).
+    pub clock: Option<Arc<ManualClock>>,
+    /// Listen here instead of on a fresh port (restarts).
+    pub addr: Option<SocketAddr>,
 }
 
 impl TestServer {
@@ -43,7 +48,9 @@ impl TestServer {
 
     /// Start on an existing data directory (restarts).
     pub async fn start_in(dir: tempfile::TempDir, options: Options) -> Self {
-        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let clock = options
+            .clock
+            .unwrap_or_else(|| Arc::new(ManualClock::new(Utc::now())));
         let mut config = ServerConfig::new(dir.path().join("data"));
         config.rate_limit_per_minute = options.rate_limit;
         config.clock = clock.clone();
@@ -53,7 +60,13 @@ impl TestServer {
             .unwrap()
             .trim()
             .to_owned();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(
+            options
+                .addr
+                .unwrap_or_else(|| "127.0.0.1:0".parse().unwrap()),
+        )
+        .await
+        .unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -128,6 +141,20 @@ impl TestServer {
         let text = res.text().await.unwrap();
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, value)
+    }
+
+    /// Validations answered so far, from `/metrics`.
+    pub async fn validations(&self) -> u64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        crate::count_validations(&text)
     }
 
     pub async fn validate(&self, body: Value) -> (StatusCode, Value) {

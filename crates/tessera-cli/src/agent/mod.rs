@@ -1,0 +1,118 @@
+//! `tessera agent`: the client SDK as a sidecar for products not written in
+//! Rust. It holds the license and serves a small localhost HTTP API and a
+//! status page:
+//!
+//! - `GET /v1/status`: the verdict as JSON;
+//! - `POST /v1/refresh`: ask the authority now;
+//! - `POST /v1/activate {"token"}`: use a token (the same one again, too);
+//! - `GET /metrics`: Prometheus gauges;
+//! - `GET /`: the status page, with "Refresh now" and an activate form.
+
+mod page;
+mod routes;
+mod view;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use tessera_client::{Client, PublicKey};
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Authority URL. Repeat (or separate with commas) for several replicas:
+    /// on failure the agent moves to the next.
+    #[arg(
+        long = "server",
+        env = "TESSERA_SERVER",
+        value_delimiter = ',',
+        required_unless_present = "offline_file"
+    )]
+    servers: Vec<String>,
+    /// The authority's public key (PASERK k4.public.…). Repeat to pin
+    /// several (key rotation). Never taken from the authority's answers.
+    #[arg(
+        long = "public-key",
+        env = "TESSERA_PUBLIC_KEY",
+        value_delimiter = ',',
+        required = true
+    )]
+    public_keys: Vec<String>,
+    /// File holding the license token. Optional: a token can also be
+    /// activated through the API or the status page.
+    #[arg(long, env = "TESSERA_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// Where the agent keeps its state (token, document, clock mark).
+    #[arg(long, env = "TESSERA_STATE_DIR", default_value = "tessera-agent")]
+    state_dir: PathBuf,
+    /// Address of the local API and status page. Loopback unless you say
+    /// otherwise: the API can change the license in use.
+    #[arg(long, env = "TESSERA_AGENT_LISTEN", default_value = "127.0.0.1:7401")]
+    listen: SocketAddr,
+    /// Air-gapped mode: a file made by `tessera license export`.
+    #[arg(long, env = "TESSERA_OFFLINE_FILE")]
+    offline_file: Option<PathBuf>,
+    /// The product's version, shown in the authority's fleet view.
+    #[arg(long, env = "TESSERA_APP_VERSION")]
+    app_version: Option<String>,
+}
+
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read token file {}", path.display()))?;
+    let token = text.trim().to_owned();
+    if token.is_empty() {
+        bail!("token file {} is empty", path.display());
+    }
+    Ok(token)
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let shutdown = crate::server::shutdown_signal()?;
+    let mut builder = Client::builder()
+        .servers(
+            args.servers
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+        )
+        .state_dir(&args.state_dir);
+    for key in &args.public_keys {
+        let key = PublicKey::from_paserk(key).with_context(|| format!("--public-key {key:?}"))?;
+        builder = builder.public_key(key);
+    }
+    if let Some(path) = &args.token_file {
+        builder = builder.token(read_token(path)?);
+    }
+    if let Some(path) = &args.offline_file {
+        builder = builder.offline_file(path);
+    }
+    if let Some(version) = &args.app_version {
+        builder = builder.app_version(version);
+    }
+    let client = builder.start().context("cannot start the license client")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the agent API is reachable from other hosts; anyone who can reach it can change the license in use");
+    }
+    println!("Tessera agent {}", env!("CARGO_PKG_VERSION"));
+    println!("  state directory: {}", args.state_dir.display());
+    println!("  instance id:     {}", client.instance_id());
+    println!(
+        "  verdict:         {}",
+        view::StatusView::of(&client).summary()
+    );
+    println!("listening on http://{addr}");
+    let app = routes::router(client.clone(), addr);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("agent HTTP server failed")?;
+    client.shutdown();
+    tracing::info!("agent stopped");
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The agent's status page: server-rendered (maud escapes everything), a
+//! few lines of script for the two buttons and to notice changes.
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use tessera_client::Timestamp;
+
+use super::view::StatusView;
+
+const STYLE: &str = r"
+body { font: 16px/1.5 system-ui, sans-serif; margin: 0; background: #f6f7f9; color: #1d2330; }
+main { max-width: 44rem; margin: 2rem auto; background: #fff; padding: 1.5rem 2rem; border-radius: 8px;
+       box-shadow: 0 1px 3px rgba(0,0,0,.1); }
+h1 { font-size: 1.4rem; margin: 0 0 1rem; }
+.state { display: inline-block; padding: .2rem .7rem; border-radius: 99px; font-weight: 600; }
+.state.valid { background: #dff5e3; color: #14532d; }
+.state.expired, .state.revoked, .state.suspended, .state.not_found { background: #fde2e1; color: #7f1d1d; }
+.state.unverified { background: #fef3c7; color: #78350f; }
+.warning { background: #fef3c7; border-left: 4px solid #d97706; padding: .5rem .8rem; }
+.warning.urgent { background: #fde2e1; border-color: #dc2626; }
+dl { display: grid; grid-template-columns: 10rem 1fr; gap: .3rem 1rem; }
+dt { color: #5b6475; } dd { margin: 0; }
+button { font: inherit; padding: .4rem 1rem; border-radius: 6px; border: 1px solid #1d4ed8; background: #2563eb; color: #fff; cursor: pointer; }
+form { margin-top: 1.5rem; display: flex; gap: .5rem; align-items: end; flex-wrap: wrap; }
+label { display: block; color: #5b6475; font-size: .9rem; }
+input { font: inherit; padding: .35rem .5rem; width: 24rem; max-width: 100%; }
+#message.error { color: #b91c1c; }
+";
+
+const SCRIPT: &str = r"
+const message = document.getElementById('message');
+async function call(path, body) {
+  message.className = ''; message.textContent = 'Asking the authority…';
+  try {
+    const r = await fetch(path, { method: 'POST', headers: { 'Content-Type': 'application/json' },
+                                  body: JSON.stringify(body || {}) });
+    const answer = await r.json();
+    if (!r.ok) {
+      message.className = 'error';
+      message.textContent = answer.error ? answer.error.message : ('The agent answered ' + r.status);
+      return;
+    }
+    location.reload();
+  } catch (e) {
+    message.className = 'error';
+    message.textContent = 'The agent did not answer: ' + e;
+  }
+}
+document.getElementById('refresh').addEventListener('click', () => call('/v1/refresh'));
+document.getElementById('activate-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  call('/v1/activate', { token: document.getElementById('token').value });
+});
+// A change that reaches the agent by itself shows without a click.
+const shown = document.body.dataset.revision + '|' + document.body.dataset.state;
+setInterval(async () => {
+  try {
+    const s = await (await fetch('/v1/status')).json();
+    if ((s.revision ?? '') + '|' + s.state !== shown) location.reload();
+  } catch (e) { /* the agent is restarting; try again */ }
+}, 3000);
+";
+
+fn when(t: Option<Timestamp>) -> String {
+    t.map_or_else(
+        || "—".into(),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}
+
+fn state_label(v: &StatusView) -> String {
+    match (v.state, v.reason) {
+        ("valid", _) => "Valid".into(),
+        ("expired", _) => "Expired".into(),
+        ("suspended", _) => "Suspended by the vendor".into(),
+        ("revoked", _) => "Revoked by the vendor".into(),
+        ("not_found", _) => "Unknown license token".into(),
+        (_, Some("no_document")) => "No license yet — activate a token below".into(),
+        (_, Some("clock_tampered")) => "Unverified: this machine's clock was set back".into(),
+        (_, Some("stale")) => "Unverified: the authority has not been reached for too long".into(),
+        (state, _) => state.into(),
+    }
+}
+
+/// The expiry warning inside 30, 7 and 1 days; `(text, urgent)`.
+fn warning(v: &StatusView) -> Option<(String, bool)> {
+    let days = v.days_left?;
+    if v.state == "expired" || days <= 0 {
+        return Some((
+            "This license has expired. Renew it with your vendor, then press Refresh now.".into(),
+            true,
+        ));
+    }
+    match days {
+        1 => Some((
+            "This license expires within a day. Renew it now.".into(),
+            true,
+        )),
+        2..=7 => Some((
+            format!("This license expires in {days} days. Renew it soon."),
+            true,
+        )),
+        8..=30 => Some((format!("This license expires in {days} days."), false)),
+        _ => None,
+    }
+}
+
+/// The page.
+pub fn render(v: &StatusView) -> Markup {
+    let expires = match (v.expires_at, v.days_left) {
+        (Some(t), Some(1)) => format!("{} (less than a day left)", when(Some(t))),
+        (Some(t), Some(days)) if days > 0 => format!("{} ({days} days left)", when(Some(t))),
+        (Some(t), _) => format!("{} (expired)", when(Some(t))),
+        (None, _) if v.revision.is_some() => "never (perpetual)".into(),
+        (None, _) => "—".into(),
+    };
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "License status" }
+                style { (PreEscaped(STYLE)) }
+            }
+            body data-revision=(v.revision.map(|r| r.to_string()).unwrap_or_default()) data-state=(v.state) {
+                main {
+                    h1 { "License status" }
+                    p { span #state class={"state " (v.state)} { (state_label(v)) } }
+                    @if let Some((text, urgent)) = warning(v) {
+                        p #warning class=(if urgent { "warning urgent" } else { "warning" }) { (text) }
+                    }
+                    dl {
+                        dt { "Customer" } dd #customer { (v.customer.as_deref().unwrap_or("—")) }
+                        dt { "Plan" } dd #plan { (v.plan.as_deref().unwrap_or("—")) }
+                        dt { "Features" } dd #features {
+                            @if v.features.is_empty() { "—" } @else { (v.features.join(", ")) }
+                        }
+                        dt { "Users" } dd #max-users {
+                            (v.max_users.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()))
+                        }
+                        dt { "Expires" } dd #expires { (expires) }
+                        dt { "Revision" } dd #revision { (v.revision.map_or_else(|| "—".to_owned(), |r| r.to_string())) }
+                        dt { "Last verified" } dd #last-verified { (when(v.last_verified_at)) }
+                        dt { "Offline since" } dd #offline-since {
+                            @if v.offline_since.is_some() { (when(v.offline_since)) } @else { "online" }
+                        }
+                        dt { "Last error" } dd #last-error {
+                            @if let Some(e) = &v.last_error { (e.message) " (" (when(Some(e.at))) ")" } @else { "none" }
+                        }
+                        dt { "Instance" } dd #instance { (v.instance_id) }
+                    }
+                    button #refresh type="button" { "Refresh now" }
+                    form #activate-form {
+                        div {
+                            label for="token" { "License token" }
+                            input #token name="token" autocomplete="off" spellcheck="false" placeholder="tsr_…";
+                        }
+                        button #activate type="submit" { "Activate" }
+                    }
+                    p #message role="status" {}
+                }
+                script { (PreEscaped(SCRIPT)) }
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The verdict as the agent shows it (JSON and page).
+
+use chrono::Utc;
+use serde::Serialize;
+use tessera_client::{Client, LastError, Timestamp, Verdict};
+
+/// `GET /v1/status`.
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    /// valid / expired / suspended / revoked / not_found / unverified.
+    pub state: &'static str,
+    /// For unverified: no_document / clock_tampered / stale.
+    pub reason: Option<&'static str>,
+    /// Whether the product may use the license now.
+    pub valid: bool,
+    pub license: Option<String>,
+    pub customer: Option<String>,
+    pub plan: Option<String>,
+    pub features: Vec<String>,
+    pub max_users: Option<u32>,
+    #[serde(with = "tessera_protocol::time::rfc3339_opt")]
+    pub expires_at: Option<Timestamp>,
+    /// Days until expiry, counting a started day as a day (1 = within 24 h;
+    /// 0 or less = expired); null when perpetual.
+    pub days_left: Option<i64>,
+    pub revision: Option<u64>,
+    #[serde(with = "tessera_protocol::time::rfc3339_opt")]
+    pub last_verified_at: Option<Timestamp>,
+    #[serde(with = "tessera_protocol::time::rfc3339_opt")]
+    pub offline_since: Option<Timestamp>,
+    pub last_error: Option<LastError>,
+    pub instance_id: String,
+    pub server: Option<String>,
+}
+
+impl StatusView {
+    pub fn of(client: &Client) -> Self {
+        Self::from_verdict(
+            &client.verdict(),
+            client.instance_id(),
+            client.current_server(),
+        )
+    }
+
+    pub fn from_verdict(v: &Verdict, instance_id: String, server: Option<String>) -> Self {
+        let license = v.license.as_ref();
+        let expires_at = license.and_then(|l| l.expires_at);
+        Self {
+            state: v.state.as_str(),
+            reason: v.reason.map(|r| r.as_str()),
+            valid: v.is_valid(),
+            license: license.and_then(|l| l.id.clone()),
+            customer: license.and_then(|l| l.customer.clone()),
+            plan: license.and_then(|l| l.plan.clone()),
+            features: license.map(|l| l.features.clone()).unwrap_or_default(),
+            max_users: license.and_then(|l| l.max_users),
+            expires_at,
+            days_left: expires_at.map(|t| days_left(t - Utc::now())),
+            revision: license.map(|l| l.revision),
+            last_verified_at: v.last_verified_at,
+            offline_since: v.offline_since,
+            last_error: v.last_error.clone(),
+            instance_id,
+            server,
+        }
+    }
+
+    /// One line for the terminal.
+    pub fn summary(&self) -> String {
+        match (self.state, self.reason) {
+            (_, Some(reason)) => format!("{} ({reason})", self.state),
+            ("valid", None) => format!(
+                "valid, plan {}, expires {}",
+                self.plan.as_deref().unwrap_or("?"),
+                self.expires_at
+                    .map_or_else(|| "never".into(), |t| tessera_protocol::time::format(&t))
+            ),
+            (state, None) => state.to_owned(),
+        }
+    }
+}
+
+/// Days left, a started day counting as a day: 20 days minus a second is 20.
+fn days_left(remaining: chrono::Duration) -> i64 {
+    let secs = remaining.num_seconds();
+    if secs > 0 {
+        (secs + 86_399) / 86_400
+    } else {
+        secs / 86_400
+    }
+}

@@ -1,0 +1,391 @@
+//! `tessera agent` end to end: the real server binary, the real agent binary,
+//! a temp directory each; the status page in headless Chromium.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tessera_testkit::browser::Browser;
+use tessera_testkit::process::{Process, ServerProcess, eventually, free_addr};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn server(&self, addr: std::net::SocketAddr, log: &str) -> ServerProcess {
+        ServerProcess::start(BIN, &self.data(), addr, log)
+    }
+
+    fn token_file(&self, token: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join("token");
+        std::fs::write(&path, format!("{token}\n")).unwrap();
+        path
+    }
+
+    fn agent(
+        &self,
+        server_url: &str,
+        public_key: &str,
+        token_file: Option<&Path>,
+        log: &str,
+    ) -> Process {
+        let state = self.dir.path().join("agent-state");
+        let mut args = vec![
+            "agent",
+            "--server",
+            server_url,
+            "--public-key",
+            public_key,
+            "--listen",
+            "127.0.0.1:0",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ];
+        if let Some(f) = token_file {
+            args.extend(["--token-file", f.to_str().unwrap()]);
+        }
+        Process::spawn(BIN, &args, &self.dir.path().join(log), &[])
+    }
+}
+
+async fn status(agent: &Process) -> Value {
+    let (code, v) = agent.get("/v1/status").await;
+    assert_eq!(code, 200, "{v}");
+    v
+}
+
+async fn wait_state(agent: &Process, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    eventually(what, WAIT, async || {
+        let v = status(agent).await;
+        pred(&v).then_some(v)
+    })
+    .await
+}
+
+async fn post(agent: &Process, path: &str, body: Value) -> (u16, Value) {
+    agent.post(path, body, None).await
+}
+
+#[tokio::test]
+async fn seed_bug_metabase_56808_renewal_shows_on_refresh_and_on_reentering_the_same_token() {
+    // The seed bug: a license cache keyed by the token text and held for
+    // 12 hours kept a renewed license "expired" until a restart, and entering
+    // the same token again changed nothing.
+    let setup = Setup::new();
+    let addr = free_addr();
+    let server = setup.server(addr, "server1.log");
+    let (id, token) = server
+        .issue(json!({"customer": "Acme", "plan": "enterprise", "features": ["sso"], "duration": "4s"}))
+        .await;
+    let agent = setup.agent(
+        server.url(),
+        &server.public_key,
+        Some(&setup.token_file(&token)),
+        "agent.log",
+    );
+    wait_state(&agent, "valid", |v| v["state"] == "valid").await;
+
+    // The authority goes away; the license runs out; the agent says so on its
+    // own — no server call could have told it.
+    server.process.kill9();
+    let expired = wait_state(&agent, "expired", |v| v["state"] == "expired").await;
+    assert_eq!(expired["valid"], false);
+    assert_eq!(expired["revision"], 1);
+
+    // The authority is back; the vendor renews.
+    let server = setup.server(addr, "server2.log");
+    let (code, _) = server
+        .admin(
+            &format!("/v1/admin/licenses/{id}/extend"),
+            json!({"by": "30d"}),
+        )
+        .await;
+    assert_eq!(code, 200);
+
+    // "Refresh now": valid at once with the new expiry and revision. No restart.
+    let (code, v) = post(&agent, "/v1/refresh", json!({})).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["state"], "valid");
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["revision"], 2);
+    assert_ne!(v["expires_at"], expired["expires_at"]);
+
+    // Re-entering the very same token also asks the authority again.
+    server
+        .admin(
+            &format!("/v1/admin/licenses/{id}/extend"),
+            json!({"by": "30d"}),
+        )
+        .await;
+    let before = server.process.validations().await;
+    let (code, v) = post(&agent, "/v1/activate", json!({"token": token})).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["state"], "valid");
+    assert_eq!(v["revision"], 3);
+    assert!(server.process.validations().await > before);
+}
+
+#[tokio::test]
+async fn offline_the_agent_restarts_valid_from_disk_and_recovers_by_itself() {
+    let setup = Setup::new();
+    let addr = free_addr();
+    let server = setup.server(addr, "server1.log");
+    let (_, token) = server
+        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d"}))
+        .await;
+    let token_file = setup.token_file(&token);
+    let agent = setup.agent(
+        server.url(),
+        &server.public_key,
+        Some(&token_file),
+        "agent1.log",
+    );
+    wait_state(&agent, "valid", |v| v["state"] == "valid").await;
+    agent.terminate();
+
+    let public_key = server.public_key.clone();
+    let url = server.url().to_owned();
+    server.process.kill9();
+    let agent = setup.agent(&url, &public_key, Some(&token_file), "agent2.log");
+    let v = status(&agent).await;
+    assert_eq!(
+        v["state"], "valid",
+        "valid from disk before any network: {v}"
+    );
+    let v = wait_state(&agent, "offline_since", |v| !v["offline_since"].is_null()).await;
+    assert_eq!(v["state"], "valid");
+    assert_eq!(v["last_error"]["kind"], "network");
+    let (_, metrics) = agent.get("/metrics").await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("tessera_license_offline 1")
+    );
+
+    let _server = setup.server(addr, "server2.log");
+    let v = wait_state(&agent, "back online", |v| v["offline_since"].is_null()).await;
+    assert_eq!(v["state"], "valid");
+    assert!(v["last_error"].is_null());
+}
+
+#[tokio::test]
+async fn a_typo_is_refused_without_a_request_and_answers_are_applied() {
+    let setup = Setup::new();
+    let server = setup.server(free_addr(), "server.log");
+    let (id, token) = server
+        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d"}))
+        .await;
+    let agent = setup.agent(server.url(), &server.public_key, None, "agent.log");
+    let v = status(&agent).await;
+    assert_eq!(
+        (v["state"].as_str(), v["reason"].as_str()),
+        (Some("unverified"), Some("no_document"))
+    );
+
+    let before = server.process.validations().await;
+    let typo = format!(
+        "{}{}",
+        &token[..token.len() - 1],
+        if token.ends_with('a') { 'b' } else { 'a' }
+    );
+    let (code, v) = post(&agent, "/v1/activate", json!({"token": typo})).await;
+    assert_eq!(code, 400);
+    assert_eq!(v["error"]["code"], "invalid_token");
+    assert!(v["error"]["message"].as_str().unwrap().contains("mistyped"));
+    assert_eq!(
+        server.process.validations().await,
+        before,
+        "no request was sent"
+    );
+
+    let (code, v) = post(&agent, "/v1/activate", json!({"token": token})).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["state"], "valid");
+    assert_eq!(server.process.validations().await, before + 1);
+
+    server
+        .admin(&format!("/v1/admin/licenses/{id}/suspend"), json!({}))
+        .await;
+    let (_, v) = post(&agent, "/v1/refresh", json!({})).await;
+    assert_eq!(
+        (v["state"].as_str(), v["valid"].as_bool()),
+        (Some("suspended"), Some(false))
+    );
+    server
+        .admin(&format!("/v1/admin/licenses/{id}/revoke"), json!({}))
+        .await;
+    let (_, v) = post(&agent, "/v1/refresh", json!({})).await;
+    assert_eq!(v["state"], "revoked");
+    let unknown = tessera_protocol::LicenseToken::generate(&mut rand::rng());
+    let (_, v) = post(
+        &agent,
+        "/v1/activate",
+        json!({"token": unknown.expose_secret()}),
+    )
+    .await;
+    assert_eq!(v["state"], "not_found");
+}
+
+#[tokio::test]
+async fn the_local_api_reports_metrics_and_refuses_foreign_pages() {
+    let setup = Setup::new();
+    let server = setup.server(free_addr(), "server.log");
+    let (_, token) = server
+        .issue(json!({"customer": "Acme", "plan": "p", "features": ["a"], "duration": "10d"}))
+        .await;
+    let agent = setup.agent(
+        server.url(),
+        &server.public_key,
+        Some(&setup.token_file(&token)),
+        "agent.log",
+    );
+    let v = wait_state(&agent, "valid", |v| v["state"] == "valid").await;
+    for field in [
+        "state",
+        "valid",
+        "plan",
+        "features",
+        "max_users",
+        "expires_at",
+        "days_left",
+        "revision",
+        "last_verified_at",
+        "offline_since",
+        "last_error",
+    ] {
+        assert!(v.get(field).is_some(), "status lacks {field}: {v}");
+    }
+    assert_eq!(v["days_left"], 10);
+    let (_, text) = agent.get("/metrics").await;
+    let text = text.as_str().unwrap().to_owned();
+    for metric in [
+        "tessera_license_valid 1",
+        "tessera_license_revision 1",
+        "tessera_license_offline 0",
+        "tessera_license_expires_in_seconds ",
+        "tessera_license_last_verified_age_seconds ",
+    ] {
+        assert!(text.contains(metric), "{metric} missing:\n{text}");
+    }
+
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{}/v1/refresh", agent.url))
+        .header("origin", "http://evil.example")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "cross-origin post");
+    let res = http
+        .get(format!("{}/v1/status", agent.url))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "DNS rebinding: foreign Host");
+    let res = http
+        .post(format!("{}/v1/refresh", agent.url))
+        .body("token=x")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        415,
+        "form posts (cross-site forms) are refused"
+    );
+    let (code, page) = agent.get("/").await;
+    assert_eq!(code, 200);
+    let page = page.as_str().unwrap().to_owned();
+    assert!(
+        page.contains("Refresh now")
+            && page.contains("10 days left")
+            && page.contains("expires in 10 days"),
+        "{page}"
+    );
+}
+
+#[tokio::test]
+async fn status_page_in_chromium_shows_the_renewal_after_refresh_now() {
+    let setup = Setup::new();
+    let server = setup.server(free_addr(), "server.log");
+    let (id, token) = server.issue(json!({"customer": "Acme", "plan": "enterprise", "features": ["sso", "audit"], "duration": "20d"})).await;
+    let agent = setup.agent(
+        server.url(),
+        &server.public_key,
+        Some(&setup.token_file(&token)),
+        "agent.log",
+    );
+    wait_state(&agent, "valid", |v| v["state"] == "valid").await;
+
+    let browser = Browser::start().await;
+    browser.client.goto(&agent.url).await.unwrap();
+    let before = browser
+        .wait_text("#expires", "expiry", |t| t.contains("20 days left"))
+        .await;
+    assert_eq!(browser.text("#state").await, "Valid");
+    assert!(browser.text("#warning").await.contains("20 days"));
+    browser.screenshot("agent-status-before").await;
+
+    let (code, _) = server
+        .admin(
+            &format!("/v1/admin/licenses/{id}/extend"),
+            json!({"by": "30d"}),
+        )
+        .await;
+    assert_eq!(code, 200);
+    browser
+        .client
+        .find(fantoccini::Locator::Css("#refresh"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let after = browser
+        .wait_text("#expires", "the new expiry", |t| t.contains("50 days left"))
+        .await;
+    assert_ne!(before, after);
+    assert_eq!(browser.text("#revision").await, "2");
+    browser.screenshot("agent-status-after-refresh").await;
+
+    // A typo in the activate form is explained on the page.
+    browser
+        .client
+        .find(fantoccini::Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys("tsr_typo")
+        .await
+        .unwrap();
+    browser
+        .client
+        .find(fantoccini::Locator::Css("#activate"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_text("#message", "the error", |t| t.contains("malformed token"))
+        .await;
+    browser.screenshot("agent-status-activate-error").await;
+    browser.close().await;
+}

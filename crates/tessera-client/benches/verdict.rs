@@ -1,0 +1,83 @@
+//! The hot path a product calls on every request: `has_feature`, against a
+//! plain `AtomicBool` load in the same run.
+//!
+//! `cargo bench -p tessera-client --bench verdict`
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{Duration, Utc};
+use criterion::{Criterion, criterion_group, criterion_main};
+use tessera_client::Client;
+use tessera_protocol::wire::LicenseExport;
+use tessera_protocol::{LicenseToken, SigningKey, Status, StatusClaims, sign};
+
+fn offline_client(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> Client {
+    let key = SigningKey::generate(&mut rand::rng());
+    let token = LicenseToken::generate(&mut rand::rng());
+    let now = tessera_protocol::time::whole_seconds(Utc::now());
+    let claims = StatusClaims {
+        lic: Some("lic_01936b2e-7c3a-7def-8a12-0123456789ab".into()),
+        tfp: token.fingerprint(),
+        iid: None,
+        nonce: None,
+        status: Status::Active,
+        valid: true,
+        plan: Some("enterprise".into()),
+        features: ["reports", "audit", "sso", "scim"]
+            .map(String::from)
+            .to_vec(),
+        max_users: Some(100),
+        customer: Some("Bench".into()),
+        valid_from: Some(now),
+        expires_at: Some(now + Duration::days(365)),
+        rev: 1,
+        iat: now,
+        refresh_after: now + Duration::hours(1),
+        exp: now + Duration::days(365),
+    };
+    let export = LicenseExport {
+        format: LicenseExport::FORMAT.into(),
+        license: claims.lic.clone().unwrap_or_default(),
+        document: sign(&claims, &key).expect("signing"),
+    };
+    let file = dir.join("bench.license");
+    std::fs::write(&file, serde_json::to_string(&export).expect("json")).expect("write");
+    let _guard = runtime.enter();
+    Client::builder()
+        .public_key(key.public_key().clone())
+        .offline_file(&file)
+        .token(token.expose_secret())
+        .start()
+        .expect("client starts")
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = offline_client(&runtime, dir.path());
+    assert!(client.has_feature("sso"));
+    let flag = AtomicBool::new(true);
+
+    let mut group = c.benchmark_group("hot_path");
+    group.bench_function("atomic_bool_load", |b| {
+        b.iter(|| black_box(&flag).load(Ordering::Acquire));
+    });
+    group.bench_function("has_feature", |b| {
+        b.iter(|| black_box(&client).has_feature(black_box("sso")));
+    });
+    group.bench_function("has_feature_missing", |b| {
+        b.iter(|| black_box(&client).has_feature(black_box("nope")));
+    });
+    group.bench_function("verdict_arc", |b| {
+        b.iter(|| black_box(&client).verdict());
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

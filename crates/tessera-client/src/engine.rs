@@ -1,0 +1,504 @@
+//! The client's engine: held state, applying documents, the refresh loop.
+//!
+//! Every change of held state goes through `Inner::accept` under
+//! `apply_lock`: verify (done by the caller), rollback rule, write the disk
+//! state, then swap memory and publish. The published verdict lives in an
+//! `ArcSwap`, so readers never wait for any of this.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration as StdDuration;
+
+use arc_swap::ArcSwap;
+use chrono::Duration;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+use tessera_protocol::wire::ValidateRequest;
+use tessera_protocol::{
+    Expectations, Freshness, InstanceId, LicenseToken, RollbackDecision, Timestamp,
+    TokenFingerprint, TrustedKeys, VerifiedDocument, check_rollback, verify,
+};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::state::{DiskState, StateFile};
+use crate::transport::{Answer, Transport};
+use crate::verdict::{self, Context, LastError, Verdict};
+
+/// How often the high-water mark is written while the clock merely advances.
+const HWM_PERSIST_EVERY: Duration = Duration::minutes(10);
+/// Backoff bounds for failed background refreshes.
+const BACKOFF_MIN: StdDuration = StdDuration::from_secs(1);
+const BACKOFF_MAX: StdDuration = StdDuration::from_secs(300);
+/// Polls after an unchanged answer are never closer than this.
+const MIN_POLL_INTERVAL: Duration = Duration::minutes(1);
+
+type Flight = Shared<BoxFuture<'static, Result<Arc<Verdict>, Error>>>;
+
+/// Settings fixed at start.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub clock: Arc<dyn Clock>,
+    pub max_clock_drift: Duration,
+    pub clock_tolerance: Duration,
+    pub tick: StdDuration,
+    pub app_version: Option<String>,
+}
+
+/// What the client holds. std Mutex: never held across an await.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub token: Option<LicenseToken>,
+    pub configured: Option<TokenFingerprint>,
+    pub document: Option<VerifiedDocument>,
+    pub hwm: Option<Timestamp>,
+    pub persisted_hwm: Option<Timestamp>,
+    pub instance_id: InstanceId,
+    pub last_verified_at: Option<Timestamp>,
+    pub last_error: Option<LastError>,
+    pub offline_since: Option<Timestamp>,
+    /// When the loop polls next: `refresh_after` plus jitter for a new
+    /// document, one interval later after an unchanged answer.
+    pub poll_at: Option<Timestamp>,
+    /// Background retry schedule after failures. Monotonic time: a backoff
+    /// is a span of real time, whatever the wall clock does.
+    pub failures: u32,
+    pub retry_at: Option<tokio::time::Instant>,
+}
+
+impl Held {
+    pub(crate) fn disk_state(&self) -> DiskState {
+        let mut state = DiskState::new(self.instance_id.to_string());
+        state.token = self.token.as_ref().map(|t| t.expose_secret().to_owned());
+        state.configured.clone_from(&self.configured);
+        state.document = self.document.as_ref().map(|d| d.as_str().to_owned());
+        state.high_water_mark = self.hwm;
+        state
+    }
+}
+
+pub(crate) struct Inner {
+    /// Unique per client in this process (for the readers' thread cache).
+    pub id: u64,
+    /// Bumped after every verdict published to `cell`.
+    pub generation: std::sync::atomic::AtomicU64,
+    pub settings: Settings,
+    pub keys: TrustedKeys,
+    pub transport: Option<Transport>,
+    pub state_file: Option<StateFile>,
+    pub held: Mutex<Held>,
+    pub cell: ArcSwap<Verdict>,
+    pub watch: watch::Sender<Arc<Verdict>>,
+    /// Serialises state transitions that write the disk.
+    pub apply_lock: tokio::sync::Mutex<()>,
+    pub inflight: Mutex<HashMap<TokenFingerprint, Flight>>,
+    pub wake: Notify,
+    pub cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner").finish_non_exhaustive()
+    }
+}
+
+fn max_opt(a: Option<Timestamp>, b: Timestamp) -> Timestamp {
+    a.map_or(b, |a| a.max(b))
+}
+
+/// The `If-None-Match` value for a held document: `"<rev>-<iat>"`, as the
+/// authority sends in `ETag`.
+fn etag(doc: &VerifiedDocument) -> String {
+    format!("\"{}-{}\"", doc.claims().rev, doc.claims().iat.timestamp())
+}
+
+fn random_nonce() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Inner {
+    pub(crate) fn now(&self) -> Timestamp {
+        self.settings.clock.now()
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Held> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn verdict_of(&self, held: &Held, now: Timestamp) -> Verdict {
+        verdict::compute(
+            held.document.as_ref(),
+            now,
+            &Context {
+                high_water_mark: held.hwm,
+                tolerance: self.settings.clock_tolerance,
+                offline_since: held.offline_since,
+                last_verified_at: held.last_verified_at,
+                last_error: held.last_error.clone(),
+            },
+        )
+    }
+
+    /// Recompute the verdict; publish it when it changed. Advances the
+    /// in-memory high-water mark with the clock unless the clock was set back.
+    pub(crate) fn publish(&self) -> Arc<Verdict> {
+        let now = self.now();
+        let verdict = {
+            let mut held = self.lock();
+            let verdict = self.verdict_of(&held, now);
+            if verdict.reason != Some(verdict::UnverifiedReason::ClockTampered) {
+                held.hwm = Some(max_opt(held.hwm, now));
+            }
+            verdict
+        };
+        let current = self.cell.load();
+        if **current == verdict {
+            return current.clone();
+        }
+        let verdict = Arc::new(verdict);
+        self.cell.store(verdict.clone());
+        // After the store: a reader that sees the new generation loads the new verdict.
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.watch.send_replace(verdict.clone());
+        verdict
+    }
+
+    /// Write the high-water mark when it moved on by enough since the last write.
+    pub(crate) async fn persist_hwm_if_due(&self) {
+        let Some(file) = &self.state_file else { return };
+        let _guard = self.apply_lock.lock().await;
+        let state = {
+            let held = self.lock();
+            match (held.hwm, held.persisted_hwm) {
+                (Some(hwm), Some(done)) if hwm - done < HWM_PERSIST_EVERY => return,
+                (None, _) => return,
+                _ => held.disk_state(),
+            }
+        };
+        let file = file.clone();
+        let hwm = state.high_water_mark;
+        match tokio::task::spawn_blocking(move || file.store(&state)).await {
+            Ok(Ok(())) => self.lock().persisted_hwm = hwm,
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the high-water mark"),
+            Err(e) => tracing::warn!(error = %e, "state writer failed"),
+        }
+    }
+
+    fn record_failure(&self, e: &Error) {
+        let now = self.now();
+        {
+            let mut held = self.lock();
+            held.last_error = Some(LastError {
+                kind: e.kind(),
+                message: e.to_string(),
+                at: now,
+            });
+            if e.is_unreachable() && held.offline_since.is_none() {
+                held.offline_since = Some(now);
+            }
+        }
+        tracing::warn!(kind = e.kind(), error = %e, "license refresh failed");
+        self.publish();
+    }
+
+    fn record_contact(&self, verified: bool) {
+        let now = self.now();
+        {
+            let mut held = self.lock();
+            held.last_error = None;
+            held.offline_since = None;
+            held.failures = 0;
+            held.retry_at = None;
+            if verified {
+                held.last_verified_at = Some(now);
+            }
+        }
+        self.publish();
+    }
+
+    /// The authority confirmed what is held (`304`, or the same document):
+    /// nothing to store; poll again one refresh interval from now.
+    fn record_unchanged(&self, confirmed: bool) {
+        {
+            let mut held = self.lock();
+            let interval = held
+                .document
+                .as_ref()
+                .map_or(Duration::hours(1), |d| {
+                    d.claims().refresh_after - d.claims().iat
+                })
+                .max(MIN_POLL_INTERVAL);
+            held.poll_at = Some(self.now() + interval);
+        }
+        self.record_contact(confirmed);
+    }
+
+    /// Apply a verified document. `new_token` is set when activating.
+    async fn accept(
+        &self,
+        doc: VerifiedDocument,
+        new_token: Option<LicenseToken>,
+    ) -> Result<Arc<Verdict>, Error> {
+        let _guard = self.apply_lock.lock().await;
+        let now = self.now();
+        let next = {
+            let held = self.lock();
+            let token_changes = new_token
+                .as_ref()
+                .is_some_and(|t| held.token.as_ref() != Some(t));
+            if !token_changes {
+                // A background answer for a token replaced meanwhile is moot.
+                if held.token.as_ref().map(LicenseToken::fingerprint)
+                    != Some(doc.claims().tfp.clone())
+                {
+                    drop(held);
+                    return Ok(self.publish());
+                }
+                if let Some(current) = &held.document {
+                    let c = current.claims();
+                    match check_rollback(Some((c.rev, c.iat)), (doc.claims().rev, doc.claims().iat))
+                    {
+                        RollbackDecision::Accept => {}
+                        RollbackDecision::Same => {
+                            drop(held);
+                            self.record_unchanged(true);
+                            return Ok(self.cell.load_full());
+                        }
+                        RollbackDecision::Reject => {
+                            let e = Error::Rollback {
+                                held_rev: c.rev,
+                                new_rev: doc.claims().rev,
+                            };
+                            drop(held);
+                            self.record_failure(&e);
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+            let mut state = held.disk_state();
+            if let Some(t) = &new_token {
+                state.token = Some(t.expose_secret().to_owned());
+            }
+            state.document = Some(doc.as_str().to_owned());
+            state.high_water_mark = Some(max_opt(held.hwm, doc.claims().iat.max(now)));
+            state
+        };
+        if let Some(file) = &self.state_file {
+            let file = file.clone();
+            let state = next.clone();
+            let written = tokio::task::spawn_blocking(move || file.store(&state))
+                .await
+                .map_err(|e| Error::Storage(format!("state writer failed: {e}")))
+                .and_then(|r| r);
+            if let Err(e) = written {
+                self.record_failure(&e);
+                return Err(e);
+            }
+        }
+        {
+            let mut held = self.lock();
+            if let Some(t) = new_token {
+                held.token = Some(t);
+            }
+            let interval = doc.claims().refresh_after - doc.claims().iat;
+            let max_jitter = (interval / 10)
+                .min(Duration::minutes(5))
+                .num_seconds()
+                .max(0);
+            held.poll_at = Some(
+                doc.claims().refresh_after + Duration::seconds(rand::random_range(0..=max_jitter)),
+            );
+            held.hwm = next.high_water_mark;
+            if self.state_file.is_some() {
+                held.persisted_hwm = next.high_water_mark;
+            }
+            held.document = Some(doc);
+        }
+        self.record_contact(true);
+        self.wake.notify_one();
+        Ok(self.cell.load_full())
+    }
+
+    /// One round trip for `token`. `forced` sends a fresh nonce and no
+    /// `If-None-Match`: the answer must be new.
+    async fn round_trip(
+        self: Arc<Self>,
+        token: LicenseToken,
+        forced: bool,
+        activating: bool,
+    ) -> Result<Arc<Verdict>, Error> {
+        let Some(transport) = &self.transport else {
+            return Err(Error::NoServer);
+        };
+        let (instance_id, tag) = {
+            let held = self.lock();
+            let tag = (!forced)
+                .then(|| {
+                    held.document
+                        .as_ref()
+                        .filter(|d| d.claims().tfp == token.fingerprint())
+                        .map(etag)
+                })
+                .flatten();
+            (held.instance_id.to_string(), tag)
+        };
+        let nonce = forced.then(random_nonce);
+        let request = ValidateRequest {
+            token: token.expose_secret().to_owned(),
+            instance_id: Some(instance_id),
+            nonce: nonce.clone(),
+            app_version: self.settings.app_version.clone(),
+            usage: None,
+        };
+        let answer = match transport.validate(&request, tag.as_deref()).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.record_failure(&e);
+                return Err(e);
+            }
+        };
+        let text = match answer {
+            Answer::NotModified => {
+                // Unsigned, so it never extends `exp`; it does confirm the
+                // authority was reached and holds this revision.
+                self.record_unchanged(true);
+                return Ok(self.cell.load_full());
+            }
+            Answer::Document(text) => text,
+        };
+        let mut expect = Expectations::for_token(token.fingerprint())
+            .with_max_clock_drift(self.settings.max_clock_drift)
+            .with_freshness(Freshness::Enforce);
+        if let Some(nonce) = nonce {
+            expect = expect.with_nonce(nonce);
+        }
+        let doc = match verify(text.as_bytes(), &self.keys, &expect, self.now()) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let e = Error::Verification(e);
+                self.record_failure(&e);
+                return Err(e);
+            }
+        };
+        self.accept(doc, activating.then_some(token)).await
+    }
+
+    /// Run `round_trip` once per token at a time: concurrent callers share
+    /// the one request and its result. The work runs as its own task, so a
+    /// caller giving up does not cut a state write in half.
+    pub(crate) async fn single_flight(
+        self: &Arc<Self>,
+        token: LicenseToken,
+        forced: bool,
+        activating: bool,
+    ) -> Result<Arc<Verdict>, Error> {
+        let key = token.fingerprint();
+        let flight = {
+            let mut inflight = self
+                .inflight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(f) = inflight.get(&key) {
+                f.clone()
+            } else {
+                let task = tokio::spawn(self.clone().round_trip(token, forced, activating));
+                let f: Flight = async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(Error::Network(format!("refresh task failed: {e}")))
+                    })
+                }
+                .boxed()
+                .shared();
+                inflight.insert(key.clone(), f.clone());
+                f
+            }
+        };
+        let result = flight.clone().await;
+        let mut inflight = self
+            .inflight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if inflight.get(&key).is_some_and(|f| f.ptr_eq(&flight)) {
+            inflight.remove(&key);
+        }
+        result
+    }
+
+    /// How long until the loop should refresh, if at all (zero: now).
+    fn next_refresh(&self, now: Timestamp) -> Option<StdDuration> {
+        self.transport.as_ref()?;
+        let held = self.lock();
+        held.token.as_ref()?;
+        if let Some(at) = held.retry_at {
+            return Some(at.saturating_duration_since(tokio::time::Instant::now()));
+        }
+        if held.document.is_none() {
+            return Some(StdDuration::ZERO);
+        }
+        let at = held.poll_at.unwrap_or(now);
+        Some((at - now).to_std().unwrap_or(StdDuration::ZERO))
+    }
+
+    fn schedule_retry(&self, e: &Error) {
+        let mut held = self.lock();
+        held.failures = held.failures.saturating_add(1);
+        // Full jitter over an exponentially growing window, 1 s … 5 min.
+        let window = BACKOFF_MIN
+            .saturating_mul(1u32 << held.failures.min(16).saturating_sub(1))
+            .min(BACKOFF_MAX);
+        let mut delay = StdDuration::from_millis(rand::random_range(
+            u64::try_from(BACKOFF_MIN.as_millis()).unwrap_or(1000)
+                ..=u64::try_from(window.as_millis()).unwrap_or(300_000),
+        ));
+        if let Error::HttpStatus {
+            retry_after: Some(secs),
+            ..
+        } = e
+        {
+            delay = delay.max(StdDuration::from_secs(*secs));
+        }
+        held.retry_at = Some(tokio::time::Instant::now() + delay);
+    }
+}
+
+/// The background loop: recompute the verdict when the clock crosses a
+/// deadline, refresh at `refresh_after` (plus jitter) or after a backoff.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    loop {
+        inner.publish();
+        inner.persist_hwm_if_due().await;
+        let now = inner.now();
+        let next_refresh = inner.next_refresh(now);
+        if next_refresh == Some(StdDuration::ZERO) {
+            let token = inner.lock().token.clone();
+            if let Some(token) = token
+                && let Err(e) = inner.single_flight(token, false, false).await
+            {
+                inner.schedule_retry(&e);
+            }
+            continue;
+        }
+        let change = {
+            let held = inner.lock();
+            verdict::next_change(held.document.as_ref(), now)
+                .and_then(|at| (at - now).to_std().ok())
+        };
+        let sleep = [Some(inner.settings.tick), next_refresh, change]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(inner.settings.tick);
+        tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            () = inner.wake.notified() => {},
+            () = tokio::time::sleep(sleep) => {},
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! The verdict: what the product asks, computed from the held document and
+//! the local clock alone (DESIGN §6). Pure: [`compute`] takes `now`.
+
+use chrono::Duration;
+use serde::Serialize;
+use tessera_protocol::{Status, Timestamp, VerifiedDocument};
+
+/// The verdict's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictState {
+    /// Entitled: use `features`.
+    Valid,
+    /// Past `expires_at`.
+    Expired,
+    /// Suspended by the vendor.
+    Suspended,
+    /// Revoked by the vendor.
+    Revoked,
+    /// The authority knows no license for this token.
+    NotFound,
+    /// No trustworthy answer: see [`UnverifiedReason`].
+    Unverified,
+}
+
+impl VerdictState {
+    /// The snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictState::Valid => "valid",
+            VerdictState::Expired => "expired",
+            VerdictState::Suspended => "suspended",
+            VerdictState::Revoked => "revoked",
+            VerdictState::NotFound => "not_found",
+            VerdictState::Unverified => "unverified",
+        }
+    }
+}
+
+/// Why a verdict is `Unverified`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnverifiedReason {
+    /// No verified document is held (never activated, or not yet answered).
+    NoDocument,
+    /// The local clock is more than the tolerance behind the high-water mark:
+    /// it was set back.
+    ClockTampered,
+    /// The held document's `exp` has passed: the offline grace is over.
+    Stale,
+}
+
+impl UnverifiedReason {
+    /// The snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnverifiedReason::NoDocument => "no_document",
+            UnverifiedReason::ClockTampered => "clock_tampered",
+            UnverifiedReason::Stale => "stale",
+        }
+    }
+}
+
+/// What the held document says of the license (shown whatever the verdict).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LicenseInfo {
+    /// License id, when the authority knows the token.
+    pub id: Option<String>,
+    /// Status as the authority signed it.
+    pub status: Status,
+    /// Customer.
+    pub customer: Option<String>,
+    /// Plan.
+    pub plan: Option<String>,
+    /// Features.
+    pub features: Vec<String>,
+    /// Seat limit.
+    pub max_users: Option<u32>,
+    /// Start of the period.
+    #[serde(with = "tessera_protocol::time::rfc3339_opt")]
+    pub valid_from: Option<Timestamp>,
+    /// End of the period; `None` = perpetual.
+    #[serde(with = "tessera_protocol::time::rfc3339_opt")]
+    pub expires_at: Option<Timestamp>,
+    /// Revision.
+    pub revision: u64,
+    /// When the authority signed the held document.
+    #[serde(with = "tessera_protocol::time::rfc3339")]
+    pub issued_at: Timestamp,
+    /// When to ask again without a live stream.
+    #[serde(with = "tessera_protocol::time::rfc3339")]
+    pub refresh_after: Timestamp,
+    /// Hard freshness bound of the held document.
+    #[serde(with = "tessera_protocol::time::rfc3339")]
+    pub fresh_until: Timestamp,
+}
+
+impl LicenseInfo {
+    /// From a verified document.
+    #[must_use]
+    pub fn from_document(doc: &VerifiedDocument) -> Self {
+        let c = doc.claims();
+        Self {
+            id: c.lic.clone(),
+            status: c.status,
+            customer: c.customer.clone(),
+            plan: c.plan.clone(),
+            features: c.features.clone(),
+            max_users: c.max_users,
+            valid_from: c.valid_from,
+            expires_at: c.expires_at,
+            revision: c.rev,
+            issued_at: c.iat,
+            refresh_after: c.refresh_after,
+            fresh_until: c.exp,
+        }
+    }
+}
+
+/// The last failure to get an authoritative answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastError {
+    /// `network`, `timeout`, `http_status`, `invalid_answer`, `verification`,
+    /// `rollback`, `storage`.
+    pub kind: &'static str,
+    /// For people.
+    pub message: String,
+    /// When.
+    #[serde(with = "tessera_protocol::time::rfc3339")]
+    pub at: Timestamp,
+}
+
+/// The verdict a product reads on every request. Cheap to read: see
+/// [`Client::verdict`](crate::Client::verdict).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// The kind.
+    pub state: VerdictState,
+    /// Why, when `Unverified`.
+    pub reason: Option<UnverifiedReason>,
+    /// The held document's license, if any (also when not valid).
+    pub license: Option<LicenseInfo>,
+    /// Since when the authority could not be reached (no verified answer).
+    #[serde(with = "tessera_protocol::time::rfc3339_opt")]
+    pub offline_since: Option<Timestamp>,
+    /// When the authority last confirmed the held state: a verified document
+    /// accepted, or a `304` for the held revision (local time; after a
+    /// restart, the stored document's `iat`).
+    #[serde(with = "tessera_protocol::time::rfc3339_opt")]
+    pub last_verified_at: Option<Timestamp>,
+    /// The last failure, cleared by the next verified answer.
+    pub last_error: Option<LastError>,
+}
+
+impl Verdict {
+    /// Whether the license grants its entitlements now.
+    #[must_use]
+    pub fn is_valid(&self) -> bool {
+        self.state == VerdictState::Valid
+    }
+
+    /// Whether `feature` is granted now. No allocation.
+    #[must_use]
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.is_valid()
+            && self
+                .license
+                .as_ref()
+                .is_some_and(|l| l.features.iter().any(|f| f == feature))
+    }
+
+    /// The verdict before anything is known.
+    #[must_use]
+    pub fn no_document() -> Self {
+        Self {
+            state: VerdictState::Unverified,
+            reason: Some(UnverifiedReason::NoDocument),
+            license: None,
+            offline_since: None,
+            last_verified_at: None,
+            last_error: None,
+        }
+    }
+}
+
+/// Inputs of [`compute`] besides the document and the time.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// max(every accepted `iat`, the local clock as last seen).
+    pub high_water_mark: Option<Timestamp>,
+    /// How far the clock may be behind the high-water mark (default 1 h).
+    pub tolerance: Duration,
+    /// Carried into the verdict.
+    pub offline_since: Option<Timestamp>,
+    /// Carried into the verdict.
+    pub last_verified_at: Option<Timestamp>,
+    /// Carried into the verdict.
+    pub last_error: Option<LastError>,
+}
+
+/// The verdict for `doc` at `now`, in DESIGN §6's order: no document, clock
+/// set back, grace over, denied statuses, expiry, valid.
+#[must_use]
+pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) -> Verdict {
+    let license = doc.map(LicenseInfo::from_document);
+    let (state, reason) = match doc.map(VerifiedDocument::claims) {
+        None => (VerdictState::Unverified, Some(UnverifiedReason::NoDocument)),
+        Some(_)
+            if ctx
+                .high_water_mark
+                .is_some_and(|hwm| now < hwm - ctx.tolerance) =>
+        {
+            (
+                VerdictState::Unverified,
+                Some(UnverifiedReason::ClockTampered),
+            )
+        }
+        Some(c) if now > c.exp => (VerdictState::Unverified, Some(UnverifiedReason::Stale)),
+        Some(c) => match c.status {
+            Status::Revoked => (VerdictState::Revoked, None),
+            Status::Suspended => (VerdictState::Suspended, None),
+            Status::NotFound => (VerdictState::NotFound, None),
+            Status::Expired => (VerdictState::Expired, None),
+            Status::Active | Status::Trial => match c.expires_at {
+                Some(exp) if exp <= now => (VerdictState::Expired, None),
+                _ => (VerdictState::Valid, None),
+            },
+        },
+    };
+    Verdict {
+        state,
+        reason,
+        license,
+        offline_since: ctx.offline_since,
+        last_verified_at: ctx.last_verified_at,
+        last_error: ctx.last_error.clone(),
+    }
+}
+
+/// The next moment the verdict may change by the clock alone: the earliest of
+/// `expires_at`, `refresh_after` and `exp` still ahead.
+#[must_use]
+pub fn next_change(doc: Option<&VerifiedDocument>, now: Timestamp) -> Option<Timestamp> {
+    let c = doc?.claims();
+    [
+        c.expires_at,
+        Some(c.refresh_after),
+        Some(c.exp + Duration::seconds(1)),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|t| *t > now)
+    .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+    use tessera_protocol::{
+        Expectations, LicenseToken, SigningKey, StatusClaims, TrustedKeys, sign, verify,
+    };
+
+    fn t0() -> Timestamp {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    fn doc(status: Status, expires_in: Option<Duration>) -> VerifiedDocument {
+        let key = SigningKey::from_seed(&[3; 32]);
+        let token = LicenseToken::generate(&mut rand::rng());
+        let claims = StatusClaims {
+            lic: Some("lic_01936b2e-7c3a-7def-8a12-0123456789ab".into()),
+            tfp: token.fingerprint(),
+            iid: None,
+            nonce: None,
+            status,
+            valid: status.is_valid(),
+            plan: Some("p".into()),
+            features: vec!["sso".into()],
+            max_users: None,
+            customer: None,
+            valid_from: Some(t0()),
+            expires_at: expires_in.map(|d| t0() + d),
+            rev: 1,
+            iat: t0(),
+            refresh_after: t0() + Duration::hours(1),
+            exp: t0() + Duration::days(7),
+        };
+        let text = sign(&claims, &key).unwrap();
+        verify(
+            text.as_bytes(),
+            &TrustedKeys::single(key.public_key().clone()),
+            &Expectations::for_token(token.fingerprint()),
+            t0(),
+        )
+        .unwrap()
+    }
+
+    fn ctx(hwm: Option<Timestamp>) -> Context {
+        Context {
+            high_water_mark: hwm,
+            tolerance: Duration::hours(1),
+            ..Context::default()
+        }
+    }
+
+    #[test]
+    fn the_order_of_design_section_6() {
+        let valid = doc(Status::Active, Some(Duration::days(30)));
+        let v = compute(None, t0(), &ctx(None));
+        assert_eq!(
+            (v.state, v.reason),
+            (VerdictState::Unverified, Some(UnverifiedReason::NoDocument))
+        );
+        let v = compute(Some(&valid), t0(), &ctx(None));
+        assert_eq!(v.state, VerdictState::Valid);
+        assert!(v.has_feature("sso") && !v.has_feature("x"));
+        // Clock more than the tolerance behind the mark: tampered, even though
+        // the document would otherwise be fine.
+        let v = compute(Some(&valid), t0(), &ctx(Some(t0() + Duration::minutes(61))));
+        assert_eq!(v.reason, Some(UnverifiedReason::ClockTampered));
+        assert!(!v.has_feature("sso"));
+        let v = compute(Some(&valid), t0(), &ctx(Some(t0() + Duration::minutes(59))));
+        assert_eq!(v.state, VerdictState::Valid, "within the tolerance");
+        // Past exp: stale beats everything below.
+        let revoked = doc(Status::Revoked, None);
+        let late = t0() + Duration::days(7) + Duration::seconds(1);
+        assert_eq!(
+            compute(Some(&revoked), late, &ctx(None)).reason,
+            Some(UnverifiedReason::Stale)
+        );
+        assert_eq!(
+            compute(Some(&revoked), t0(), &ctx(None)).state,
+            VerdictState::Revoked
+        );
+        assert_eq!(
+            compute(Some(&doc(Status::Suspended, None)), t0(), &ctx(None)).state,
+            VerdictState::Suspended
+        );
+        assert_eq!(
+            compute(Some(&doc(Status::NotFound, None)), t0(), &ctx(None)).state,
+            VerdictState::NotFound
+        );
+        // Expiry by the local clock, with no new document.
+        let short = doc(Status::Active, Some(Duration::hours(2)));
+        assert_eq!(
+            compute(Some(&short), t0() + Duration::hours(2), &ctx(None)).state,
+            VerdictState::Expired
+        );
+        assert_eq!(
+            compute(Some(&short), t0() + Duration::minutes(119), &ctx(None)).state,
+            VerdictState::Valid
+        );
+        assert_eq!(
+            compute(Some(&doc(Status::Trial, None)), t0(), &ctx(None)).state,
+            VerdictState::Valid
+        );
+    }
+
+    #[test]
+    fn next_change_is_the_nearest_deadline() {
+        let d = doc(Status::Active, Some(Duration::minutes(30)));
+        assert_eq!(
+            next_change(Some(&d), t0()),
+            Some(t0() + Duration::minutes(30))
+        );
+        assert_eq!(
+            next_change(Some(&d), t0() + Duration::minutes(45)),
+            Some(t0() + Duration::hours(1))
+        );
+        assert_eq!(next_change(None, t0()), None);
+    }
+}

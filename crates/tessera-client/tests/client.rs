@@ -1,0 +1,664 @@
+//! The client against the real authority (in process, sharing a hand-moved
+//! clock) and against a fake one for hostile answers.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, Utc};
+use serde_json::json;
+use tessera_client::clock::ManualClock;
+use tessera_client::{Client, Error, UnverifiedReason, Verdict, VerdictState};
+use tessera_protocol::{LicenseToken, Status};
+use tessera_testkit::fake::{Fake, FakeAuthority};
+use tessera_testkit::{Options, TestServer};
+
+const TICK: StdDuration = StdDuration::from_millis(20);
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(Utc::now()))
+}
+
+async fn server(clock: &Arc<ManualClock>) -> TestServer {
+    TestServer::start_with(Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await
+}
+
+/// Wait (bounded) until the published verdict satisfies `pred`.
+async fn until(client: &Client, what: &str, pred: impl Fn(&Verdict) -> bool) -> Arc<Verdict> {
+    let mut rx = client.subscribe();
+    let waited = tokio::time::timeout(StdDuration::from_secs(10), rx.wait_for(|v| pred(v))).await;
+    match waited {
+        Ok(Ok(v)) => v.clone(),
+        _ => panic!(
+            "timed out waiting for {what}; verdict is {:#?}",
+            client.verdict()
+        ),
+    }
+}
+
+fn state_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join(tessera_client::state::STATE_FILE)
+}
+
+#[tokio::test]
+async fn start_never_waits_and_without_a_token_says_no_document() {
+    let clock = clock();
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on port 9: start must still return at once.
+    let client = Client::builder()
+        .server("http://127.0.0.1:9")
+        .public_key(
+            tessera_protocol::SigningKey::generate(&mut rand::rng())
+                .public_key()
+                .clone(),
+        )
+        .state_dir(dir.path())
+        .clock(clock)
+        .start()
+        .unwrap();
+    let v = client.verdict();
+    assert_eq!(v.state, VerdictState::Unverified);
+    assert_eq!(v.reason, Some(UnverifiedReason::NoDocument));
+    assert!(!client.has_feature("sso"));
+    assert!(matches!(client.refresh().await, Err(Error::NoToken)));
+}
+
+#[tokio::test]
+async fn a_typo_is_refused_without_any_request() {
+    let clock = clock();
+    let fake = FakeAuthority::start(clock.clone()).await;
+    let client = Client::builder()
+        .server(&fake.url)
+        .public_key(fake.fake.public_key())
+        .clock(clock)
+        .start()
+        .unwrap();
+    let token = LicenseToken::generate(&mut rand::rng());
+    let text = token.expose_secret();
+    let typo = format!(
+        "{}{}",
+        &text[..text.len() - 1],
+        if text.ends_with('a') { 'b' } else { 'a' }
+    );
+    let err = client.activate(&typo).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidToken(_)), "{err}");
+    assert_eq!(fake.fake.requests(), 0);
+    // And a typo in configuration is refused at start.
+    let err = Client::builder()
+        .server(&fake.url)
+        .public_key(fake.fake.public_key())
+        .token(typo)
+        .start()
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidToken(_)));
+}
+
+#[tokio::test]
+async fn the_seed_bug_a_renewal_shows_after_refresh_or_reentering_the_same_token() {
+    // Metabase #56808: the answer was memoized by token, so a renewed license
+    // kept saying "expired" until a restart.
+    let clock = clock();
+    let s = server(&clock).await;
+    let (id, token) = s
+        .issue(json!({"customer": "Acme", "plan": "p", "features": ["sso"], "duration": "2d"}))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::builder()
+        .server(&s.url)
+        .public_key(s.public_key.clone())
+        .state_dir(dir.path())
+        .token(&token)
+        .clock(clock.clone())
+        .tick(TICK)
+        .start()
+        .unwrap();
+    until(&client, "valid", Verdict::is_valid).await;
+    assert!(client.has_feature("sso"));
+
+    // The license runs out: the client sees it on its own, no request.
+    let before = s.validations().await;
+    clock.advance(Duration::days(3));
+    let v = until(&client, "expired", |v| v.state == VerdictState::Expired).await;
+    assert!(!v.has_feature("sso"));
+    assert!(
+        !client.has_feature("sso"),
+        "no reader keeps a cached answer"
+    );
+    assert_eq!(
+        s.validations().await,
+        before,
+        "expiry needed no server call"
+    );
+
+    // The vendor renews. Refresh shows it at once.
+    let (status, _) = s
+        .admin(
+            "POST",
+            &format!("/v1/admin/licenses/{id}/extend"),
+            Some(json!({"by": "30d"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let v = client.refresh().await.unwrap();
+    assert_eq!(v.state, VerdictState::Valid);
+    assert_eq!(v.license.as_ref().unwrap().revision, 2);
+    assert!(client.has_feature("sso"));
+
+    // Re-entering the same token also goes to the authority.
+    s.admin(
+        "POST",
+        &format!("/v1/admin/licenses/{id}/extend"),
+        Some(json!({"by": "30d"})),
+    )
+    .await;
+    let v = client.activate(&token).await.unwrap();
+    assert_eq!(v.license.as_ref().unwrap().revision, 3);
+}
+
+#[tokio::test]
+async fn state_survives_a_restart_and_the_authority_being_down() {
+    let clock = clock();
+    let s = server(&clock).await;
+    let (_, token) = s.issue_default().await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = s.url.clone();
+    let key = s.public_key.clone();
+    let start = |server: &str| {
+        Client::builder()
+            .server(server)
+            .public_key(key.clone())
+            .state_dir(dir.path())
+            .clock(clock.clone())
+            .tick(TICK)
+            .request_timeout(StdDuration::from_secs(2))
+    };
+    let client = start(&url).token(&token).start().unwrap();
+    until(&client, "valid", Verdict::is_valid).await;
+    let instance = client.instance_id();
+    drop(client);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(state_file(&dir))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Authority gone; the client restarts and is valid from disk at once.
+    let addr = s.addr;
+    let data = s.stop().await;
+    let client = start(&url).token(&token).start().unwrap();
+    assert_eq!(
+        client.verdict().state,
+        VerdictState::Valid,
+        "from disk, before any network"
+    );
+    assert_eq!(client.instance_id(), instance);
+    let v = until(&client, "offline noticed", |v| v.offline_since.is_some()).await;
+    assert!(v.is_valid());
+    assert_eq!(v.last_error.as_ref().unwrap().kind, "network");
+    assert!(client.refresh().await.is_err());
+    assert!(
+        client.verdict().is_valid(),
+        "an error never changes the verdict"
+    );
+
+    // The authority returns on the same port; the client recovers by itself.
+    let s = TestServer::start_in(
+        data,
+        Options {
+            clock: Some(clock.clone()),
+            addr: Some(addr),
+            ..Options::default()
+        },
+    )
+    .await;
+    let v = until(&client, "back online", |v| v.offline_since.is_none()).await;
+    assert!(v.is_valid());
+    assert!(v.last_error.is_none());
+    drop(s);
+}
+
+#[tokio::test]
+async fn denied_answers_are_applied() {
+    let clock = clock();
+    let s = server(&clock).await;
+    let (id, token) = s.issue_default().await;
+    let client = Client::builder()
+        .server(&s.url)
+        .public_key(s.public_key.clone())
+        .token(&token)
+        .clock(clock.clone())
+        .tick(TICK)
+        .start()
+        .unwrap();
+    until(&client, "valid", Verdict::is_valid).await;
+    s.admin("POST", &format!("/v1/admin/licenses/{id}/suspend"), None)
+        .await;
+    assert_eq!(
+        client.refresh().await.unwrap().state,
+        VerdictState::Suspended
+    );
+    s.admin("POST", &format!("/v1/admin/licenses/{id}/reinstate"), None)
+        .await;
+    assert_eq!(client.refresh().await.unwrap().state, VerdictState::Valid);
+    s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
+        .await;
+    let v = client.refresh().await.unwrap();
+    assert_eq!(v.state, VerdictState::Revoked);
+    assert!(!client.has_feature("sso"));
+    let unknown = LicenseToken::generate(&mut rand::rng());
+    let v = client.activate(unknown.expose_secret()).await.unwrap();
+    assert_eq!(v.state, VerdictState::NotFound);
+}
+
+/// A client on the fake authority, activated and valid at revision 5.
+async fn fake_client(dir: &tempfile::TempDir) -> (FakeAuthority, Client, Arc<ManualClock>, String) {
+    let clock = clock();
+    let fake = FakeAuthority::start(clock.clone()).await;
+    fake.fake
+        .revision
+        .store(5, std::sync::atomic::Ordering::SeqCst);
+    let token = LicenseToken::generate(&mut rand::rng())
+        .expose_secret()
+        .to_owned();
+    let client = Client::builder()
+        .server(&fake.url)
+        .public_key(fake.fake.public_key())
+        .state_dir(dir.path())
+        .clock(clock.clone())
+        .start()
+        .unwrap();
+    client.activate(&token).await.unwrap();
+    assert!(client.is_valid());
+    (fake, client, clock, token)
+}
+
+#[tokio::test]
+async fn hostile_answers_are_rejected_and_leave_the_disk_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, client, clock, _) = fake_client(&dir).await;
+    let before_disk = std::fs::read(state_file(&dir)).unwrap();
+    let before = client.verdict();
+    clock.advance(Duration::minutes(1));
+    type Tamper =
+        fn(&Fake, &mut tessera_protocol::StatusClaims) -> Option<tessera_protocol::SigningKey>;
+    let cases: Vec<(&str, Tamper, &str)> = vec![
+        (
+            "lower revision",
+            |_, c| {
+                c.rev = 4;
+                None
+            },
+            "rollback",
+        ),
+        (
+            "same revision, older iat",
+            |_, c| {
+                c.iat -= Duration::minutes(5);
+                None
+            },
+            "rollback",
+        ),
+        (
+            "forged: another key",
+            |_, _| Some(tessera_protocol::SigningKey::generate(&mut rand::rng())),
+            "verification",
+        ),
+        (
+            "expired exp",
+            |_, c| {
+                c.iat -= Duration::days(8);
+                c.exp -= Duration::days(8);
+                c.rev = 9;
+                None
+            },
+            "verification",
+        ),
+        (
+            "iat in the future",
+            |_, c| {
+                c.iat += Duration::hours(1);
+                c.rev = 9;
+                None
+            },
+            "verification",
+        ),
+        (
+            "another token's document",
+            |_, c| {
+                c.tfp = LicenseToken::generate(&mut rand::rng()).fingerprint();
+                c.rev = 9;
+                None
+            },
+            "verification",
+        ),
+        (
+            "nonce not echoed",
+            |_, c| {
+                c.nonce = Some("stale".into());
+                c.rev = 9;
+                None
+            },
+            "verification",
+        ),
+    ];
+    for (name, tamper, kind) in cases {
+        fake.fake.set(move |f, req, _| {
+            let mut claims = f.claims_for(req);
+            let key = tamper(f, &mut claims);
+            Fake::answer(claims, key.as_ref().unwrap_or(&f.key))
+        });
+        let err = client.refresh().await.unwrap_err();
+        assert_eq!(err.kind(), kind, "{name}: {err}");
+        let after = client.verdict();
+        assert_eq!(after.state, before.state, "{name}");
+        assert_eq!(after.license, before.license, "{name}: verdict unchanged");
+        assert_eq!(after.last_error.as_ref().unwrap().kind, kind, "{name}");
+        assert_eq!(
+            std::fs::read(state_file(&dir)).unwrap(),
+            before_disk,
+            "{name}: disk unchanged byte for byte"
+        );
+    }
+    // Exact errors for two of them.
+    fake.fake.set(|f, req, _| {
+        let mut c = f.claims_for(req);
+        c.rev = 4;
+        Fake::answer(c, &f.key)
+    });
+    assert!(matches!(
+        client.refresh().await.unwrap_err(),
+        Error::Rollback {
+            held_rev: 5,
+            new_rev: 4
+        }
+    ));
+    fake.fake.set(|f, req, _| {
+        Fake::answer(
+            f.claims_for(req),
+            &tessera_protocol::SigningKey::generate(&mut rand::rng()),
+        )
+    });
+    assert!(matches!(
+        client.refresh().await.unwrap_err(),
+        Error::Verification(tessera_protocol::Error::UnknownKeyId { .. })
+    ));
+    // A good answer is taken again afterwards.
+    fake.fake.answer_valid();
+    fake.fake
+        .revision
+        .store(6, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        client
+            .refresh()
+            .await
+            .unwrap()
+            .license
+            .as_ref()
+            .unwrap()
+            .revision,
+        6
+    );
+    assert!(client.verdict().last_error.is_none());
+}
+
+#[tokio::test]
+async fn network_failures_5xx_and_proxy_pages_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, client, _, _) = fake_client(&dir).await;
+    let before_disk = std::fs::read(state_file(&dir)).unwrap();
+    let cases: [(u16, &'static str, &'static str, &str); 4] = [
+        (
+            502,
+            "text/html",
+            "<html><body>Bad Gateway</body></html>",
+            "http_status",
+        ),
+        (
+            500,
+            "application/json",
+            r#"{"error":{"code":"internal","message":"boom"}}"#,
+            "http_status",
+        ),
+        (
+            200,
+            "text/html",
+            "<html>captive portal</html>",
+            "invalid_answer",
+        ),
+        (
+            200,
+            "application/json",
+            r#"{"document": 5}"#,
+            "invalid_answer",
+        ),
+    ];
+    for (status, ctype, body, kind) in cases {
+        fake.fake.answer_raw(status, ctype, body);
+        let err = client.refresh().await.unwrap_err();
+        assert_eq!(err.kind(), kind, "{status} {body}: {err}");
+        assert!(client.is_valid());
+        assert_eq!(client.verdict().last_error.as_ref().unwrap().kind, kind);
+        assert!(client.verdict().offline_since.is_some());
+    }
+    fake.fake.set(|_, _, _| {
+        use axum::response::IntoResponse;
+        (axum::http::StatusCode::OK, "x".repeat(100_000)).into_response()
+    });
+    assert_eq!(client.refresh().await.unwrap_err().kind(), "invalid_answer");
+    assert_eq!(std::fs::read(state_file(&dir)).unwrap(), before_disk);
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_share_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, client, _, _) = fake_client(&dir).await;
+    let before = fake.fake.requests();
+    fake.fake.set(|f, req, _| {
+        std::thread::sleep(StdDuration::from_millis(300));
+        Fake::answer(f.claims_for(req), &f.key)
+    });
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let c = client.clone();
+            tokio::spawn(async move { c.refresh().await })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap().is_ok());
+    }
+    assert_eq!(fake.fake.requests() - before, 1);
+}
+
+#[tokio::test]
+async fn clock_set_back_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, client, clock, _) = fake_client(&dir).await;
+    drop(client);
+    let key = _fake.fake.public_key();
+    let restart = || {
+        Client::builder()
+            .server(&_fake.url)
+            .public_key(key.clone())
+            .state_dir(dir.path())
+            .clock(clock.clone())
+            .tick(TICK)
+            .start()
+            .unwrap()
+    };
+    // Half an hour back: within the tolerance.
+    clock.advance(Duration::minutes(-30));
+    let client = restart();
+    assert!(client.is_valid());
+    drop(client);
+    // A day back: the high-water mark on disk says the clock lies.
+    clock.advance(Duration::days(-1));
+    let client = restart();
+    let v = client.verdict();
+    assert_eq!(v.reason, Some(UnverifiedReason::ClockTampered));
+    assert!(!client.has_feature("sso"));
+    // While running, too.
+    clock.advance(Duration::days(1) + Duration::minutes(30));
+    until(&client, "valid with the clock right", Verdict::is_valid).await;
+    clock.advance(Duration::hours(-2));
+    until(&client, "clock_tampered", |v| {
+        v.reason == Some(UnverifiedReason::ClockTampered)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn grace_runs_out_offline_the_verdict_goes_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, client, clock, _) = fake_client(&dir).await;
+    drop(client);
+    fake.fake.answer_raw(503, "text/plain", "down");
+    let client = Client::builder()
+        .server(&fake.url)
+        .public_key(fake.fake.public_key())
+        .state_dir(dir.path())
+        .clock(clock.clone())
+        .tick(TICK)
+        .start()
+        .unwrap();
+    assert!(client.is_valid());
+    clock.advance(Duration::days(6));
+    until(&client, "still valid offline", |v| {
+        v.is_valid() && v.offline_since.is_some()
+    })
+    .await;
+    clock.advance(Duration::days(1) + Duration::seconds(2));
+    let v = until(&client, "stale", |v| {
+        v.reason == Some(UnverifiedReason::Stale)
+    })
+    .await;
+    assert_eq!(
+        v.license.as_ref().unwrap().status,
+        Status::Active,
+        "what it last knew stays visible"
+    );
+}
+
+#[tokio::test]
+async fn background_refresh_polls_at_refresh_after_with_if_none_match() {
+    let clock = clock();
+    let s = server(&clock).await;
+    let (id, token) = s.issue_default().await;
+    let client = Client::builder()
+        .server(&s.url)
+        .public_key(s.public_key.clone())
+        .token(&token)
+        .clock(clock.clone())
+        .tick(TICK)
+        .start()
+        .unwrap();
+    until(&client, "valid", Verdict::is_valid).await;
+    let doc = client.document().unwrap();
+    // A change while the client is not asking: seen at the next poll.
+    s.admin(
+        "POST",
+        &format!("/v1/admin/licenses/{id}/extend"),
+        Some(json!({"by": "10d"})),
+    )
+    .await;
+    clock.advance(Duration::minutes(67));
+    let v = until(&client, "revision 2", |v| {
+        v.license.as_ref().is_some_and(|l| l.revision == 2)
+    })
+    .await;
+    assert!(v.is_valid());
+    assert_ne!(client.document().unwrap(), doc);
+}
+
+#[tokio::test]
+async fn offline_file_mode_needs_no_server() {
+    let clock = clock();
+    let s = server(&clock).await;
+    let (id, token) = s
+        .issue(json!({"customer": "Acme", "plan": "p", "features": ["sso"], "duration": "400d"}))
+        .await;
+    let (_, export) = s
+        .admin(
+            "POST",
+            &format!("/v1/admin/licenses/{id}/export"),
+            Some(json!({"ttl": "365d"})),
+        )
+        .await;
+    let key = s.public_key.clone();
+    drop(s);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("acme.license");
+    std::fs::write(&file, serde_json::to_string_pretty(&export).unwrap()).unwrap();
+    let start = |file: &std::path::Path| {
+        Client::builder()
+            .public_key(key.clone())
+            .offline_file(file)
+            .token(&token)
+            .state_dir(dir.path().join("state"))
+            .clock(clock.clone())
+            .tick(TICK)
+            .start()
+    };
+    let client = start(&file).unwrap();
+    assert!(client.is_valid());
+    assert!(client.has_feature("sso"));
+    assert!(matches!(client.refresh().await, Err(Error::NoServer)));
+    clock.advance(Duration::days(300));
+    until(&client, "valid 300 days later", Verdict::is_valid).await;
+    clock.advance(Duration::days(66));
+    until(&client, "stale after the export's ttl", |v| {
+        v.reason == Some(UnverifiedReason::Stale)
+    })
+    .await;
+    drop(client);
+
+    // A tampered file is refused at start.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let tampered = text.replacen("v4.public.", "v4.public.A", 1);
+    let bad = dir.path().join("tampered.license");
+    std::fs::write(&bad, tampered).unwrap();
+    assert!(matches!(start(&bad), Err(Error::Verification(_))));
+}
+
+#[tokio::test]
+async fn a_configured_token_change_wins_over_the_stored_one_but_not_otherwise() {
+    let clock = clock();
+    let s = server(&clock).await;
+    let (_, a) = s.issue_default().await;
+    let (_, b) = s.issue_default().await;
+    let (_, c) = s.issue_default().await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = |token: &str| {
+        Client::builder()
+            .server(&s.url)
+            .public_key(s.public_key.clone())
+            .state_dir(dir.path())
+            .token(token)
+            .clock(clock.clone())
+            .tick(TICK)
+            .start()
+            .unwrap()
+    };
+    let lic = |client: &Client| client.verdict().license.as_ref().and_then(|l| l.id.clone());
+    let client = start(&a);
+    until(&client, "valid", Verdict::is_valid).await;
+    let lic_a = lic(&client);
+    // Activated at run time: B.
+    client.activate(&b).await.unwrap();
+    let lic_b = lic(&client);
+    assert_ne!(lic_a, lic_b);
+    drop(client);
+    // Same configuration (A) as before: the activated B stays.
+    let client = start(&a);
+    assert_eq!(lic(&client), lic_b);
+    drop(client);
+    // The configuration now says C: the operator changed it, C wins.
+    let client = start(&c);
+    until(&client, "valid with C", |v| {
+        v.is_valid() && v.license.as_ref().and_then(|l| l.id.clone()) != lic_b
+    })
+    .await;
+}

@@ -1,0 +1,27 @@
+//! Test harnesses shared by the Tessera crates (dev-dependency only):
+//! - [`server`]: the real authority in this process on port 0;
+//! - [`fake`]: a fake authority whose answers a test writes, for hostile
+//!   documents and failure modes;
+//! - [`process`]: the built binary as a server or agent process;
+//! - [`browser`]: headless Chromium through chromedriver.
+
+pub mod browser;
+pub mod fake;
+pub mod process;
+pub mod server;
+
+pub use server::{Options, TestServer, assert_error};
+
+/// Sum of `tessera_validations_total` in a metrics text. Panics when the
+/// family is not there at all, so a count of zero is a real zero.
+pub fn count_validations(metrics: &str) -> u64 {
+    assert!(
+        metrics.contains("# TYPE tessera_validations counter"),
+        "no validation counter in /metrics:\n{metrics}"
+    );
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("tessera_validations_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
