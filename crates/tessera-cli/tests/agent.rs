@@ -389,3 +389,73 @@ async fn status_page_in_chromium_shows_the_renewal_after_refresh_now() {
     browser.screenshot("agent-status-activate-error").await;
     browser.close().await;
 }
+
+#[tokio::test]
+async fn forged_and_rolled_back_answers_leave_the_agent_and_its_disk_unchanged() {
+    use tessera_testkit::fake::{Fake, FakeAuthority};
+    let clock = std::sync::Arc::new(tessera_protocol::clock::ManualClock::new(chrono::Utc::now()));
+    let fake = FakeAuthority::start(clock).await;
+    fake.fake
+        .revision
+        .store(7, std::sync::atomic::Ordering::SeqCst);
+    let setup = Setup::new();
+    let token = tessera_protocol::LicenseToken::generate(&mut rand::rng());
+    let key = fake.fake.public_key().to_paserk();
+    let agent = setup.agent(
+        &fake.url,
+        &key,
+        Some(&setup.token_file(token.expose_secret())),
+        "agent.log",
+    );
+    let good = wait_state(&agent, "valid", |v| v["state"] == "valid").await;
+    assert_eq!(good["revision"], 7);
+    let state_file = setup
+        .dir
+        .path()
+        .join("agent-state")
+        .join("tessera-state.json");
+    let on_disk = std::fs::read(&state_file).unwrap();
+
+    fake.fake.set(|f, req, _| {
+        let mut c = f.claims_for(req);
+        c.rev = 3;
+        Fake::answer(c, &f.key)
+    });
+    let (code, v) = post(&agent, "/v1/refresh", json!({})).await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (502, Some("rollback")),
+        "{v}"
+    );
+    fake.fake.set(|f, req, _| {
+        let mut c = f.claims_for(req);
+        c.rev = 8;
+        Fake::answer(c, &tessera_protocol::SigningKey::generate(&mut rand::rng()))
+    });
+    let (code, v) = post(&agent, "/v1/refresh", json!({})).await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (502, Some("verification_failed")),
+        "{v}"
+    );
+    fake.fake
+        .answer_raw(502, "text/html", "<html>proxy error</html>");
+    let (code, v) = post(&agent, "/v1/refresh", json!({})).await;
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (502, Some("authority_unreachable")),
+        "{v}"
+    );
+
+    let now = status(&agent).await;
+    assert_eq!(
+        (now["state"].as_str(), now["revision"].as_u64()),
+        (Some("valid"), Some(7))
+    );
+    assert_eq!(now["last_error"]["kind"], "http_status");
+    assert_eq!(
+        std::fs::read(&state_file).unwrap(),
+        on_disk,
+        "state file unchanged byte for byte"
+    );
+}
