@@ -459,3 +459,103 @@ async fn forged_and_rolled_back_answers_leave_the_agent_and_its_disk_unchanged()
         "state file unchanged byte for byte"
     );
 }
+
+#[tokio::test]
+async fn changes_reach_the_agent_pushed_and_survive_an_authority_restart() {
+    let setup = Setup::new();
+    let addr = free_addr();
+    let server = setup.server(addr, "server1.log");
+    let (id, token) = server
+        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d"}))
+        .await;
+    let agent = setup.agent(
+        server.url(),
+        &server.public_key,
+        Some(&setup.token_file(&token)),
+        "agent.log",
+    );
+    wait_state(&agent, "valid and live", |v| {
+        v["state"] == "valid" && v["stream_connected"] == true
+    })
+    .await;
+    let validations = server.process.validations().await;
+
+    let pushed_within = |rev: u64, state: &'static str| {
+        let agent = &agent;
+        async move {
+            let started = std::time::Instant::now();
+            let v = eventually(
+                &format!("revision {rev} ({state}) pushed"),
+                Duration::from_secs(2),
+                async || {
+                    let v = status(agent).await;
+                    (v["revision"] == rev && v["state"] == state).then_some(v)
+                },
+            )
+            .await;
+            (v, started.elapsed())
+        }
+    };
+    server
+        .admin(
+            &format!("/v1/admin/licenses/{id}/extend"),
+            json!({"by": "30d"}),
+        )
+        .await;
+    let (v, took) = pushed_within(2, "valid").await;
+    assert_eq!(v["days_left"], 60);
+    eprintln!("extend reached the agent in {took:?}");
+    server
+        .admin(&format!("/v1/admin/licenses/{id}/suspend"), json!({}))
+        .await;
+    pushed_within(3, "suspended").await;
+    server
+        .admin(&format!("/v1/admin/licenses/{id}/reinstate"), json!({}))
+        .await;
+    pushed_within(4, "valid").await;
+    assert_eq!(
+        server.process.validations().await,
+        validations,
+        "no refresh, no poll: pushed"
+    );
+
+    // The fleet view (CLI) shows the delivery.
+    let instances = eventually("delivered to 1 of 1", Duration::from_secs(10), async || {
+        let out = std::process::Command::new(BIN)
+            .args([
+                "license",
+                "instances",
+                &id,
+                "--server",
+                server.url(),
+                "--data-dir",
+            ])
+            .arg(setup.data())
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        text.contains("delivered to 1 of 1").then_some(text)
+    })
+    .await;
+    assert!(instances.contains("open"), "{instances}");
+
+    // The authority restarts: the agent reconnects and resyncs by itself.
+    server.process.kill9();
+    wait_state(&agent, "stream lost", |v| v["stream_connected"] == false).await;
+    let server = setup.server(addr, "server2.log");
+    wait_state(&agent, "stream back", |v| v["stream_connected"] == true).await;
+    server
+        .admin(
+            &format!("/v1/admin/licenses/{id}/extend"),
+            json!({"by": "1d"}),
+        )
+        .await;
+    pushed_within(5, "valid").await;
+
+    // Revoked: denied at once.
+    server
+        .admin(&format!("/v1/admin/licenses/{id}/revoke"), json!({}))
+        .await;
+    let (v, _) = pushed_within(6, "revoked").await;
+    assert_eq!(v["valid"], false);
+}

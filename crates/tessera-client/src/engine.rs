@@ -66,9 +66,20 @@ pub(crate) struct Held {
     /// is a span of real time, whatever the wall clock does.
     pub failures: u32,
     pub retry_at: Option<tokio::time::Instant>,
+    /// A change stream is open: pushes replace polling.
+    pub stream_connected: bool,
 }
 
 impl Held {
+    /// The held document's revision, if it is for the held token.
+    pub(crate) fn held_revision(&self) -> Option<u64> {
+        let token = self.token.as_ref()?.fingerprint();
+        self.document
+            .as_ref()
+            .filter(|d| d.claims().tfp == token)
+            .map(|d| d.claims().rev)
+    }
+
     pub(crate) fn disk_state(&self) -> DiskState {
         let mut state = DiskState::new(self.instance_id.to_string());
         state.token = self.token.as_ref().map(|t| t.expose_secret().to_owned());
@@ -96,6 +107,10 @@ pub(crate) struct Inner {
     pub inflight: Mutex<HashMap<TokenFingerprint, Flight>>,
     pub wake: Notify,
     pub cancel: CancellationToken,
+    /// Bumped when the held token changes: the stream reconnects with it.
+    pub token_epoch: watch::Sender<u64>,
+    /// Woken after a document is accepted: the held revision is reported.
+    pub ack: Notify,
 }
 
 impl std::fmt::Debug for Inner {
@@ -140,6 +155,7 @@ impl Inner {
                 offline_since: held.offline_since,
                 last_verified_at: held.last_verified_at,
                 last_error: held.last_error.clone(),
+                connected: held.stream_connected,
             },
         )
     }
@@ -207,7 +223,7 @@ impl Inner {
         self.publish();
     }
 
-    fn record_contact(&self, verified: bool) {
+    pub(crate) fn record_contact(&self, verified: bool) {
         let now = self.now();
         {
             let mut held = self.lock();
@@ -239,14 +255,16 @@ impl Inner {
         self.record_contact(confirmed);
     }
 
-    /// Apply a verified document. `new_token` is set when activating.
-    async fn accept(
+    /// Apply a verified document. `new_token` is set when activating (only
+    /// when it differs from the held token).
+    pub(crate) async fn accept(
         &self,
         doc: VerifiedDocument,
         new_token: Option<LicenseToken>,
     ) -> Result<Arc<Verdict>, Error> {
         let _guard = self.apply_lock.lock().await;
         let now = self.now();
+        let new_token = new_token.filter(|t| self.lock().token.as_ref() != Some(t));
         let next = {
             let held = self.lock();
             let token_changes = new_token
@@ -302,8 +320,9 @@ impl Inner {
                 return Err(e);
             }
         }
-        {
+        let token_changed = {
             let mut held = self.lock();
+            let token_changed = new_token.is_some();
             if let Some(t) = new_token {
                 held.token = Some(t);
             }
@@ -320,9 +339,14 @@ impl Inner {
                 held.persisted_hwm = next.high_water_mark;
             }
             held.document = Some(doc);
+            token_changed
+        };
+        if token_changed {
+            self.token_epoch.send_modify(|e| *e += 1);
         }
         self.record_contact(true);
         self.wake.notify_one();
+        self.ack.notify_one();
         Ok(self.cell.load_full())
     }
 
@@ -436,6 +460,10 @@ impl Inner {
         self.transport.as_ref()?;
         let held = self.lock();
         held.token.as_ref()?;
+        if held.stream_connected && held.document.is_some() {
+            // Pushes arrive on the stream: no polling while it is open.
+            return None;
+        }
         if let Some(at) = held.retry_at {
             return Some(at.saturating_duration_since(tokio::time::Instant::now()));
         }
@@ -444,6 +472,45 @@ impl Inner {
         }
         let at = held.poll_at.unwrap_or(now);
         Some((at - now).to_std().unwrap_or(StdDuration::ZERO))
+    }
+
+    /// The stream opened or closed.
+    pub(crate) fn set_stream(&self, connected: bool) {
+        {
+            let mut held = self.lock();
+            if held.stream_connected == connected {
+                return;
+            }
+            held.stream_connected = connected;
+        }
+        self.publish();
+        // The refresh loop re-plans: polling stops or resumes.
+        self.wake.notify_one();
+    }
+
+    /// Poll at once (e.g. the stream was refused: learn the signed status).
+    pub(crate) fn poll_now(&self) {
+        self.lock().poll_at = Some(self.now());
+        self.wake.notify_one();
+    }
+
+    /// Verify a pushed document for `token` and apply it.
+    pub(crate) async fn accept_pushed(
+        &self,
+        token: &LicenseToken,
+        text: &str,
+    ) -> Result<Arc<Verdict>, Error> {
+        let expect = Expectations::for_token(token.fingerprint())
+            .with_max_clock_drift(self.settings.max_clock_drift)
+            .with_freshness(Freshness::Enforce);
+        match verify(text.as_bytes(), &self.keys, &expect, self.now()) {
+            Ok(doc) => self.accept(doc, None).await,
+            Err(e) => {
+                let e = Error::Verification(e);
+                self.record_failure(&e);
+                Err(e)
+            }
+        }
     }
 
     fn schedule_retry(&self, e: &Error) {

@@ -43,6 +43,7 @@ pub mod clock;
 mod engine;
 mod error;
 pub mod state;
+mod stream;
 mod transport;
 pub mod verdict;
 
@@ -85,7 +86,19 @@ pub struct Builder {
     clock_tolerance: Duration,
     tick: StdDuration,
     request_timeout: StdDuration,
+    stream_read_timeout: StdDuration,
+    watch: Watching,
     app_version: Option<String>,
+}
+
+/// Whether the client keeps a change stream open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Watching {
+    /// Changes are pushed the moment they happen (default).
+    #[default]
+    On,
+    /// Poll only, at `refresh_after` (e.g. behind a proxy that breaks streams).
+    Off,
 }
 
 impl Default for Builder {
@@ -101,6 +114,9 @@ impl Default for Builder {
             clock_tolerance: Duration::hours(1),
             tick: StdDuration::from_secs(30),
             request_timeout: StdDuration::from_secs(15),
+            // 2.5 × the authority's 15 s keep-alive.
+            stream_read_timeout: StdDuration::from_millis(37_500),
+            watch: Watching::On,
             app_version: None,
         }
     }
@@ -190,6 +206,21 @@ impl Builder {
         self
     }
 
+    /// Whether to keep a change stream open (default on).
+    #[must_use]
+    pub fn watch(mut self, watching: Watching) -> Self {
+        self.watch = watching;
+        self
+    }
+
+    /// How long a change stream may stay silent (no event, no keep-alive)
+    /// before it is considered dead. Default 37.5 s (2.5 × the keep-alive).
+    #[must_use]
+    pub fn stream_read_timeout(mut self, timeout: StdDuration) -> Self {
+        self.stream_read_timeout = timeout;
+        self
+    }
+
     /// The product's version, shown in the authority's fleet view.
     #[must_use]
     pub fn app_version(mut self, version: impl Into<String>) -> Self {
@@ -255,9 +286,15 @@ impl Builder {
             inflight: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             cancel: CancellationToken::new(),
+            token_epoch: watch::channel(0).0,
+            ack: Notify::new(),
         });
         inner.publish();
         runtime.spawn(engine::run(inner.clone()));
+        if inner.transport.is_some() && self.watch == Watching::On {
+            runtime.spawn(stream::watch_loop(inner.clone(), self.stream_read_timeout));
+            runtime.spawn(stream::ack_loop(inner.clone()));
+        }
         let stop = Arc::new(StopOnDrop(inner.cancel.clone()));
         Ok(Client { inner, _stop: stop })
     }
@@ -337,6 +374,7 @@ impl Builder {
             poll_at: None,
             failures: 0,
             retry_at: None,
+            stream_connected: false,
         }
     }
 

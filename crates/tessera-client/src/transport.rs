@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{IF_NONE_MATCH, RETRY_AFTER};
-use tessera_protocol::wire::{ErrorBody, ValidateRequest, ValidateResponse};
+use tessera_protocol::wire::{AckRequest, ErrorBody, ValidateRequest, ValidateResponse};
 
 use crate::error::Error;
 
@@ -27,6 +27,9 @@ pub(crate) enum Answer {
 #[derive(Debug)]
 pub(crate) struct Transport {
     http: reqwest::Client,
+    /// For change streams: no overall timeout (a stream lives for days);
+    /// idleness is caught by the read timeout instead.
+    stream_http: reqwest::Client,
     servers: Vec<String>,
     current: AtomicUsize,
 }
@@ -39,12 +42,18 @@ impl Transport {
             .user_agent(concat!("tessera-client/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Config(format!("cannot set up HTTP: {e}")))?;
+        let stream_http = reqwest::Client::builder()
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("tessera-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(format!("cannot set up HTTP: {e}")))?;
         let servers = servers
             .into_iter()
             .map(|s| s.trim_end_matches('/').to_owned())
             .collect();
         Ok(Self {
             http,
+            stream_http,
             servers,
             current: AtomicUsize::new(0),
         })
@@ -56,7 +65,7 @@ impl Transport {
     }
 
     /// After a failure, the next request goes to the next URL.
-    fn fail_over(&self) {
+    pub(crate) fn fail_over(&self) {
         if self.servers.len() > 1 {
             self.current.fetch_add(1, Ordering::Relaxed);
         }
@@ -123,6 +132,165 @@ impl Transport {
             .map_err(|_| Error::InvalidAnswer(format!("not JSON: {}", snippet(&body))))?;
         Ok(Answer::Document(answer.document))
     }
+
+    /// `POST /v1/instances/ack`: report the held revision.
+    pub(crate) async fn ack(
+        &self,
+        token: &str,
+        instance_id: &str,
+        revision: u64,
+    ) -> Result<(), Error> {
+        let response = self
+            .http
+            .post(format!("{}/v1/instances/ack", self.current()))
+            .json(&AckRequest {
+                token: token.to_owned(),
+                instance_id: instance_id.to_owned(),
+                revision,
+            })
+            .send()
+            .await
+            .map_err(classify)?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(Error::HttpStatus {
+                status: response.status().as_u16(),
+                message: "revision report refused".into(),
+                retry_after: None,
+            })
+        }
+    }
+
+    /// Open `GET /v1/watch` for `token`.
+    pub(crate) async fn open_stream(
+        &self,
+        token: &str,
+        instance_id: &str,
+        last_event_id: Option<u64>,
+        read_timeout: Duration,
+    ) -> Result<EventStream, Error> {
+        let mut req = self
+            .stream_http
+            .get(format!("{}/v1/watch", self.current()))
+            .bearer_auth(token)
+            .header("accept", "text/event-stream")
+            .header("tessera-instance", instance_id);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let opened = tokio::time::timeout(read_timeout, req.send())
+            .await
+            .map_err(|_| Error::Timeout)
+            .and_then(|r| r.map_err(classify));
+        let response = match opened {
+            Ok(r) => r,
+            Err(e) => {
+                self.fail_over();
+                return Err(e);
+            }
+        };
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+            let body = response.bytes().await.unwrap_or_default();
+            let message = serde_json::from_slice::<ErrorBody>(&body).map_or_else(
+                |_| snippet(&body),
+                |e| format!("{} ({})", e.error.message, e.error.code),
+            );
+            if status.is_server_error() {
+                self.fail_over();
+            }
+            return Err(Error::HttpStatus {
+                status: status.as_u16(),
+                message,
+                retry_after,
+            });
+        }
+        Ok(EventStream {
+            response,
+            buffer: Vec::new(),
+            read_timeout,
+        })
+    }
+}
+
+/// A server-sent event of type `status`.
+#[derive(Debug)]
+pub(crate) struct StatusEvent {
+    pub data: String,
+}
+
+/// An open change stream, read event by event.
+#[derive(Debug)]
+pub(crate) struct EventStream {
+    response: reqwest::Response,
+    buffer: Vec<u8>,
+    read_timeout: Duration,
+}
+
+impl EventStream {
+    /// The next `status` event. Comments (keep-alives) reset the read
+    /// timeout; other event types are skipped.
+    pub(crate) async fn next(&mut self) -> Result<StatusEvent, Error> {
+        loop {
+            while let Some(end) = find_event_end(&self.buffer) {
+                let raw: Vec<u8> = self.buffer.drain(..end.1).collect();
+                if let Some(ev) = parse_event(&raw[..end.0]) {
+                    return Ok(ev);
+                }
+            }
+            let chunk = tokio::time::timeout(self.read_timeout, self.response.chunk())
+                .await
+                .map_err(|_| Error::Timeout)?
+                .map_err(classify)?
+                .ok_or_else(|| Error::Network("the stream ended".into()))?;
+            if self.buffer.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(Error::InvalidAnswer(
+                    "stream event larger than 64 KiB".into(),
+                ));
+            }
+            self.buffer.extend_from_slice(&chunk);
+        }
+    }
+}
+
+/// (end of the event's text, end including the blank line).
+fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let lf = buf
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|i| (i, i + 2));
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, i + 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn parse_event(raw: &[u8]) -> Option<StatusEvent> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut kind = "message";
+    let mut data: Vec<&str> = Vec::new();
+    for line in text.lines() {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => kind = value,
+            "data" => data.push(value),
+            _ => {}
+        }
+    }
+    (kind == "status" && !data.is_empty()).then(|| StatusEvent {
+        data: data.join("\n"),
+    })
 }
 
 /// The start of a body, printable, for error messages.

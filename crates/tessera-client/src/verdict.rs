@@ -152,6 +152,8 @@ pub struct Verdict {
     pub last_verified_at: Option<Timestamp>,
     /// The last failure, cleared by the next verified answer.
     pub last_error: Option<LastError>,
+    /// Whether a change stream is open (changes are pushed, not polled).
+    pub connected: bool,
 }
 
 impl Verdict {
@@ -181,6 +183,7 @@ impl Verdict {
             offline_since: None,
             last_verified_at: None,
             last_error: None,
+            connected: false,
         }
     }
 }
@@ -198,6 +201,8 @@ pub struct Context {
     pub last_verified_at: Option<Timestamp>,
     /// Carried into the verdict.
     pub last_error: Option<LastError>,
+    /// Carried into the verdict.
+    pub connected: bool,
 }
 
 /// The verdict for `doc` at `now`, in DESIGN §6's order: no document, clock
@@ -236,6 +241,7 @@ pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) ->
         offline_since: ctx.offline_since,
         last_verified_at: ctx.last_verified_at,
         last_error: ctx.last_error.clone(),
+        connected: ctx.connected,
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration as StdDuration;
 use chrono::{Duration, Utc};
 use serde_json::json;
 use tessera_client::clock::ManualClock;
-use tessera_client::{Client, Error, UnverifiedReason, Verdict, VerdictState};
+use tessera_client::{Client, Error, UnverifiedReason, Verdict, VerdictState, Watching};
 use tessera_protocol::{LicenseToken, Status};
 use tessera_testkit::fake::{Fake, FakeAuthority};
 use tessera_testkit::{Options, TestServer};
@@ -548,6 +548,7 @@ async fn background_refresh_polls_at_refresh_after_with_if_none_match() {
     let s = server(&clock).await;
     let (id, token) = s.issue_default().await;
     let client = Client::builder()
+        .watch(Watching::Off)
         .server(&s.url)
         .public_key(s.public_key.clone())
         .token(&token)
@@ -659,6 +660,104 @@ async fn a_configured_token_change_wins_over_the_stored_one_but_not_otherwise() 
     let client = start(&c);
     until(&client, "valid with C", |v| {
         v.is_valid() && v.license.as_ref().and_then(|l| l.id.clone()) != lic_b
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn changes_are_pushed_without_any_refresh_and_delivery_is_reported() {
+    let clock = clock();
+    let s = server(&clock).await;
+    let (id, token) = s.issue_default().await;
+    let client = Client::builder()
+        .server(&s.url)
+        .public_key(s.public_key.clone())
+        .token(&token)
+        .clock(clock.clone())
+        .tick(TICK)
+        .start()
+        .unwrap();
+    until(&client, "valid and connected", |v| {
+        v.is_valid() && v.connected
+    })
+    .await;
+    let validations = s.validations().await;
+
+    let started = std::time::Instant::now();
+    s.admin(
+        "POST",
+        &format!("/v1/admin/licenses/{id}/extend"),
+        Some(json!({"by": "30d"})),
+    )
+    .await;
+    until(&client, "revision 2 pushed", |v| {
+        v.license.as_ref().is_some_and(|l| l.revision == 2)
+    })
+    .await;
+    assert!(
+        started.elapsed() < StdDuration::from_secs(2),
+        "pushed in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        s.validations().await,
+        validations,
+        "no validation request: it was pushed"
+    );
+
+    // The authority learns the instance holds revision 2.
+    let mut delivered = false;
+    for _ in 0..100 {
+        let (_, fleet) = s
+            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
+            .await;
+        if fleet["summary"]["current"] == 1 && fleet["summary"]["total"] == 1 {
+            assert_eq!(
+                fleet["instances"][0]["instance_id"],
+                client.instance_id().as_str()
+            );
+            assert_eq!(fleet["instances"][0]["stream_connected"], true);
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    assert!(delivered, "fleet view shows delivery");
+
+    s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
+        .await;
+    let v = until(&client, "revoked pushed", |v| {
+        v.state == VerdictState::Revoked
+    })
+    .await;
+    assert!(!v.has_feature("sso"));
+    assert!(!client.has_feature("sso"));
+}
+
+#[tokio::test]
+async fn a_new_token_moves_the_stream_to_its_license() {
+    let clock = clock();
+    let s = server(&clock).await;
+    let (_, a) = s.issue_default().await;
+    let (b_id, b) = s.issue_default().await;
+    let client = Client::builder()
+        .server(&s.url)
+        .public_key(s.public_key.clone())
+        .token(&a)
+        .clock(clock.clone())
+        .tick(TICK)
+        .start()
+        .unwrap();
+    until(&client, "connected", |v| v.connected).await;
+    client.activate(&b).await.unwrap();
+    until(&client, "connected with B", |v| {
+        v.connected && v.license.as_ref().and_then(|l| l.id.as_deref()) == Some(b_id.as_str())
+    })
+    .await;
+    s.admin("POST", &format!("/v1/admin/licenses/{b_id}/suspend"), None)
+        .await;
+    until(&client, "B's change pushed", |v| {
+        v.state == VerdictState::Suspended
     })
     .await;
 }

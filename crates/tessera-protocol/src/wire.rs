@@ -42,6 +42,17 @@ pub struct ValidateResponse {
     pub verdict: StatusClaims,
 }
 
+/// `POST /v1/instances/ack`: the revision an instance holds now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AckRequest {
+    /// The license token (authenticates the report).
+    pub token: String,
+    /// The reporting instance.
+    pub instance_id: String,
+    /// The revision of the document it holds.
+    pub revision: u64,
+}
+
 /// Every error answer: `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {

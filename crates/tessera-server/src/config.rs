@@ -25,6 +25,12 @@ pub struct Limits {
     pub document_cache_entries: u64,
     /// Licenses kept in the token-hash cache. Default 100,000.
     pub license_cache_entries: u64,
+    /// Open change streams in all. Default 50,000.
+    pub max_watchers: usize,
+    /// Open change streams per license. Default 20,000.
+    pub max_watchers_per_license: usize,
+    /// Keep-alive comment interval on change streams. Default 15 s.
+    pub keep_alive: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -36,6 +42,9 @@ impl Default for Limits {
             document_reuse: Duration::seconds(60),
             document_cache_entries: 100_000,
             license_cache_entries: 100_000,
+            max_watchers: 50_000,
+            max_watchers_per_license: 20_000,
+            keep_alive: StdDuration::from_secs(15),
         }
     }
 }

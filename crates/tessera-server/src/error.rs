@@ -25,9 +25,17 @@ pub enum Error {
         /// For people.
         message: String,
     },
-    /// Missing or wrong admin key: 401.
-    #[error("a valid admin key is required (Authorization: Bearer tsa_…)")]
-    Unauthorized,
+    /// Missing or wrong credential: 401. Names what was expected.
+    #[error("{0} is required")]
+    Unauthorized(&'static str),
+    /// Authenticated but not allowed (a revoked license's stream): 403.
+    #[error("{message}")]
+    Forbidden {
+        /// Stable code.
+        code: &'static str,
+        /// For people.
+        message: String,
+    },
     /// No such thing: 404.
     #[error("{what} {id} not found")]
     NotFound {
@@ -90,6 +98,13 @@ pub enum Error {
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
 }
+
+/// What admin routes expect.
+pub(crate) const ADMIN_CREDENTIAL: &str = "a valid admin key (Authorization: Bearer tsa_…)";
+/// What the change stream expects.
+pub(crate) const STREAM_CREDENTIAL: &str = "a known license token (Authorization: Bearer tsr_…)";
+/// What body-authenticated public routes expect.
+pub(crate) const TOKEN_CREDENTIAL: &str = "a known license token";
 
 impl Error {
     pub(crate) fn io(

@@ -68,6 +68,12 @@ impl InstanceRecorder {
             if seen.users.is_some() {
                 existing.users = seen.users;
             }
+            if seen.stream.is_some() {
+                existing.stream = seen.stream;
+            }
+            if seen.held_revision.is_some() {
+                existing.held_revision = seen.held_revision;
+            }
             return false;
         }
         pending.count += 1;

@@ -13,6 +13,7 @@
 //! - [`licenses`]: the rules (issue, extend, suspend, revoke, validate);
 //! - [`status`]: what a document says, as pure functions;
 //! - [`signer`]: signing documents, once per revision where possible;
+//! - [`feed`]: the change feed behind `/v1/watch`;
 //! - [`instances`]: batching installation sightings;
 //! - [`auth`]: admin keys;
 //! - [`metrics`]: Prometheus metrics in a registry per server;
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod datadir;
 mod error;
+pub mod feed;
 pub mod http;
 pub mod instances;
 pub mod licenses;
@@ -149,6 +151,8 @@ impl Server {
         let store = Arc::new(SqliteStore::open(&db_path).await?);
         let now = config.clock.now();
         let admin_key_created = ensure_admin_key(store.as_ref(), &data_dir, now).await?;
+        // This process holds no stream yet; flags left by a crash are stale.
+        store.reset_stream_flags().await?;
         let admin = Arc::new(AdminAuth::new(store.admin_keys().await?));
         let public_key = key.public_key().clone();
         let signer = DocumentSigner::new(
@@ -161,7 +165,7 @@ impl Server {
             dyn_store,
             signer,
             config.clock.clone(),
-            config.limits.license_cache_entries,
+            &config.limits,
         ));
         Ok(Self {
             startup: Startup {
@@ -200,13 +204,16 @@ impl Server {
     ) -> Result<()> {
         let limiter =
             http::ratelimit::IpRateLimiter::new(self.config.rate_limit_per_minute).map(Arc::new);
+        // Cancelled at the shutdown signal: ends background tasks and change
+        // streams, so in-flight requests can drain.
+        let cancel = CancellationToken::new();
         let state = http::AppState {
             licenses: self.licenses.clone(),
             admin: self.admin.clone(),
             limiter: limiter.clone(),
             limits: self.config.limits,
+            shutdown: cancel.clone(),
         };
-        let cancel = CancellationToken::new();
         let background = tokio::spawn(background_tasks(
             self.licenses.clone(),
             limiter,

@@ -8,13 +8,15 @@ use moka::ops::compute::Op;
 use tessera_protocol::human::{parse_date_or_time, parse_duration};
 use tessera_protocol::ids::check_nonce;
 use tessera_protocol::wire::{
-    EventView, ExtendRequest, IssueLicenseRequest, LicenseExport, LicenseState, PolicyInput,
-    RenewalBasis, ValidateRequest,
+    AckRequest, EventView, ExtendRequest, IssueLicenseRequest, LicenseExport, LicenseState,
+    PolicyInput, RenewalBasis, ValidateRequest,
 };
 use tessera_protocol::{InstanceId, LicenseId, LicenseToken, Timestamp, TokenHash};
 
+use crate::Limits;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
+use crate::feed::{ChangeFeed, FeedLimits, Pushed, Subscription};
 use crate::instances::InstanceRecorder;
 use crate::metrics::Metrics;
 use crate::model::{
@@ -50,6 +52,7 @@ pub struct LicenseService {
     /// do not starve each other's optimistic check. Striped by license id.
     change_locks: Vec<tokio::sync::Mutex<()>>,
     metrics: Arc<Metrics>,
+    feed: Arc<ChangeFeed>,
 }
 
 impl std::fmt::Debug for LicenseService {
@@ -113,14 +116,18 @@ impl LicenseService {
         store: Arc<dyn LicenseStore>,
         signer: DocumentSigner,
         clock: Arc<dyn Clock>,
-        cache_capacity: u64,
+        limits: &Limits,
     ) -> Self {
         Self {
             instances: InstanceRecorder::new(store.clone()),
             store,
             signer,
             clock,
-            by_token: moka::sync::Cache::new(cache_capacity),
+            by_token: moka::sync::Cache::new(limits.license_cache_entries),
+            feed: Arc::new(ChangeFeed::new(FeedLimits {
+                per_license: limits.max_watchers_per_license,
+                total: limits.max_watchers,
+            })),
             metrics: Arc::new(Metrics::default()),
             change_locks: (0..CHANGE_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
@@ -150,6 +157,12 @@ impl LicenseService {
     #[must_use]
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The change feed.
+    #[must_use]
+    pub fn feed(&self) -> &Arc<ChangeFeed> {
+        &self.feed
     }
 
     /// The instance recorder (flushed by the server's background task).
@@ -435,6 +448,7 @@ impl LicenseService {
             if let Some(updated) = self.store.apply_change(&change).await? {
                 tracing::info!(license = %id, revision = updated.revision, actor, kind, "license changed");
                 self.remember(Arc::new(updated.clone()));
+                self.publish(&updated, Some(std::time::Instant::now()));
                 return Ok(updated);
             }
         }
@@ -629,6 +643,157 @@ impl LicenseService {
         self.store.instances(id).await
     }
 
+    // ----- push ------------------------------------------------------------
+
+    /// The document pushed to every watcher of `license` at its revision:
+    /// no instance id, no nonce, so one signature serves them all (and the
+    /// signer reuses it within its window).
+    ///
+    /// # Errors
+    /// As [`DocumentSigner::sign`].
+    pub fn pushed_for(
+        &self,
+        license: &License,
+        committed_at: Option<std::time::Instant>,
+    ) -> Result<Arc<Pushed>> {
+        let now = self.now();
+        let signed = self.signer.for_license(
+            license,
+            license.token_hash.fingerprint(),
+            Echo::default(),
+            now,
+        )?;
+        Ok(Arc::new(Pushed {
+            revision: signed.claims.rev,
+            status: signed.claims.status,
+            issued_at: signed.claims.iat,
+            refresh_after: signed.claims.refresh_after,
+            document: Arc::from(signed.document.as_str()),
+            frame: Pushed::encode_frame(signed.claims.rev, &signed.document),
+            committed_at,
+        }))
+    }
+
+    /// After a committed change: hand the new document to its watchers.
+    pub fn publish(&self, license: &License, committed_at: Option<std::time::Instant>) {
+        if !self.feed.is_watched(&license.id) {
+            return;
+        }
+        match self.pushed_for(license, committed_at) {
+            Ok(pushed) => self.feed.publish(&license.id, pushed),
+            Err(e) => {
+                tracing::error!(license = %license.id, error = %e, "cannot sign a pushed document")
+            }
+        }
+    }
+
+    /// Open a change stream for the license of `token` (from the
+    /// `Authorization` header). `last_event_id` is the revision the client
+    /// holds: when it is current, the first event is skipped.
+    ///
+    /// # Errors
+    /// 401 for a malformed or unknown token, 403 for a revoked license,
+    /// 400 for a bad instance id, 503 past the watcher limits.
+    pub async fn open_watch(
+        &self,
+        token: &str,
+        instance_id: Option<&str>,
+        last_event_id: Option<u64>,
+    ) -> Result<Watch> {
+        let token = LicenseToken::parse(token)
+            .map_err(|_| Error::Unauthorized(crate::error::STREAM_CREDENTIAL))?;
+        let instance_id = instance_id.map(InstanceId::parse).transpose()?;
+        let hash = token.hash();
+        let license = self
+            .lookup(&hash)
+            .await?
+            .ok_or(Error::Unauthorized(crate::error::STREAM_CREDENTIAL))?;
+        if license.state == LicenseState::Revoked {
+            return Err(Error::Forbidden {
+                code: "license_revoked",
+                message: "the license is revoked: there is nothing to watch".into(),
+            });
+        }
+        let current = self.pushed_for(&license, None)?;
+        let subscription = self.feed.subscribe(&license.id, current.clone())?;
+        let now = self.now();
+        if let Some(iid) = &instance_id {
+            self.instances.note(InstanceSeen {
+                stream: Some(true),
+                ..InstanceSeen::new(license.id.clone(), iid.as_str().to_owned(), now)
+            });
+        }
+        let first = match last_event_id {
+            Some(held) if held >= current.revision => None,
+            _ => Some(current.clone()),
+        };
+        Ok(Watch {
+            token_hash: hash,
+            license: license.id.clone(),
+            subscription,
+            first,
+            last: current,
+            instance: instance_id,
+        })
+    }
+
+    /// The current document for a watched license (for the periodic
+    /// fresh copy a long-lived stream gets at `refresh_after`).
+    ///
+    /// # Errors
+    /// The store's; 401 when the license is gone.
+    pub async fn current_pushed(&self, token_hash: &TokenHash) -> Result<Arc<Pushed>> {
+        let license = self
+            .lookup(token_hash)
+            .await?
+            .ok_or(Error::Unauthorized(crate::error::STREAM_CREDENTIAL))?;
+        self.pushed_for(&license, None)
+    }
+
+    /// A stream closed: the instance is no longer connected.
+    pub fn close_watch(&self, license: &LicenseId, instance: &InstanceId) {
+        self.instances.note(InstanceSeen {
+            stream: Some(false),
+            ..InstanceSeen::new(license.clone(), instance.as_str().to_owned(), self.now())
+        });
+    }
+
+    /// An instance reports the revision it holds (after applying a pushed or
+    /// polled document); shown in the fleet view.
+    ///
+    /// # Errors
+    /// 401 for a malformed or unknown token; 400 for a bad instance id.
+    pub async fn ack(&self, req: AckRequest) -> Result<()> {
+        let token = LicenseToken::parse(&req.token)
+            .map_err(|_| Error::Unauthorized(crate::error::TOKEN_CREDENTIAL))?;
+        let instance_id = InstanceId::parse(&req.instance_id)?;
+        let license = self
+            .lookup(&token.hash())
+            .await?
+            .ok_or(Error::Unauthorized(crate::error::TOKEN_CREDENTIAL))?;
+        if req.revision > license.revision {
+            return Err(Error::unprocessable(
+                "revision_from_the_future",
+                format!(
+                    "revision {} does not exist yet (current {})",
+                    req.revision, license.revision
+                ),
+            ));
+        }
+        let full = self.instances.note(InstanceSeen {
+            held_revision: Some(req.revision),
+            ..InstanceSeen::new(
+                license.id.clone(),
+                instance_id.as_str().to_owned(),
+                self.now(),
+            )
+        });
+        if full {
+            self.instances.flush().await?;
+        }
+        Ok(())
+    }
+
     // ----- validation -----------------------------------------------------
 
     async fn lookup(&self, hash: &TokenHash) -> Result<Option<Arc<License>>> {
@@ -694,12 +859,9 @@ impl LicenseService {
             Some(license) => {
                 if let Some(iid) = instance_id {
                     let full = self.instances.note(InstanceSeen {
-                        license_id: license.id.clone(),
-                        instance_id: iid.as_str().to_owned(),
-                        first_at: now,
-                        at: now,
                         app_version: req.app_version,
                         users: req.usage.map(|u| u.users),
+                        ..InstanceSeen::new(license.id.clone(), iid.as_str().to_owned(), now)
                     });
                     if full {
                         self.instances.flush().await?;
@@ -726,6 +888,23 @@ impl LicenseService {
             }
         }
     }
+}
+
+/// An open change stream (see [`LicenseService::open_watch`]).
+#[derive(Debug)]
+pub struct Watch {
+    /// The watched token's hash (to re-read the license).
+    pub token_hash: TokenHash,
+    /// The watched license.
+    pub license: LicenseId,
+    /// The feed subscription (dropping it leaves).
+    pub subscription: Subscription,
+    /// The first event to send, unless the client already holds it.
+    pub first: Option<Arc<Pushed>>,
+    /// The newest document this stream knows of.
+    pub last: Arc<Pushed>,
+    /// The instance, when the client named one.
+    pub instance: Option<InstanceId>,
 }
 
 /// The document a client holds, as it names it in `If-None-Match`:

@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 /// Label: the status a validation answered.
@@ -20,6 +21,8 @@ pub struct Metrics {
     registry: Registry,
     /// Validations answered, by status.
     pub validations: Family<StatusLabel, Counter>,
+    /// Seconds from a change's commit to its write on a stream.
+    pub propagation: Histogram,
 }
 
 impl Default for Metrics {
@@ -44,9 +47,18 @@ impl Default for Metrics {
         ] {
             let _ = validations.get_or_create(&StatusLabel { status });
         }
+        let propagation = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+        ]);
+        registry.register(
+            "tessera_propagation_seconds",
+            "Time from a license change's commit to its document being handed to a watch stream",
+            propagation.clone(),
+        );
         Self {
             registry,
             validations,
+            propagation,
         }
     }
 }
@@ -57,6 +69,11 @@ impl Metrics {
         self.validations
             .get_or_create(&StatusLabel { status })
             .inc();
+    }
+
+    /// Record one stream's propagation time.
+    pub fn propagation(&self, elapsed: std::time::Duration) {
+        self.propagation.observe(elapsed.as_secs_f64());
     }
 
     /// The exposition text.

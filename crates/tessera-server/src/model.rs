@@ -257,6 +257,27 @@ pub struct InstanceSeen {
     pub app_version: Option<String>,
     /// Reported users.
     pub users: Option<u32>,
+    /// Change stream opened (`true`) or closed (`false`).
+    pub stream: Option<bool>,
+    /// Revision the instance reports holding.
+    pub held_revision: Option<u64>,
+}
+
+impl InstanceSeen {
+    /// A sighting with nothing reported.
+    #[must_use]
+    pub fn new(license_id: LicenseId, instance_id: String, at: Timestamp) -> Self {
+        Self {
+            license_id,
+            instance_id,
+            first_at: at,
+            at,
+            app_version: None,
+            users: None,
+            stream: None,
+            held_revision: None,
+        }
+    }
 }
 
 /// An installation as stored.

@@ -3,12 +3,14 @@
 //! - [`fake`]: a fake authority whose answers a test writes, for hostile
 //!   documents and failure modes;
 //! - [`process`]: the built binary as a server or agent process;
-//! - [`browser`]: headless Chromium through chromedriver.
+//! - [`browser`]: headless Chromium through chromedriver;
+//! - [`sse`]: reading `/v1/watch` streams.
 
 pub mod browser;
 pub mod fake;
 pub mod process;
 pub mod server;
+pub mod sse;
 
 pub use server::{Options, TestServer, assert_error};
 

@@ -34,6 +34,8 @@ pub struct Options {
     pub clock: Option<Arc<ManualClock>>,
     /// Listen here instead of on a fresh port (restarts).
     pub addr: Option<SocketAddr>,
+    /// Limits other than the defaults.
+    pub limits: Option<tessera_server::Limits>,
 }
 
 impl TestServer {
@@ -54,6 +56,9 @@ impl TestServer {
         let mut config = ServerConfig::new(dir.path().join("data"));
         config.rate_limit_per_minute = options.rate_limit;
         config.clock = clock.clone();
+        if let Some(limits) = options.limits {
+            config.limits = limits;
+        }
         let server = Server::open(config).await.expect("server opens");
         let public_key = server.startup().public_key.clone();
         let admin_key = std::fs::read_to_string(server.startup().admin_key_path.clone())

@@ -141,6 +141,9 @@ pub fn render(v: &StatusView) -> Markup {
                         dt { "Expires" } dd #expires { (expires) }
                         dt { "Revision" } dd #revision { (v.revision.map_or_else(|| "—".to_owned(), |r| r.to_string())) }
                         dt { "Last verified" } dd #last-verified { (when(v.last_verified_at)) }
+                        dt { "Updates" } dd #updates {
+                            @if v.stream_connected { "live (pushed by the authority)" } @else { "polling" }
+                        }
                         dt { "Offline since" } dd #offline-since {
                             @if v.offline_since.is_some() { (when(v.offline_since)) } @else { "online" }
                         }

@@ -29,6 +29,8 @@ pub struct StatusView {
     #[serde(with = "tessera_protocol::time::rfc3339_opt")]
     pub offline_since: Option<Timestamp>,
     pub last_error: Option<LastError>,
+    /// A change stream to the authority is open: changes arrive as pushed.
+    pub stream_connected: bool,
     pub instance_id: String,
     pub server: Option<String>,
 }
@@ -60,6 +62,7 @@ impl StatusView {
             last_verified_at: v.last_verified_at,
             offline_since: v.offline_since,
             last_error: v.last_error.clone(),
+            stream_connected: v.connected,
             instance_id,
             server,
         }

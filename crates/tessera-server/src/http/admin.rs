@@ -252,8 +252,10 @@ struct FleetView {
 struct FleetSummary {
     /// Installations known.
     total: usize,
-    /// Installations reporting the current revision.
+    /// Installations reporting the current revision ("delivered to N of M").
     current: usize,
+    /// Installations with an open change stream.
+    connected: usize,
 }
 
 async fn instances(
@@ -274,6 +276,7 @@ async fn instances(
         summary: FleetSummary {
             total: instances.len(),
             current,
+            connected: instances.iter().filter(|i| i.stream_connected).count(),
         },
         instances,
     }))

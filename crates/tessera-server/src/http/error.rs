@@ -66,7 +66,8 @@ impl IntoResponse for ApiError {
             Error::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, (*code).into()),
             Error::Protocol(p) => (StatusCode::BAD_REQUEST, p.code().into()),
             Error::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, (*code).into()),
-            Error::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized".into()),
+            Error::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized".into()),
+            Error::Forbidden { code, .. } => (StatusCode::FORBIDDEN, (*code).into()),
             Error::NotFound { what, .. } => (StatusCode::NOT_FOUND, format!("{what}_not_found")),
             Error::Conflict { code, .. } => (StatusCode::CONFLICT, (*code).into()),
             Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large".into()),
@@ -95,7 +96,7 @@ impl IntoResponse for ApiError {
         };
         let mut response = body(status, &code, e.to_string());
         match e {
-            Error::Unauthorized => {
+            Error::Unauthorized(_) => {
                 response
                     .headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

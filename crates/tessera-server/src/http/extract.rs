@@ -53,6 +53,8 @@ where
         bearer(parts)
             .and_then(|key| auth.authenticate(key))
             .map(|name| Admin { name })
-            .ok_or(ApiError(Error::Unauthorized))
+            .ok_or(ApiError(Error::Unauthorized(
+                crate::error::ADMIN_CREDENTIAL,
+            )))
     }
 }

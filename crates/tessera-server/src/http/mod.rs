@@ -14,6 +14,7 @@ mod error;
 mod extract;
 pub mod public;
 pub mod ratelimit;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::Request;
+use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -43,6 +45,9 @@ pub struct AppState {
     pub limiter: Option<Arc<IpRateLimiter>>,
     /// Limits.
     pub limits: Limits,
+    /// Cancelled when the server begins to shut down: ends change streams,
+    /// which would otherwise keep the graceful shutdown waiting forever.
+    pub shutdown: CancellationToken,
 }
 
 /// The whole HTTP surface.
@@ -50,13 +55,14 @@ pub fn router(state: AppState) -> Router {
     let public =
         public::router(state.clone()).layer(DefaultBodyLimit::max(state.limits.public_body_bytes));
     let admin = admin::router().layer(DefaultBodyLimit::max(state.limits.admin_body_bytes));
+    let streams = public::streams(state.clone());
     Router::new()
         .merge(public)
         .merge(admin)
         .merge(backstage::router())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(
             // Spans carry method and path only: tokens never travel in URLs,
             // and headers (Authorization) are not recorded.
@@ -65,6 +71,7 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(CatchPanicLayer::custom(error::panic_response))
+        .merge(streams.with_state(state))
 }
 
 /// Grace given to in-flight requests at shutdown.

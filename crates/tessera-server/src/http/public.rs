@@ -7,15 +7,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use std::sync::Arc;
-use tessera_protocol::wire::{KeyInfo, KeysResponse, ValidateRequest};
+use tessera_protocol::wire::{AckRequest, KeyInfo, KeysResponse, ValidateRequest};
 
 use super::{ApiError, ApiJson, AppState, ratelimit};
 use crate::licenses::{HeldTag, LicenseService, Validation};
 
-/// `/v1/validate` (rate limited per IP) and `/v1/keys`.
+/// `/v1/validate`, `/v1/instances/ack` (rate limited per IP) and `/v1/keys`.
 pub fn router(state: AppState) -> Router<AppState> {
     let limited = Router::new()
         .route("/v1/validate", post(validate))
+        .route("/v1/instances/ack", post(ack))
         .route_layer(middleware::from_fn_with_state(
             state.limiter.clone(),
             ratelimit::limit,
@@ -49,6 +50,27 @@ async fn validate(
             (StatusCode::NOT_MODIFIED, [(ETAG, tag.to_header())]).into_response()
         }
     })
+}
+
+/// `/v1/watch`, rate limited per IP. Kept apart from the request tracing
+/// and panic layers: a stream lives for days and carries one frame per
+/// change to thousands of watchers, so its per-frame path stays bare.
+pub fn streams(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/v1/watch", get(super::watch::watch))
+        .route_layer(middleware::from_fn_with_state(
+            state.limiter.clone(),
+            ratelimit::limit,
+        ))
+}
+
+/// An instance reports the revision it holds.
+async fn ack(
+    State(licenses): State<Arc<LicenseService>>,
+    ApiJson(req): ApiJson<AckRequest>,
+) -> Result<StatusCode, ApiError> {
+    licenses.ack(req).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The public keys documents are signed with.

@@ -82,6 +82,9 @@ pub trait LicenseStore: Send + Sync + 'static {
     /// Record installations seen (batched by the caller).
     async fn record_instances(&self, seen: &[InstanceSeen]) -> Result<()>;
 
+    /// Mark every instance's stream closed (at start: no stream survives a restart).
+    async fn reset_stream_flags(&self) -> Result<()>;
+
     /// Installations of one license, most recently seen first.
     async fn instances(&self, license: &LicenseId) -> Result<Vec<Instance>>;
 }

@@ -353,11 +353,14 @@ impl LicenseStore for SqliteStore {
         for s in seen {
             sqlx::query(
                 "INSERT INTO instances (license_id, instance_id, first_seen, last_seen, \
-                 app_version, users) VALUES ($1, $2, $3, $4, $5, $6) \
+                 app_version, users, stream_connected, held_revision) \
+                 VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, FALSE), $8) \
                  ON CONFLICT (license_id, instance_id) DO UPDATE SET \
                  last_seen = excluded.last_seen, \
                  app_version = COALESCE(excluded.app_version, instances.app_version), \
-                 users = COALESCE(excluded.users, instances.users)",
+                 users = COALESCE(excluded.users, instances.users), \
+                 stream_connected = COALESCE($7, instances.stream_connected), \
+                 held_revision = COALESCE($8, instances.held_revision)",
             )
             .bind(s.license_id.as_str())
             .bind(&s.instance_id)
@@ -365,10 +368,19 @@ impl LicenseStore for SqliteStore {
             .bind(s.at.timestamp())
             .bind(&s.app_version)
             .bind(s.users.map(i64::from))
+            .bind(s.stream)
+            .bind(s.held_revision.map(i64_of))
             .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reset_stream_flags(&self) -> Result<()> {
+        sqlx::query("UPDATE instances SET stream_connected = FALSE WHERE stream_connected")
+            .execute(&self.writer)
+            .await?;
         Ok(())
     }
 

@@ -1,0 +1,401 @@
+//! `tessera-bench`: measurements that need many connections at once.
+//!
+//! `propagation`: open N change streams (`/v1/watch`) for one license, make
+//! changes through the admin API, and time, for every stream, from the
+//! admin API's answer to the stream delivering the new revision. Streams are
+//! read as raw HTTP/1.1 (a few KiB each) so that ten thousand of them fit in
+//! this process on a small machine; signature verification, which each real
+//! instance does on its own machine (≈70 µs), is not part of the figure.
+//! Also reports the server's resident memory per open stream.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Semaphore, mpsc};
+
+#[derive(Debug, Parser)]
+#[command(name = "tessera-bench", about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Propagation latency from the admin API's answer to every watcher.
+    Propagation(PropagationArgs),
+    /// The machine's floor for the same fan-out: a bare TCP server (no HTTP,
+    /// no signing, no database) writing one 1 KiB frame to N sockets, each
+    /// from its own task woken by one channel, read by N client tasks — the
+    /// shape of `/v1/watch`, minus everything Tessera adds.
+    FanoutBaseline {
+        /// Number of sockets.
+        #[arg(long, default_value_t = 10_000)]
+        watchers: usize,
+        /// Number of frames.
+        #[arg(long, default_value_t = 5)]
+        changes: usize,
+    },
+    /// The baseline's server half (a separate process, as the authority is):
+    /// prints its port, writes frame N to every socket when N arrives on stdin.
+    #[command(hide = true)]
+    FanoutServer,
+}
+
+#[derive(Debug, clap::Args)]
+struct PropagationArgs {
+    /// Authority URL to watch (http://host:port).
+    #[arg(long)]
+    watch_url: String,
+    /// Authority URL to make changes through (another replica, or the same).
+    #[arg(long)]
+    admin_url: String,
+    /// Admin key.
+    #[arg(long, env = "TESSERA_ADMIN_KEY")]
+    admin_key: String,
+    /// License id to change.
+    #[arg(long)]
+    license: String,
+    /// Its token (the streams' credential).
+    #[arg(long, env = "TESSERA_TOKEN")]
+    token: String,
+    /// Number of streams.
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+    /// Number of changes.
+    #[arg(long, default_value_t = 5)]
+    changes: usize,
+    /// Server process id, for its memory (VmRSS) before and after the streams open.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// One stream: reports (revision, arrival) for every `id:` line it reads.
+async fn watcher(
+    addr: String,
+    host: String,
+    token: String,
+    tx: mpsc::UnboundedSender<(u64, Instant)>,
+    ready: Arc<Semaphore>,
+    connecting: tokio::sync::OwnedSemaphorePermit,
+) -> anyhow::Result<()> {
+    let mut connecting = Some(connecting);
+    let mut sock = TcpStream::connect(&addr).await?;
+    sock.set_nodelay(true)?;
+    let request = format!(
+        "GET /v1/watch HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    sock.write_all(request.as_bytes()).await?;
+    let mut buf = vec![0u8; 4096];
+    let mut pending = Vec::new();
+    let mut first = true;
+    loop {
+        let n = sock.read(&mut buf).await?;
+        if n == 0 {
+            bail!("stream closed");
+        }
+        let now = Instant::now();
+        pending.extend_from_slice(&buf[..n]);
+        if first && !pending.starts_with(b"HTTP/1.1 200") && pending.len() >= 12 {
+            bail!(
+                "watch refused: {}",
+                String::from_utf8_lossy(&pending[..pending.len().min(200)])
+            );
+        }
+        // Find complete "id: <n>\n" lines; keep an unfinished tail.
+        let mut consumed = 0;
+        let mut i = 0;
+        while let Some(pos) = find(&pending[i..], b"\nid: ") {
+            let start = i + pos + 5;
+            let Some(end) = pending[start..].iter().position(|&c| c == b'\n') else {
+                break;
+            };
+            if let Ok(rev) = std::str::from_utf8(&pending[start..start + end])
+                .unwrap_or("")
+                .trim()
+                .parse::<u64>()
+            {
+                if first {
+                    first = false;
+                    ready.add_permits(1);
+                    // Connected: let the next stream open.
+                    connecting.take();
+                }
+                let _ = tx.send((rev, now));
+            }
+            i = start + end;
+            consumed = i;
+        }
+        if consumed > 0 {
+            pending.drain(..consumed);
+        } else if pending.len() > 64 * 1024 {
+            pending.drain(..pending.len() - 16);
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+async fn propagation(a: PropagationArgs) -> anyhow::Result<()> {
+    let url = a.watch_url.trim_end_matches('/');
+    let host = url.trim_start_matches("http://").to_owned();
+    let rss_before = a.server_pid.and_then(rss_kib);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let ready = Arc::new(Semaphore::new(0));
+    let connecting = Arc::new(Semaphore::new(200));
+    let started = Instant::now();
+    for i in 0..a.watchers {
+        let permit = connecting.clone().acquire_owned().await?;
+        let (addr, host, token, tx, ready) = (
+            host.clone(),
+            host.clone(),
+            a.token.clone(),
+            tx.clone(),
+            ready.clone(),
+        );
+        tokio::spawn(async move {
+            let result = watcher(addr, host, token, tx, ready, permit).await;
+            if let Err(e) = result {
+                eprintln!("watcher {i}: {e:#}");
+            }
+        });
+        if i % 1000 == 999 {
+            eprintln!("{} streams requested", i + 1);
+        }
+    }
+    drop(tx);
+    let all = u32::try_from(a.watchers).context("too many watchers")?;
+    tokio::time::timeout(Duration::from_secs(300), ready.acquire_many(all))
+        .await
+        .context("not every stream got its first event within 300 s")??
+        .forget();
+    eprintln!(
+        "{} streams open in {:.1} s",
+        a.watchers,
+        started.elapsed().as_secs_f64()
+    );
+    // Let the server settle (instance writes, allocator) before reading memory.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_after = a.server_pid.and_then(rss_kib);
+    while rx.try_recv().is_ok() {}
+
+    let http = reqwest::Client::new();
+    let mut samples = Vec::with_capacity(a.watchers * a.changes);
+    let mut before_answer = 0usize;
+    for change in 0..a.changes {
+        let res = http
+            .post(format!(
+                "{}/v1/admin/licenses/{}/extend",
+                a.admin_url.trim_end_matches('/'),
+                a.license
+            ))
+            .bearer_auth(&a.admin_key)
+            .json(&serde_json::json!({"by": "1d"}))
+            .send()
+            .await?;
+        let answered = Instant::now();
+        let status = res.status();
+        let body: serde_json::Value = res.json().await?;
+        if !status.is_success() {
+            bail!("extend failed: {status} {body}");
+        }
+        let revision = body["revision"]
+            .as_u64()
+            .context("revision in the answer")?;
+        let mut got = 0;
+        let deadline = answered + Duration::from_secs(60);
+        while got < a.watchers {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some((rev, at)) = tokio::time::timeout(left, rx.recv()).await.ok().flatten() else {
+                bail!(
+                    "change {change}: only {got} of {} streams saw revision {revision}",
+                    a.watchers
+                );
+            };
+            if rev != revision {
+                continue;
+            }
+            got += 1;
+            if at < answered {
+                before_answer += 1;
+            }
+            samples.push(at.saturating_duration_since(answered));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    report(a.watchers, a.changes, samples, Some(before_answer));
+    if let (Some(b), Some(after)) = (rss_before, rss_after) {
+        let per = (after.saturating_sub(b) as f64 * 1024.0) / a.watchers as f64;
+        println!("server rss      {b} KiB before, {after} KiB with the streams open");
+        println!("per watcher     {:.1} KiB", per / 1024.0);
+    }
+    Ok(())
+}
+
+fn report(
+    watchers: usize,
+    changes: usize,
+    mut samples: Vec<Duration>,
+    before_answer: Option<usize>,
+) {
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("watchers        {watchers}");
+    println!("changes         {changes}");
+    println!("samples         {}", samples.len());
+    println!("p50             {:.2} ms", ms(percentile(&samples, 50.0)));
+    println!("p99             {:.2} ms", ms(percentile(&samples, 99.0)));
+    println!(
+        "max             {:.2} ms",
+        ms(*samples.last().unwrap_or(&Duration::ZERO))
+    );
+    if let Some(n) = before_answer {
+        println!(
+            "before answer   {n} (delivered before the admin API's answer arrived; counted as 0 ms)"
+        );
+    }
+}
+
+fn fanout_server() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("{}", listener.local_addr()?.port());
+        let (frame_tx, frame_rx) = tokio::sync::watch::channel(0u64);
+        let body = std::sync::Arc::new(vec![b'x'; 1024]);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut rx = frame_rx.clone();
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let _ = sock.set_nodelay(true);
+                    while rx.changed().await.is_ok() {
+                        let n = *rx.borrow_and_update();
+                        let mut frame = format!("id: {n}\n").into_bytes();
+                        frame.extend_from_slice(&body);
+                        if sock.write_all(&frame).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin());
+        let mut line = String::new();
+        use tokio::io::AsyncBufReadExt;
+        while lines.read_line(&mut line).await? > 0 {
+            if let Ok(n) = line.trim().parse() {
+                frame_tx.send_replace(n);
+            }
+            line.clear();
+        }
+        anyhow::Ok(())
+    })
+}
+
+fn fanout_baseline(watchers: usize, changes: usize) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let mut server = std::process::Command::new(std::env::current_exe()?)
+        .arg("fanout-server")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut port = String::new();
+    std::io::BufReader::new(server.stdout.take().context("server stdout")?).read_line(&mut port)?;
+    let addr = format!("127.0.0.1:{}", port.trim());
+    let mut trigger = server.stdin.take().context("server stdin")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Instant)>();
+    rt.block_on(async {
+        for _ in 0..watchers {
+            let mut sock = TcpStream::connect(&addr).await?;
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    let Ok(n) = sock.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    let now = Instant::now();
+                    if let Some(p) = find(&buf[..n], b"id: ") {
+                        let digits: String = buf[p + 4..n]
+                            .iter()
+                            .take_while(|c| c.is_ascii_digit())
+                            .map(|&c| c as char)
+                            .collect();
+                        if let Ok(id) = digits.parse() {
+                            let _ = tx.send((id, now));
+                        }
+                    }
+                }
+            });
+        }
+        anyhow::Ok(())
+    })?;
+    std::thread::sleep(Duration::from_secs(2));
+    let mut samples = Vec::new();
+    for change in 1..=changes as u64 {
+        let sent = Instant::now();
+        writeln!(trigger, "{change}")?;
+        trigger.flush()?;
+        let mut got = 0;
+        while got < watchers {
+            let (id, at) = rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(60), rx.recv()).await })
+                .ok()
+                .flatten()
+                .context("baseline frame not received")?;
+            if id == change {
+                got += 1;
+                samples.push(at.saturating_duration_since(sent));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(trigger);
+    let _ = server.kill();
+    report(watchers, changes, samples, None);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Propagation(a) => tokio::runtime::Runtime::new()?.block_on(propagation(a)),
+        Command::FanoutBaseline { watchers, changes } => fanout_baseline(watchers, changes),
+        Command::FanoutServer => fanout_server(),
+    }
+}

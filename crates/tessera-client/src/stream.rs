@@ -1,0 +1,167 @@
+//! The change stream: `GET /v1/watch` kept open while the client runs, and
+//! the revision reports that let the authority show delivery.
+//!
+//! Pushed documents go through the same verification and rollback rule as
+//! any answer. While the stream is open the refresh loop does not poll;
+//! when it drops, polling resumes and the stream reconnects with full
+//! jitter (1 s … 30 s, reset after 60 s of health), resuming from the held
+//! revision (`Last-Event-ID`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::engine::Inner;
+use crate::error::Error;
+
+const RECONNECT_MIN: Duration = Duration::from_secs(1);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
+const HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// After the authority refuses the token (unknown, revoked), ask again this
+/// rarely: only a new token can change the answer.
+const REFUSED_RETRY: Duration = Duration::from_secs(300);
+
+fn reconnect_delay(failures: u32) -> Duration {
+    let window = RECONNECT_MIN
+        .saturating_mul(1u32 << failures.min(16))
+        .min(RECONNECT_MAX);
+    let ms = rand::random_range(
+        u64::try_from(RECONNECT_MIN.as_millis()).unwrap_or(1_000)
+            ..=u64::try_from(window.as_millis()).unwrap_or(30_000),
+    );
+    Duration::from_millis(ms)
+}
+
+pub(crate) async fn watch_loop(inner: Arc<Inner>, read_timeout: Duration) {
+    let Some(transport) = inner.transport.as_ref() else {
+        return;
+    };
+    let mut epoch = inner.token_epoch.subscribe();
+    let mut failures: u32 = 0;
+    loop {
+        epoch.mark_unchanged();
+        let (token, instance, held_rev) = {
+            let held = inner.lock();
+            (
+                held.token.clone(),
+                held.instance_id.to_string(),
+                held.held_revision(),
+            )
+        };
+        let Some(token) = token else {
+            tokio::select! {
+                () = inner.cancel.cancelled() => return,
+                _ = epoch.changed() => continue,
+            }
+        };
+        let mut wait = reconnect_delay(failures);
+        match transport
+            .open_stream(token.expose_secret(), &instance, held_rev, read_timeout)
+            .await
+        {
+            Ok(mut events) => {
+                let opened = Instant::now();
+                inner.set_stream(true);
+                // The authority answered: not offline, whatever it sends next
+                // (with Last-Event-ID current it may send nothing for hours).
+                inner.record_contact(false);
+                tracing::debug!("change stream open");
+                let ended = loop {
+                    tokio::select! {
+                        () = inner.cancel.cancelled() => {
+                            inner.set_stream(false);
+                            return;
+                        }
+                        _ = epoch.changed() => break None,
+                        event = events.next() => match event {
+                            Ok(event) => {
+                                // Errors are recorded by accept_pushed; the stream stays.
+                                let _ = inner.accept_pushed(&token, &event.data).await;
+                            }
+                            Err(e) => break Some(e),
+                        }
+                    }
+                };
+                inner.set_stream(false);
+                if opened.elapsed() >= HEALTHY_AFTER {
+                    failures = 0;
+                }
+                match ended {
+                    None => {
+                        // A new token: reconnect with it at once.
+                        failures = 0;
+                        continue;
+                    }
+                    Some(e) => {
+                        tracing::info!(error = %e, "change stream closed; reconnecting");
+                        failures = failures.saturating_add(1);
+                        wait = reconnect_delay(failures);
+                    }
+                }
+            }
+            Err(Error::HttpStatus {
+                status: 401 | 403,
+                message,
+                ..
+            }) => {
+                tracing::info!(status = %message, "the authority refuses a stream for this token");
+                inner.poll_now();
+                wait = REFUSED_RETRY;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot open the change stream");
+                failures = failures.saturating_add(1);
+                if let Error::HttpStatus {
+                    retry_after: Some(secs),
+                    ..
+                } = e
+                {
+                    wait = wait.max(Duration::from_secs(secs));
+                }
+            }
+        }
+        tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            _ = epoch.changed() => { failures = 0; }
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Report the held revision after each accepted document. Coalesced: a
+/// wake-up reports whatever is held by then, so a burst sends one report.
+pub(crate) async fn ack_loop(inner: Arc<Inner>) {
+    let Some(transport) = inner.transport.as_ref() else {
+        return;
+    };
+    let mut reported: Option<(String, u64)> = None;
+    loop {
+        tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            () = inner.ack.notified() => {}
+        }
+        let (token, instance, revision) = {
+            let held = inner.lock();
+            (
+                held.token.clone(),
+                held.instance_id.to_string(),
+                held.held_revision(),
+            )
+        };
+        let (Some(token), Some(revision)) = (token, revision) else {
+            continue;
+        };
+        let key = (token.fingerprint().to_string(), revision);
+        if reported.as_ref() == Some(&key) {
+            continue;
+        }
+        match transport
+            .ack(token.expose_secret(), &instance, revision)
+            .await
+        {
+            Ok(()) => reported = Some(key),
+            Err(e) => tracing::debug!(error = %e, "could not report the held revision"),
+        }
+    }
+}
