@@ -24,6 +24,11 @@ pub struct ServerArgs {
     /// Data directory: database, signing key, admin key. Created if missing.
     #[arg(long, env = "TESSERA_DATA_DIR", default_value = "tessera-data")]
     data_dir: PathBuf,
+    /// PostgreSQL URL (postgres://user@host/db) for running several replicas
+    /// on one database. Default: SQLite in the data directory. Keys stay in
+    /// the data directory (or --signing-key-file) either way.
+    #[arg(long, env = "TESSERA_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
     /// Signing key file (PASERK k4.secret). Default: <data dir>/signing.key,
     /// created on first start. A file given here must already exist.
     #[arg(long, env = "TESSERA_SIGNING_KEY_FILE")]
@@ -56,6 +61,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let shutdown = shutdown_signal()?;
     let mut config = ServerConfig::new(args.data_dir);
     config.signing_key_file = args.signing_key_file;
+    config.database_url = args.database_url;
     config.rate_limit_per_minute = args.rate_limit;
     let server = Server::open(config).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -65,7 +71,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let s = server.startup();
     println!("Tessera authority {}", env!("CARGO_PKG_VERSION"));
     println!("  data directory: {}", s.data_dir.display());
-    println!("  database:       {} (SQLite)", s.database);
+    println!(
+        "  database:       {} ({})",
+        s.database,
+        if s.backend == "postgres" {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
+    println!("  replica:        {}", s.replica);
     println!(
         "  signing key:    {}{}",
         s.signing_key_path.display(),

@@ -71,13 +71,24 @@ impl Transport {
         }
     }
 
-    /// One validation round trip.
+    /// One validation round trip. When the current URL cannot give an
+    /// authoritative answer, each other URL is tried once, in order; the
+    /// next call starts from the one that answered.
     pub(crate) async fn validate(
         &self,
         request: &ValidateRequest,
         if_none_match: Option<&str>,
     ) -> Result<Answer, Error> {
-        let result = self.try_validate(request, if_none_match).await;
+        let mut result = self.try_validate(request, if_none_match).await;
+        for _ in 1..self.servers.len() {
+            match &result {
+                Err(e) if e.is_unreachable() => {
+                    self.fail_over();
+                    result = self.try_validate(request, if_none_match).await;
+                }
+                _ => break,
+            }
+        }
         if let Err(e) = &result
             && e.is_unreachable()
         {

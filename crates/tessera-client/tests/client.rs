@@ -10,7 +10,7 @@ use tessera_client::clock::ManualClock;
 use tessera_client::{Client, Error, UnverifiedReason, Verdict, VerdictState, Watching};
 use tessera_protocol::{LicenseToken, Status};
 use tessera_testkit::fake::{Fake, FakeAuthority};
-use tessera_testkit::{Options, TestServer};
+use tessera_testkit::{Backend, Options, TestServer, backend_tests};
 
 const TICK: StdDuration = StdDuration::from_millis(20);
 
@@ -18,8 +18,9 @@ fn clock() -> Arc<ManualClock> {
     Arc::new(ManualClock::new(Utc::now()))
 }
 
-async fn server(clock: &Arc<ManualClock>) -> TestServer {
+async fn server(clock: &Arc<ManualClock>, backend: Backend) -> TestServer {
     TestServer::start_with(Options {
+        backend,
         clock: Some(clock.clone()),
         ..Options::default()
     })
@@ -37,6 +38,28 @@ async fn until(client: &Client, what: &str, pred: impl Fn(&Verdict) -> bool) -> 
             client.verdict()
         ),
     }
+}
+
+/// A client on the fake authority, activated and valid at revision 5.
+async fn fake_client(dir: &tempfile::TempDir) -> (FakeAuthority, Client, Arc<ManualClock>, String) {
+    let clock = clock();
+    let fake = FakeAuthority::start(clock.clone()).await;
+    fake.fake
+        .revision
+        .store(5, std::sync::atomic::Ordering::SeqCst);
+    let token = LicenseToken::generate(&mut rand::rng())
+        .expose_secret()
+        .to_owned();
+    let client = Client::builder()
+        .server(&fake.url)
+        .public_key(fake.fake.public_key())
+        .state_dir(dir.path())
+        .clock(clock.clone())
+        .start()
+        .unwrap();
+    client.activate(&token).await.unwrap();
+    assert!(client.is_valid());
+    (fake, client, clock, token)
 }
 
 fn state_file(dir: &tempfile::TempDir) -> std::path::PathBuf {
@@ -94,186 +117,6 @@ async fn a_typo_is_refused_without_any_request() {
         .start()
         .unwrap_err();
     assert!(matches!(err, Error::InvalidToken(_)));
-}
-
-#[tokio::test]
-async fn the_seed_bug_a_renewal_shows_after_refresh_or_reentering_the_same_token() {
-    // Metabase #56808: the answer was memoized by token, so a renewed license
-    // kept saying "expired" until a restart.
-    let clock = clock();
-    let s = server(&clock).await;
-    let (id, token) = s
-        .issue(json!({"customer": "Acme", "plan": "p", "features": ["sso"], "duration": "2d"}))
-        .await;
-    let dir = tempfile::tempdir().unwrap();
-    let client = Client::builder()
-        .server(&s.url)
-        .public_key(s.public_key.clone())
-        .state_dir(dir.path())
-        .token(&token)
-        .clock(clock.clone())
-        .tick(TICK)
-        .start()
-        .unwrap();
-    until(&client, "valid", Verdict::is_valid).await;
-    assert!(client.has_feature("sso"));
-
-    // The license runs out: the client sees it on its own, no request.
-    let before = s.validations().await;
-    clock.advance(Duration::days(3));
-    let v = until(&client, "expired", |v| v.state == VerdictState::Expired).await;
-    assert!(!v.has_feature("sso"));
-    assert!(
-        !client.has_feature("sso"),
-        "no reader keeps a cached answer"
-    );
-    assert_eq!(
-        s.validations().await,
-        before,
-        "expiry needed no server call"
-    );
-
-    // The vendor renews. Refresh shows it at once.
-    let (status, _) = s
-        .admin(
-            "POST",
-            &format!("/v1/admin/licenses/{id}/extend"),
-            Some(json!({"by": "30d"})),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let v = client.refresh().await.unwrap();
-    assert_eq!(v.state, VerdictState::Valid);
-    assert_eq!(v.license.as_ref().unwrap().revision, 2);
-    assert!(client.has_feature("sso"));
-
-    // Re-entering the same token also goes to the authority.
-    s.admin(
-        "POST",
-        &format!("/v1/admin/licenses/{id}/extend"),
-        Some(json!({"by": "30d"})),
-    )
-    .await;
-    let v = client.activate(&token).await.unwrap();
-    assert_eq!(v.license.as_ref().unwrap().revision, 3);
-}
-
-#[tokio::test]
-async fn state_survives_a_restart_and_the_authority_being_down() {
-    let clock = clock();
-    let s = server(&clock).await;
-    let (_, token) = s.issue_default().await;
-    let dir = tempfile::tempdir().unwrap();
-    let url = s.url.clone();
-    let key = s.public_key.clone();
-    let start = |server: &str| {
-        Client::builder()
-            .server(server)
-            .public_key(key.clone())
-            .state_dir(dir.path())
-            .clock(clock.clone())
-            .tick(TICK)
-            .request_timeout(StdDuration::from_secs(2))
-    };
-    let client = start(&url).token(&token).start().unwrap();
-    until(&client, "valid", Verdict::is_valid).await;
-    let instance = client.instance_id();
-    drop(client);
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(state_file(&dir))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
-
-    // Authority gone; the client restarts and is valid from disk at once.
-    let addr = s.addr;
-    let data = s.stop().await;
-    let client = start(&url).token(&token).start().unwrap();
-    assert_eq!(
-        client.verdict().state,
-        VerdictState::Valid,
-        "from disk, before any network"
-    );
-    assert_eq!(client.instance_id(), instance);
-    let v = until(&client, "offline noticed", |v| v.offline_since.is_some()).await;
-    assert!(v.is_valid());
-    assert_eq!(v.last_error.as_ref().unwrap().kind, "network");
-    assert!(client.refresh().await.is_err());
-    assert!(
-        client.verdict().is_valid(),
-        "an error never changes the verdict"
-    );
-
-    // The authority returns on the same port; the client recovers by itself.
-    let s = TestServer::start_in(
-        data,
-        Options {
-            clock: Some(clock.clone()),
-            addr: Some(addr),
-            ..Options::default()
-        },
-    )
-    .await;
-    let v = until(&client, "back online", |v| v.offline_since.is_none()).await;
-    assert!(v.is_valid());
-    assert!(v.last_error.is_none());
-    drop(s);
-}
-
-#[tokio::test]
-async fn denied_answers_are_applied() {
-    let clock = clock();
-    let s = server(&clock).await;
-    let (id, token) = s.issue_default().await;
-    let client = Client::builder()
-        .server(&s.url)
-        .public_key(s.public_key.clone())
-        .token(&token)
-        .clock(clock.clone())
-        .tick(TICK)
-        .start()
-        .unwrap();
-    until(&client, "valid", Verdict::is_valid).await;
-    s.admin("POST", &format!("/v1/admin/licenses/{id}/suspend"), None)
-        .await;
-    assert_eq!(
-        client.refresh().await.unwrap().state,
-        VerdictState::Suspended
-    );
-    s.admin("POST", &format!("/v1/admin/licenses/{id}/reinstate"), None)
-        .await;
-    assert_eq!(client.refresh().await.unwrap().state, VerdictState::Valid);
-    s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
-        .await;
-    let v = client.refresh().await.unwrap();
-    assert_eq!(v.state, VerdictState::Revoked);
-    assert!(!client.has_feature("sso"));
-    let unknown = LicenseToken::generate(&mut rand::rng());
-    let v = client.activate(unknown.expose_secret()).await.unwrap();
-    assert_eq!(v.state, VerdictState::NotFound);
-}
-
-/// A client on the fake authority, activated and valid at revision 5.
-async fn fake_client(dir: &tempfile::TempDir) -> (FakeAuthority, Client, Arc<ManualClock>, String) {
-    let clock = clock();
-    let fake = FakeAuthority::start(clock.clone()).await;
-    fake.fake
-        .revision
-        .store(5, std::sync::atomic::Ordering::SeqCst);
-    let token = LicenseToken::generate(&mut rand::rng())
-        .expose_secret()
-        .to_owned();
-    let client = Client::builder()
-        .server(&fake.url)
-        .public_key(fake.fake.public_key())
-        .state_dir(dir.path())
-        .clock(clock.clone())
-        .start()
-        .unwrap();
-    client.activate(&token).await.unwrap();
-    assert!(client.is_valid());
-    (fake, client, clock, token)
 }
 
 #[tokio::test]
@@ -542,222 +385,395 @@ async fn grace_runs_out_offline_the_verdict_goes_stale() {
     );
 }
 
-#[tokio::test]
-async fn background_refresh_polls_at_refresh_after_with_if_none_match() {
-    let clock = clock();
-    let s = server(&clock).await;
-    let (id, token) = s.issue_default().await;
-    let client = Client::builder()
-        .watch(Watching::Off)
-        .server(&s.url)
-        .public_key(s.public_key.clone())
-        .token(&token)
-        .clock(clock.clone())
-        .tick(TICK)
-        .start()
-        .unwrap();
-    until(&client, "valid", Verdict::is_valid).await;
-    let doc = client.document().unwrap();
-    // A change while the client is not asking: seen at the next poll.
-    s.admin(
-        "POST",
-        &format!("/v1/admin/licenses/{id}/extend"),
-        Some(json!({"by": "10d"})),
-    )
-    .await;
-    clock.advance(Duration::minutes(67));
-    let v = until(&client, "revision 2", |v| {
-        v.license.as_ref().is_some_and(|l| l.revision == 2)
-    })
-    .await;
-    assert!(v.is_valid());
-    assert_ne!(client.document().unwrap(), doc);
-}
-
-#[tokio::test]
-async fn offline_file_mode_needs_no_server() {
-    let clock = clock();
-    let s = server(&clock).await;
-    let (id, token) = s
-        .issue(json!({"customer": "Acme", "plan": "p", "features": ["sso"], "duration": "400d"}))
-        .await;
-    let (_, export) = s
-        .admin(
-            "POST",
-            &format!("/v1/admin/licenses/{id}/export"),
-            Some(json!({"ttl": "365d"})),
-        )
-        .await;
-    let key = s.public_key.clone();
-    drop(s);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("acme.license");
-    std::fs::write(&file, serde_json::to_string_pretty(&export).unwrap()).unwrap();
-    let start = |file: &std::path::Path| {
-        Client::builder()
-            .public_key(key.clone())
-            .offline_file(file)
-            .token(&token)
-            .state_dir(dir.path().join("state"))
-            .clock(clock.clone())
-            .tick(TICK)
-            .start()
-    };
-    let client = start(&file).unwrap();
-    assert!(client.is_valid());
-    assert!(client.has_feature("sso"));
-    assert!(matches!(client.refresh().await, Err(Error::NoServer)));
-    clock.advance(Duration::days(300));
-    until(&client, "valid 300 days later", Verdict::is_valid).await;
-    clock.advance(Duration::days(66));
-    until(&client, "stale after the export's ttl", |v| {
-        v.reason == Some(UnverifiedReason::Stale)
-    })
-    .await;
-    drop(client);
-
-    // A tampered file is refused at start.
-    let text = std::fs::read_to_string(&file).unwrap();
-    let tampered = text.replacen("v4.public.", "v4.public.A", 1);
-    let bad = dir.path().join("tampered.license");
-    std::fs::write(&bad, tampered).unwrap();
-    assert!(matches!(start(&bad), Err(Error::Verification(_))));
-}
-
-#[tokio::test]
-async fn a_configured_token_change_wins_over_the_stored_one_but_not_otherwise() {
-    let clock = clock();
-    let s = server(&clock).await;
-    let (_, a) = s.issue_default().await;
-    let (_, b) = s.issue_default().await;
-    let (_, c) = s.issue_default().await;
-    let dir = tempfile::tempdir().unwrap();
-    let start = |token: &str| {
-        Client::builder()
+backend_tests! {
+    async fn the_seed_bug_a_renewal_shows_after_refresh_or_reentering_the_same_token(backend: Backend) {
+        // Metabase #56808: the answer was memoized by token, so a renewed license
+        // kept saying "expired" until a restart.
+        let clock = clock();
+        let s = server(&clock, backend.clone()).await;
+        let (id, token) = s
+            .issue(json!({"customer": "Acme", "plan": "p", "features": ["sso"], "duration": "2d"}))
+            .await;
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::builder()
             .server(&s.url)
             .public_key(s.public_key.clone())
             .state_dir(dir.path())
-            .token(token)
+            .token(&token)
             .clock(clock.clone())
             .tick(TICK)
             .start()
-            .unwrap()
-    };
-    let lic = |client: &Client| client.verdict().license.as_ref().and_then(|l| l.id.clone());
-    let client = start(&a);
-    until(&client, "valid", Verdict::is_valid).await;
-    let lic_a = lic(&client);
-    // Activated at run time: B.
-    client.activate(&b).await.unwrap();
-    let lic_b = lic(&client);
-    assert_ne!(lic_a, lic_b);
-    drop(client);
-    // Same configuration (A) as before: the activated B stays.
-    let client = start(&a);
-    assert_eq!(lic(&client), lic_b);
-    drop(client);
-    // The configuration now says C: the operator changed it, C wins.
-    let client = start(&c);
-    until(&client, "valid with C", |v| {
-        v.is_valid() && v.license.as_ref().and_then(|l| l.id.clone()) != lic_b
-    })
-    .await;
-}
+            .unwrap();
+        until(&client, "valid", Verdict::is_valid).await;
+        assert!(client.has_feature("sso"));
 
-#[tokio::test]
-async fn changes_are_pushed_without_any_refresh_and_delivery_is_reported() {
-    let clock = clock();
-    let s = server(&clock).await;
-    let (id, token) = s.issue_default().await;
-    let client = Client::builder()
-        .server(&s.url)
-        .public_key(s.public_key.clone())
-        .token(&token)
-        .clock(clock.clone())
-        .tick(TICK)
-        .start()
-        .unwrap();
-    until(&client, "valid and connected", |v| {
-        v.is_valid() && v.connected
-    })
-    .await;
-    let validations = s.validations().await;
+        // The license runs out: the client sees it on its own, no request.
+        let before = s.validations().await;
+        clock.advance(Duration::days(3));
+        let v = until(&client, "expired", |v| v.state == VerdictState::Expired).await;
+        assert!(!v.has_feature("sso"));
+        assert!(
+            !client.has_feature("sso"),
+            "no reader keeps a cached answer"
+        );
+        assert_eq!(
+            s.validations().await,
+            before,
+            "expiry needed no server call"
+        );
 
-    let started = std::time::Instant::now();
-    s.admin(
-        "POST",
-        &format!("/v1/admin/licenses/{id}/extend"),
-        Some(json!({"by": "30d"})),
-    )
-    .await;
-    until(&client, "revision 2 pushed", |v| {
-        v.license.as_ref().is_some_and(|l| l.revision == 2)
-    })
-    .await;
-    assert!(
-        started.elapsed() < StdDuration::from_secs(2),
-        "pushed in {:?}",
-        started.elapsed()
-    );
-    assert_eq!(
-        s.validations().await,
-        validations,
-        "no validation request: it was pushed"
-    );
-
-    // The authority learns the instance holds revision 2.
-    let mut delivered = false;
-    for _ in 0..100 {
-        let (_, fleet) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
+        // The vendor renews. Refresh shows it at once.
+        let (status, _) = s
+            .admin(
+                "POST",
+                &format!("/v1/admin/licenses/{id}/extend"),
+                Some(json!({"by": "30d"})),
+            )
             .await;
-        if fleet["summary"]["current"] == 1 && fleet["summary"]["total"] == 1 {
-            assert_eq!(
-                fleet["instances"][0]["instance_id"],
-                client.instance_id().as_str()
-            );
-            assert_eq!(fleet["instances"][0]["stream_connected"], true);
-            delivered = true;
-            break;
-        }
-        tokio::time::sleep(StdDuration::from_millis(20)).await;
-    }
-    assert!(delivered, "fleet view shows delivery");
+        assert_eq!(status, 200);
+        let v = client.refresh().await.unwrap();
+        assert_eq!(v.state, VerdictState::Valid);
+        assert_eq!(v.license.as_ref().unwrap().revision, 2);
+        assert!(client.has_feature("sso"));
 
-    s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
+        // Re-entering the same token also goes to the authority.
+        s.admin(
+            "POST",
+            &format!("/v1/admin/licenses/{id}/extend"),
+            Some(json!({"by": "30d"})),
+        )
         .await;
-    let v = until(&client, "revoked pushed", |v| {
-        v.state == VerdictState::Revoked
-    })
-    .await;
-    assert!(!v.has_feature("sso"));
-    assert!(!client.has_feature("sso"));
+        let v = client.activate(&token).await.unwrap();
+        assert_eq!(v.license.as_ref().unwrap().revision, 3);
+    }
+
+    async fn state_survives_a_restart_and_the_authority_being_down(backend: Backend) {
+        let clock = clock();
+        let s = server(&clock, backend.clone()).await;
+        let (_, token) = s.issue_default().await;
+        let dir = tempfile::tempdir().unwrap();
+        let url = s.url.clone();
+        let key = s.public_key.clone();
+        let start = |server: &str| {
+            Client::builder()
+                .server(server)
+                .public_key(key.clone())
+                .state_dir(dir.path())
+                .clock(clock.clone())
+                .tick(TICK)
+                .request_timeout(StdDuration::from_secs(2))
+        };
+        let client = start(&url).token(&token).start().unwrap();
+        until(&client, "valid", Verdict::is_valid).await;
+        let instance = client.instance_id();
+        drop(client);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(state_file(&dir))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+
+        // Authority gone; the client restarts and is valid from disk at once.
+        let stopped = s.stop().await;
+        let client = start(&url).token(&token).start().unwrap();
+        assert_eq!(
+            client.verdict().state,
+            VerdictState::Valid,
+            "from disk, before any network"
+        );
+        assert_eq!(client.instance_id(), instance);
+        let v = until(&client, "offline noticed", |v| v.offline_since.is_some()).await;
+        assert!(v.is_valid());
+        assert_eq!(v.last_error.as_ref().unwrap().kind, "network");
+        assert!(client.refresh().await.is_err());
+        assert!(
+            client.verdict().is_valid(),
+            "an error never changes the verdict"
+        );
+
+        // The authority returns on the same port; the client recovers by itself.
+        let s = TestServer::restart(
+            stopped,
+            Options {
+                clock: Some(clock.clone()),
+                ..Options::default()
+            },
+        )
+        .await;
+        let v = until(&client, "back online", |v| v.offline_since.is_none()).await;
+        assert!(v.is_valid());
+        assert!(v.last_error.is_none());
+        drop(s);
+    }
+
+    async fn denied_answers_are_applied(backend: Backend) {
+        let clock = clock();
+        let s = server(&clock, backend.clone()).await;
+        let (id, token) = s.issue_default().await;
+        let client = Client::builder()
+            .server(&s.url)
+            .public_key(s.public_key.clone())
+            .token(&token)
+            .clock(clock.clone())
+            .tick(TICK)
+            .start()
+            .unwrap();
+        until(&client, "valid", Verdict::is_valid).await;
+        s.admin("POST", &format!("/v1/admin/licenses/{id}/suspend"), None)
+            .await;
+        assert_eq!(
+            client.refresh().await.unwrap().state,
+            VerdictState::Suspended
+        );
+        s.admin("POST", &format!("/v1/admin/licenses/{id}/reinstate"), None)
+            .await;
+        assert_eq!(client.refresh().await.unwrap().state, VerdictState::Valid);
+        s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
+            .await;
+        let v = client.refresh().await.unwrap();
+        assert_eq!(v.state, VerdictState::Revoked);
+        assert!(!client.has_feature("sso"));
+        let unknown = LicenseToken::generate(&mut rand::rng());
+        let v = client.activate(unknown.expose_secret()).await.unwrap();
+        assert_eq!(v.state, VerdictState::NotFound);
+    }
+
+    async fn background_refresh_polls_at_refresh_after_with_if_none_match(backend: Backend) {
+        let clock = clock();
+        let s = server(&clock, backend.clone()).await;
+        let (id, token) = s.issue_default().await;
+        let client = Client::builder()
+            .watch(Watching::Off)
+            .server(&s.url)
+            .public_key(s.public_key.clone())
+            .token(&token)
+            .clock(clock.clone())
+            .tick(TICK)
+            .start()
+            .unwrap();
+        until(&client, "valid", Verdict::is_valid).await;
+        let doc = client.document().unwrap();
+        // A change while the client is not asking: seen at the next poll.
+        s.admin(
+            "POST",
+            &format!("/v1/admin/licenses/{id}/extend"),
+            Some(json!({"by": "10d"})),
+        )
+        .await;
+        clock.advance(Duration::minutes(67));
+        let v = until(&client, "revision 2", |v| {
+            v.license.as_ref().is_some_and(|l| l.revision == 2)
+        })
+        .await;
+        assert!(v.is_valid());
+        assert_ne!(client.document().unwrap(), doc);
+    }
+
+    async fn offline_file_mode_needs_no_server(backend: Backend) {
+        let clock = clock();
+        let s = server(&clock, backend.clone()).await;
+        let (id, token) = s
+            .issue(json!({"customer": "Acme", "plan": "p", "features": ["sso"], "duration": "400d"}))
+            .await;
+        let (_, export) = s
+            .admin(
+                "POST",
+                &format!("/v1/admin/licenses/{id}/export"),
+                Some(json!({"ttl": "365d"})),
+            )
+            .await;
+        let key = s.public_key.clone();
+        drop(s);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("acme.license");
+        std::fs::write(&file, serde_json::to_string_pretty(&export).unwrap()).unwrap();
+        let start = |file: &std::path::Path| {
+            Client::builder()
+                .public_key(key.clone())
+                .offline_file(file)
+                .token(&token)
+                .state_dir(dir.path().join("state"))
+                .clock(clock.clone())
+                .tick(TICK)
+                .start()
+        };
+        let client = start(&file).unwrap();
+        assert!(client.is_valid());
+        assert!(client.has_feature("sso"));
+        assert!(matches!(client.refresh().await, Err(Error::NoServer)));
+        clock.advance(Duration::days(300));
+        until(&client, "valid 300 days later", Verdict::is_valid).await;
+        clock.advance(Duration::days(66));
+        until(&client, "stale after the export's ttl", |v| {
+            v.reason == Some(UnverifiedReason::Stale)
+        })
+        .await;
+        drop(client);
+
+        // A tampered file is refused at start.
+        let text = std::fs::read_to_string(&file).unwrap();
+        let tampered = text.replacen("v4.public.", "v4.public.A", 1);
+        let bad = dir.path().join("tampered.license");
+        std::fs::write(&bad, tampered).unwrap();
+        assert!(matches!(start(&bad), Err(Error::Verification(_))));
+    }
+
+    async fn a_configured_token_change_wins_over_the_stored_one_but_not_otherwise(backend: Backend) {
+        let clock = clock();
+        let s = server(&clock, backend.clone()).await;
+        let (_, a) = s.issue_default().await;
+        let (_, b) = s.issue_default().await;
+        let (_, c) = s.issue_default().await;
+        let dir = tempfile::tempdir().unwrap();
+        let start = |token: &str| {
+            Client::builder()
+                .server(&s.url)
+                .public_key(s.public_key.clone())
+                .state_dir(dir.path())
+                .token(token)
+                .clock(clock.clone())
+                .tick(TICK)
+                .start()
+                .unwrap()
+        };
+        let lic = |client: &Client| client.verdict().license.as_ref().and_then(|l| l.id.clone());
+        let client = start(&a);
+        until(&client, "valid", Verdict::is_valid).await;
+        let lic_a = lic(&client);
+        // Activated at run time: B.
+        client.activate(&b).await.unwrap();
+        let lic_b = lic(&client);
+        assert_ne!(lic_a, lic_b);
+        drop(client);
+        // Same configuration (A) as before: the activated B stays.
+        let client = start(&a);
+        assert_eq!(lic(&client), lic_b);
+        drop(client);
+        // The configuration now says C: the operator changed it, C wins.
+        let client = start(&c);
+        until(&client, "valid with C", |v| {
+            v.is_valid() && v.license.as_ref().and_then(|l| l.id.clone()) != lic_b
+        })
+        .await;
+    }
+
+    async fn changes_are_pushed_without_any_refresh_and_delivery_is_reported(backend: Backend) {
+        let clock = clock();
+        let s = server(&clock, backend.clone()).await;
+        let (id, token) = s.issue_default().await;
+        let client = Client::builder()
+            .server(&s.url)
+            .public_key(s.public_key.clone())
+            .token(&token)
+            .clock(clock.clone())
+            .tick(TICK)
+            .start()
+            .unwrap();
+        until(&client, "valid and connected", |v| {
+            v.is_valid() && v.connected
+        })
+        .await;
+        let validations = s.validations().await;
+
+        let started = std::time::Instant::now();
+        s.admin(
+            "POST",
+            &format!("/v1/admin/licenses/{id}/extend"),
+            Some(json!({"by": "30d"})),
+        )
+        .await;
+        until(&client, "revision 2 pushed", |v| {
+            v.license.as_ref().is_some_and(|l| l.revision == 2)
+        })
+        .await;
+        assert!(
+            started.elapsed() < StdDuration::from_secs(2),
+            "pushed in {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            s.validations().await,
+            validations,
+            "no validation request: it was pushed"
+        );
+
+        // The authority learns the instance holds revision 2.
+        let mut delivered = false;
+        for _ in 0..100 {
+            let (_, fleet) = s
+                .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
+                .await;
+            if fleet["summary"]["current"] == 1 && fleet["summary"]["total"] == 1 {
+                assert_eq!(
+                    fleet["instances"][0]["instance_id"],
+                    client.instance_id().as_str()
+                );
+                assert_eq!(fleet["instances"][0]["stream_connected"], true);
+                delivered = true;
+                break;
+            }
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+        assert!(delivered, "fleet view shows delivery");
+
+        s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
+            .await;
+        let v = until(&client, "revoked pushed", |v| {
+            v.state == VerdictState::Revoked
+        })
+        .await;
+        assert!(!v.has_feature("sso"));
+        assert!(!client.has_feature("sso"));
+    }
+
+    async fn a_new_token_moves_the_stream_to_its_license(backend: Backend) {
+        let clock = clock();
+        let s = server(&clock, backend.clone()).await;
+        let (_, a) = s.issue_default().await;
+        let (b_id, b) = s.issue_default().await;
+        let client = Client::builder()
+            .server(&s.url)
+            .public_key(s.public_key.clone())
+            .token(&a)
+            .clock(clock.clone())
+            .tick(TICK)
+            .start()
+            .unwrap();
+        until(&client, "connected", |v| v.connected).await;
+        client.activate(&b).await.unwrap();
+        until(&client, "connected with B", |v| {
+            v.connected && v.license.as_ref().and_then(|l| l.id.as_deref()) == Some(b_id.as_str())
+        })
+        .await;
+        s.admin("POST", &format!("/v1/admin/licenses/{b_id}/suspend"), None)
+            .await;
+        until(&client, "B's change pushed", |v| {
+            v.state == VerdictState::Suspended
+        })
+        .await;
+    }
 }
 
 #[tokio::test]
-async fn a_new_token_moves_the_stream_to_its_license() {
+async fn an_unreachable_server_is_skipped_within_the_same_call() {
     let clock = clock();
-    let s = server(&clock).await;
-    let (_, a) = s.issue_default().await;
-    let (b_id, b) = s.issue_default().await;
+    let down = FakeAuthority::start(clock.clone()).await;
+    down.fake
+        .answer_raw(502, "text/html", "<html>bad gateway</html>");
+    let up = FakeAuthority::start(clock.clone()).await;
+    // Both sign with their own key here; pin both (as during a key rotation).
     let client = Client::builder()
-        .server(&s.url)
-        .public_key(s.public_key.clone())
-        .token(&a)
+        .servers([down.url.clone(), up.url.clone()])
+        .public_key(down.fake.public_key())
+        .public_key(up.fake.public_key())
+        .watch(Watching::Off)
         .clock(clock.clone())
-        .tick(TICK)
         .start()
         .unwrap();
-    until(&client, "connected", |v| v.connected).await;
-    client.activate(&b).await.unwrap();
-    until(&client, "connected with B", |v| {
-        v.connected && v.license.as_ref().and_then(|l| l.id.as_deref()) == Some(b_id.as_str())
-    })
-    .await;
-    s.admin("POST", &format!("/v1/admin/licenses/{b_id}/suspend"), None)
-        .await;
-    until(&client, "B's change pushed", |v| {
-        v.state == VerdictState::Suspended
-    })
-    .await;
+    let token = LicenseToken::generate(&mut rand::rng());
+    let v = client.activate(token.expose_secret()).await.unwrap();
+    assert!(v.is_valid());
+    assert_eq!(client.current_server().as_deref(), Some(up.url.as_str()));
+    assert_eq!((down.fake.requests(), up.fake.requests()), (1, 1));
 }

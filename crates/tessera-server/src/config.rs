@@ -54,6 +54,9 @@ impl Default for Limits {
 pub struct ServerConfig {
     /// Data directory (database, keys). Default `./tessera-data`.
     pub data_dir: PathBuf,
+    /// `postgres://…` to use PostgreSQL (many replicas); `None` = SQLite in
+    /// the data directory.
+    pub database_url: Option<String>,
     /// Signing key file; default `<data dir>/signing.key`, created if missing.
     /// A given file must exist (replicas must share one key, not each make one).
     pub signing_key_file: Option<PathBuf>,
@@ -71,6 +74,13 @@ impl std::fmt::Debug for ServerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerConfig")
             .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self
+                    .database_url
+                    .as_deref()
+                    .map(crate::store::postgres::redacted),
+            )
             .field("signing_key_file", &self.signing_key_file)
             .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .field("limits", &self.limits)
@@ -87,6 +97,7 @@ impl ServerConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            database_url: None,
             signing_key_file: None,
             rate_limit_per_minute: Self::DEFAULT_RATE_LIMIT,
             instance_flush_interval: StdDuration::from_secs(1),
@@ -102,6 +113,13 @@ impl ServerConfig {
     pub fn validate(&self) -> Result<()> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(Error::Config("the data directory must not be empty".into()));
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(Error::Config(
+                "--database-url must be a postgres:// URL (SQLite needs no URL: it lives in the data directory)".into(),
+            ));
         }
         if self.instance_flush_interval.is_zero() {
             return Err(Error::Config(

@@ -133,6 +133,12 @@ impl ChangeFeed {
         self.total.load(Ordering::Relaxed)
     }
 
+    /// The licenses someone watches.
+    #[must_use]
+    pub fn watched(&self) -> Vec<LicenseId> {
+        self.lock().keys().cloned().collect()
+    }
+
     /// Whether anyone watches `license` (publishing is skipped otherwise).
     #[must_use]
     pub fn is_watched(&self, license: &LicenseId) -> bool {

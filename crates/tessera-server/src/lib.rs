@@ -40,6 +40,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use chrono::Utc;
 use tessera_protocol::{AdminKey, PublicKey};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -51,8 +52,9 @@ use crate::auth::AdminAuth;
 use crate::datadir::DataDir;
 use crate::licenses::LicenseService;
 use crate::signer::DocumentSigner;
-use crate::store::LicenseStore;
+use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{ChangeNotice, LicenseStore};
 
 /// What start-up did, for the banner.
 #[derive(Debug, Clone)]
@@ -61,6 +63,10 @@ pub struct Startup {
     pub data_dir: PathBuf,
     /// Database description (path or URL without password).
     pub database: String,
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// This process's replica id.
+    pub replica: String,
     /// Signing key file.
     pub signing_key_path: PathBuf,
     /// Whether the signing key was created now.
@@ -79,7 +85,7 @@ pub struct Server {
     config: ServerConfig,
     licenses: Arc<LicenseService>,
     admin: Arc<AdminAuth>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn LicenseStore>,
     _data_dir: DataDir,
 }
 
@@ -132,6 +138,40 @@ async fn ensure_admin_key(
     Ok(created)
 }
 
+fn new_replica_id() -> String {
+    let bytes: [u8; 6] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("r-{hex}")
+}
+
+/// Replicas that sign with different keys produce documents that clients
+/// pinning one key reject: say so loudly at start.
+async fn check_replica_keys(store: &dyn LicenseStore, kid: &str) -> Result<()> {
+    let since = Utc::now() - chrono::Duration::seconds(REPLICA_ALIVE_SECS);
+    let others: Vec<String> = store
+        .live_replicas(since)
+        .await?
+        .into_iter()
+        .filter(|(_, k)| k != kid)
+        .map(|(id, k)| format!("{id} (key {k})"))
+        .collect();
+    if !others.is_empty() {
+        tracing::error!(
+            this_key = kid,
+            others = %others.join(", "),
+            "replicas sign with different keys: give every replica the same --signing-key-file"
+        );
+    }
+    Ok(())
+}
+
+/// A replica is alive while its heartbeat is younger than this.
+const REPLICA_ALIVE_SECS: i64 = 30;
+/// Heartbeat period.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Reaper period (streams held by dead replicas are marked closed).
+const REAP: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl Server {
     /// Prepare: data directory (locked), signing key, database with
     /// migrations, bootstrap admin key. Nothing listens yet.
@@ -147,12 +187,25 @@ impl Server {
         };
         let (key, signing_key_created) =
             datadir::load_or_create_signing_key(&signing_key_path, may_create)?;
-        let db_path = data_dir.database_path();
-        let store = Arc::new(SqliteStore::open(&db_path).await?);
+        let replica = new_replica_id();
+        let (store, database): (Arc<dyn LicenseStore>, String) = match &config.database_url {
+            Some(url) => (
+                Arc::new(PgStore::open(url, replica.clone()).await?),
+                store::postgres::redacted(url),
+            ),
+            None => {
+                let path = data_dir.database_path();
+                (
+                    Arc::new(SqliteStore::open(&path, replica.clone()).await?),
+                    path.display().to_string(),
+                )
+            }
+        };
         let now = config.clock.now();
         let admin_key_created = ensure_admin_key(store.as_ref(), &data_dir, now).await?;
-        // This process holds no stream yet; flags left by a crash are stale.
-        store.reset_stream_flags().await?;
+        store.startup_cleanup().await?;
+        check_replica_keys(store.as_ref(), key.kid().as_str()).await?;
+        store.heartbeat(key.kid().as_str(), Utc::now()).await?;
         let admin = Arc::new(AdminAuth::new(store.admin_keys().await?));
         let public_key = key.public_key().clone();
         let signer = DocumentSigner::new(
@@ -160,9 +213,8 @@ impl Server {
             config.limits.document_reuse,
             config.limits.document_cache_entries,
         );
-        let dyn_store: Arc<dyn LicenseStore> = store.clone();
         let licenses = Arc::new(LicenseService::new(
-            dyn_store,
+            store.clone(),
             signer,
             config.clock.clone(),
             &config.limits,
@@ -170,7 +222,9 @@ impl Server {
         Ok(Self {
             startup: Startup {
                 data_dir: data_dir.path().to_owned(),
-                database: db_path.display().to_string(),
+                database,
+                backend: store.backend(),
+                replica,
                 signing_key_path,
                 signing_key_created,
                 admin_key_path: data_dir.admin_key_path(),
@@ -220,6 +274,12 @@ impl Server {
             self.config.instance_flush_interval,
             cancel.clone(),
         ));
+        let replicas = tokio::spawn(replica_tasks(
+            self.store.clone(),
+            self.licenses.clone(),
+            self.startup.public_key.kid().to_string(),
+            cancel.clone(),
+        ));
         let app = http::router(state);
         let stop = cancel.clone();
         let result = axum::serve(
@@ -234,6 +294,7 @@ impl Server {
         .await;
         cancel.cancel();
         let _ = background.await;
+        let _ = replicas.await;
         if let Err(e) = self.licenses.instance_recorder().flush().await {
             tracing::warn!(error = %e, "could not write instance sightings at shutdown");
         }
@@ -266,6 +327,56 @@ async fn background_tasks(
                 if let Some(limiter) = &limiter {
                     limiter.retain_recent();
                 }
+            }
+        }
+    }
+}
+
+/// Heartbeat, the stream reaper (one replica at a time), and changes made
+/// by other replicas.
+async fn replica_tasks(
+    store: Arc<dyn LicenseStore>,
+    licenses: Arc<LicenseService>,
+    kid: String,
+    cancel: CancellationToken,
+) {
+    let mut changes = store.changes();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    let mut reap = tokio::time::interval(REAP);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = heartbeat.tick() => {
+                if let Err(e) = store.heartbeat(&kid, Utc::now()).await {
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
+            }
+            _ = reap.tick() => {
+                match store.try_job_lock("reap-streams").await {
+                    Ok(Some(lock)) => {
+                        let alive_since = Utc::now() - chrono::Duration::seconds(REPLICA_ALIVE_SECS);
+                        match store.reap_streams(alive_since).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(streams = n, "marked closed the streams of replicas that stopped"),
+                            Err(e) => tracing::warn!(error = %e, "stream reaper failed"),
+                        }
+                        lock.release().await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot take the reaper's lock"),
+                }
+            }
+            notice = async {
+                match changes.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => match notice {
+                Some(ChangeNotice::Changed { license, revision }) => {
+                    licenses.on_remote_change(&license, revision).await;
+                }
+                Some(ChangeNotice::Resync) => licenses.resync().await,
+                None => changes = None,
             }
         }
     }

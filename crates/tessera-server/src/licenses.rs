@@ -674,6 +674,43 @@ impl LicenseService {
         }))
     }
 
+    /// Another replica committed revision `revision` of `id`: refresh the
+    /// cache and this replica's watchers.
+    pub async fn on_remote_change(&self, id: &LicenseId, revision: u64) {
+        match self.store.license(id).await {
+            Ok(Some(license)) if license.revision >= revision => {
+                let license = Arc::new(license);
+                self.remember(license.clone());
+                self.publish(&license, None);
+            }
+            Ok(Some(_)) => {
+                tracing::warn!(license = %id, revision, "notified of a revision the database does not show yet");
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(license = %id, error = %e, "cannot re-read a license changed elsewhere")
+            }
+        }
+    }
+
+    /// Notifications may have been missed: forget cached licenses and
+    /// re-read every watched one.
+    pub async fn resync(&self) {
+        self.by_token.invalidate_all();
+        let watched = self.feed.watched();
+        for id in &watched {
+            if let Ok(Some(license)) = self.store.license(id).await {
+                let license = Arc::new(license);
+                self.remember(license.clone());
+                self.publish(&license, None);
+            }
+        }
+        tracing::info!(
+            watched = watched.len(),
+            "resynchronised after a listener reconnect"
+        );
+    }
+
     /// After a committed change: hand the new document to its watchers.
     pub fn publish(&self, license: &License, committed_at: Option<std::time::Instant>) {
         if !self.feed.is_watched(&license.id) {

@@ -3,7 +3,7 @@
 use chrono::Duration;
 use serde_json::{Value, json};
 use tessera_protocol::{Expectations, LicenseToken, verify};
-use tessera_testkit::{TestServer, assert_error};
+use tessera_testkit::{TestServer, assert_error, backend_tests};
 
 fn ids(v: &Value) -> Vec<&str> {
     v["items"]
@@ -20,698 +20,689 @@ fn expires(v: &Value) -> chrono::DateTime<chrono::Utc> {
         .to_utc()
 }
 
-#[tokio::test]
-async fn every_admin_route_requires_a_valid_admin_key() {
-    let s = TestServer::start().await;
-    let (id, _) = s.issue_default().await;
-    let other_key = tessera_protocol::AdminKey::generate(&mut rand::rng());
-    let routes = [
-        ("GET", "/v1/admin/policies".to_string()),
-        ("POST", "/v1/admin/policies".to_string()),
-        ("GET", "/v1/admin/customers".to_string()),
-        ("GET", "/v1/admin/licenses".to_string()),
-        ("POST", "/v1/admin/licenses".to_string()),
-        ("GET", format!("/v1/admin/licenses/{id}")),
-        ("POST", format!("/v1/admin/licenses/{id}/extend")),
-        ("POST", format!("/v1/admin/licenses/{id}/suspend")),
-        ("POST", format!("/v1/admin/licenses/{id}/reinstate")),
-        ("POST", format!("/v1/admin/licenses/{id}/revoke")),
-        ("POST", format!("/v1/admin/licenses/{id}/export")),
-        ("GET", format!("/v1/admin/licenses/{id}/instances")),
-        ("GET", "/v1/admin/events".to_string()),
-    ];
-    for (method, path) in &routes {
-        for bearer in [
-            None,
-            Some("tsa_nonsense"),
-            Some(other_key.expose_secret()),
-            Some(s.admin_key.as_str()).map(|_| "Basic abc"),
-        ] {
-            let got = s.request(method, path, Some(json!({})), bearer).await;
-            assert_error(&got, 401, "unauthorized");
+backend_tests! {
+    async fn every_admin_route_requires_a_valid_admin_key(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, _) = s.issue_default().await;
+        let other_key = tessera_protocol::AdminKey::generate(&mut rand::rng());
+        let routes = [
+            ("GET", "/v1/admin/policies".to_string()),
+            ("POST", "/v1/admin/policies".to_string()),
+            ("GET", "/v1/admin/customers".to_string()),
+            ("GET", "/v1/admin/licenses".to_string()),
+            ("POST", "/v1/admin/licenses".to_string()),
+            ("GET", format!("/v1/admin/licenses/{id}")),
+            ("POST", format!("/v1/admin/licenses/{id}/extend")),
+            ("POST", format!("/v1/admin/licenses/{id}/suspend")),
+            ("POST", format!("/v1/admin/licenses/{id}/reinstate")),
+            ("POST", format!("/v1/admin/licenses/{id}/revoke")),
+            ("POST", format!("/v1/admin/licenses/{id}/export")),
+            ("GET", format!("/v1/admin/licenses/{id}/instances")),
+            ("GET", "/v1/admin/events".to_string()),
+        ];
+        for (method, path) in &routes {
+            for bearer in [
+                None,
+                Some("tsa_nonsense"),
+                Some(other_key.expose_secret()),
+                Some(s.admin_key.as_str()).map(|_| "Basic abc"),
+            ] {
+                let got = s.request(method, path, Some(json!({})), bearer).await;
+                assert_error(&got, 401, "unauthorized");
+            }
         }
-    }
-    // The license is untouched.
-    let (_, v) = s
-        .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
-        .await;
-    assert_eq!(v["revision"], 1);
-    let res = s
-        .http
-        .get(format!("{}/v1/admin/policies", s.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.headers()["www-authenticate"], "Bearer");
-}
-
-#[tokio::test]
-async fn policies_create_list_and_refuse_bad_input() {
-    let s = TestServer::start().await;
-    let (status, v) = s
-        .admin("POST", "/v1/admin/policies", Some(json!({
-            "name": "gold", "duration": "365d", "features": ["sso", "sso", "audit"], "max_users": 50,
-            "refresh_interval": "30m", "offline_grace": "14d", "renewal_basis": "from_now"
-        })))
-        .await;
-    assert_eq!(status, 201, "{v}");
-    assert_eq!(v["name"], "gold");
-    assert_eq!(v["duration"], "1y");
-    assert_eq!(v["features"], json!(["sso", "audit"]));
-    assert_eq!(v["refresh_interval"], "30m");
-    assert_eq!(v["offline_grace"], "14d");
-    assert_eq!(v["renewal_basis"], "from_now");
-
-    assert_error(
-        &s.admin("POST", "/v1/admin/policies", Some(json!({"name": "gold"})))
-            .await,
-        409,
-        "policy_exists",
-    );
-    assert_error(
-        &s.admin("POST", "/v1/admin/policies", Some(json!({"name": ""})))
-            .await,
-        422,
-        "missing_field",
-    );
-    assert_error(
-        &s.admin(
-            "POST",
-            "/v1/admin/policies",
-            Some(json!({"name": "x", "duration": "soon"})),
-        )
-        .await,
-        422,
-        "invalid_duration",
-    );
-    assert_error(
-        &s.admin(
-            "POST",
-            "/v1/admin/policies",
-            Some(json!({"name": "x", "refresh_interval": "2d", "offline_grace": "1d"})),
-        )
-        .await,
-        422,
-        "invalid_duration",
-    );
-    assert_error(
-        &s.admin(
-            "POST",
-            "/v1/admin/policies",
-            Some(json!({"name": "x", "auto_renew": true})),
-        )
-        .await,
-        422,
-        "invalid_field",
-    );
-    assert_error(
-        &s.admin(
-            "POST",
-            "/v1/admin/policies",
-            Some(json!({"name": "x", "renewal_basis": "sometimes"})),
-        )
-        .await,
-        400,
-        "invalid_json",
-    );
-
-    let (status, v) = s.admin("GET", "/v1/admin/policies", None).await;
-    assert_eq!(status, 200);
-    let names: Vec<_> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(names, ["default", "gold"]);
-
-    // A license under the policy takes its defaults and its client settings.
-    let (id, token) = s
-        .issue(json!({"customer": "Acme", "plan": "p", "policy": "gold"}))
-        .await;
-    let (_, l) = s
-        .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
-        .await;
-    assert_eq!(l["features"], json!(["sso", "audit"]));
-    assert_eq!(l["max_users"], 50);
-    assert_eq!(l["policy"], "gold");
-    assert_eq!(expires(&l), s.now() + Duration::days(365));
-    let (_, v) = s.validate(json!({"token": token})).await;
-    assert_eq!(v["verdict"]["max_users"], 50);
-    let refresh =
-        chrono::DateTime::parse_from_rfc3339(v["verdict"]["refresh_after"].as_str().unwrap())
+        // The license is untouched.
+        let (_, v) = s
+            .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
+            .await;
+        assert_eq!(v["revision"], 1);
+        let res = s
+            .http
+            .get(format!("{}/v1/admin/policies", s.url))
+            .send()
+            .await
             .unwrap();
-    assert_eq!(refresh.to_utc(), s.now() + Duration::minutes(30));
-    let exp = chrono::DateTime::parse_from_rfc3339(v["verdict"]["exp"].as_str().unwrap()).unwrap();
-    assert_eq!(exp.to_utc(), s.now() + Duration::days(14));
-}
+        assert_eq!(res.headers()["www-authenticate"], "Bearer");
+    }
 
-#[tokio::test]
-async fn issuing_checks_its_input() {
-    let s = TestServer::start().await;
-    let cases = [
-        (
-            json!({"customer": "A", "plan": "p"}),
-            422,
-            "expiry_required",
-        ),
-        (
-            json!({"customer": "A", "plan": "p", "duration": "30d", "perpetual": true}),
-            422,
-            "conflicting_fields",
-        ),
-        (
-            json!({"customer": "A", "plan": "p", "expires_at": "2001-01-01"}),
-            422,
-            "expiry_in_past",
-        ),
-        (
-            json!({"customer": "A", "plan": "p", "expires_at": "someday"}),
-            422,
-            "invalid_date",
-        ),
-        (
-            json!({"customer": "", "plan": "p", "duration": "1d"}),
+    async fn policies_create_list_and_refuse_bad_input(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (status, v) = s
+            .admin("POST", "/v1/admin/policies", Some(json!({
+                "name": "gold", "duration": "365d", "features": ["sso", "sso", "audit"], "max_users": 50,
+                "refresh_interval": "30m", "offline_grace": "14d", "renewal_basis": "from_now"
+            })))
+            .await;
+        assert_eq!(status, 201, "{v}");
+        assert_eq!(v["name"], "gold");
+        assert_eq!(v["duration"], "1y");
+        assert_eq!(v["features"], json!(["sso", "audit"]));
+        assert_eq!(v["refresh_interval"], "30m");
+        assert_eq!(v["offline_grace"], "14d");
+        assert_eq!(v["renewal_basis"], "from_now");
+
+        assert_error(
+            &s.admin("POST", "/v1/admin/policies", Some(json!({"name": "gold"})))
+                .await,
+            409,
+            "policy_exists",
+        );
+        assert_error(
+            &s.admin("POST", "/v1/admin/policies", Some(json!({"name": ""})))
+                .await,
             422,
             "missing_field",
-        ),
-        (
-            json!({"customer": "A", "plan": "p\u{0007}", "duration": "1d"}),
+        );
+        assert_error(
+            &s.admin(
+                "POST",
+                "/v1/admin/policies",
+                Some(json!({"name": "x", "duration": "soon"})),
+            )
+            .await,
+            422,
+            "invalid_duration",
+        );
+        assert_error(
+            &s.admin(
+                "POST",
+                "/v1/admin/policies",
+                Some(json!({"name": "x", "refresh_interval": "2d", "offline_grace": "1d"})),
+            )
+            .await,
+            422,
+            "invalid_duration",
+        );
+        assert_error(
+            &s.admin(
+                "POST",
+                "/v1/admin/policies",
+                Some(json!({"name": "x", "auto_renew": true})),
+            )
+            .await,
             422,
             "invalid_field",
-        ),
-        (
-            json!({"customer": "A", "plan": "p", "duration": "1d", "policy": "nope"}),
-            404,
-            "policy_not_found",
-        ),
-        (
-            json!({"customer": "A", "duration": "1d"}),
+        );
+        assert_error(
+            &s.admin(
+                "POST",
+                "/v1/admin/policies",
+                Some(json!({"name": "x", "renewal_basis": "sometimes"})),
+            )
+            .await,
             400,
             "invalid_json",
-        ),
-    ];
-    for (body, status, code) in cases {
-        assert_error(
-            &s.admin("POST", "/v1/admin/licenses", Some(body)).await,
-            status,
-            code,
         );
+
+        let (status, v) = s.admin("GET", "/v1/admin/policies", None).await;
+        assert_eq!(status, 200);
+        let names: Vec<_> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["default", "gold"]);
+
+        // A license under the policy takes its defaults and its client settings.
+        let (id, token) = s
+            .issue(json!({"customer": "Acme", "plan": "p", "policy": "gold"}))
+            .await;
+        let (_, l) = s
+            .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
+            .await;
+        assert_eq!(l["features"], json!(["sso", "audit"]));
+        assert_eq!(l["max_users"], 50);
+        assert_eq!(l["policy"], "gold");
+        assert_eq!(expires(&l), s.now() + Duration::days(365));
+        let (_, v) = s.validate(json!({"token": token})).await;
+        assert_eq!(v["verdict"]["max_users"], 50);
+        let refresh =
+            chrono::DateTime::parse_from_rfc3339(v["verdict"]["refresh_after"].as_str().unwrap())
+                .unwrap();
+        assert_eq!(refresh.to_utc(), s.now() + Duration::minutes(30));
+        let exp = chrono::DateTime::parse_from_rfc3339(v["verdict"]["exp"].as_str().unwrap()).unwrap();
+        assert_eq!(exp.to_utc(), s.now() + Duration::days(14));
     }
-    let (status, v) = s
-        .admin(
-            "POST",
-            "/v1/admin/licenses",
-            Some(json!({"customer": "A", "plan": "p", "perpetual": true})),
-        )
-        .await;
-    assert_eq!(status, 201);
-    assert_eq!(v["license"]["expires_at"], Value::Null);
-    let token = v["token"].as_str().unwrap();
-    assert!(LicenseToken::parse(token).is_ok());
-    assert_eq!(v["license"]["token_last4"], &token[token.len() - 4..]);
-    // The token is shown once: no read answer contains it.
-    let id = v["license"]["id"].as_str().unwrap();
-    let (_, shown) = s
-        .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
-        .await;
-    assert!(!shown.to_string().contains(token));
-    let (_, listed) = s.admin("GET", "/v1/admin/licenses", None).await;
-    assert!(!listed.to_string().contains(token));
-}
 
-#[tokio::test]
-async fn show_and_list_with_filters_and_pages() {
-    let s = TestServer::start().await;
-    let (a, _) = s
-        .issue(json!({"customer": "Acme", "plan": "p", "duration": "10d"}))
-        .await;
-    let (b, _) = s
-        .issue(json!({"customer": "Acme", "plan": "p", "duration": "60d"}))
-        .await;
-    let (c, _) = s
-        .issue(json!({"customer": "Beta", "plan": "p", "duration": "5d"}))
-        .await;
-    s.admin("POST", &format!("/v1/admin/licenses/{c}/suspend"), None)
-        .await;
-
-    let (_, v) = s.admin("GET", "/v1/admin/licenses", None).await;
-    assert_eq!(ids(&v), [a.as_str(), b.as_str(), c.as_str()]);
-    let (_, v) = s
-        .admin("GET", "/v1/admin/licenses?customer=Acme", None)
-        .await;
-    assert_eq!(ids(&v), [a.as_str(), b.as_str()]);
-    let (_, v) = s
-        .admin("GET", "/v1/admin/licenses?state=suspended", None)
-        .await;
-    assert_eq!(ids(&v), [c.as_str()]);
-    let (_, v) = s
-        .admin("GET", "/v1/admin/licenses?expiring_within=30d", None)
-        .await;
-    assert_eq!(ids(&v), [a.as_str(), c.as_str()]);
-    s.clock.advance(Duration::days(7));
-    let (_, v) = s
-        .admin("GET", "/v1/admin/licenses?expiring_within=30d", None)
-        .await;
-    assert_eq!(
-        ids(&v),
-        [a.as_str()],
-        "already expired licenses are not 'expiring'"
-    );
-
-    let (_, v) = s.admin("GET", "/v1/admin/licenses?limit=2", None).await;
-    assert_eq!(ids(&v), [a.as_str(), b.as_str()]);
-    let cursor = v["next_cursor"].as_str().unwrap().to_owned();
-    let (_, v) = s
-        .admin(
-            "GET",
-            &format!("/v1/admin/licenses?limit=2&cursor={cursor}"),
-            None,
-        )
-        .await;
-    assert_eq!(ids(&v), [c.as_str()]);
-    assert_eq!(v["next_cursor"], Value::Null);
-
-    assert_error(
-        &s.admin("GET", "/v1/admin/licenses?state=happy", None).await,
-        400,
-        "invalid_state",
-    );
-    assert_error(
-        &s.admin("GET", "/v1/admin/licenses?expiring_within=soon", None)
-            .await,
-        400,
-        "invalid_duration",
-    );
-    assert_error(
-        &s.admin("GET", "/v1/admin/licenses?limit=x", None).await,
-        400,
-        "invalid_query",
-    );
-    assert_error(
-        &s.admin("GET", "/v1/admin/licenses/lic_nope", None).await,
-        400,
-        "invalid_license_id",
-    );
-    assert_error(
-        &s.admin(
-            "GET",
-            "/v1/admin/licenses/lic_01936b2e-7c3a-7def-8a12-0123456789ab",
-            None,
-        )
-        .await,
-        404,
-        "license_not_found",
-    );
-    let (_, v) = s
-        .admin("GET", &format!("/v1/admin/licenses/{a}"), None)
-        .await;
-    for field in [
-        "id",
-        "customer",
-        "plan",
-        "features",
-        "state",
-        "status",
-        "revision",
-        "valid_from",
-        "expires_at",
-    ] {
-        assert!(v.get(field).is_some(), "show lacks {field}: {v}");
-    }
-    let (_, v) = s.admin("GET", "/v1/admin/customers", None).await;
-    assert_eq!(v["items"].as_array().unwrap().len(), 2);
-}
-
-#[tokio::test]
-async fn extend_to_a_date_or_by_a_duration_per_renewal_basis() {
-    let s = TestServer::start().await;
-    s.admin(
-        "POST",
-        "/v1/admin/policies",
-        Some(json!({"name": "now", "renewal_basis": "from_now"})),
-    )
-    .await;
-    let (a, _) = s
-        .issue(json!({"customer": "A", "plan": "p", "duration": "10d"}))
-        .await;
-    let (b, _) = s
-        .issue(json!({"customer": "A", "plan": "p", "duration": "10d", "policy": "now"}))
-        .await;
-    let start = s.now();
-
-    let (status, v) = s
-        .admin(
-            "POST",
-            &format!("/v1/admin/licenses/{a}/extend"),
-            Some(json!({"by": "30d"})),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(expires(&v), start + Duration::days(40), "from expiry");
-    let (_, v) = s
-        .admin(
-            "POST",
-            &format!("/v1/admin/licenses/{b}/extend"),
-            Some(json!({"by": "30d"})),
-        )
-        .await;
-    assert_eq!(expires(&v), start + Duration::days(30), "from now");
-    let (_, v) = s
-        .admin(
-            "POST",
-            &format!("/v1/admin/licenses/{a}/extend"),
-            Some(json!({"to": "2099-01-01"})),
-        )
-        .await;
-    assert_eq!(v["expires_at"], "2099-01-01T00:00:00Z");
-    assert_eq!(v["revision"], 3);
-
-    let path = format!("/v1/admin/licenses/{a}/extend");
-    assert_error(
-        &s.admin("POST", &path, Some(json!({}))).await,
-        422,
-        "conflicting_fields",
-    );
-    assert_error(
-        &s.admin("POST", &path, Some(json!({"to": "2099-01-01", "by": "1d"})))
-            .await,
-        422,
-        "conflicting_fields",
-    );
-    assert_error(
-        &s.admin("POST", &path, Some(json!({"to": "2001-01-01"})))
-            .await,
-        422,
-        "expiry_in_past",
-    );
-    assert_error(
-        &s.admin("POST", &path, Some(json!({"by": "1 day"}))).await,
-        422,
-        "invalid_duration",
-    );
-    let (p, _) = s
-        .issue(json!({"customer": "A", "plan": "p", "perpetual": true}))
-        .await;
-    assert_error(
-        &s.admin(
-            "POST",
-            &format!("/v1/admin/licenses/{p}/extend"),
-            Some(json!({"by": "1d"})),
-        )
-        .await,
-        409,
-        "license_perpetual",
-    );
-    s.admin("POST", &format!("/v1/admin/licenses/{a}/revoke"), None)
-        .await;
-    assert_error(
-        &s.admin("POST", &path, Some(json!({"by": "1d"}))).await,
-        409,
-        "license_revoked",
-    );
-    // Failed changes leave the revision alone.
-    let (_, v) = s
-        .admin("GET", &format!("/v1/admin/licenses/{a}"), None)
-        .await;
-    assert_eq!(v["revision"], 4);
-}
-
-#[tokio::test]
-async fn suspend_reinstate_revoke_transitions() {
-    let s = TestServer::start().await;
-    let (id, token) = s.issue_default().await;
-    let act = |action: &str| format!("/v1/admin/licenses/{id}/{action}");
-    assert_error(
-        &s.admin("POST", &act("reinstate"), None).await,
-        409,
-        "not_suspended",
-    );
-    let (status, v) = s
-        .admin(
-            "POST",
-            &act("suspend"),
-            Some(json!({"reason": "unpaid invoice"})),
-        )
-        .await;
-    assert_eq!(
-        (status.as_u16(), v["state"].as_str(), v["status"].as_str()),
-        (200, Some("suspended"), Some("suspended"))
-    );
-    let (_, d) = s.validate(json!({"token": token})).await;
-    assert_eq!(
-        (
-            d["verdict"]["status"].as_str(),
-            d["verdict"]["valid"].as_bool()
-        ),
-        (Some("suspended"), Some(false))
-    );
-    assert_error(
-        &s.admin("POST", &act("suspend"), None).await,
-        409,
-        "already_suspended",
-    );
-    let (_, v) = s.admin("POST", &act("reinstate"), None).await;
-    assert_eq!(v["state"], "active");
-    let (_, v) = s.admin("POST", &act("revoke"), None).await;
-    assert_eq!(v["state"], "revoked");
-    let (_, d) = s.validate(json!({"token": token})).await;
-    assert_eq!(d["verdict"]["status"], "revoked");
-    assert_error(
-        &s.admin("POST", &act("revoke"), None).await,
-        409,
-        "already_revoked",
-    );
-    assert_error(
-        &s.admin("POST", &act("suspend"), None).await,
-        409,
-        "license_revoked",
-    );
-    assert_error(
-        &s.admin("POST", &act("reinstate"), None).await,
-        409,
-        "license_revoked",
-    );
-    assert_error(
-        &s.admin("POST", &act("suspend"), Some(json!({"reason": 5})))
-            .await,
-        400,
-        "invalid_json",
-    );
-    assert_error(
-        &s.admin(
-            "POST",
-            "/v1/admin/licenses/lic_01936b2e-7c3a-7def-8a12-0123456789ab/revoke",
-            None,
-        )
-        .await,
-        404,
-        "license_not_found",
-    );
-}
-
-#[tokio::test]
-async fn revision_rises_by_exactly_one_per_change_with_one_event_each() {
-    let s = TestServer::start().await;
-    let (id, token) = s.issue_default().await;
-    let steps = [
-        ("extend", Some(json!({"by": "1d"}))),
-        ("suspend", None),
-        ("reinstate", None),
-        ("extend", Some(json!({"to": "2099-06-01"}))),
-        ("suspend", Some(json!({"reason": "audit"}))),
-        ("revoke", None),
-    ];
-    for (i, (action, body)) in steps.iter().enumerate() {
+    async fn issuing_checks_its_input(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let cases = [
+            (
+                json!({"customer": "A", "plan": "p"}),
+                422,
+                "expiry_required",
+            ),
+            (
+                json!({"customer": "A", "plan": "p", "duration": "30d", "perpetual": true}),
+                422,
+                "conflicting_fields",
+            ),
+            (
+                json!({"customer": "A", "plan": "p", "expires_at": "2001-01-01"}),
+                422,
+                "expiry_in_past",
+            ),
+            (
+                json!({"customer": "A", "plan": "p", "expires_at": "someday"}),
+                422,
+                "invalid_date",
+            ),
+            (
+                json!({"customer": "", "plan": "p", "duration": "1d"}),
+                422,
+                "missing_field",
+            ),
+            (
+                json!({"customer": "A", "plan": "p\u{0007}", "duration": "1d"}),
+                422,
+                "invalid_field",
+            ),
+            (
+                json!({"customer": "A", "plan": "p", "duration": "1d", "policy": "nope"}),
+                404,
+                "policy_not_found",
+            ),
+            (
+                json!({"customer": "A", "duration": "1d"}),
+                400,
+                "invalid_json",
+            ),
+        ];
+        for (body, status, code) in cases {
+            assert_error(
+                &s.admin("POST", "/v1/admin/licenses", Some(body)).await,
+                status,
+                code,
+            );
+        }
         let (status, v) = s
             .admin(
                 "POST",
-                &format!("/v1/admin/licenses/{id}/{action}"),
-                body.clone(),
+                "/v1/admin/licenses",
+                Some(json!({"customer": "A", "plan": "p", "perpetual": true})),
             )
             .await;
-        assert_eq!(status, 200, "{action}: {v}");
-        assert_eq!(v["revision"], i as u64 + 2, "{action}");
-        let (_, d) = s.validate(json!({"token": token})).await;
-        assert_eq!(d["verdict"]["rev"], i as u64 + 2);
+        assert_eq!(status, 201);
+        assert_eq!(v["license"]["expires_at"], Value::Null);
+        let token = v["token"].as_str().unwrap();
+        assert!(LicenseToken::parse(token).is_ok());
+        assert_eq!(v["license"]["token_last4"], &token[token.len() - 4..]);
+        // The token is shown once: no read answer contains it.
+        let id = v["license"]["id"].as_str().unwrap();
+        let (_, shown) = s
+            .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
+            .await;
+        assert!(!shown.to_string().contains(token));
+        let (_, listed) = s.admin("GET", "/v1/admin/licenses", None).await;
+        assert!(!listed.to_string().contains(token));
     }
-    let (_, v) = s
-        .admin(
-            "GET",
-            &format!("/v1/admin/events?license={id}&after=0"),
-            None,
+
+    async fn show_and_list_with_filters_and_pages(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (a, _) = s
+            .issue(json!({"customer": "Acme", "plan": "p", "duration": "10d"}))
+            .await;
+        let (b, _) = s
+            .issue(json!({"customer": "Acme", "plan": "p", "duration": "60d"}))
+            .await;
+        let (c, _) = s
+            .issue(json!({"customer": "Beta", "plan": "p", "duration": "5d"}))
+            .await;
+        s.admin("POST", &format!("/v1/admin/licenses/{c}/suspend"), None)
+            .await;
+
+        let (_, v) = s.admin("GET", "/v1/admin/licenses", None).await;
+        assert_eq!(ids(&v), [a.as_str(), b.as_str(), c.as_str()]);
+        let (_, v) = s
+            .admin("GET", "/v1/admin/licenses?customer=Acme", None)
+            .await;
+        assert_eq!(ids(&v), [a.as_str(), b.as_str()]);
+        let (_, v) = s
+            .admin("GET", "/v1/admin/licenses?state=suspended", None)
+            .await;
+        assert_eq!(ids(&v), [c.as_str()]);
+        let (_, v) = s
+            .admin("GET", "/v1/admin/licenses?expiring_within=30d", None)
+            .await;
+        assert_eq!(ids(&v), [a.as_str(), c.as_str()]);
+        s.clock.advance(Duration::days(7));
+        let (_, v) = s
+            .admin("GET", "/v1/admin/licenses?expiring_within=30d", None)
+            .await;
+        assert_eq!(
+            ids(&v),
+            [a.as_str()],
+            "already expired licenses are not 'expiring'"
+        );
+
+        let (_, v) = s.admin("GET", "/v1/admin/licenses?limit=2", None).await;
+        assert_eq!(ids(&v), [a.as_str(), b.as_str()]);
+        let cursor = v["next_cursor"].as_str().unwrap().to_owned();
+        let (_, v) = s
+            .admin(
+                "GET",
+                &format!("/v1/admin/licenses?limit=2&cursor={cursor}"),
+                None,
+            )
+            .await;
+        assert_eq!(ids(&v), [c.as_str()]);
+        assert_eq!(v["next_cursor"], Value::Null);
+
+        assert_error(
+            &s.admin("GET", "/v1/admin/licenses?state=happy", None).await,
+            400,
+            "invalid_state",
+        );
+        assert_error(
+            &s.admin("GET", "/v1/admin/licenses?expiring_within=soon", None)
+                .await,
+            400,
+            "invalid_duration",
+        );
+        assert_error(
+            &s.admin("GET", "/v1/admin/licenses?limit=x", None).await,
+            400,
+            "invalid_query",
+        );
+        assert_error(
+            &s.admin("GET", "/v1/admin/licenses/lic_nope", None).await,
+            400,
+            "invalid_license_id",
+        );
+        assert_error(
+            &s.admin(
+                "GET",
+                "/v1/admin/licenses/lic_01936b2e-7c3a-7def-8a12-0123456789ab",
+                None,
+            )
+            .await,
+            404,
+            "license_not_found",
+        );
+        let (_, v) = s
+            .admin("GET", &format!("/v1/admin/licenses/{a}"), None)
+            .await;
+        for field in [
+            "id",
+            "customer",
+            "plan",
+            "features",
+            "state",
+            "status",
+            "revision",
+            "valid_from",
+            "expires_at",
+        ] {
+            assert!(v.get(field).is_some(), "show lacks {field}: {v}");
+        }
+        let (_, v) = s.admin("GET", "/v1/admin/customers", None).await;
+        assert_eq!(v["items"].as_array().unwrap().len(), 2);
+    }
+
+    async fn extend_to_a_date_or_by_a_duration_per_renewal_basis(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        s.admin(
+            "POST",
+            "/v1/admin/policies",
+            Some(json!({"name": "now", "renewal_basis": "from_now"})),
         )
         .await;
-    let events = v["items"].as_array().unwrap();
-    let kinds: Vec<_> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(
-        kinds,
-        [
-            "license.issued",
-            "license.extended",
-            "license.suspended",
-            "license.reinstated",
-            "license.extended",
-            "license.suspended",
-            "license.revoked"
-        ]
-    );
-    let revs: Vec<_> = events
-        .iter()
-        .map(|e| e["revision"].as_u64().unwrap())
-        .collect();
-    assert_eq!(revs, [1, 2, 3, 4, 5, 6, 7]);
-    assert!(events.iter().all(|e| e["actor"] == "admin"));
-    assert_eq!(events[5]["after"]["reason"], "audit");
-    assert_eq!(events[1]["before"]["revision"], 1);
-    assert_eq!(events[1]["after"]["revision"], 2);
-}
+        let (a, _) = s
+            .issue(json!({"customer": "A", "plan": "p", "duration": "10d"}))
+            .await;
+        let (b, _) = s
+            .issue(json!({"customer": "A", "plan": "p", "duration": "10d", "policy": "now"}))
+            .await;
+        let start = s.now();
 
-#[tokio::test]
-async fn concurrent_changes_never_duplicate_or_skip_a_revision() {
-    let s = std::sync::Arc::new(TestServer::start().await);
-    let (id, _) = s
-        .issue(json!({"customer": "A", "plan": "p", "duration": "1d"}))
-        .await;
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let s = s.clone();
-        let id = id.clone();
-        tasks.push(tokio::spawn(async move {
+        let (status, v) = s
+            .admin(
+                "POST",
+                &format!("/v1/admin/licenses/{a}/extend"),
+                Some(json!({"by": "30d"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(expires(&v), start + Duration::days(40), "from expiry");
+        let (_, v) = s
+            .admin(
+                "POST",
+                &format!("/v1/admin/licenses/{b}/extend"),
+                Some(json!({"by": "30d"})),
+            )
+            .await;
+        assert_eq!(expires(&v), start + Duration::days(30), "from now");
+        let (_, v) = s
+            .admin(
+                "POST",
+                &format!("/v1/admin/licenses/{a}/extend"),
+                Some(json!({"to": "2099-01-01"})),
+            )
+            .await;
+        assert_eq!(v["expires_at"], "2099-01-01T00:00:00Z");
+        assert_eq!(v["revision"], 3);
+
+        let path = format!("/v1/admin/licenses/{a}/extend");
+        assert_error(
+            &s.admin("POST", &path, Some(json!({}))).await,
+            422,
+            "conflicting_fields",
+        );
+        assert_error(
+            &s.admin("POST", &path, Some(json!({"to": "2099-01-01", "by": "1d"})))
+                .await,
+            422,
+            "conflicting_fields",
+        );
+        assert_error(
+            &s.admin("POST", &path, Some(json!({"to": "2001-01-01"})))
+                .await,
+            422,
+            "expiry_in_past",
+        );
+        assert_error(
+            &s.admin("POST", &path, Some(json!({"by": "1 day"}))).await,
+            422,
+            "invalid_duration",
+        );
+        let (p, _) = s
+            .issue(json!({"customer": "A", "plan": "p", "perpetual": true}))
+            .await;
+        assert_error(
+            &s.admin(
+                "POST",
+                &format!("/v1/admin/licenses/{p}/extend"),
+                Some(json!({"by": "1d"})),
+            )
+            .await,
+            409,
+            "license_perpetual",
+        );
+        s.admin("POST", &format!("/v1/admin/licenses/{a}/revoke"), None)
+            .await;
+        assert_error(
+            &s.admin("POST", &path, Some(json!({"by": "1d"}))).await,
+            409,
+            "license_revoked",
+        );
+        // Failed changes leave the revision alone.
+        let (_, v) = s
+            .admin("GET", &format!("/v1/admin/licenses/{a}"), None)
+            .await;
+        assert_eq!(v["revision"], 4);
+    }
+
+    async fn suspend_reinstate_revoke_transitions(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, token) = s.issue_default().await;
+        let act = |action: &str| format!("/v1/admin/licenses/{id}/{action}");
+        assert_error(
+            &s.admin("POST", &act("reinstate"), None).await,
+            409,
+            "not_suspended",
+        );
+        let (status, v) = s
+            .admin(
+                "POST",
+                &act("suspend"),
+                Some(json!({"reason": "unpaid invoice"})),
+            )
+            .await;
+        assert_eq!(
+            (status.as_u16(), v["state"].as_str(), v["status"].as_str()),
+            (200, Some("suspended"), Some("suspended"))
+        );
+        let (_, d) = s.validate(json!({"token": token})).await;
+        assert_eq!(
+            (
+                d["verdict"]["status"].as_str(),
+                d["verdict"]["valid"].as_bool()
+            ),
+            (Some("suspended"), Some(false))
+        );
+        assert_error(
+            &s.admin("POST", &act("suspend"), None).await,
+            409,
+            "already_suspended",
+        );
+        let (_, v) = s.admin("POST", &act("reinstate"), None).await;
+        assert_eq!(v["state"], "active");
+        let (_, v) = s.admin("POST", &act("revoke"), None).await;
+        assert_eq!(v["state"], "revoked");
+        let (_, d) = s.validate(json!({"token": token})).await;
+        assert_eq!(d["verdict"]["status"], "revoked");
+        assert_error(
+            &s.admin("POST", &act("revoke"), None).await,
+            409,
+            "already_revoked",
+        );
+        assert_error(
+            &s.admin("POST", &act("suspend"), None).await,
+            409,
+            "license_revoked",
+        );
+        assert_error(
+            &s.admin("POST", &act("reinstate"), None).await,
+            409,
+            "license_revoked",
+        );
+        assert_error(
+            &s.admin("POST", &act("suspend"), Some(json!({"reason": 5})))
+                .await,
+            400,
+            "invalid_json",
+        );
+        assert_error(
+            &s.admin(
+                "POST",
+                "/v1/admin/licenses/lic_01936b2e-7c3a-7def-8a12-0123456789ab/revoke",
+                None,
+            )
+            .await,
+            404,
+            "license_not_found",
+        );
+    }
+
+    async fn revision_rises_by_exactly_one_per_change_with_one_event_each(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, token) = s.issue_default().await;
+        let steps = [
+            ("extend", Some(json!({"by": "1d"}))),
+            ("suspend", None),
+            ("reinstate", None),
+            ("extend", Some(json!({"to": "2099-06-01"}))),
+            ("suspend", Some(json!({"reason": "audit"}))),
+            ("revoke", None),
+        ];
+        for (i, (action, body)) in steps.iter().enumerate() {
             let (status, v) = s
                 .admin(
                     "POST",
-                    &format!("/v1/admin/licenses/{id}/extend"),
-                    Some(json!({"by": "1d"})),
+                    &format!("/v1/admin/licenses/{id}/{action}"),
+                    body.clone(),
                 )
                 .await;
-            assert_eq!(status, 200, "{v}");
-            v["revision"].as_u64().unwrap()
-        }));
+            assert_eq!(status, 200, "{action}: {v}");
+            assert_eq!(v["revision"], i as u64 + 2, "{action}");
+            let (_, d) = s.validate(json!({"token": token})).await;
+            assert_eq!(d["verdict"]["rev"], i as u64 + 2);
+        }
+        let (_, v) = s
+            .admin(
+                "GET",
+                &format!("/v1/admin/events?license={id}&after=0"),
+                None,
+            )
+            .await;
+        let events = v["items"].as_array().unwrap();
+        let kinds: Vec<_> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "license.issued",
+                "license.extended",
+                "license.suspended",
+                "license.reinstated",
+                "license.extended",
+                "license.suspended",
+                "license.revoked"
+            ]
+        );
+        let revs: Vec<_> = events
+            .iter()
+            .map(|e| e["revision"].as_u64().unwrap())
+            .collect();
+        assert_eq!(revs, [1, 2, 3, 4, 5, 6, 7]);
+        assert!(events.iter().all(|e| e["actor"] == "admin"));
+        assert_eq!(events[5]["after"]["reason"], "audit");
+        assert_eq!(events[1]["before"]["revision"], 1);
+        assert_eq!(events[1]["after"]["revision"], 2);
     }
-    let mut revs = Vec::new();
-    for t in tasks {
-        revs.push(t.await.unwrap());
-    }
-    revs.sort_unstable();
-    assert_eq!(revs, (2..=21).collect::<Vec<u64>>());
-    let (_, v) = s
-        .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
-        .await;
-    assert_eq!(
-        expires(&v),
-        s.now() + Duration::days(21),
-        "every extension counted once"
-    );
-}
 
-#[tokio::test]
-async fn events_list_newest_first_and_page() {
-    let s = TestServer::start().await;
-    let (a, _) = s.issue_default().await;
-    let (b, _) = s.issue_default().await;
-    s.admin("POST", &format!("/v1/admin/licenses/{a}/suspend"), None)
-        .await;
-    let (_, v) = s.admin("GET", "/v1/admin/events?limit=2", None).await;
-    let items = v["items"].as_array().unwrap();
-    assert_eq!(items[0]["kind"], "license.suspended");
-    assert_eq!(items[1]["license"], b.as_str());
-    let before = v["next_cursor"].as_str().unwrap();
-    let (_, v) = s
-        .admin(
-            "GET",
-            &format!("/v1/admin/events?limit=2&before={before}"),
-            None,
+    async fn concurrent_changes_never_duplicate_or_skip_a_revision(backend: Backend) {
+        let s = std::sync::Arc::new(TestServer::start_on(backend.clone()).await);
+        let (id, _) = s
+            .issue(json!({"customer": "A", "plan": "p", "duration": "1d"}))
+            .await;
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let s = s.clone();
+            let id = id.clone();
+            tasks.push(tokio::spawn(async move {
+                let (status, v) = s
+                    .admin(
+                        "POST",
+                        &format!("/v1/admin/licenses/{id}/extend"),
+                        Some(json!({"by": "1d"})),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{v}");
+                v["revision"].as_u64().unwrap()
+            }));
+        }
+        let mut revs = Vec::new();
+        for t in tasks {
+            revs.push(t.await.unwrap());
+        }
+        revs.sort_unstable();
+        assert_eq!(revs, (2..=21).collect::<Vec<u64>>());
+        let (_, v) = s
+            .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
+            .await;
+        assert_eq!(
+            expires(&v),
+            s.now() + Duration::days(21),
+            "every extension counted once"
+        );
+    }
+
+    async fn events_list_newest_first_and_page(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (a, _) = s.issue_default().await;
+        let (b, _) = s.issue_default().await;
+        s.admin("POST", &format!("/v1/admin/licenses/{a}/suspend"), None)
+            .await;
+        let (_, v) = s.admin("GET", "/v1/admin/events?limit=2", None).await;
+        let items = v["items"].as_array().unwrap();
+        assert_eq!(items[0]["kind"], "license.suspended");
+        assert_eq!(items[1]["license"], b.as_str());
+        let before = v["next_cursor"].as_str().unwrap();
+        let (_, v) = s
+            .admin(
+                "GET",
+                &format!("/v1/admin/events?limit=2&before={before}"),
+                None,
+            )
+            .await;
+        assert_eq!(v["items"][0]["license"], a.as_str());
+        assert_eq!(v["items"][0]["kind"], "license.issued");
+        let (_, v) = s
+            .admin("GET", &format!("/v1/admin/events?license={b}"), None)
+            .await;
+        assert_eq!(v["items"].as_array().unwrap().len(), 1);
+        assert_error(
+            &s.admin("GET", "/v1/admin/events?after=1&before=3", None)
+                .await,
+            400,
+            "conflicting_fields",
+        );
+        assert_error(
+            &s.admin("GET", "/v1/admin/events?license=x", None).await,
+            400,
+            "invalid_license_id",
+        );
+    }
+
+    async fn export_signs_a_long_lived_document(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, token) = s.issue_default().await;
+        let (status, v) = s
+            .admin(
+                "POST",
+                &format!("/v1/admin/licenses/{id}/export"),
+                Some(json!({"ttl": "365d"})),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["format"], "tessera-license-export/1");
+        assert_eq!(v["license"], id.as_str());
+        let token = LicenseToken::parse(&token).unwrap();
+        let expect = Expectations::for_token(token.fingerprint());
+        let doc = verify(
+            v["document"].as_str().unwrap().as_bytes(),
+            &s.keys(),
+            &expect,
+            s.now() + Duration::days(300),
         )
-        .await;
-    assert_eq!(v["items"][0]["license"], a.as_str());
-    assert_eq!(v["items"][0]["kind"], "license.issued");
-    let (_, v) = s
-        .admin("GET", &format!("/v1/admin/events?license={b}"), None)
-        .await;
-    assert_eq!(v["items"].as_array().unwrap().len(), 1);
-    assert_error(
-        &s.admin("GET", "/v1/admin/events?after=1&before=3", None)
+        .unwrap();
+        assert_eq!(doc.claims().exp, s.now() + Duration::days(365));
+        assert_error(
+            &s.admin(
+                "POST",
+                &format!("/v1/admin/licenses/{id}/export"),
+                Some(json!({"ttl": "forever"})),
+            )
             .await,
-        400,
-        "conflicting_fields",
-    );
-    assert_error(
-        &s.admin("GET", "/v1/admin/events?license=x", None).await,
-        400,
-        "invalid_license_id",
-    );
-}
+            422,
+            "invalid_duration",
+        );
+        let (_, events) = s
+            .admin("GET", &format!("/v1/admin/events?license={id}"), None)
+            .await;
+        assert_eq!(events["items"][0]["kind"], "license.exported");
+        let (_, l) = s
+            .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
+            .await;
+        assert_eq!(l["revision"], 1, "an export is not a change");
+    }
 
-#[tokio::test]
-async fn export_signs_a_long_lived_document() {
-    let s = TestServer::start().await;
-    let (id, token) = s.issue_default().await;
-    let (status, v) = s
-        .admin(
-            "POST",
-            &format!("/v1/admin/licenses/{id}/export"),
-            Some(json!({"ttl": "365d"})),
+    async fn validations_record_instances_for_the_fleet_view(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, token) = s.issue_default().await;
+        s.validate(
+            json!({"token": token, "instance_id": "i-1", "app_version": "2.0", "usage": {"users": 3}}),
         )
         .await;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(v["format"], "tessera-license-export/1");
-    assert_eq!(v["license"], id.as_str());
-    let token = LicenseToken::parse(&token).unwrap();
-    let expect = Expectations::for_token(token.fingerprint());
-    let doc = verify(
-        v["document"].as_str().unwrap().as_bytes(),
-        &s.keys(),
-        &expect,
-        s.now() + Duration::days(300),
-    )
-    .unwrap();
-    assert_eq!(doc.claims().exp, s.now() + Duration::days(365));
-    assert_error(
-        &s.admin(
-            "POST",
-            &format!("/v1/admin/licenses/{id}/export"),
-            Some(json!({"ttl": "forever"})),
-        )
-        .await,
-        422,
-        "invalid_duration",
-    );
-    let (_, events) = s
-        .admin("GET", &format!("/v1/admin/events?license={id}"), None)
-        .await;
-    assert_eq!(events["items"][0]["kind"], "license.exported");
-    let (_, l) = s
-        .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
-        .await;
-    assert_eq!(l["revision"], 1, "an export is not a change");
-}
-
-#[tokio::test]
-async fn validations_record_instances_for_the_fleet_view() {
-    let s = TestServer::start().await;
-    let (id, token) = s.issue_default().await;
-    s.validate(
-        json!({"token": token, "instance_id": "i-1", "app_version": "2.0", "usage": {"users": 3}}),
-    )
-    .await;
-    s.validate(json!({"token": token, "instance_id": "i-2"}))
-        .await;
-    s.clock.advance(Duration::minutes(5));
-    s.validate(json!({"token": token, "instance_id": "i-1", "usage": {"users": 4}}))
-        .await;
-    let (status, v) = s
-        .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
-        .await;
-    assert_eq!(status, 200, "{v}");
-    assert_eq!(v["summary"]["total"], 2);
-    let instances = v["instances"].as_array().unwrap();
-    assert_eq!(instances[0]["instance_id"], "i-1");
-    assert_eq!(
-        instances[0]["app_version"], "2.0",
-        "kept when a later report omits it"
-    );
-    assert_eq!(instances[0]["users"], 4);
-    assert_ne!(instances[0]["first_seen"], instances[0]["last_seen"]);
-    assert_eq!(instances[1]["instance_id"], "i-2");
+        s.validate(json!({"token": token, "instance_id": "i-2"}))
+            .await;
+        s.clock.advance(Duration::minutes(5));
+        s.validate(json!({"token": token, "instance_id": "i-1", "usage": {"users": 4}}))
+            .await;
+        let (status, v) = s
+            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["summary"]["total"], 2);
+        let instances = v["instances"].as_array().unwrap();
+        assert_eq!(instances[0]["instance_id"], "i-1");
+        assert_eq!(
+            instances[0]["app_version"], "2.0",
+            "kept when a later report omits it"
+        );
+        assert_eq!(instances[0]["users"], 4);
+        assert_ne!(instances[0]["first_seen"], instances[0]["last_seen"]);
+        assert_eq!(instances[1]["instance_id"], "i-2");
+    }
 }

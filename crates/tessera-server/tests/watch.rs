@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use tessera_protocol::{Expectations, LicenseToken, verify};
 use tessera_testkit::sse::{Item, SseStream};
-use tessera_testkit::{Options, TestServer, assert_error};
+use tessera_testkit::{Options, TestServer, assert_error, backend_tests};
 
 const T: Duration = Duration::from_secs(5);
 
@@ -19,311 +19,308 @@ async fn open(s: &TestServer, token: &str, extra: &[(&str, &str)]) -> SseStream 
     }
 }
 
-#[tokio::test]
-async fn the_first_event_is_the_current_document_then_every_change() {
-    let s = TestServer::start().await;
-    let (id, token) = s.issue_default().await;
-    let mut stream = open(&s, &token, &[("tessera-instance", "i-1")]).await;
-    let headers = stream.response.headers().clone();
-    assert_eq!(headers["content-type"], "text/event-stream");
-    assert_eq!(headers["cache-control"], "no-cache");
-    assert_eq!(headers["x-accel-buffering"], "no");
+backend_tests! {
+    async fn the_first_event_is_the_current_document_then_every_change(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, token) = s.issue_default().await;
+        let mut stream = open(&s, &token, &[("tessera-instance", "i-1")]).await;
+        let headers = stream.response.headers().clone();
+        assert_eq!(headers["content-type"], "text/event-stream");
+        assert_eq!(headers["cache-control"], "no-cache");
+        assert_eq!(headers["x-accel-buffering"], "no");
 
-    let (rev, doc) = stream.next_status(T).await.unwrap();
-    assert_eq!(rev, 1);
-    let tfp = LicenseToken::parse(&token).unwrap().fingerprint();
-    let verified = verify(
-        doc.as_bytes(),
-        &s.keys(),
-        &Expectations::for_token(tfp.clone()),
-        s.now(),
-    )
-    .unwrap();
-    assert_eq!(verified.claims().rev, 1);
-    assert!(
-        verified.claims().iid.is_none(),
-        "one signature serves every watcher"
-    );
-
-    s.admin(
-        "POST",
-        &format!("/v1/admin/licenses/{id}/extend"),
-        Some(json!({"by": "1d"})),
-    )
-    .await;
-    let (rev, doc) = stream.next_status(T).await.unwrap();
-    assert_eq!(rev, 2);
-    assert_eq!(
-        verify(
+        let (rev, doc) = stream.next_status(T).await.unwrap();
+        assert_eq!(rev, 1);
+        let tfp = LicenseToken::parse(&token).unwrap().fingerprint();
+        let verified = verify(
             doc.as_bytes(),
             &s.keys(),
             &Expectations::for_token(tfp.clone()),
-            s.now()
+            s.now(),
         )
-        .unwrap()
-        .claims()
-        .rev,
-        2
-    );
-    s.admin("POST", &format!("/v1/admin/licenses/{id}/suspend"), None)
-        .await;
-    let (rev, doc) = stream.next_status(T).await.unwrap();
-    assert_eq!(rev, 3);
-    let c = verify(
-        doc.as_bytes(),
-        &s.keys(),
-        &Expectations::for_token(tfp.clone()),
-        s.now(),
-    )
-    .unwrap();
-    assert_eq!(c.claims().status, tessera_protocol::Status::Suspended);
-    s.admin("POST", &format!("/v1/admin/licenses/{id}/reinstate"), None)
-        .await;
-    assert_eq!(stream.next_status(T).await.unwrap().0, 4);
-
-    // Revoked: the revoked document, then the end of the stream.
-    s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
-        .await;
-    let (rev, doc) = stream.next_status(T).await.unwrap();
-    assert_eq!(rev, 5);
-    let c = verify(
-        doc.as_bytes(),
-        &s.keys(),
-        &Expectations::for_token(tfp),
-        s.now(),
-    )
-    .unwrap();
-    assert_eq!(c.claims().status, tessera_protocol::Status::Revoked);
-    assert_eq!(
-        stream.next(T).await,
-        None,
-        "the stream ends after a revocation"
-    );
-}
-
-#[tokio::test]
-async fn last_event_id_resumes_without_repeating_the_held_revision() {
-    let s = TestServer::start().await;
-    let (id, token) = s.issue_default().await;
-    s.admin(
-        "POST",
-        &format!("/v1/admin/licenses/{id}/extend"),
-        Some(json!({"by": "1d"})),
-    )
-    .await;
-    // Holding revision 1: the current (2) comes first.
-    let mut behind = open(&s, &token, &[("last-event-id", "1")]).await;
-    assert_eq!(behind.next_status(T).await.unwrap().0, 2);
-    // Holding 2: nothing until the next change.
-    let mut current = open(&s, &token, &[("last-event-id", "2")]).await;
-    s.admin(
-        "POST",
-        &format!("/v1/admin/licenses/{id}/extend"),
-        Some(json!({"by": "1d"})),
-    )
-    .await;
-    assert_eq!(current.next_status(T).await.unwrap().0, 3);
-    assert_eq!(behind.next_status(T).await.unwrap().0, 3);
-    let auth = format!("Bearer {token}");
-    let bad = SseStream::open(&s.url, &[("authorization", &auth), ("last-event-id", "x")])
-        .await
-        .err()
         .unwrap();
-    assert_eq!(bad.status(), 400);
-}
+        assert_eq!(verified.claims().rev, 1);
+        assert!(
+            verified.claims().iid.is_none(),
+            "one signature serves every watcher"
+        );
 
-#[tokio::test]
-async fn wrong_or_revoked_tokens_cannot_open_a_stream() {
-    let s = TestServer::start().await;
-    let (id, token) = s.issue_default().await;
-    let unknown = LicenseToken::generate(&mut rand::rng());
-    for auth in [
-        None,
-        Some("Bearer tsr_nonsense".to_owned()),
-        Some(format!("Bearer {}", unknown.expose_secret())),
-        Some(format!("Basic {token}")),
-    ] {
-        let headers: Vec<(&str, &str)> =
-            auth.iter().map(|a| ("authorization", a.as_str())).collect();
-        let res = SseStream::open(&s.url, &headers)
+        s.admin(
+            "POST",
+            &format!("/v1/admin/licenses/{id}/extend"),
+            Some(json!({"by": "1d"})),
+        )
+        .await;
+        let (rev, doc) = stream.next_status(T).await.unwrap();
+        assert_eq!(rev, 2);
+        assert_eq!(
+            verify(
+                doc.as_bytes(),
+                &s.keys(),
+                &Expectations::for_token(tfp.clone()),
+                s.now()
+            )
+            .unwrap()
+            .claims()
+            .rev,
+            2
+        );
+        s.admin("POST", &format!("/v1/admin/licenses/{id}/suspend"), None)
+            .await;
+        let (rev, doc) = stream.next_status(T).await.unwrap();
+        assert_eq!(rev, 3);
+        let c = verify(
+            doc.as_bytes(),
+            &s.keys(),
+            &Expectations::for_token(tfp.clone()),
+            s.now(),
+        )
+        .unwrap();
+        assert_eq!(c.claims().status, tessera_protocol::Status::Suspended);
+        s.admin("POST", &format!("/v1/admin/licenses/{id}/reinstate"), None)
+            .await;
+        assert_eq!(stream.next_status(T).await.unwrap().0, 4);
+
+        // Revoked: the revoked document, then the end of the stream.
+        s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
+            .await;
+        let (rev, doc) = stream.next_status(T).await.unwrap();
+        assert_eq!(rev, 5);
+        let c = verify(
+            doc.as_bytes(),
+            &s.keys(),
+            &Expectations::for_token(tfp),
+            s.now(),
+        )
+        .unwrap();
+        assert_eq!(c.claims().status, tessera_protocol::Status::Revoked);
+        assert_eq!(
+            stream.next(T).await,
+            None,
+            "the stream ends after a revocation"
+        );
+    }
+
+    async fn last_event_id_resumes_without_repeating_the_held_revision(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, token) = s.issue_default().await;
+        s.admin(
+            "POST",
+            &format!("/v1/admin/licenses/{id}/extend"),
+            Some(json!({"by": "1d"})),
+        )
+        .await;
+        // Holding revision 1: the current (2) comes first.
+        let mut behind = open(&s, &token, &[("last-event-id", "1")]).await;
+        assert_eq!(behind.next_status(T).await.unwrap().0, 2);
+        // Holding 2: nothing until the next change.
+        let mut current = open(&s, &token, &[("last-event-id", "2")]).await;
+        s.admin(
+            "POST",
+            &format!("/v1/admin/licenses/{id}/extend"),
+            Some(json!({"by": "1d"})),
+        )
+        .await;
+        assert_eq!(current.next_status(T).await.unwrap().0, 3);
+        assert_eq!(behind.next_status(T).await.unwrap().0, 3);
+        let auth = format!("Bearer {token}");
+        let bad = SseStream::open(&s.url, &[("authorization", &auth), ("last-event-id", "x")])
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(bad.status(), 400);
+    }
+
+    async fn wrong_or_revoked_tokens_cannot_open_a_stream(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, token) = s.issue_default().await;
+        let unknown = LicenseToken::generate(&mut rand::rng());
+        for auth in [
+            None,
+            Some("Bearer tsr_nonsense".to_owned()),
+            Some(format!("Bearer {}", unknown.expose_secret())),
+            Some(format!("Basic {token}")),
+        ] {
+            let headers: Vec<(&str, &str)> =
+                auth.iter().map(|a| ("authorization", a.as_str())).collect();
+            let res = SseStream::open(&s.url, &headers)
+                .await
+                .err()
+                .expect("refused");
+            assert_eq!(res.status(), 401);
+            let body: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "unauthorized");
+        }
+        s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
+            .await;
+        let auth = format!("Bearer {token}");
+        let res = SseStream::open(&s.url, &[("authorization", &auth)])
             .await
             .err()
             .expect("refused");
-        assert_eq!(res.status(), 401);
+        assert_eq!(res.status(), 403);
         let body: serde_json::Value = res.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "unauthorized");
+        assert_eq!(body["error"]["code"], "license_revoked");
     }
-    s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
-        .await;
-    let auth = format!("Bearer {token}");
-    let res = SseStream::open(&s.url, &[("authorization", &auth)])
-        .await
-        .err()
-        .expect("refused");
-    assert_eq!(res.status(), 403);
-    let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "license_revoked");
-}
 
-#[tokio::test]
-async fn watcher_limits_answer_503_and_keep_alives_flow() {
-    let limits = tessera_server::Limits {
-        max_watchers: 3,
-        max_watchers_per_license: 2,
-        keep_alive: Duration::from_millis(200),
-        ..tessera_server::Limits::default()
-    };
-    let s = TestServer::start_with(Options {
-        limits: Some(limits),
-        ..Options::default()
-    })
-    .await;
-    let (_, a) = s.issue_default().await;
-    let (_, b) = s.issue_default().await;
-    let mut first = open(&s, &a, &[]).await;
-    let _second = open(&s, &a, &[]).await;
-    let auth = format!("Bearer {a}");
-    let res = SseStream::open(&s.url, &[("authorization", &auth)])
-        .await
-        .err()
-        .expect("per-license limit");
-    assert_eq!(res.status(), 503);
-    let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body["error"]["code"], "too_many_watchers");
-    let _third = open(&s, &b, &[]).await;
-    let auth = format!("Bearer {b}");
-    let res = SseStream::open(&s.url, &[("authorization", &auth)])
-        .await
-        .err()
-        .expect("total limit");
-    assert_eq!(res.status(), 503);
-    // A closed stream frees its place.
-    drop(_third);
-    let mut freed = None;
-    for _ in 0..50 {
-        if let Ok(s) = SseStream::open(&s.url, &[("authorization", &auth)]).await {
-            freed = Some(s);
-            break;
+    async fn watcher_limits_answer_503_and_keep_alives_flow(backend: Backend) {
+        let limits = tessera_server::Limits {
+            max_watchers: 3,
+            max_watchers_per_license: 2,
+            keep_alive: Duration::from_millis(200),
+            ..tessera_server::Limits::default()
+        };
+        let s = TestServer::start_with(Options {
+            backend: backend.clone(),
+            limits: Some(limits),
+            ..Options::default()
+        })
+        .await;
+        let (_, a) = s.issue_default().await;
+        let (_, b) = s.issue_default().await;
+        let mut first = open(&s, &a, &[]).await;
+        let _second = open(&s, &a, &[]).await;
+        let auth = format!("Bearer {a}");
+        let res = SseStream::open(&s.url, &[("authorization", &auth)])
+            .await
+            .err()
+            .expect("per-license limit");
+        assert_eq!(res.status(), 503);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "too_many_watchers");
+        let _third = open(&s, &b, &[]).await;
+        let auth = format!("Bearer {b}");
+        let res = SseStream::open(&s.url, &[("authorization", &auth)])
+            .await
+            .err()
+            .expect("total limit");
+        assert_eq!(res.status(), 503);
+        // A closed stream frees its place.
+        drop(_third);
+        let mut freed = None;
+        for _ in 0..50 {
+            if let Ok(s) = SseStream::open(&s.url, &[("authorization", &auth)]).await {
+                freed = Some(s);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(freed.is_some(), "the place was freed");
+        // Keep-alive comments on an idle stream.
+        assert!(matches!(first.next(T).await, Some(Item::Event { .. })));
+        assert_eq!(first.next(T).await, Some(Item::Comment));
+        assert_eq!(first.next(T).await, Some(Item::Comment));
     }
-    assert!(freed.is_some(), "the place was freed");
-    // Keep-alive comments on an idle stream.
-    assert!(matches!(first.next(T).await, Some(Item::Event { .. })));
-    assert_eq!(first.next(T).await, Some(Item::Comment));
-    assert_eq!(first.next(T).await, Some(Item::Comment));
-}
 
-#[tokio::test]
-async fn the_fleet_view_shows_streams_and_delivery_after_ack() {
-    let s = TestServer::start().await;
-    let (id, token) = s.issue_default().await;
-    let mut a = open(&s, &token, &[("tessera-instance", "i-a")]).await;
-    let _b = open(&s, &token, &[("tessera-instance", "i-b")]).await;
-    a.next_status(T).await.unwrap();
-    let ack = |instance: &str, revision: u64| {
-        s.request(
-            "POST",
-            "/v1/instances/ack",
-            Some(json!({"token": token, "instance_id": instance, "revision": revision})),
-            None,
-        )
-    };
-    assert_eq!(ack("i-a", 1).await.0, 204);
-    let (_, fleet) = s
-        .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
-        .await;
-    assert_eq!(fleet["summary"]["total"], 2);
-    assert_eq!(fleet["summary"]["current"], 1);
-    assert_eq!(fleet["summary"]["connected"], 2);
-    s.admin(
-        "POST",
-        &format!("/v1/admin/licenses/{id}/extend"),
-        Some(json!({"by": "1d"})),
-    )
-    .await;
-    assert_eq!(a.next_status(T).await.unwrap().0, 2);
-    let (_, fleet) = s
-        .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
-        .await;
-    assert_eq!(
-        (
-            fleet["revision"].as_u64(),
-            fleet["summary"]["current"].as_u64()
-        ),
-        (Some(2), Some(0))
-    );
-    assert_eq!(ack("i-a", 2).await.0, 204);
-    assert_eq!(ack("i-b", 2).await.0, 204);
-    let (_, fleet) = s
-        .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
-        .await;
-    assert_eq!(fleet["summary"]["current"], 2, "{fleet}");
-    let i = fleet["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["instance_id"] == "i-a")
-        .unwrap();
-    assert_eq!(
-        (i["held_revision"].as_u64(), i["stream_connected"].as_bool()),
-        (Some(2), Some(true))
-    );
-    // Closing the stream shows as disconnected.
-    drop(a);
-    let mut disconnected = false;
-    for _ in 0..100 {
+    async fn the_fleet_view_shows_streams_and_delivery_after_ack(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, token) = s.issue_default().await;
+        let mut a = open(&s, &token, &[("tessera-instance", "i-a")]).await;
+        let _b = open(&s, &token, &[("tessera-instance", "i-b")]).await;
+        a.next_status(T).await.unwrap();
+        let ack = |instance: &str, revision: u64| {
+            s.request(
+                "POST",
+                "/v1/instances/ack",
+                Some(json!({"token": token, "instance_id": instance, "revision": revision})),
+                None,
+            )
+        };
+        assert_eq!(ack("i-a", 1).await.0, 204);
         let (_, fleet) = s
             .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
             .await;
-        if fleet["summary"]["connected"] == 1 {
-            disconnected = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(disconnected, "a closed stream shows as disconnected");
-    // Bad acks.
-    assert_error(&ack("i-a", 9).await, 422, "revision_from_the_future");
-    assert_error(
-        &s.request(
+        assert_eq!(fleet["summary"]["total"], 2);
+        assert_eq!(fleet["summary"]["current"], 1);
+        assert_eq!(fleet["summary"]["connected"], 2);
+        s.admin(
             "POST",
-            "/v1/instances/ack",
-            Some(json!({"token": "tsr_x", "instance_id": "i", "revision": 1})),
-            None,
+            &format!("/v1/admin/licenses/{id}/extend"),
+            Some(json!({"by": "1d"})),
         )
-        .await,
-        401,
-        "unauthorized",
-    );
-}
+        .await;
+        assert_eq!(a.next_status(T).await.unwrap().0, 2);
+        let (_, fleet) = s
+            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
+            .await;
+        assert_eq!(
+            (
+                fleet["revision"].as_u64(),
+                fleet["summary"]["current"].as_u64()
+            ),
+            (Some(2), Some(0))
+        );
+        assert_eq!(ack("i-a", 2).await.0, 204);
+        assert_eq!(ack("i-b", 2).await.0, 204);
+        let (_, fleet) = s
+            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
+            .await;
+        assert_eq!(fleet["summary"]["current"], 2, "{fleet}");
+        let i = fleet["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["instance_id"] == "i-a")
+            .unwrap();
+        assert_eq!(
+            (i["held_revision"].as_u64(), i["stream_connected"].as_bool()),
+            (Some(2), Some(true))
+        );
+        // Closing the stream shows as disconnected.
+        drop(a);
+        let mut disconnected = false;
+        for _ in 0..100 {
+            let (_, fleet) = s
+                .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
+                .await;
+            if fleet["summary"]["connected"] == 1 {
+                disconnected = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(disconnected, "a closed stream shows as disconnected");
+        // Bad acks.
+        assert_error(&ack("i-a", 9).await, 422, "revision_from_the_future");
+        assert_error(
+            &s.request(
+                "POST",
+                "/v1/instances/ack",
+                Some(json!({"token": "tsr_x", "instance_id": "i", "revision": 1})),
+                None,
+            )
+            .await,
+            401,
+            "unauthorized",
+        );
+    }
 
-#[tokio::test]
-async fn a_thousand_watchers_all_receive_one_change() {
-    let s = TestServer::start().await;
-    let (id, token) = s.issue_default().await;
-    let mut streams = Vec::new();
-    for _ in 0..1000 {
-        let mut stream = open(&s, &token, &[]).await;
-        assert_eq!(stream.next_status(T).await.unwrap().0, 1);
-        streams.push(stream);
+    async fn a_thousand_watchers_all_receive_one_change(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, token) = s.issue_default().await;
+        let mut streams = Vec::new();
+        for _ in 0..1000 {
+            let mut stream = open(&s, &token, &[]).await;
+            assert_eq!(stream.next_status(T).await.unwrap().0, 1);
+            streams.push(stream);
+        }
+        s.admin(
+            "POST",
+            &format!("/v1/admin/licenses/{id}/extend"),
+            Some(json!({"by": "1d"})),
+        )
+        .await;
+        let tasks: Vec<_> = streams
+            .into_iter()
+            .map(|mut st| {
+                tokio::spawn(async move { st.next_status(Duration::from_secs(20)).await.unwrap().0 })
+            })
+            .collect();
+        let mut received = 0;
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 2);
+            received += 1;
+        }
+        assert_eq!(received, 1000);
     }
-    s.admin(
-        "POST",
-        &format!("/v1/admin/licenses/{id}/extend"),
-        Some(json!({"by": "1d"})),
-    )
-    .await;
-    let tasks: Vec<_> = streams
-        .into_iter()
-        .map(|mut st| {
-            tokio::spawn(async move { st.next_status(Duration::from_secs(20)).await.unwrap().0 })
-        })
-        .collect();
-    let mut received = 0;
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), 2);
-        received += 1;
-    }
-    assert_eq!(received, 1000);
 }

@@ -12,7 +12,7 @@ pub mod process;
 pub mod server;
 pub mod sse;
 
-pub use server::{Options, TestServer, assert_error};
+pub use server::{Backend, Options, Stopped, TestDatabase, TestServer, assert_error};
 
 /// Sum of `tessera_validations_total` in a metrics text. Panics when the
 /// family is not there at all, so a count of zero is a real zero.
@@ -26,4 +26,34 @@ pub fn count_validations(metrics: &str) -> u64 {
         .filter(|l| l.starts_with("tessera_validations_total{"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
+}
+
+/// Run each test against both backends: `sqlite::<name>` always,
+/// `postgres::<name>` on a fresh database when `TESSERA_TEST_POSTGRES_URL`
+/// is set (otherwise it prints why it is skipped). One body, two runs.
+#[macro_export]
+macro_rules! backend_tests {
+    ($( $(#[$meta:meta])* async fn $name:ident($backend:ident: Backend) $body:block )*) => {
+        $( $(#[$meta])* async fn $name($backend: $crate::Backend) $body )*
+
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(backend) = $crate::Backend::postgres(stringify!($name)) {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
+    };
 }

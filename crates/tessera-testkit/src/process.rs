@@ -165,20 +165,35 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Start on `addr` (`127.0.0.1:0` for any port).
     pub fn start(bin: &str, data_dir: &Path, addr: SocketAddr, log_name: &str) -> Self {
+        Self::start_with(bin, data_dir, addr, log_name, &[], None)
+    }
+
+    /// Start with more arguments; `admin_key` when this data directory will
+    /// not hold one (a second replica on a shared database).
+    pub fn start_with(
+        bin: &str,
+        data_dir: &Path,
+        addr: SocketAddr,
+        log_name: &str,
+        extra: &[&str],
+        admin_key: Option<&str>,
+    ) -> Self {
         let log = data_dir.parent().unwrap().join(log_name);
         let listen = addr.to_string();
         let dir = data_dir.to_str().unwrap();
-        let process = Process::spawn(
-            bin,
-            &["server", "--listen", &listen, "--data-dir", dir],
-            &log,
-            &[],
-        );
+        let mut args = vec!["server", "--listen", &listen, "--data-dir", dir];
+        args.extend_from_slice(extra);
+        let process = Process::spawn(bin, &args, &log, &[]);
         let public_key = process.banner_value("public key");
-        let admin_key = std::fs::read_to_string(data_dir.join("admin.key"))
-            .unwrap()
-            .trim()
-            .to_owned();
+        let admin_key = admin_key.map_or_else(
+            || {
+                std::fs::read_to_string(data_dir.join("admin.key"))
+                    .unwrap()
+                    .trim()
+                    .to_owned()
+            },
+            str::to_owned,
+        );
         Self {
             process,
             data_dir: data_dir.to_owned(),
@@ -201,6 +216,17 @@ impl ServerProcess {
 
     pub async fn admin(&self, path: &str, body: Value) -> (u16, Value) {
         self.process.post(path, body, Some(&self.admin_key)).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        let res = reqwest::Client::new()
+            .get(format!("{}{path}", self.process.url))
+            .bearer_auth(&self.admin_key)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
     }
 
     /// Issue a license; (id, token).

@@ -14,6 +14,8 @@ use tokio::sync::oneshot;
 
 /// A running in-process authority.
 pub struct TestServer {
+    /// The PostgreSQL database, when that is the backend (dropped last).
+    pub database: Option<std::sync::Arc<TestDatabase>>,
     pub addr: SocketAddr,
     pub url: String,
     pub dir: tempfile::TempDir,
@@ -25,9 +27,101 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// Which database a test server uses.
+#[derive(Debug, Clone, Default)]
+pub enum Backend {
+    /// SQLite in the temp data directory.
+    #[default]
+    Sqlite,
+    /// A fresh PostgreSQL database, dropped when the server is dropped;
+    /// the URL of the server to create it on.
+    Postgres(String),
+}
+
+impl Backend {
+    /// The PostgreSQL backend when `TESSERA_TEST_POSTGRES_URL` is set;
+    /// otherwise prints why the test is skipped and returns `None`.
+    pub fn postgres(test: &str) -> Option<Backend> {
+        match std::env::var("TESSERA_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ => {
+                eprintln!("skipped {test} on PostgreSQL: TESSERA_TEST_POSTGRES_URL is not set");
+                None
+            }
+        }
+    }
+}
+
+/// A database created for one test and dropped after it.
+pub struct TestDatabase {
+    admin_url: String,
+    name: String,
+    /// URL of the new database.
+    pub url: String,
+}
+
+impl TestDatabase {
+    /// Create `tessera_test_<random>` on the server at `admin_url`.
+    pub async fn create(admin_url: &str) -> Self {
+        use sqlx::Connection;
+        let bytes: [u8; 8] = rand::random();
+        let name = format!(
+            "tessera_test_{}",
+            bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let mut conn = sqlx::PgConnection::connect(admin_url)
+            .await
+            .expect("the test PostgreSQL server");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("CREATE DATABASE");
+        let _ = conn.close().await;
+        let base = admin_url.rsplit_once('/').map_or(admin_url, |(b, _)| b);
+        Self {
+            admin_url: admin_url.to_owned(),
+            url: format!("{base}/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop may run inside a runtime: do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A stopped server's data directory, database and address.
+pub struct Stopped {
+    pub dir: tempfile::TempDir,
+    pub database: Option<Arc<TestDatabase>>,
+    pub addr: SocketAddr,
+}
+
 /// How to start a [`TestServer`].
 #[derive(Default)]
 pub struct Options {
+    /// Which database.
+    pub backend: Backend,
     /// Validations per minute per IP (0 = off).
     pub rate_limit: u32,
     /// Share a clock (e.g. with a client under test).
@@ -36,11 +130,22 @@ pub struct Options {
     pub addr: Option<SocketAddr>,
     /// Limits other than the defaults.
     pub limits: Option<tessera_server::Limits>,
+    /// Reuse this PostgreSQL database (restarts).
+    pub database: Option<Arc<TestDatabase>>,
 }
 
 impl TestServer {
     pub async fn start() -> Self {
         Self::start_with(Options::default()).await
+    }
+
+    /// Start with defaults on `backend`.
+    pub async fn start_on(backend: Backend) -> Self {
+        Self::start_with(Options {
+            backend,
+            ..Options::default()
+        })
+        .await
     }
 
     pub async fn start_with(options: Options) -> Self {
@@ -53,9 +158,15 @@ impl TestServer {
         let clock = options
             .clock
             .unwrap_or_else(|| Arc::new(ManualClock::new(Utc::now())));
+        let database = match (&options.database, &options.backend) {
+            (Some(db), _) => Some(db.clone()),
+            (None, Backend::Sqlite) => None,
+            (None, Backend::Postgres(url)) => Some(Arc::new(TestDatabase::create(url).await)),
+        };
         let mut config = ServerConfig::new(dir.path().join("data"));
         config.rate_limit_per_minute = options.rate_limit;
         config.clock = clock.clone();
+        config.database_url = database.as_ref().map(|d| d.url.clone());
         if let Some(limits) = options.limits {
             config.limits = limits;
         }
@@ -83,6 +194,7 @@ impl TestServer {
                 .expect("server runs");
         });
         Self {
+            database,
             addr,
             url: format!("http://{addr}"),
             dir,
@@ -95,8 +207,8 @@ impl TestServer {
         }
     }
 
-    /// Stop gracefully and hand back the data directory.
-    pub async fn stop(mut self) -> tempfile::TempDir {
+    /// Stop gracefully and hand back what a restart needs.
+    pub async fn stop(mut self) -> Stopped {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -104,7 +216,18 @@ impl TestServer {
             task.await.unwrap();
         }
         let dir = tempfile::tempdir().unwrap();
-        std::mem::replace(&mut self.dir, dir)
+        Stopped {
+            dir: std::mem::replace(&mut self.dir, dir),
+            database: self.database.take(),
+            addr: self.addr,
+        }
+    }
+
+    /// Start again on what [`TestServer::stop`] handed back.
+    pub async fn restart(stopped: Stopped, mut options: Options) -> Self {
+        options.database = stopped.database;
+        options.addr = options.addr.or(Some(stopped.addr));
+        Self::start_in(stopped.dir, options).await
     }
 
     pub fn now(&self) -> Timestamp {

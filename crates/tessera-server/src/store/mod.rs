@@ -1,12 +1,15 @@
 //! Storage: every SQL statement of the authority lives below this module.
 //!
 //! [`LicenseStore`] is what the rest of the server sees; [`sqlite`] is the
-//! embedded default. Every license change goes through
+//! embedded default, [`postgres`] the backend for many replicas. Both share
+//! one implementation of the trait (`sql::impl_license_store!`). Every license change goes through
 //! [`LicenseStore::apply_change`], which bumps the revision and appends the
 //! audit event in one transaction, and only if nobody changed the license in
 //! between.
 
+pub mod postgres;
 mod rows;
+mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -26,6 +29,65 @@ pub struct AdminKeyRecord {
     pub name: String,
     /// SHA-256 of the key.
     pub hash: TokenHash,
+}
+
+/// A change another replica committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeNotice {
+    /// A license reached `revision`.
+    Changed {
+        /// Which license.
+        license: LicenseId,
+        /// Its new revision.
+        revision: u64,
+    },
+    /// Notifications may have been lost (the listener reconnected): re-read
+    /// everything held.
+    Resync,
+}
+
+/// A held job lock. Release it with [`JobLock::release`]; dropping it
+/// closes the connection that holds it, which releases it too.
+#[derive(Debug, Default)]
+pub struct JobLock {
+    held: Option<(sqlx::pool::PoolConnection<sqlx::Postgres>, i64)>,
+}
+
+impl JobLock {
+    /// A lock that needs no release (SQLite).
+    #[must_use]
+    pub fn local() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn advisory(conn: sqlx::pool::PoolConnection<sqlx::Postgres>, key: i64) -> Self {
+        Self {
+            held: Some((conn, key)),
+        }
+    }
+
+    /// Release the lock.
+    pub async fn release(mut self) {
+        if let Some((mut conn, key)) = self.held.take() {
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(key)
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                // Closing the session releases every lock it holds.
+                drop(conn.detach());
+            }
+        }
+    }
+}
+
+impl Drop for JobLock {
+    fn drop(&mut self) {
+        if let Some((conn, _)) = self.held.take() {
+            // Never hand a connection holding a lock back to the pool.
+            drop(conn.detach());
+        }
+    }
 }
 
 /// The authority's storage.
@@ -82,8 +144,30 @@ pub trait LicenseStore: Send + Sync + 'static {
     /// Record installations seen (batched by the caller).
     async fn record_instances(&self, seen: &[InstanceSeen]) -> Result<()>;
 
-    /// Mark every instance's stream closed (at start: no stream survives a restart).
-    async fn reset_stream_flags(&self) -> Result<()>;
+    /// This replica is alive (and signs with key `kid`).
+    async fn heartbeat(&self, kid: &str, now: Timestamp) -> Result<()>;
+
+    /// Replicas whose heartbeat is at or after `since`: (id, kid).
+    async fn live_replicas(&self, since: Timestamp) -> Result<Vec<(String, String)>>;
+
+    /// Mark closed the streams held by replicas not alive since `alive_since`;
+    /// how many.
+    async fn reap_streams(&self, alive_since: Timestamp) -> Result<u64>;
+
+    /// Work at start: SQLite (one process per file) marks every stream
+    /// closed; PostgreSQL leaves that to the reaper.
+    async fn startup_cleanup(&self) -> Result<()>;
+
+    /// Take the lock of a job that must run on one replica at a time
+    /// (a PostgreSQL advisory lock; always granted on SQLite, where one
+    /// process owns the file). `None` when another replica holds it.
+    async fn try_job_lock(&self, job: &str) -> Result<Option<JobLock>>;
+
+    /// Changes committed by other replicas (PostgreSQL `LISTEN`), once.
+    fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<ChangeNotice>>;
+
+    /// Close the connections.
+    async fn close(&self);
 
     /// Installations of one license, most recently seen first.
     async fn instances(&self, license: &LicenseId) -> Result<Vec<Instance>>;

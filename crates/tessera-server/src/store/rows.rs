@@ -237,3 +237,11 @@ where
 {
     rows.into_iter().map(T::try_from).collect()
 }
+
+pub(crate) fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
+    v.as_ref().map(serde_json::Value::to_string)
+}
+
+pub(crate) fn i64_of(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,237 @@
+//! PostgreSQL: the backend for any number of stateless replicas.
+//!
+//! PostgreSQL is the source of truth; each license change's transaction
+//! sends `NOTIFY tessera_changes, '<license id>:<revision>'`, and every
+//! replica `LISTEN`s, re-reads the license and feeds its own streams.
+//! Notifications are lost while a listener is disconnected, so after every
+//! reconnect the listener asks for a full resync. Jobs that must run once
+//! across replicas take a session advisory lock.
+
+use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::Duration as StdDuration;
+
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use tessera_protocol::wire::EventView;
+use tessera_protocol::{LicenseId, Timestamp, TokenHash};
+use tokio::sync::mpsc;
+
+use super::rows::{
+    CustomerRow, EventRow, InstanceRow, LicenseRow, PolicyRow, collect, features_json, i64_of,
+    json_text, license_select, policy_columns,
+};
+use super::sql::impl_license_store;
+use super::{AdminKeyRecord, ChangeNotice, JobLock};
+use crate::error::{Error, Result};
+use crate::model::{
+    Customer, EventFilter, Instance, InstanceSeen, License, LicenseChange, LicenseFilter, NewEvent,
+    NewLicense, NewPolicy, Policy,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The `LISTEN`/`NOTIFY` channel.
+const CHANNEL: &str = "tessera_changes";
+/// Distinguishes Tessera's advisory locks from other users of the database.
+const LOCK_NAMESPACE: i64 = 0x7E55_E7A0_0000_0000;
+
+/// PostgreSQL storage.
+#[derive(Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    replica: String,
+    changes: Mutex<Option<mpsc::Receiver<ChangeNotice>>>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+/// The database URL without its password, for the banner and logs.
+#[must_use]
+pub fn redacted(url: &str) -> String {
+    match PgConnectOptions::from_str(url) {
+        Ok(o) => format!(
+            "postgres://{}@{}:{}/{}",
+            o.get_username(),
+            o.get_host(),
+            o.get_port(),
+            o.get_database().unwrap_or("")
+        ),
+        Err(_) => "postgres://…".into(),
+    }
+}
+
+fn job_key(job: &str) -> i64 {
+    // FNV-1a: stable across processes and versions (unlike std's hasher).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in job.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    LOCK_NAMESPACE ^ i64::from_ne_bytes((h & 0x0000_FFFF_FFFF_FFFF).to_ne_bytes())
+}
+
+fn parse_payload(payload: &str) -> Option<ChangeNotice> {
+    let (license, revision) = payload.rsplit_once(':')?;
+    Some(ChangeNotice::Changed {
+        license: LicenseId::parse(license).ok()?,
+        revision: revision.parse().ok()?,
+    })
+}
+
+async fn listen(pool: PgPool, tx: mpsc::Sender<ChangeNotice>) {
+    let mut backoff = StdDuration::from_millis(200);
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open the change listener; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(StdDuration::from_secs(10));
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            tracing::warn!(error = %e, "cannot LISTEN; retrying");
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = StdDuration::from_millis(200);
+        // Whatever happened while not listening is unknown: resync.
+        if tx.send(ChangeNotice::Resync).await.is_err() {
+            return;
+        }
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => {
+                    if let Some(notice) = parse_payload(n.payload())
+                        && tx.send(notice).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                // The connection was lost; the listener reconnects on the
+                // next call, and what was sent meanwhile is gone.
+                Ok(None) => {
+                    tracing::info!("change listener reconnecting");
+                    if listener.listen(CHANNEL).await.is_err() {
+                        break;
+                    }
+                    if tx.send(ChangeNotice::Resync).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "change listener failed; reconnecting");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl PgStore {
+    const BACKEND: &'static str = "postgres";
+
+    /// Connect, apply migrations, start listening for other replicas' changes.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or a migration fails.
+    pub async fn open(url: &str, replica: String) -> Result<Self> {
+        // Named per replica, so operators (and tests) can tell connections apart.
+        let options =
+            PgConnectOptions::from_str(url)?.application_name(&format!("tessera {replica}"));
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(StdDuration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        let (tx, rx) = mpsc::channel(1024);
+        let listener = tokio::spawn(listen(pool.clone(), tx));
+        Ok(Self {
+            pool,
+            replica,
+            changes: Mutex::new(Some(rx)),
+            listener,
+        })
+    }
+
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    async fn notify_change(
+        tx: &mut sqlx::PgConnection,
+        id: &LicenseId,
+        revision: u64,
+    ) -> Result<()> {
+        // Delivered to listeners only if (and when) the transaction commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(format!("{id}:{revision}"))
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Other replicas' streams are theirs: the reaper handles dead ones.
+    #[allow(clippy::unused_async)]
+    async fn startup_cleanup_impl(&self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn try_job_lock_impl(&self, job: &str) -> Result<Option<JobLock>> {
+        let key = job_key(job);
+        let mut conn = self.pool.acquire().await?;
+        let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        Ok(locked.then(|| JobLock::advisory(conn, key)))
+    }
+
+    fn changes_impl(&self) -> Option<mpsc::Receiver<ChangeNotice>> {
+        self.changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
+    async fn close_impl(&self) {
+        self.listener.abort();
+        self.pool.close().await;
+    }
+}
+
+impl_license_store!(PgStore, sqlx::PgConnection);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_and_lock_keys() {
+        let id = "lic_01936b2e-7c3a-7def-8a12-0123456789ab";
+        assert_eq!(
+            parse_payload(&format!("{id}:42")),
+            Some(ChangeNotice::Changed {
+                license: LicenseId::parse(id).unwrap(),
+                revision: 42
+            })
+        );
+        assert_eq!(parse_payload("nonsense"), None);
+        assert_eq!(job_key("scheduler"), job_key("scheduler"));
+        assert_ne!(job_key("scheduler"), job_key("reaper"));
+        assert_eq!(
+            redacted("postgres://u:secret@db.example:5433/lic"),
+            "postgres://u@db.example:5433/lic"
+        );
+    }
+}

@@ -1,0 +1,412 @@
+//! One implementation of [`LicenseStore`](super::LicenseStore) for both
+//! backends. The SQL is the subset SQLite and PostgreSQL share (`$n`
+//! parameters, `ON CONFLICT`, `RETURNING`-free updates, `BIGINT`/`INTEGER`
+//! as `i64`, booleans as `bool`); what differs — pools, `NOTIFY`, advisory
+//! locks, start-up cleanup — comes from the backend type's own methods:
+//! `BACKEND`, `writer()`, `reader()`, `replica()`, `notify_change`,
+//! `startup_cleanup_impl`, `try_job_lock_impl`, `changes_impl`, `close_impl`.
+
+macro_rules! impl_license_store {
+    ($ty:ty, $conn:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::LicenseStore for $ty {
+
+            fn backend(&self) -> &'static str {
+                Self::BACKEND
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(self.reader()).await?;
+                Ok(())
+            }
+
+            async fn admin_keys(&self) -> Result<Vec<AdminKeyRecord>> {
+                let rows: Vec<(String, String)> =
+                    sqlx::query_as("SELECT name, key_hash FROM admin_keys WHERE revoked_at IS NULL")
+                        .fetch_all(self.reader())
+                        .await?;
+                rows.into_iter()
+                    .map(|(name, hash)| {
+                        Ok(AdminKeyRecord {
+                            name,
+                            hash: TokenHash::from_hex(&hash).map_err(|e| Error::Corrupt(e.to_string()))?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn insert_admin_key(&self, name: &str, hash: &TokenHash, now: Timestamp) -> Result<()> {
+                sqlx::query("INSERT INTO admin_keys (name, key_hash, created_at) VALUES ($1, $2, $3)")
+                    .bind(name)
+                    .bind(hash.as_str())
+                    .bind(now.timestamp())
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn create_policy(&self, new: &NewPolicy, event: NewEvent) -> Result<Policy> {
+                let p = &new.policy;
+                let mut tx = self.writer().begin().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO policies (id, name, duration_secs, features, max_users, trial, \
+                     refresh_interval_secs, offline_grace_secs, renewal_basis, auto_renew, \
+                     auto_renew_period_secs, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(&new.id)
+                .bind(&p.name)
+                .bind(p.duration.map(|d| d.num_seconds()))
+                .bind(features_json(&p.features))
+                .bind(p.max_users.map(i64::from))
+                .bind(p.trial)
+                .bind(p.refresh_interval.num_seconds())
+                .bind(p.offline_grace.num_seconds())
+                .bind(p.renewal_basis.as_str())
+                .bind(p.auto_renew)
+                .bind(p.auto_renew_period.map(|d| d.num_seconds()))
+                .bind(p.created_at.timestamp())
+                .execute(&mut *tx)
+                .await?;
+                if inserted.rows_affected() == 0 {
+                    return Err(Error::conflict(
+                        "policy_exists",
+                        format!("a policy named {:?} already exists", p.name),
+                    ));
+                }
+                insert_event(&mut tx, None, None, &event).await?;
+                tx.commit().await?;
+                Ok(Policy {
+                    id: new.id.clone(),
+                    ..p.clone()
+                })
+            }
+
+            async fn policies(&self) -> Result<Vec<Policy>> {
+                let rows: Vec<PolicyRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    policy_columns!(),
+                    " FROM policies ORDER BY name"
+                ))
+                .fetch_all(self.reader())
+                .await?;
+                collect(rows)
+            }
+
+            async fn policy_by_name(&self, name: &str) -> Result<Option<Policy>> {
+                let row: Option<PolicyRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    policy_columns!(),
+                    " FROM policies WHERE name = $1"
+                ))
+                .bind(name)
+                .fetch_optional(self.reader())
+                .await?;
+                row.map(Policy::try_from).transpose()
+            }
+
+            async fn customers(&self) -> Result<Vec<Customer>> {
+                let rows: Vec<CustomerRow> =
+                    sqlx::query_as("SELECT id, name, email, created_at FROM customers ORDER BY name")
+                        .fetch_all(self.reader())
+                        .await?;
+                collect(rows)
+            }
+
+            async fn insert_license(&self, l: &NewLicense, event: NewEvent) -> Result<License> {
+                let mut tx = self.writer().begin().await?;
+                let now = event.at.timestamp();
+                let customer_id = format!("cus_{}", uuid::Uuid::now_v7());
+                sqlx::query(
+                    "INSERT INTO customers (id, name, email, created_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(&customer_id)
+                .bind(&l.customer)
+                .bind(&l.customer_email)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let (customer_id,): (String,) = sqlx::query_as("SELECT id FROM customers WHERE name = $1")
+                    .bind(&l.customer)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO licenses (id, token_hash, token_last4, customer_id, policy_id, plan, \
+                     features, max_users, trial, valid_from, expires_at, state, revision, created_at, \
+                     updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', 1, $12, $12)",
+                )
+                .bind(l.id.as_str())
+                .bind(l.token_hash.as_str())
+                .bind(&l.token_last4)
+                .bind(&customer_id)
+                .bind(&l.policy_id)
+                .bind(&l.plan)
+                .bind(features_json(&l.features))
+                .bind(l.max_users.map(i64::from))
+                .bind(l.trial)
+                .bind(l.valid_from.timestamp())
+                .bind(l.expires_at.map(|t| t.timestamp()))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                insert_event(&mut tx, Some(&l.id), Some(1), &event).await?;
+                let row: LicenseRow = sqlx::query_as(concat!(license_select!(), "WHERE l.id = $1"))
+                    .bind(l.id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                License::try_from(row)
+            }
+
+            async fn license(&self, id: &LicenseId) -> Result<Option<License>> {
+                let row: Option<LicenseRow> = sqlx::query_as(concat!(license_select!(), "WHERE l.id = $1"))
+                    .bind(id.as_str())
+                    .fetch_optional(self.reader())
+                    .await?;
+                row.map(License::try_from).transpose()
+            }
+
+            async fn license_by_token_hash(&self, hash: &TokenHash) -> Result<Option<License>> {
+                let row: Option<LicenseRow> =
+                    sqlx::query_as(concat!(license_select!(), "WHERE l.token_hash = $1"))
+                        .bind(hash.as_str())
+                        .fetch_optional(self.reader())
+                        .await?;
+                row.map(License::try_from).transpose()
+            }
+
+            async fn licenses(&self, f: &LicenseFilter) -> Result<Vec<License>> {
+                let rows: Vec<LicenseRow> = sqlx::query_as(concat!(
+                    license_select!(),
+                    "WHERE ($1 IS NULL OR c.name = $1) \
+                     AND ($2 IS NULL OR l.state = $2) \
+                     AND ($3 IS NULL OR (l.expires_at IS NOT NULL AND l.expires_at <= $3 \
+                                         AND l.expires_at > $4)) \
+                     AND ($5 IS NULL OR l.id > $5) \
+                     ORDER BY l.id LIMIT $6"
+                ))
+                .bind(&f.customer)
+                .bind(f.state.map(|s| s.as_str()))
+                .bind(f.expiring_before.map(|t| t.timestamp()))
+                .bind(f.not_before.map_or(i64::MIN, |t| t.timestamp()))
+                .bind(&f.after)
+                .bind(i64::from(f.limit))
+                .fetch_all(self.reader())
+                .await?;
+                collect(rows)
+            }
+
+            async fn apply_change(&self, c: &LicenseChange) -> Result<Option<License>> {
+                let mut tx = self.writer().begin().await?;
+                let updated = sqlx::query(
+                    "UPDATE licenses SET state = $1, expires_at = $2, revision = revision + 1, \
+                     updated_at = $3 WHERE id = $4 AND revision = $5",
+                )
+                .bind(c.state.as_str())
+                .bind(c.expires_at.map(|t| t.timestamp()))
+                .bind(c.event.at.timestamp())
+                .bind(c.id.as_str())
+                .bind(i64_of(c.expected_revision))
+                .execute(&mut *tx)
+                .await?;
+                if updated.rows_affected() == 0 {
+                    // Dropping the transaction rolls it back.
+                    return Ok(None);
+                }
+                insert_event(
+                    &mut tx,
+                    Some(&c.id),
+                    Some(c.expected_revision + 1),
+                    &c.event,
+                )
+                .await?;
+                // Other replicas learn of the change from the same transaction.
+                Self::notify_change(&mut tx, &c.id, c.expected_revision + 1).await?;
+                let row: LicenseRow = sqlx::query_as(concat!(license_select!(), "WHERE l.id = $1"))
+                    .bind(c.id.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                License::try_from(row).map(Some)
+            }
+
+            async fn append_event(
+                &self,
+                license: Option<(&LicenseId, u64)>,
+                event: NewEvent,
+            ) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                insert_event(&mut tx, license.map(|l| l.0), license.map(|l| l.1), &event).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn events(&self, f: &EventFilter) -> Result<Vec<EventView>> {
+                let license = f.license.as_ref().map(LicenseId::as_str);
+                let rows: Vec<EventRow> = if let Some(after) = f.after {
+                    sqlx::query_as(
+                        "SELECT seq, at, actor, kind, license_id, revision, before, after FROM events \
+                         WHERE ($1 IS NULL OR license_id = $1) AND seq > $2 ORDER BY seq LIMIT $3",
+                    )
+                    .bind(license)
+                    .bind(after)
+                    .bind(i64::from(f.limit))
+                    .fetch_all(self.reader())
+                    .await?
+                } else {
+                    sqlx::query_as(
+                        "SELECT seq, at, actor, kind, license_id, revision, before, after FROM events \
+                         WHERE ($1 IS NULL OR license_id = $1) AND ($2 IS NULL OR seq < $2) \
+                         ORDER BY seq DESC LIMIT $3",
+                    )
+                    .bind(license)
+                    .bind(f.before)
+                    .bind(i64::from(f.limit))
+                    .fetch_all(self.reader())
+                    .await?
+                };
+                collect(rows)
+            }
+
+            async fn record_instances(&self, seen: &[InstanceSeen]) -> Result<()> {
+                if seen.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = self.writer().begin().await?;
+                for s in seen {
+                    // A stream closing on one replica must not mark disconnected an
+                    // instance that already reconnected to another.
+                    sqlx::query(
+                        "INSERT INTO instances (license_id, instance_id, first_seen, last_seen, \
+                         app_version, users, stream_connected, stream_replica, held_revision) \
+                         VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, FALSE), \
+                                 CASE WHEN $7 THEN $8 ELSE NULL END, $9) \
+                         ON CONFLICT (license_id, instance_id) DO UPDATE SET \
+                         last_seen = excluded.last_seen, \
+                         app_version = COALESCE(excluded.app_version, instances.app_version), \
+                         users = COALESCE(excluded.users, instances.users), \
+                         stream_connected = CASE WHEN $7 IS NULL THEN instances.stream_connected \
+                             WHEN $7 THEN TRUE \
+                             WHEN instances.stream_replica = $8 THEN FALSE \
+                             ELSE instances.stream_connected END, \
+                         stream_replica = CASE WHEN $7 IS NULL THEN instances.stream_replica \
+                             WHEN $7 THEN $8 \
+                             WHEN instances.stream_replica = $8 THEN NULL \
+                             ELSE instances.stream_replica END, \
+                         held_revision = COALESCE($9, instances.held_revision)",
+                    )
+                    .bind(s.license_id.as_str())
+                    .bind(&s.instance_id)
+                    .bind(s.first_at.timestamp())
+                    .bind(s.at.timestamp())
+                    .bind(&s.app_version)
+                    .bind(s.users.map(i64::from))
+                    .bind(s.stream)
+                    .bind(self.replica())
+                    .bind(s.held_revision.map(i64_of))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn heartbeat(&self, kid: &str, now: Timestamp) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO replicas (id, kid, started_at, heartbeat_at) VALUES ($1, $2, $3, $3) \
+                     ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                )
+                .bind(self.replica())
+                .bind(kid)
+                .bind(now.timestamp())
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn live_replicas(&self, since: Timestamp) -> Result<Vec<(String, String)>> {
+                let rows: Vec<(String, String)> =
+                    sqlx::query_as("SELECT id, kid FROM replicas WHERE heartbeat_at >= $1 ORDER BY id")
+                        .bind(since.timestamp())
+                        .fetch_all(self.reader())
+                        .await?;
+                Ok(rows)
+            }
+
+            async fn reap_streams(&self, alive_since: Timestamp) -> Result<u64> {
+                let mut tx = self.writer().begin().await?;
+                let reaped = sqlx::query(
+                    "UPDATE instances SET stream_connected = FALSE, stream_replica = NULL \
+                     WHERE stream_connected AND (stream_replica IS NULL OR stream_replica NOT IN \
+                         (SELECT id FROM replicas WHERE heartbeat_at >= $1))",
+                )
+                .bind(alive_since.timestamp())
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                // Replicas silent for a day are forgotten.
+                sqlx::query("DELETE FROM replicas WHERE heartbeat_at < $1")
+                    .bind(alive_since.timestamp() - 86_400)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(reaped)
+            }
+
+            async fn startup_cleanup(&self) -> Result<()> {
+                self.startup_cleanup_impl().await
+            }
+
+            async fn try_job_lock(&self, job: &str) -> Result<Option<JobLock>> {
+                self.try_job_lock_impl(job).await
+            }
+
+            fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<ChangeNotice>> {
+                self.changes_impl()
+            }
+
+            async fn close(&self) {
+                self.close_impl().await;
+            }
+
+            async fn instances(&self, license: &LicenseId) -> Result<Vec<Instance>> {
+                let rows: Vec<InstanceRow> = sqlx::query_as(
+                    "SELECT instance_id, first_seen, last_seen, app_version, users, held_revision, \
+                     stream_connected FROM instances WHERE license_id = $1 ORDER BY last_seen DESC",
+                )
+                .bind(license.as_str())
+                .fetch_all(self.reader())
+                .await?;
+                collect(rows)
+            }
+
+        }
+
+        async fn insert_event(
+            tx: &mut $conn,
+            license: Option<&LicenseId>,
+            revision: Option<u64>,
+            e: &NewEvent,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO events (at, actor, kind, license_id, revision, before, after) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(e.at.timestamp())
+            .bind(&e.actor)
+            .bind(e.kind)
+            .bind(license.map(LicenseId::as_str))
+            .bind(revision.map(i64_of))
+            .bind(json_text(&e.before))
+            .bind(json_text(&e.after))
+            .execute(tx)
+            .await?;
+            Ok(())
+        }
+    };
+}
+
+pub(crate) use impl_license_store;
