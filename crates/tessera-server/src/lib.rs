@@ -264,6 +264,11 @@ impl Server {
         let state = http::AppState {
             licenses: self.licenses.clone(),
             admin: self.admin.clone(),
+            sessions: Arc::new(auth::Sessions::new(
+                self.store.clone(),
+                self.config.clock.clone(),
+                chrono::Duration::hours(8),
+            )),
             limiter: limiter.clone(),
             limits: self.config.limits,
             shutdown: cancel.clone(),
@@ -326,6 +331,9 @@ async fn background_tasks(
             _ = prune.tick() => {
                 if let Some(limiter) = &limiter {
                     limiter.retain_recent();
+                }
+                if let Err(e) = licenses.store().purge_sessions(licenses.now()).await {
+                    tracing::warn!(error = %e, "could not forget expired console sessions");
                 }
             }
         }

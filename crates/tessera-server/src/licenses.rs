@@ -463,50 +463,44 @@ impl LicenseService {
     /// # Errors
     /// 422 for bad input, 409 for a revoked or (with `by` from expiry) perpetual license.
     pub async fn extend(&self, id: &LicenseId, req: ExtendRequest, actor: &str) -> Result<License> {
-        let target = match (&req.to, &req.by) {
-            (Some(to), None) => Target::To(date_field("to", to)?),
-            (None, Some(by)) => Target::By(duration_field("by", by)?),
-            _ => {
-                return Err(Error::unprocessable(
-                    "conflicting_fields",
-                    "give exactly one of to (a date) and by (a duration such as 30d)",
-                ));
-            }
-        };
+        let target = Target::parse(&req)?;
         self.change(id, actor, "license.extended", None, |l, now| {
-            if l.state == LicenseState::Revoked {
-                return Err(Error::conflict(
-                    "license_revoked",
-                    "a revoked license cannot be extended",
-                ));
-            }
-            let new_expiry = match target {
-                Target::To(to) => to,
-                Target::By(by) => match l.policy.renewal_basis {
-                    RenewalBasis::FromNow => now + by,
-                    RenewalBasis::FromExpiry => match l.expires_at {
-                        Some(exp) => exp + by,
-                        None => {
-                            return Err(Error::conflict(
-                                "license_perpetual",
-                                "the license is perpetual: there is no expiry to extend from",
-                            ));
-                        }
-                    },
-                },
-            };
-            if new_expiry <= now {
-                return Err(Error::unprocessable(
-                    "expiry_in_past",
-                    format!(
-                        "the new expiry {} is not in the future",
-                        tessera_protocol::time::format(&new_expiry)
-                    ),
-                ));
-            }
-            Ok((l.state, Some(new_expiry)))
+            Ok((l.state, Some(target.new_expiry(l, now)?)))
         })
         .await
+    }
+
+    /// What `extend` would do now, without doing it (the console's
+    /// confirmation page): the license and its new expiry.
+    ///
+    /// # Errors
+    /// As [`LicenseService::extend`].
+    pub async fn extend_preview(
+        &self,
+        id: &LicenseId,
+        req: &ExtendRequest,
+    ) -> Result<(License, Timestamp)> {
+        let target = Target::parse(req)?;
+        let license = self.license(id).await?;
+        let expiry = target.new_expiry(&license, self.now())?;
+        Ok((license, expiry))
+    }
+
+    /// Counts for the console's dashboard.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn overview(&self) -> Result<crate::model::Overview> {
+        self.instances.flush().await?;
+        self.store.overview(self.now()).await
+    }
+
+    /// The console's license search.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn search(&self, q: &crate::model::LicenseSearch) -> Result<(Vec<License>, i64)> {
+        self.store.search_licenses(q).await
     }
 
     /// Suspend an active license.
@@ -641,6 +635,30 @@ impl LicenseService {
         self.license(id).await?;
         self.instances.flush().await?;
         self.store.instances(id).await
+    }
+
+    /// The fleet view: each installation's held revision and stream, and
+    /// "delivered to N of M".
+    ///
+    /// # Errors
+    /// 404 unknown license; the store's.
+    pub async fn fleet(&self, id: &LicenseId) -> Result<crate::model::Fleet> {
+        let license = self.license(id).await?;
+        let instances = self.instances(id).await?;
+        let summary = crate::model::FleetSummary {
+            total: instances.len(),
+            current: instances
+                .iter()
+                .filter(|i| i.held_revision == Some(license.revision))
+                .count(),
+            connected: instances.iter().filter(|i| i.stream_connected).count(),
+        };
+        Ok(crate::model::Fleet {
+            license: id.to_string(),
+            revision: license.revision,
+            instances,
+            summary,
+        })
     }
 
     // ----- push ------------------------------------------------------------
@@ -1002,4 +1020,52 @@ enum Known {
 enum Target {
     To(Timestamp),
     By(Duration),
+}
+
+impl Target {
+    fn parse(req: &ExtendRequest) -> Result<Self> {
+        match (&req.to, &req.by) {
+            (Some(to), None) => Ok(Target::To(date_field("to", to)?)),
+            (None, Some(by)) => Ok(Target::By(duration_field("by", by)?)),
+            _ => Err(Error::unprocessable(
+                "conflicting_fields",
+                "give exactly one of to (a date) and by (a duration such as 30d)",
+            )),
+        }
+    }
+
+    /// The expiry an extension gives `l` at `now`, by the policy's basis.
+    fn new_expiry(self, l: &License, now: Timestamp) -> Result<Timestamp> {
+        if l.state == LicenseState::Revoked {
+            return Err(Error::conflict(
+                "license_revoked",
+                "a revoked license cannot be extended",
+            ));
+        }
+        let new_expiry = match self {
+            Target::To(to) => to,
+            Target::By(by) => match l.policy.renewal_basis {
+                RenewalBasis::FromNow => now + by,
+                RenewalBasis::FromExpiry => match l.expires_at {
+                    Some(exp) => exp + by,
+                    None => {
+                        return Err(Error::conflict(
+                            "license_perpetual",
+                            "the license is perpetual: there is no expiry to extend from",
+                        ));
+                    }
+                },
+            },
+        };
+        if new_expiry <= now {
+            return Err(Error::unprocessable(
+                "expiry_in_past",
+                format!(
+                    "the new expiry {} is not in the future",
+                    tessera_protocol::time::format(&new_expiry)
+                ),
+            ));
+        }
+        Ok(new_expiry)
+    }
 }

@@ -344,3 +344,74 @@ pub struct Customer {
     /// Created.
     pub created_at: Timestamp,
 }
+
+/// A console session as stored (the cookie's id is stored hashed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// SHA-256 of the session id.
+    pub id_hash: String,
+    /// The admin key's name: the actor of what the session does.
+    pub key_name: String,
+    /// The session's CSRF token, required in every form.
+    pub csrf: String,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Ends.
+    pub expires_at: Timestamp,
+}
+
+/// The console's license search.
+#[derive(Debug, Clone, Default)]
+pub struct LicenseSearch {
+    /// Matches customer, plan or id (substring, any case) or the token's last four.
+    pub text: Option<String>,
+    /// Stored state.
+    pub state: Option<LicenseState>,
+    /// Expiring at or before this (and after `not_before`).
+    pub expiring_before: Option<Timestamp>,
+    /// Lower bound for `expiring_before`.
+    pub not_before: Option<Timestamp>,
+    /// Rows to skip.
+    pub offset: u32,
+    /// Page size.
+    pub limit: u32,
+}
+
+/// Numbers for the console's dashboard.
+#[derive(Debug, Clone, Default)]
+pub struct Overview {
+    /// Licenses by stored state: (state, count).
+    pub by_state: Vec<(String, i64)>,
+    /// Active licenses past their expiry.
+    pub expired: i64,
+    /// Active licenses expiring within 30, 7 and 1 days: (days, count).
+    pub expiring: Vec<(i64, i64)>,
+    /// Instances with an open stream or seen within the last hour.
+    pub instances_online: i64,
+    /// Instances known.
+    pub instances_total: i64,
+}
+
+/// The fleet view of one license: who holds which revision.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fleet {
+    /// The license.
+    pub license: String,
+    /// Its current revision.
+    pub revision: u64,
+    /// Its installations, most recently seen first.
+    pub instances: Vec<Instance>,
+    /// The counts.
+    pub summary: FleetSummary,
+}
+
+/// Counts of a [`Fleet`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FleetSummary {
+    /// Installations known.
+    pub total: usize,
+    /// Installations reporting the current revision ("delivered to N of M").
+    pub current: usize,
+    /// Installations with an open change stream.
+    pub connected: usize,
+}

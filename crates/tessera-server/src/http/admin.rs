@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tessera_protocol::human::parse_duration;
 use tessera_protocol::wire::{
     CustomerView, EventView, ExportRequest, ExtendRequest, IssueLicenseRequest, IssuedLicense,
@@ -19,7 +19,7 @@ use super::{Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState};
 use crate::Limits;
 use crate::error::Error;
 use crate::licenses::LicenseService;
-use crate::model::{EventFilter, Instance, LicenseFilter};
+use crate::model::{EventFilter, Fleet, LicenseFilter};
 
 /// The admin routes.
 pub fn router() -> Router<AppState> {
@@ -240,46 +240,12 @@ async fn export(
 }
 
 /// `GET /v1/admin/licenses/{id}/instances`: the fleet view.
-#[derive(Debug, Serialize)]
-struct FleetView {
-    license: String,
-    revision: u64,
-    instances: Vec<Instance>,
-    summary: FleetSummary,
-}
-
-#[derive(Debug, Serialize)]
-struct FleetSummary {
-    /// Installations known.
-    total: usize,
-    /// Installations reporting the current revision ("delivered to N of M").
-    current: usize,
-    /// Installations with an open change stream.
-    connected: usize,
-}
-
 async fn instances(
     State(svc): Svc,
     _: Admin,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<FleetView>, ApiError> {
-    let id = license_id(&id)?;
-    let license = svc.license(&id).await?;
-    let instances = svc.instances(&id).await?;
-    let current = instances
-        .iter()
-        .filter(|i| i.held_revision == Some(license.revision))
-        .count();
-    Ok(Json(FleetView {
-        license: id.to_string(),
-        revision: license.revision,
-        summary: FleetSummary {
-            total: instances.len(),
-            current,
-            connected: instances.iter().filter(|i| i.stream_connected).count(),
-        },
-        instances,
-    }))
+) -> Result<Json<Fleet>, ApiError> {
+    Ok(Json(svc.fleet(&license_id(&id)?).await?))
 }
 
 /// Query of `GET /v1/admin/events`.

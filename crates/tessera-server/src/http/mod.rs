@@ -2,7 +2,8 @@
 //!
 //! - [`public`]: what licensed products call (`/v1/validate`, `/v1/keys`);
 //! - [`admin`]: the vendor's admin API (`/v1/admin/…`, admin key required);
-//! - [`backstage`]: health and readiness for operators.
+//! - [`backstage`]: health, readiness and metrics for operators;
+//! - [`console`]: the admin web console (pages at `/`).
 //!
 //! Handlers hold no SQL and no business rules: they parse, call the
 //! [`LicenseService`](crate::licenses::LicenseService), and map errors with
@@ -10,6 +11,7 @@
 
 pub mod admin;
 pub mod backstage;
+pub mod console;
 mod error;
 mod extract;
 pub mod public;
@@ -41,6 +43,8 @@ pub struct AppState {
     pub licenses: Arc<LicenseService>,
     /// Admin key check.
     pub admin: Arc<AdminAuth>,
+    /// Console sessions.
+    pub sessions: Arc<crate::auth::Sessions>,
     /// Per-IP limiter for validation (`None` = off).
     pub limiter: Option<Arc<IpRateLimiter>>,
     /// Limits.
@@ -60,6 +64,7 @@ pub fn router(state: AppState) -> Router {
         .merge(public)
         .merge(admin)
         .merge(backstage::router())
+        .merge(console::router(&state))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state.clone())

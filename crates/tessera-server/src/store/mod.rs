@@ -18,8 +18,8 @@ use tessera_protocol::{LicenseId, Timestamp, TokenHash};
 
 use crate::error::Result;
 use crate::model::{
-    Customer, EventFilter, Instance, InstanceSeen, License, LicenseChange, LicenseFilter, NewEvent,
-    NewLicense, NewPolicy, Policy,
+    Customer, EventFilter, Instance, InstanceSeen, License, LicenseChange, LicenseFilter,
+    LicenseSearch, NewEvent, NewLicense, NewPolicy, Overview, Policy, Session,
 };
 
 /// An administrator key as stored (hash only).
@@ -143,6 +143,24 @@ pub trait LicenseStore: Send + Sync + 'static {
 
     /// Record installations seen (batched by the caller).
     async fn record_instances(&self, seen: &[InstanceSeen]) -> Result<()>;
+
+    /// Store a console session.
+    async fn create_session(&self, session: &Session) -> Result<()>;
+
+    /// A session by id hash, if it has not expired at `now`.
+    async fn session(&self, id_hash: &str, now: Timestamp) -> Result<Option<Session>>;
+
+    /// End a session.
+    async fn delete_session(&self, id_hash: &str) -> Result<()>;
+
+    /// Forget expired sessions; how many.
+    async fn purge_sessions(&self, now: Timestamp) -> Result<u64>;
+
+    /// Counts for the dashboard at `now`.
+    async fn overview(&self, now: Timestamp) -> Result<Overview>;
+
+    /// The console's search, newest first; the page and the total.
+    async fn search_licenses(&self, q: &LicenseSearch) -> Result<(Vec<License>, i64)>;
 
     /// This replica is alive (and signs with key `kid`).
     async fn heartbeat(&self, kid: &str, now: Timestamp) -> Result<()>;

@@ -314,6 +314,157 @@ macro_rules! impl_license_store {
                 Ok(())
             }
 
+            async fn create_session(&self, session: &Session) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO sessions (id_hash, key_name, csrf, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&session.id_hash)
+                .bind(&session.key_name)
+                .bind(&session.csrf)
+                .bind(session.created_at.timestamp())
+                .bind(session.expires_at.timestamp())
+                .execute(self.writer())
+                .await?;
+                Ok(())
+            }
+
+            async fn session(&self, id_hash: &str, now: Timestamp) -> Result<Option<Session>> {
+                let row: Option<(String, String, String, i64, i64)> = sqlx::query_as(
+                    "SELECT id_hash, key_name, csrf, created_at, expires_at FROM sessions \
+                     WHERE id_hash = $1 AND expires_at > $2",
+                )
+                .bind(id_hash)
+                .bind(now.timestamp())
+                .fetch_optional(self.reader())
+                .await?;
+                row.map(|(id_hash, key_name, csrf, created, expires)| {
+                    Ok(Session {
+                        id_hash,
+                        key_name,
+                        csrf,
+                        created_at: super::rows::ts(created)?,
+                        expires_at: super::rows::ts(expires)?,
+                    })
+                })
+                .transpose()
+            }
+
+            async fn delete_session(&self, id_hash: &str) -> Result<()> {
+                sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+                    .bind(id_hash)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
+            }
+
+            async fn purge_sessions(&self, now: Timestamp) -> Result<u64> {
+                Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+                    .bind(now.timestamp())
+                    .execute(self.writer())
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn overview(&self, now: Timestamp) -> Result<Overview> {
+                let by_state: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT state, COUNT(*) FROM licenses GROUP BY state ORDER BY state",
+                )
+                .fetch_all(self.reader())
+                .await?;
+                let t = now.timestamp();
+                let (expired,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM licenses WHERE state = 'active' \
+                     AND expires_at IS NOT NULL AND expires_at <= $1",
+                )
+                .bind(t)
+                .fetch_one(self.reader())
+                .await?;
+                let mut expiring = Vec::new();
+                for days in [30_i64, 7, 1] {
+                    let (n,): (i64,) = sqlx::query_as(
+                        "SELECT COUNT(*) FROM licenses WHERE state = 'active' \
+                         AND expires_at > $1 AND expires_at <= $2",
+                    )
+                    .bind(t)
+                    .bind(t + days * 86_400)
+                    .fetch_one(self.reader())
+                    .await?;
+                    expiring.push((days, n));
+                }
+                let (online, total): (i64, i64) = sqlx::query_as(
+                    "SELECT COALESCE(SUM(CASE WHEN stream_connected OR last_seen >= $1 \
+                     THEN 1 ELSE 0 END), 0), COUNT(*) FROM instances",
+                )
+                .bind(t - 3_600)
+                .fetch_one(self.reader())
+                .await?;
+                Ok(Overview {
+                    by_state,
+                    expired,
+                    expiring,
+                    instances_online: online,
+                    instances_total: total,
+                })
+            }
+
+            async fn search_licenses(&self, q: &LicenseSearch) -> Result<(Vec<License>, i64)> {
+                // LIKE wildcards typed by the user are taken literally (escaped),
+                // so `lic_…` and `50%` mean what they say.
+                let text = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty());
+                let pattern = text.map(|t| {
+                    let mut escaped = String::with_capacity(t.len() + 2);
+                    escaped.push('%');
+                    for c in t.to_lowercase().chars() {
+                        if matches!(c, '%' | '_' | '\\') {
+                            escaped.push('\\');
+                        }
+                        escaped.push(c);
+                    }
+                    escaped.push('%');
+                    escaped
+                });
+                let state = q.state.map(|s| s.as_str());
+                let before = q.expiring_before.map(|t| t.timestamp());
+                let not_before = q.not_before.map_or(i64::MIN, |t| t.timestamp());
+                macro_rules! search_where {
+                    () => {
+                        "WHERE ($1 IS NULL OR LOWER(c.name) LIKE $1 ESCAPE '\\' \
+                                OR LOWER(l.plan) LIKE $1 ESCAPE '\\' \
+                                OR l.id LIKE $1 ESCAPE '\\' OR l.token_last4 = $2) \
+                         AND ($3 IS NULL OR l.state = $3) \
+                         AND ($4 IS NULL OR (l.expires_at IS NOT NULL AND l.expires_at <= $4 \
+                                             AND l.expires_at > $5)) "
+                    };
+                }
+                let rows: Vec<LicenseRow> = sqlx::query_as(concat!(
+                    license_select!(),
+                    search_where!(),
+                    "ORDER BY l.created_at DESC, l.id DESC LIMIT $6 OFFSET $7"
+                ))
+                .bind(&pattern)
+                .bind(text)
+                .bind(state)
+                .bind(before)
+                .bind(not_before)
+                .bind(i64::from(q.limit))
+                .bind(i64::from(q.offset))
+                .fetch_all(self.reader())
+                .await?;
+                let (total,): (i64,) = sqlx::query_as(concat!(
+                    "SELECT COUNT(*) FROM licenses l JOIN customers c ON c.id = l.customer_id ",
+                    search_where!()
+                ))
+                .bind(&pattern)
+                .bind(text)
+                .bind(state)
+                .bind(before)
+                .bind(not_before)
+                .fetch_one(self.reader())
+                .await?;
+                Ok((collect(rows)?, total))
+            }
+
             async fn heartbeat(&self, kid: &str, now: Timestamp) -> Result<()> {
                 sqlx::query(
                     "INSERT INTO replicas (id, kid, started_at, heartbeat_at) VALUES ($1, $2, $3, $3) \

@@ -22,8 +22,8 @@ use super::sql::impl_license_store;
 use super::{AdminKeyRecord, ChangeNotice, JobLock};
 use crate::error::{Error, Result};
 use crate::model::{
-    Customer, EventFilter, Instance, InstanceSeen, License, LicenseChange, LicenseFilter, NewEvent,
-    NewLicense, NewPolicy, Policy,
+    Customer, EventFilter, Instance, InstanceSeen, License, LicenseChange, LicenseFilter,
+    LicenseSearch, NewEvent, NewLicense, NewPolicy, Overview, Policy, Session,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

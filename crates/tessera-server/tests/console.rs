@@ -1,0 +1,233 @@
+//! The console over HTTP (sessions, CSRF, pages, search) on both backends.
+//! The browser tests live with the binary (`tessera-cli/tests/console.rs`).
+
+use chrono::Duration;
+use serde_json::json;
+use tessera_testkit::{TestServer, backend_tests};
+
+struct Browserless {
+    http: reqwest::Client,
+    url: String,
+    cookie: Option<String>,
+}
+
+impl Browserless {
+    fn new(s: &TestServer) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            url: s.url.clone(),
+            cookie: None,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String, reqwest::header::HeaderMap) {
+        let mut req = self.http.get(format!("{}{path}", self.url));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", format!("tessera_session={c}"));
+        }
+        let res = req.send().await.unwrap();
+        let (status, headers) = (res.status().as_u16(), res.headers().clone());
+        (status, res.text().await.unwrap(), headers)
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> (u16, String, reqwest::header::HeaderMap) {
+        let body: String = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.replace(' ', "+").replace(',', "%2C")))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", format!("tessera_session={c}"));
+        }
+        if let Some(o) = origin {
+            req = req.header("origin", o);
+        }
+        let res = req.send().await.unwrap();
+        let (status, headers) = (res.status().as_u16(), res.headers().clone());
+        (status, res.text().await.unwrap(), headers)
+    }
+
+    async fn sign_in(&mut self, key: &str) -> String {
+        let (status, _, headers) = self.post("/login", &[("key", key)], None).await;
+        assert_eq!(status, 303);
+        let set = headers["set-cookie"].to_str().unwrap().to_owned();
+        let value = set
+            .split(';')
+            .next()
+            .unwrap()
+            .trim_start_matches("tessera_session=")
+            .to_owned();
+        self.cookie = Some(value);
+        set
+    }
+
+    async fn csrf(&self) -> String {
+        let (_, page, _) = self.get("/licenses/new").await;
+        let start = page.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+        page[start..start + 64].to_owned()
+    }
+}
+
+/// The number shown in the element with this id (maud may order attributes either way).
+fn number(page: &str, id: &str) -> u64 {
+    let at = page
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} on the page"));
+    let rest = &page[at..];
+    let open = rest.find('>').unwrap() + 1;
+    let close = rest[open..].find('<').unwrap() + open;
+    rest[open..close]
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("#{id} is not a number: {:?}", &rest[open..close]))
+}
+
+backend_tests! {
+    async fn sessions_are_strict_cookies_and_expire(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let mut c = Browserless::new(&s);
+        let (status, _, headers) = c.get("/").await;
+        assert_eq!((status, headers["location"].to_str().unwrap()), (303, "/login"));
+        let (status, page, _) = c.post("/login", &[("key", "tsa_wrong")], None).await;
+        assert_eq!(status, 401);
+        assert!(page.contains("That admin key is not valid"));
+        let set = c.sign_in(&s.admin_key).await;
+        for flag in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/", "Max-Age=28800"] {
+            assert!(set.contains(flag), "{flag} missing in {set}");
+        }
+        let (status, page, headers) = c.get("/").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("signed in with key"));
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert!(headers["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+        assert_eq!(headers["cache-control"], "no-store");
+        // Eight hours later the session is over.
+        s.clock.advance(Duration::hours(8) + Duration::seconds(1));
+        let (status, _, _) = c.get("/").await;
+        assert_eq!(status, 303);
+    }
+
+    async fn forms_need_the_session_csrf_token_and_a_same_site_origin(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, _) = s.issue_default().await;
+        let mut c = Browserless::new(&s);
+        c.sign_in(&s.admin_key).await;
+        let csrf = c.csrf().await;
+        let path = format!("/licenses/{id}/suspend");
+        let (status, page, _) = c.post(&path, &[("reason", "x")], None).await;
+        assert_eq!(status, 403, "no token");
+        assert!(page.contains("This form cannot be accepted"));
+        let (status, _, _) = c.post(&path, &[("csrf", &"0".repeat(64))], None).await;
+        assert_eq!(status, 403, "wrong token");
+        let (status, _, _) = c.post(&path, &[("csrf", &csrf)], Some("https://evil.example")).await;
+        assert_eq!(status, 403, "another site");
+        let (_, l) = s.admin("GET", &format!("/v1/admin/licenses/{id}"), None).await;
+        assert_eq!(l["state"], "active", "nothing changed");
+        let origin = format!("http://{}", s.addr);
+        let (status, _, headers) = c.post(&path, &[("csrf", &csrf), ("reason", "late payment")], Some(&origin)).await;
+        assert_eq!((status, headers["location"].to_str().unwrap()), (303, format!("/licenses/{id}?done=suspended").as_str()));
+        let (_, events) = s.admin("GET", &format!("/v1/admin/events?license={id}"), None).await;
+        assert_eq!(events["items"][0]["kind"], "license.suspended");
+        assert_eq!(events["items"][0]["actor"], "admin");
+        assert_eq!(events["items"][0]["after"]["reason"], "late payment");
+        // Logging out ends the session for good.
+        let (status, _, _) = c.post("/logout", &[("csrf", &csrf)], None).await;
+        assert_eq!(status, 303);
+        let (status, _, _) = c.get("/licenses").await;
+        assert_eq!(status, 303);
+    }
+
+    async fn issuing_in_the_console_shows_the_token_once(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let mut c = Browserless::new(&s);
+        c.sign_in(&s.admin_key).await;
+        let csrf = c.csrf().await;
+        let (status, page, headers) = c
+            .post("/licenses", &[("csrf", &csrf), ("customer", "Acme"), ("plan", "gold"), ("features", "sso, audit"), ("duration", "30d"), ("policy", "default")], None)
+            .await;
+        assert_eq!(status, 201, "{page}");
+        assert_eq!(headers["cache-control"], "no-store");
+        let start = page.find("tsr_").unwrap();
+        let token = &page[start..start + 40];
+        assert!(tessera_protocol::LicenseToken::parse(token).is_ok());
+        let (_, v) = s.validate(json!({"token": token})).await;
+        assert_eq!(v["verdict"]["features"], json!(["sso", "audit"]));
+        let id = v["verdict"]["lic"].as_str().unwrap();
+        let (status, page, _) = c.get(&format!("/licenses/{id}")).await;
+        assert_eq!(status, 200);
+        assert!(!page.contains(token), "shown once");
+        // A mistake comes back as the form, with the values kept and a sentence.
+        let (status, page, _) = c.post("/licenses", &[("csrf", &csrf), ("customer", "Acme"), ("plan", "gold"), ("max_users", "many")], None).await;
+        assert_eq!(status, 422);
+        assert!(page.contains("The seat limit must be a whole number.") && page.contains("value=\"Acme\""));
+        let (status, page, _) = c.post("/licenses", &[("csrf", &csrf), ("customer", "Acme"), ("plan", "gold"), ("expires_at", "2001-01-01")], None).await;
+        assert_eq!(status, 422);
+        assert!(page.contains("Expires_at must be in the future"), "{page}");
+    }
+
+    async fn pages_search_and_explain_errors(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let mut ids = Vec::new();
+        for i in 0..30 {
+            let (id, token) = s.issue(json!({"customer": format!("Customer {i:02}"), "plan": if i % 2 == 0 { "gold" } else { "silver" }, "duration": format!("{}d", i + 1)})).await;
+            ids.push((id, token));
+        }
+        let mut c = Browserless::new(&s);
+        c.sign_in(&s.admin_key).await;
+        let (_, page, _) = c.get("/licenses").await;
+        assert!(page.contains("30 licenses · page 1 of 2"), "paginated");
+        let (_, page, _) = c.get("/licenses?q=&state=&expiring=&page=2").await;
+        assert!(page.contains("page 2 of 2") && page.contains("Customer 00"));
+        let (_, page, _) = c.get("/licenses?q=customer+07").await;
+        assert!(page.contains("1 licenses") && page.contains("Customer 07"));
+        let last4 = &ids[3].1[ids[3].1.len() - 4..];
+        let (_, page, _) = c.get(&format!("/licenses?q={last4}")).await;
+        assert!(page.contains(&ids[3].0), "found by the token's last four");
+        let (_, page, _) = c.get("/licenses?q=SILVER&expiring=7d").await;
+        assert!(page.contains("3 licenses"), "silver (odd i) expiring within 7 days: i = 1, 3, 5");
+        let (_, page, _) = c.get(&format!("/licenses?q={}", &ids[5].0[..12])).await;
+        assert!(page.contains("30 licenses"), "every id starts the same way");
+        let (_, page, _) = c.get("/licenses?q=%25").await;
+        assert!(page.contains("No license matches") || page.contains("30 licenses"), "wildcards are not wildcards");
+        let (status, page, _) = c.get("/licenses?state=happy").await;
+        assert_eq!(status, 400);
+        assert!(page.contains("Choose a state from the list."));
+        let (status, page, _) = c.get("/licenses/lic_01936b2e-7c3a-7def-8a12-0123456789ab").await;
+        assert_eq!(status, 404);
+        assert!(page.contains("There is no license") && !page.contains("{\"error\""));
+        let (status, page, _) = c.get("/licenses/not-an-id").await;
+        assert_eq!(status, 404);
+        assert!(page.contains("That is not a license id"));
+        let (status, page, _) = c.get(&format!("/licenses/{}/extend?by=soon", ids[0].0)).await;
+        assert_eq!(status, 422);
+        assert!(page.contains("Please check what you entered"));
+        // The dashboard counts.
+        let (_, page, _) = c.get("/").await;
+        assert_eq!(number(&page, "count-active"), 30, "30 active");
+        assert_eq!(number(&page, "expiring-7"), 7, "7 expire within 7 days");
+        s.clock.advance(Duration::days(2) + Duration::hours(1));
+        c.sign_in(&s.admin_key).await; // two days outlive the eight-hour session
+        let (_, page, _) = c.get("/").await;
+        assert_eq!(number(&page, "count-expired"), 2, "2 expired");
+        // The policies and events pages.
+        let (status, page, _) = c.get("/policies").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("default"));
+        let (status, page, _) = c.get("/events").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("license.issued"));
+    }
+}
