@@ -23,6 +23,19 @@ pub struct AdminClient {
     key: Option<String>,
 }
 
+/// The authority's `{"error": {code, message}}` (or just its status) as an error.
+pub(crate) fn refusal(status: reqwest::StatusCode, body: &[u8]) -> anyhow::Error {
+    match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(body) => anyhow::anyhow!(
+            "{} ({}, {})",
+            body.error.message,
+            status.as_u16(),
+            body.error.code
+        ),
+        Err(_) => anyhow::anyhow!("the authority answered {status}"),
+    }
+}
+
 fn read_key_file(path: &std::path::Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read admin key file {}", path.display()))?;
@@ -79,15 +92,7 @@ impl AdminClient {
             return serde_json::from_slice(&bytes)
                 .with_context(|| format!("unexpected answer from the authority ({status})"));
         }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => bail!(
-                "{} ({}, {})",
-                body.error.message,
-                status.as_u16(),
-                body.error.code
-            ),
-            Err(_) => bail!("the authority answered {status}"),
-        }
+        Err(refusal(status, &bytes))
     }
 
     /// GET an admin route.
@@ -118,6 +123,23 @@ impl AdminClient {
         self.send(req).await
     }
 
+    /// DELETE an admin route (an empty answer).
+    pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
+        let response = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(self.key()?)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the authority at {}", self.base))?;
+        if response.status().is_success() {
+            return Ok(());
+        }
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        Err(refusal(status, &bytes))
+    }
+
     /// GET a public route.
     pub async fn get_public<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.send(self.http.get(format!("{}{path}", self.base)))
@@ -125,7 +147,7 @@ impl AdminClient {
     }
 }
 
-fn split_list(text: &str) -> Vec<String> {
+pub(crate) fn split_list(text: &str) -> Vec<String> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -155,6 +177,19 @@ pub enum LicenseCommand {
     Export(ExportArgs),
     /// Show the installations using a license.
     Instances(IdArgs),
+    /// Show metering: seats in use against the limit, and daily maxima.
+    Usage(UsageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// License id (lic_…).
+    id: String,
+    /// Days of daily maxima to show.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    #[command(flatten)]
+    conn: Connection,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +221,9 @@ pub struct IssueArgs {
     /// Trial license.
     #[arg(long)]
     trial: bool,
+    /// Renew automatically by the policy's period before it lapses (default: the policy's setting).
+    #[arg(long)]
+    auto_renew: bool,
     /// Policy name (default: the built-in "default").
     #[arg(long, env = "TESSERA_POLICY")]
     policy: Option<String>,
@@ -325,6 +363,7 @@ pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
                 expires_at: a.expires,
                 duration: a.duration,
                 perpetual: a.perpetual,
+                auto_renew: a.auto_renew.then_some(true),
             };
             let issued: IssuedLicense = client.post("/v1/admin/licenses", &req).await?;
             if a.conn.json {
@@ -462,6 +501,41 @@ pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
             print_fleet(&fleet);
             Ok(())
         }
+        LicenseCommand::Usage(a) => {
+            let client = AdminClient::new(&a.conn)?;
+            let usage: tessera_protocol::wire::UsageView = client
+                .get(
+                    &format!("/v1/admin/licenses/{}/usage", a.id),
+                    &[("days", a.days.to_string())],
+                )
+                .await?;
+            if a.conn.json {
+                return output::json(&usage);
+            }
+            println!("{}", seats_line(usage.seats_in_use, usage.max_users));
+            if usage.days.is_empty() {
+                println!("No usage reported yet.");
+                return Ok(());
+            }
+            let mut table = output::table(&["DAY (UTC)", "MAX USERS"]);
+            for d in &usage.days {
+                table.add_row(vec![d.day.clone(), d.max_users.to_string()]);
+            }
+            println!("{table}");
+            Ok(())
+        }
+    }
+}
+
+/// "Seats: 12 in use of 10 — over the limit", for people.
+fn seats_line(in_use: Option<u32>, max: Option<u32>) -> String {
+    let used = in_use.map_or_else(|| "no report".to_owned(), |n| format!("{n} in use"));
+    match max {
+        Some(max) if in_use.is_some_and(|n| n > max) => {
+            format!("Seats: {used} of {max} — OVER THE LIMIT")
+        }
+        Some(max) => format!("Seats: {used} of {max}"),
+        None => format!("Seats: {used} (no limit)"),
     }
 }
 
@@ -474,6 +548,15 @@ fn print_fleet(fleet: &serde_json::Value) {
         fleet["revision"],
         fleet["summary"]["current"],
         fleet["summary"]["total"]
+    );
+    let summary = &fleet["summary"];
+    let as_u32 = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+    println!(
+        "{}",
+        seats_line(
+            as_u32(&summary["seats_in_use"]),
+            as_u32(&summary["max_users"])
+        )
     );
     if instances.is_empty() {
         return;
@@ -535,7 +618,7 @@ async fn state_change(
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Create a policy.
-    Create(PolicyCreateArgs),
+    Create(Box<PolicyCreateArgs>),
     /// List policies.
     List {
         #[command(flatten)]
@@ -574,6 +657,9 @@ pub struct PolicyCreateArgs {
     /// Period of each automatic renewal (default: the duration).
     #[arg(long)]
     auto_renew_period: Option<String>,
+    /// How long before expiry an automatic renewal happens (default 7d).
+    #[arg(long)]
+    renew_before: Option<String>,
     #[command(flatten)]
     conn: Connection,
 }
@@ -599,6 +685,7 @@ pub async fn policy(cmd: PolicyCommand) -> anyhow::Result<()> {
                 }),
                 auto_renew: a.auto_renew,
                 auto_renew_period: a.auto_renew_period,
+                renew_before: a.renew_before,
             };
             let p: PolicyView = client.post("/v1/admin/policies", &input).await?;
             if a.conn.json {

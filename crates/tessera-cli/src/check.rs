@@ -3,10 +3,10 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
-use tessera_protocol::wire::{ErrorBody, ValidateRequest, ValidateResponse};
+use tessera_protocol::wire::{ValidateRequest, ValidateResponse};
 use tessera_protocol::{
     Expectations, LicenseToken, PublicKey, Status, TrustedKeys, VerifiedDocument, verify,
 };
@@ -79,15 +79,7 @@ async fn validate(args: &CheckArgs) -> anyhow::Result<VerifiedDocument> {
         .await
         .context("reading the authority's answer")?;
     if !status.is_success() {
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(body) => bail!(
-                "{} ({}, {})",
-                body.error.message,
-                status.as_u16(),
-                body.error.code
-            ),
-            Err(_) => bail!("the authority answered {status}"),
-        }
+        return Err(crate::admin::refusal(status, &bytes));
     }
     let answer: ValidateResponse = serde_json::from_slice(&bytes)
         .context("the authority's answer is not a validation answer")?;

@@ -7,6 +7,7 @@
 //!   (`license`, `policy`, `events`, `keys`);
 //! - `agent`: the client SDK as a sidecar (local API, status page);
 //! - `check`: one-shot validation with full verification;
+//! - `webhook`: webhook endpoints and their delivery log;
 //! - `output`: tables and times for people.
 
 mod admin;
@@ -14,6 +15,7 @@ mod agent;
 mod check;
 mod output;
 mod server;
+mod webhook;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,6 +40,9 @@ enum Command {
     /// Create and list policies.
     #[command(subcommand)]
     Policy(admin::PolicyCommand),
+    /// Manage webhook endpoints and see their deliveries.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
     /// Show the audit log.
     Events(admin::EventsArgs),
     /// Show the authority's public keys.
@@ -101,6 +106,7 @@ fn main() -> ExitCode {
         }
         Command::License(cmd) => report(runtime.block_on(admin::license(cmd))),
         Command::Policy(cmd) => report(runtime.block_on(admin::policy(cmd))),
+        Command::Webhook(cmd) => report(runtime.block_on(webhook::run(cmd))),
         Command::Events(args) => report(runtime.block_on(admin::events(args))),
         Command::Keys(args) => report(runtime.block_on(admin::keys(args))),
         Command::Agent(args) => {
@@ -109,6 +115,16 @@ fn main() -> ExitCode {
         }
         Command::Check(args) => runtime.block_on(check::run(args)),
     }
+}
+
+/// A positive duration typed by a person (`90s`, `15m`), for interval flags.
+pub(crate) fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    tessera_protocol::human::parse_duration(text)
+        .map_err(|e| e.to_string())?
+        .to_std()
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| "must be a positive duration".to_owned())
 }
 
 fn report(result: anyhow::Result<()>) -> ExitCode {

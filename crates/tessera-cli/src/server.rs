@@ -37,9 +37,34 @@ pub struct ServerArgs {
     /// number); over it, 429 with Retry-After. 0 turns limiting off.
     #[arg(long, env = "TESSERA_RATE_LIMIT", default_value_t = ServerConfig::DEFAULT_RATE_LIMIT)]
     rate_limit: u32,
+    /// Expiry horizons, comma-separated: each raises one `license.expiring`
+    /// event (webhooks, audit log) per license and period; `license.expired`
+    /// fires at the date itself.
+    #[arg(long, env = "TESSERA_HORIZONS", default_value = "30d,7d,1d", value_parser = parse_horizons)]
+    horizons: Horizons,
+    /// How often the scheduler checks horizons and automatic renewals.
+    #[arg(long, env = "TESSERA_SCHEDULER_INTERVAL", default_value = "1m", value_parser = crate::parse_interval)]
+    scheduler_interval: std::time::Duration,
     /// Log format. The level comes from TESSERA_LOG or RUST_LOG (default info).
     #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// Parsed `--horizons`.
+#[derive(Debug, Clone)]
+pub struct Horizons(Vec<chrono::Duration>);
+
+fn parse_horizons(text: &str) -> Result<Horizons, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let d =
+            tessera_protocol::human::parse_duration(part).map_err(|e| format!("{part:?}: {e}"))?;
+        if d <= chrono::Duration::zero() {
+            return Err(format!("{part:?}: a horizon must be positive"));
+        }
+        out.push(d);
+    }
+    Ok(Horizons(out))
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
@@ -63,6 +88,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.signing_key_file = args.signing_key_file;
     config.database_url = args.database_url;
     config.rate_limit_per_minute = args.rate_limit;
+    config.lifecycle.horizons = args.horizons.0;
+    config.lifecycle.scheduler_interval = args.scheduler_interval;
     let server = Server::open(config).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

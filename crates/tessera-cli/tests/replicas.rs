@@ -260,6 +260,9 @@ async fn concurrent_extends_on_both_replicas_never_duplicate_or_skip_a_revision(
         .as_array()
         .unwrap()
         .iter()
+        // Changes only: the scheduler's expiry warnings name the revision
+        // they were raised at but change nothing.
+        .filter(|e| !e["kind"].as_str().unwrap().starts_with("license.expir"))
         .filter_map(|e| e["revision"].as_u64())
         .collect();
     assert_eq!(

@@ -28,6 +28,7 @@ fn offline_client(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> C
             .map(String::from)
             .to_vec(),
         max_users: Some(100),
+        seats_exceeded: false,
         customer: Some("Bench".into()),
         valid_from: Some(now),
         expires_at: Some(now + Duration::days(365)),

@@ -111,7 +111,14 @@ pub(crate) struct Inner {
     pub token_epoch: watch::Sender<u64>,
     /// Woken after a document is accepted: the held revision is reported.
     pub ack: Notify,
+    /// Users the product reported last ([`NO_USERS`] until it does).
+    pub users: std::sync::atomic::AtomicU64,
+    /// Woken when the user count changes.
+    pub usage_wake: Notify,
 }
+
+/// `Inner::users` before the product reported any.
+pub(crate) const NO_USERS: u64 = u64::MAX;
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -89,6 +89,7 @@ pub struct Builder {
     stream_read_timeout: StdDuration,
     watch: Watching,
     app_version: Option<String>,
+    usage_interval: StdDuration,
 }
 
 /// Whether the client keeps a change stream open.
@@ -118,6 +119,7 @@ impl Default for Builder {
             stream_read_timeout: StdDuration::from_millis(37_500),
             watch: Watching::On,
             app_version: None,
+            usage_interval: StdDuration::from_secs(15 * 60),
         }
     }
 }
@@ -228,6 +230,14 @@ impl Builder {
         self
     }
 
+    /// How often the user count given to [`Client::set_users`] is reported
+    /// to the authority (metering). Default 15 minutes.
+    #[must_use]
+    pub fn usage_interval(mut self, interval: StdDuration) -> Self {
+        self.usage_interval = interval;
+        self
+    }
+
     /// Start: load disk state, publish its verdict, and refresh in the
     /// background. Never waits for the network.
     ///
@@ -247,6 +257,9 @@ impl Builder {
         }
         if self.tick.is_zero() {
             return Err(Error::Config("tick must be positive".into()));
+        }
+        if self.usage_interval.is_zero() {
+            return Err(Error::Config("usage interval must be positive".into()));
         }
         let configured = self
             .token
@@ -288,12 +301,17 @@ impl Builder {
             cancel: CancellationToken::new(),
             token_epoch: watch::channel(0).0,
             ack: Notify::new(),
+            users: AtomicU64::new(engine::NO_USERS),
+            usage_wake: Notify::new(),
         });
         inner.publish();
         runtime.spawn(engine::run(inner.clone()));
         if inner.transport.is_some() && self.watch == Watching::On {
             runtime.spawn(stream::watch_loop(inner.clone(), self.stream_read_timeout));
             runtime.spawn(stream::ack_loop(inner.clone()));
+        }
+        if inner.transport.is_some() {
+            runtime.spawn(stream::usage_loop(inner.clone(), self.usage_interval));
         }
         let stop = Arc::new(StopOnDrop(inner.cancel.clone()));
         Ok(Client { inner, _stop: stop })
@@ -540,6 +558,17 @@ impl Client {
     pub async fn activate(&self, token: &str) -> Result<Arc<Verdict>, Error> {
         let token = LicenseToken::parse(token).map_err(Error::InvalidToken)?;
         self.inner.single_flight(token, true, true).await
+    }
+
+    /// Tell the client how many users the product has now. It is reported
+    /// to the authority (`POST /v1/usage`) at once when it first arrives or
+    /// changes, then every usage interval (15 minutes by default). No
+    /// network call happens here.
+    pub fn set_users(&self, users: u32) {
+        let previous = self.inner.users.swap(u64::from(users), Ordering::Relaxed);
+        if previous != u64::from(users) {
+            self.inner.usage_wake.notify_one();
+        }
     }
 
     /// This installation's id, as the authority's fleet view shows it.

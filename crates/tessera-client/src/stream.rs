@@ -165,3 +165,40 @@ pub(crate) async fn ack_loop(inner: Arc<Inner>) {
         }
     }
 }
+
+/// Metering: report the product's user count when it changes and every
+/// `interval`. Failures are logged and retried at the next interval; they
+/// never touch the verdict.
+pub(crate) async fn usage_loop(inner: Arc<Inner>, interval: Duration) {
+    let Some(transport) = inner.transport.as_ref() else {
+        return;
+    };
+    let mut every = tokio::time::interval(interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            () = inner.usage_wake.notified() => {}
+            _ = every.tick() => {}
+        }
+        let users = inner.users.load(std::sync::atomic::Ordering::Relaxed);
+        if users == crate::engine::NO_USERS {
+            continue;
+        }
+        let (token, instance) = {
+            let held = inner.lock();
+            (held.token.clone(), held.instance_id.to_string())
+        };
+        let Some(token) = token else {
+            continue;
+        };
+        let users = u32::try_from(users).unwrap_or(u32::MAX);
+        if let Err(e) = transport
+            .usage(token.expose_secret(), &instance, users)
+            .await
+        {
+            tracing::debug!(error = %e, "could not report usage");
+        }
+    }
+}

@@ -151,14 +151,42 @@ impl Transport {
         instance_id: &str,
         revision: u64,
     ) -> Result<(), Error> {
+        let body = AckRequest {
+            token: token.to_owned(),
+            instance_id: instance_id.to_owned(),
+            revision,
+        };
+        self.report("/v1/instances/ack", &body, "revision report refused")
+            .await
+    }
+
+    /// `POST /v1/usage`: report the product's user count.
+    pub(crate) async fn usage(
+        &self,
+        token: &str,
+        instance_id: &str,
+        users: u32,
+    ) -> Result<(), Error> {
+        let body = tessera_protocol::wire::UsageRequest {
+            token: token.to_owned(),
+            instance_id: instance_id.to_owned(),
+            users,
+        };
+        self.report("/v1/usage", &body, "usage report refused")
+            .await
+    }
+
+    /// POST a report whose answer only matters as success or failure.
+    async fn report<B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+        refused: &'static str,
+    ) -> Result<(), Error> {
         let response = self
             .http
-            .post(format!("{}/v1/instances/ack", self.current()))
-            .json(&AckRequest {
-                token: token.to_owned(),
-                instance_id: instance_id.to_owned(),
-                revision,
-            })
+            .post(format!("{}{path}", self.current()))
+            .json(body)
             .send()
             .await
             .map_err(classify)?;
@@ -167,7 +195,7 @@ impl Transport {
         } else {
             Err(Error::HttpStatus {
                 status: response.status().as_u16(),
-                message: "revision report refused".into(),
+                message: refused.into(),
                 retry_after: None,
             })
         }

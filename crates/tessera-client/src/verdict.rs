@@ -78,6 +78,8 @@ pub struct LicenseInfo {
     pub features: Vec<String>,
     /// Seat limit.
     pub max_users: Option<u32>,
+    /// The authority's metering shows more users than `max_users`.
+    pub seats_exceeded: bool,
     /// Start of the period.
     #[serde(with = "tessera_protocol::time::rfc3339_opt")]
     pub valid_from: Option<Timestamp>,
@@ -109,6 +111,7 @@ impl LicenseInfo {
             plan: c.plan.clone(),
             features: c.features.clone(),
             max_users: c.max_users,
+            seats_exceeded: c.seats_exceeded,
             valid_from: c.valid_from,
             expires_at: c.expires_at,
             revision: c.rev,
@@ -286,6 +289,7 @@ mod tests {
             plan: Some("p".into()),
             features: vec!["sso".into()],
             max_users: None,
+            seats_exceeded: false,
             customer: None,
             valid_from: Some(t0()),
             expires_at: expires_in.map(|d| t0() + d),

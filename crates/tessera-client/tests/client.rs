@@ -777,3 +777,56 @@ async fn an_unreachable_server_is_skipped_within_the_same_call() {
     assert_eq!(client.current_server().as_deref(), Some(up.url.as_str()));
     assert_eq!((down.fake.requests(), up.fake.requests()), (1, 1));
 }
+
+/// Metering from the SDK: the product's user count reaches the fleet view
+/// at once and every interval; going over the seat limit comes back pushed
+/// in the document, while the license stays valid.
+#[tokio::test]
+async fn usage_is_reported_and_seats_exceeded_comes_back() {
+    let clock = clock();
+    let s = server(&clock, Backend::Sqlite).await;
+    let (id, token) = s
+        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d", "max_users": 5}))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::builder()
+        .server(&s.url)
+        .public_key(s.public_key.clone())
+        .state_dir(dir.path())
+        .token(&token)
+        .clock(clock.clone())
+        .tick(TICK)
+        .usage_interval(StdDuration::from_millis(200))
+        .start()
+        .unwrap();
+    until(&client, "valid and connected", |v| {
+        v.is_valid() && v.connected
+    })
+    .await;
+    let users_in_fleet = async || {
+        let (_, fleet) = s
+            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
+            .await;
+        fleet["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["instance_id"] == client.instance_id().as_str())
+            .and_then(|i| i["users"].as_u64())
+    };
+    client.set_users(4);
+    tessera_testkit::process::eventually(
+        "4 users in the fleet view",
+        StdDuration::from_secs(10),
+        async || (users_in_fleet().await == Some(4)).then_some(()),
+    )
+    .await;
+    clock.advance(Duration::seconds(2));
+    client.set_users(9);
+    let v = until(&client, "seats exceeded, pushed", |v| {
+        v.license.as_ref().is_some_and(|l| l.seats_exceeded)
+    })
+    .await;
+    assert!(v.is_valid(), "informational: still valid");
+    assert_eq!(users_in_fleet().await, Some(9));
+}

@@ -17,6 +17,7 @@ use crate::{Error, Timestamp};
 
 /// What the authority says of a license token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Paid license within its period.
@@ -63,11 +64,13 @@ impl std::fmt::Display for Status {
 /// The claims of a status document (DESIGN §5). Plain data: trusted only when
 /// reached through a [`VerifiedDocument`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusClaims {
     /// License id; absent only for `not_found`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lic: Option<String>,
     /// Fingerprint of the token this answers for.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub tfp: TokenFingerprint,
     /// Instance id the request named.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,25 +91,34 @@ pub struct StatusClaims {
     /// Seat limit; `None` = unlimited.
     #[serde(default)]
     pub max_users: Option<u32>,
+    /// The installations report more users than `max_users` (metering).
+    /// Informational: the verdict stays valid; the product decides.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seats_exceeded: bool,
     /// Customer name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<String>,
     /// Start of the license period.
     #[serde(default, with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub valid_from: Option<Timestamp>,
     /// End of the license period; `None` = perpetual.
     #[serde(default, with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
     /// License revision.
     pub rev: u64,
     /// When the authority signed this.
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub iat: Timestamp,
     /// When a client without a live stream should ask again.
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub refresh_after: Timestamp,
     /// Hard freshness bound: after it the document proves nothing.
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub exp: Timestamp,
 }
 

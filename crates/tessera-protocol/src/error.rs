@@ -88,6 +88,13 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A webhook delivery's `Tessera-Signature` does not prove it came
+    /// from the authority (missing part, wrong secret, too old).
+    #[error("webhook signature rejected: {reason}")]
+    WebhookSignature {
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 impl Error {
@@ -108,6 +115,7 @@ impl Error {
             Error::DocumentExpired { .. } => "document_expired",
             Error::IssuedInFuture { .. } => "issued_in_future",
             Error::Signing { .. } => "signing_failed",
+            Error::WebhookSignature { .. } => "webhook_signature",
         }
     }
 }

@@ -17,6 +17,7 @@
 //! - [`ids`]: license ids, instance ids, nonces;
 //! - [`human`]: durations and dates as typed by people;
 //! - [`wire`]: JSON bodies of the HTTP API;
+//! - [`webhook`]: signing and verifying webhook deliveries;
 //! - [`time`]: timestamp encoding;
 //! - [`clock`]: the `Clock` trait and a hand-moved `ManualClock` (no real clock here).
 
@@ -30,6 +31,7 @@ pub mod keys;
 pub mod rollback;
 pub mod time;
 pub mod token;
+pub mod webhook;
 pub mod wire;
 
 pub use document::{

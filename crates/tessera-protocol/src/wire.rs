@@ -8,6 +8,7 @@ use crate::document::{Status, StatusClaims};
 
 /// `POST /v1/validate` request.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidateRequest {
     /// The license token (`tsr_…`). In the body, never in a URL.
     pub token: String,
@@ -27,6 +28,7 @@ pub struct ValidateRequest {
 
 /// Usage a product reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Usage {
     /// Number of users in use.
     pub users: u32,
@@ -35,6 +37,7 @@ pub struct Usage {
 /// `POST /v1/validate` answer: the signed document and its decoded claims.
 /// The `verdict` is for display; clients trust only the verified `document`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ValidateResponse {
     /// The signed status document (`v4.public.…`).
     pub document: String,
@@ -44,6 +47,7 @@ pub struct ValidateResponse {
 
 /// `POST /v1/instances/ack`: the revision an instance holds now.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AckRequest {
     /// The license token (authenticates the report).
     pub token: String,
@@ -55,6 +59,7 @@ pub struct AckRequest {
 
 /// Every error answer: `{"error": {"code", "message"}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
@@ -62,6 +67,7 @@ pub struct ErrorBody {
 
 /// Inside [`ErrorBody`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable snake_case code.
     pub code: String,
@@ -71,6 +77,7 @@ pub struct ErrorDetail {
 
 /// `GET /v1/keys`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeysResponse {
     /// Public keys documents may be signed with.
     pub keys: Vec<KeyInfo>,
@@ -78,6 +85,7 @@ pub struct KeysResponse {
 
 /// One public key.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct KeyInfo {
     /// Key id, as in document footers.
     pub kid: String,
@@ -89,6 +97,7 @@ pub struct KeyInfo {
 
 /// How an extension by a duration is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum RenewalBasis {
     /// New expiry = old expiry + duration: early renewal loses nothing.
@@ -111,6 +120,7 @@ impl RenewalBasis {
 
 /// A license's stored state (expiry is not a state: it follows from the clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LicenseState {
     /// In force (subject to its period).
@@ -146,6 +156,7 @@ impl LicenseState {
 
 /// `POST /v1/admin/policies`. Durations are written like `30d`, `1h`, `1y`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyInput {
     /// Unique name.
     pub name: String,
@@ -176,10 +187,14 @@ pub struct PolicyInput {
     /// Period of each automatic renewal (default: the duration).
     #[serde(default)]
     pub auto_renew_period: Option<String>,
+    /// How long before expiry an automatic renewal happens (default 7d).
+    #[serde(default)]
+    pub renew_before: Option<String>,
 }
 
 /// A policy as the admin API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyView {
     /// Id.
     pub id: String,
@@ -203,14 +218,18 @@ pub struct PolicyView {
     pub auto_renew: bool,
     /// Auto-renew period.
     pub auto_renew_period: Option<String>,
+    /// How long before expiry an automatic renewal happens.
+    pub renew_before: String,
     /// Created.
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
 }
 
 /// `POST /v1/admin/licenses`. Expiry: `expires_at`, `duration`, `perpetual`,
 /// or else the policy's default duration.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssueLicenseRequest {
     /// Customer name; created if new.
     pub customer: String,
@@ -240,10 +259,14 @@ pub struct IssueLicenseRequest {
     /// No expiry.
     #[serde(default)]
     pub perpetual: bool,
+    /// Renew automatically (default: the policy's setting).
+    #[serde(default)]
+    pub auto_renew: Option<bool>,
 }
 
 /// A license as the admin API shows it. The token is never part of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseView {
     /// `lic_…`.
     pub id: String,
@@ -265,24 +288,32 @@ pub struct LicenseView {
     pub status: Status,
     /// Start of the period.
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub valid_from: Timestamp,
     /// End of the period; `None` = perpetual.
     #[serde(with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
     /// Revision: +1 with every change.
     pub revision: u64,
     /// Last four characters of the token, for recognising it.
     pub token_last4: String,
+    /// Renews itself (its own setting, or else its policy's).
+    #[serde(default)]
+    pub auto_renew: bool,
     /// Created.
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
     /// Last changed.
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
 }
 
 /// Answer to issuing: the token, shown this once and never again.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssuedLicense {
     /// The new license.
     pub license: LicenseView,
@@ -292,6 +323,7 @@ pub struct IssuedLicense {
 
 /// `POST /v1/admin/licenses/{id}/extend`: exactly one of `to` and `by`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExtendRequest {
     /// New expiry, a date or RFC 3339 time.
     #[serde(default)]
@@ -303,6 +335,7 @@ pub struct ExtendRequest {
 
 /// Body of suspend / reinstate / revoke.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReasonRequest {
     /// Why, for the audit log.
     #[serde(default)]
@@ -311,6 +344,7 @@ pub struct ReasonRequest {
 
 /// `POST /v1/admin/licenses/{id}/export`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExportRequest {
     /// How long the document stays trustworthy (`365d`).
     pub ttl: String,
@@ -319,6 +353,7 @@ pub struct ExportRequest {
 /// A long-lived signed document for an air-gapped site; also the file format
 /// `tessera license export` writes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseExport {
     /// Always [`LicenseExport::FORMAT`].
     pub format: String,
@@ -335,11 +370,13 @@ impl LicenseExport {
 
 /// An audit event.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventView {
     /// Sequence number, increasing.
     pub seq: i64,
     /// When.
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Timestamp,
     /// Admin key name or `scheduler`.
     pub actor: String,
@@ -357,6 +394,7 @@ pub struct EventView {
 
 /// A page of a list; pass `next_cursor` back as `cursor` for the next one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     /// The items.
     pub items: Vec<T>,
@@ -366,6 +404,7 @@ pub struct Page<T> {
 
 /// A customer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustomerView {
     /// Id.
     pub id: String,
@@ -375,5 +414,154 @@ pub struct CustomerView {
     pub email: Option<String>,
     /// Created.
     #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
+}
+
+/// `POST /v1/usage`: metering, reported by the client (every 15 min by default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageRequest {
+    /// The license token.
+    pub token: String,
+    /// The reporting installation.
+    pub instance_id: String,
+    /// Users in use now, as counted by the product.
+    pub users: u32,
+}
+
+/// One day of metering: the highest user count any instance reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageDay {
+    /// UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Highest users reported that day.
+    pub max_users: u32,
+}
+
+/// A license's metering: seats now and the daily maxima.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageView {
+    /// The license.
+    pub license: String,
+    /// Seat limit; `None` = unlimited.
+    pub max_users: Option<u32>,
+    /// Highest current count among instances seen in the last day.
+    pub seats_in_use: Option<u32>,
+    /// `seats_in_use` is over `max_users`.
+    pub seats_exceeded: bool,
+    /// Daily maxima, newest first.
+    pub days: Vec<UsageDay>,
+}
+
+/// `POST /v1/admin/webhooks`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookInput {
+    /// Where deliveries are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// Event kinds to receive (`license.extended`, `license.expiring`, …) or
+    /// `["*"]` for all.
+    pub events: Vec<String>,
+    /// Signing secret; generated when absent.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// A webhook endpoint. The secret appears only in the answer to creation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookView {
+    /// `whk_…`.
+    pub id: String,
+    /// Target URL.
+    pub url: String,
+    /// Event kinds.
+    pub events: Vec<String>,
+    /// Created.
+    #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+    /// The signing secret: only when just created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// State of one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not yet accepted by the receiver; will be retried.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Retries exhausted (24 h) without a 2xx.
+    Failed,
+}
+
+impl DeliveryState {
+    /// Its stored name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// From its stored name.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// One event's delivery to one webhook, with its latest attempt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeliveryView {
+    /// Delivery id (the `Tessera-Delivery` header).
+    pub id: i64,
+    /// The webhook.
+    pub webhook: String,
+    /// The event's sequence number.
+    pub event_seq: i64,
+    /// The event's kind.
+    pub kind: String,
+    /// Where it stands.
+    pub state: DeliveryState,
+    /// Attempts made.
+    pub attempts: u32,
+    /// HTTP status of the latest attempt, if it got an answer.
+    pub last_status: Option<u16>,
+    /// Error of the latest attempt (connection refused, timeout, …).
+    pub last_error: Option<String>,
+    /// Next attempt, while pending.
+    #[serde(with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub next_at: Option<Timestamp>,
+    /// Created (with the event).
+    #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+}
+
+/// The body of a webhook delivery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookPayload {
+    /// Delivery id (also in `Tessera-Delivery`): the same for every retry,
+    /// so receivers can drop duplicates.
+    pub delivery: i64,
+    /// The event.
+    pub event: EventView,
 }

@@ -26,6 +26,7 @@ fn claims(token: &LicenseToken, nonce: Option<&str>) -> StatusClaims {
         plan: Some("enterprise".into()),
         features: vec!["sso".into(), "audit".into()],
         max_users: Some(50),
+        seats_exceeded: false,
         customer: Some("Acme".into()),
         valid_from: Some(t0() - Duration::days(10)),
         expires_at: Some(t0() + Duration::days(20)),

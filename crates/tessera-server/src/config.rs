@@ -49,6 +49,38 @@ impl Default for Limits {
     }
 }
 
+/// Scheduled work: expiry horizons, auto-renewal, webhook deliveries.
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    /// Expiry horizons that each raise one `license.expiring` event per
+    /// license period (plus `license.expired` at the date). Default 30 d,
+    /// 7 d, 1 d.
+    pub horizons: Vec<Duration>,
+    /// How often the scheduler looks. Default 60 s.
+    pub scheduler_interval: StdDuration,
+    /// How often the webhook dispatcher looks for due deliveries. Default 1 s.
+    pub webhook_poll: StdDuration,
+    /// Timeout of one delivery attempt. Default 10 s.
+    pub webhook_timeout: StdDuration,
+    /// How long a delivery is retried before it is marked failed. Default 24 h.
+    pub webhook_retry_for: Duration,
+    /// Instances count towards seats in use while seen within this. Default 1 d.
+    pub usage_window: Duration,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            horizons: vec![Duration::days(30), Duration::days(7), Duration::days(1)],
+            scheduler_interval: StdDuration::from_secs(60),
+            webhook_poll: StdDuration::from_secs(1),
+            webhook_timeout: StdDuration::from_secs(10),
+            webhook_retry_for: Duration::hours(24),
+            usage_window: Duration::days(1),
+        }
+    }
+}
+
 /// Everything `tessera server` is told.
 #[derive(Clone)]
 pub struct ServerConfig {
@@ -66,6 +98,8 @@ pub struct ServerConfig {
     pub instance_flush_interval: StdDuration,
     /// Limits.
     pub limits: Limits,
+    /// Scheduled work.
+    pub lifecycle: Lifecycle,
     /// The clock (tests inject one).
     pub clock: Arc<dyn Clock>,
 }
@@ -102,6 +136,7 @@ impl ServerConfig {
             rate_limit_per_minute: Self::DEFAULT_RATE_LIMIT,
             instance_flush_interval: StdDuration::from_secs(1),
             limits: Limits::default(),
+            lifecycle: Lifecycle::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -125,6 +160,19 @@ impl ServerConfig {
             return Err(Error::Config(
                 "the instance flush interval must be positive".into(),
             ));
+        }
+        if self
+            .lifecycle
+            .horizons
+            .iter()
+            .any(|h| *h <= Duration::zero())
+        {
+            return Err(Error::Config(
+                "expiry horizons must be positive durations".into(),
+            ));
+        }
+        if self.lifecycle.scheduler_interval.is_zero() || self.lifecycle.webhook_poll.is_zero() {
+            return Err(Error::Config("scheduler intervals must be positive".into()));
         }
         if self.limits.public_body_bytes == 0 || self.limits.admin_body_bytes == 0 {
             return Err(Error::Config("body limits must be positive".into()));

@@ -15,7 +15,9 @@
 //! - [`signer`]: signing documents, once per revision where possible;
 //! - [`feed`]: the change feed behind `/v1/watch`;
 //! - [`instances`]: batching installation sightings;
-//! - [`auth`]: admin keys;
+//! - [`auth`]: admin keys and console sessions;
+//! - [`scheduler`]: expiry horizons and automatic renewal;
+//! - [`webhooks`]: webhook endpoints and the outbox dispatcher;
 //! - [`metrics`]: Prometheus metrics in a registry per server;
 //! - [`http`]: routers, extractors, the error mapping;
 //! - [`clock`]: the injected clock.
@@ -31,9 +33,11 @@ pub mod instances;
 pub mod licenses;
 pub mod metrics;
 pub mod model;
+pub mod scheduler;
 pub mod signer;
 pub mod status;
 pub mod store;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -45,7 +49,7 @@ use tessera_protocol::{AdminKey, PublicKey};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Limits, ServerConfig};
+pub use config::{Lifecycle, Limits, ServerConfig};
 pub use error::{Error, Result};
 
 use crate::auth::AdminAuth;
@@ -218,6 +222,7 @@ impl Server {
             signer,
             config.clock.clone(),
             &config.limits,
+            config.lifecycle.clone(),
         ));
         Ok(Self {
             startup: Startup {
@@ -285,6 +290,11 @@ impl Server {
             self.startup.public_key.kid().to_string(),
             cancel.clone(),
         ));
+        let lifecycle = tokio::spawn(lifecycle_tasks(
+            self.store.clone(),
+            self.licenses.clone(),
+            cancel.clone(),
+        ));
         let app = http::router(state);
         let stop = cancel.clone();
         let result = axum::serve(
@@ -300,6 +310,7 @@ impl Server {
         cancel.cancel();
         let _ = background.await;
         let _ = replicas.await;
+        let _ = lifecycle.await;
         if let Err(e) = self.licenses.instance_recorder().flush().await {
             tracing::warn!(error = %e, "could not write instance sightings at shutdown");
         }
@@ -385,6 +396,71 @@ async fn replica_tasks(
                 }
                 Some(ChangeNotice::Resync) => licenses.resync().await,
                 None => changes = None,
+            }
+        }
+    }
+}
+
+/// The scheduler (expiry horizons, auto-renewal) and the webhook
+/// dispatcher, each under its job lock so one replica runs it at a time.
+/// A tick that finds the lock taken just waits for the next.
+async fn lifecycle_tasks(
+    store: Arc<dyn LicenseStore>,
+    licenses: Arc<LicenseService>,
+    cancel: CancellationToken,
+) {
+    let settings = licenses.lifecycle().clone();
+    let dispatcher = match webhooks::Dispatcher::new(licenses.clone()) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            tracing::error!(error = %e, "webhooks disabled");
+            None
+        }
+    };
+    // The first tick waits one interval: start-up (and a replica joining)
+    // is not the moment to race requests for the database.
+    let mut schedule = tokio::time::interval_at(
+        tokio::time::Instant::now() + settings.scheduler_interval,
+        settings.scheduler_interval,
+    );
+    let mut deliver = tokio::time::interval(settings.webhook_poll);
+    schedule.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    deliver.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = schedule.tick() => {
+                match store.try_job_lock("scheduler").await {
+                    Ok(Some(lock)) => {
+                        let ran = tokio::select! {
+                            () = cancel.cancelled() => None,
+                            r = scheduler::tick(&licenses, &settings.horizons) => Some(r),
+                        };
+                        if let Some(Err(e)) = ran {
+                            tracing::warn!(error = %e, "scheduler tick failed");
+                        }
+                        lock.release().await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot take the scheduler's lock"),
+                }
+            }
+            _ = deliver.tick(), if dispatcher.is_some() => {
+                let Some(dispatcher) = &dispatcher else { continue };
+                match store.try_job_lock("webhooks").await {
+                    Ok(Some(lock)) => {
+                        let ran = tokio::select! {
+                            () = cancel.cancelled() => None,
+                            r = dispatcher.run_once() => Some(r),
+                        };
+                        if let Some(Err(e)) = ran {
+                            tracing::warn!(error = %e, "webhook dispatch failed");
+                        }
+                        lock.release().await;
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot take the webhook dispatcher's lock"),
+                }
             }
         }
     }

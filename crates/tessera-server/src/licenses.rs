@@ -9,12 +9,13 @@ use tessera_protocol::human::{parse_date_or_time, parse_duration};
 use tessera_protocol::ids::check_nonce;
 use tessera_protocol::wire::{
     AckRequest, EventView, ExtendRequest, IssueLicenseRequest, LicenseExport, LicenseState,
-    PolicyInput, RenewalBasis, ValidateRequest,
+    PolicyInput, RenewalBasis, UsageRequest, UsageView, ValidateRequest,
 };
 use tessera_protocol::{InstanceId, LicenseId, LicenseToken, Timestamp, TokenHash};
 
 use crate::Limits;
 use crate::clock::Clock;
+use crate::config::Lifecycle;
 use crate::error::{Error, Result};
 use crate::feed::{ChangeFeed, FeedLimits, Pushed, Subscription};
 use crate::instances::InstanceRecorder;
@@ -53,6 +54,12 @@ pub struct LicenseService {
     change_locks: Vec<tokio::sync::Mutex<()>>,
     metrics: Arc<Metrics>,
     feed: Arc<ChangeFeed>,
+    lifecycle: Lifecycle,
+    /// License → seats in use (highest user count reported by an instance
+    /// seen within the usage window). Metering data, not license data: it
+    /// may lag other replicas' reports by its minute of life, and a report
+    /// to this replica updates it at once.
+    seats: moka::sync::Cache<LicenseId, u32>,
 }
 
 impl std::fmt::Debug for LicenseService {
@@ -117,8 +124,14 @@ impl LicenseService {
         signer: DocumentSigner,
         clock: Arc<dyn Clock>,
         limits: &Limits,
+        lifecycle: Lifecycle,
     ) -> Self {
         Self {
+            lifecycle,
+            seats: moka::sync::Cache::builder()
+                .max_capacity(limits.license_cache_entries)
+                .time_to_live(std::time::Duration::from_secs(60))
+                .build(),
             instances: InstanceRecorder::new(store.clone()),
             store,
             signer,
@@ -133,6 +146,12 @@ impl LicenseService {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
         }
+    }
+
+    /// Scheduled-work settings.
+    #[must_use]
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
     }
 
     /// The store (for readiness checks).
@@ -226,6 +245,19 @@ impl LicenseService {
                 "auto_renew needs auto_renew_period or a duration",
             ));
         }
+        let renew_before = match &input.renew_before {
+            Some(t) => duration_field("renew_before", t)?,
+            None => Policy::DEFAULT_RENEW_BEFORE,
+        };
+        if let Some(period) = auto_renew_period.or(duration)
+            && input.auto_renew
+            && renew_before >= period
+        {
+            return Err(Error::unprocessable(
+                "invalid_duration",
+                "renew_before must be shorter than the renewal period, or every renewal would be due at once",
+            ));
+        }
         let now = self.now();
         let policy = Policy {
             id: format!("pol_{}", uuid::Uuid::now_v7()),
@@ -239,6 +271,7 @@ impl LicenseService {
             renewal_basis: input.renewal_basis.unwrap_or_default(),
             auto_renew: input.auto_renew,
             auto_renew_period,
+            renew_before,
             created_at: now,
         };
         let event = NewEvent {
@@ -353,6 +386,7 @@ impl LicenseService {
             trial: req.trial.unwrap_or(policy.trial),
             valid_from: now,
             expires_at,
+            auto_renew: req.auto_renew,
         };
         let event = NewEvent {
             at: now,
@@ -468,6 +502,35 @@ impl LicenseService {
             Ok((l.state, Some(target.new_expiry(l, now)?)))
         })
         .await
+    }
+
+    /// Renew `id` automatically if it is (still) due: `None` when it is not,
+    /// decided inside the change so two schedulers cannot both renew it.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn auto_renew(&self, id: &LicenseId) -> Result<Option<License>> {
+        const NOT_DUE: &str = "auto_renew_not_due";
+        let changed = self
+            .change(
+                id,
+                "scheduler",
+                "license.auto_renewed",
+                None,
+                |l, now| match l.auto_renewal(now) {
+                    Some(to) => Ok((l.state, Some(to))),
+                    None => Err(Error::conflict(NOT_DUE, "not due")),
+                },
+            )
+            .await;
+        match changed {
+            Ok(license) => {
+                self.metrics.auto_renewal();
+                Ok(Some(license))
+            }
+            Err(Error::Conflict { code, .. }) if code == NOT_DUE => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// What `extend` would do now, without doing it (the console's
@@ -652,6 +715,15 @@ impl LicenseService {
                 .filter(|i| i.held_revision == Some(license.revision))
                 .count(),
             connected: instances.iter().filter(|i| i.stream_connected).count(),
+            max_users: license.max_users,
+            seats_in_use: None,
+            seats_exceeded: false,
+        };
+        let usage = self.usage(id, 0).await?;
+        let summary = crate::model::FleetSummary {
+            seats_in_use: usage.seats_in_use,
+            seats_exceeded: usage.seats_exceeded,
+            ..summary
         };
         Ok(crate::model::Fleet {
             license: id.to_string(),
@@ -680,6 +752,7 @@ impl LicenseService {
             license.token_hash.fingerprint(),
             Echo::default(),
             now,
+            self.seats_exceeded_cached(license),
         )?;
         Ok(Arc::new(Pushed {
             revision: signed.claims.rev,
@@ -819,13 +892,7 @@ impl LicenseService {
     /// # Errors
     /// 401 for a malformed or unknown token; 400 for a bad instance id.
     pub async fn ack(&self, req: AckRequest) -> Result<()> {
-        let token = LicenseToken::parse(&req.token)
-            .map_err(|_| Error::Unauthorized(crate::error::TOKEN_CREDENTIAL))?;
-        let instance_id = InstanceId::parse(&req.instance_id)?;
-        let license = self
-            .lookup(&token.hash())
-            .await?
-            .ok_or(Error::Unauthorized(crate::error::TOKEN_CREDENTIAL))?;
+        let (license, instance_id) = self.reporter(&req.token, &req.instance_id).await?;
         if req.revision > license.revision {
             return Err(Error::unprocessable(
                 "revision_from_the_future",
@@ -847,6 +914,152 @@ impl LicenseService {
             self.instances.flush().await?;
         }
         Ok(())
+    }
+
+    // ----- metering --------------------------------------------------------
+
+    /// Seats in use for `license`, from the cache or the store.
+    async fn seats_in_use(&self, license: &LicenseId) -> Result<Option<u32>> {
+        if let Some(n) = self.seats.get(license) {
+            return Ok(Some(n));
+        }
+        let since = self.now() - self.lifecycle.usage_window;
+        let n = self.store.seats_in_use(license, since).await?;
+        if let Some(n) = n {
+            self.seats.insert(license.clone(), n);
+        }
+        Ok(n)
+    }
+
+    /// Whether the instances report more users than the license allows.
+    /// A metering read that fails says "not exceeded": it never blocks a
+    /// validation.
+    async fn seats_exceeded(&self, license: &License) -> bool {
+        let Some(max) = license.max_users else {
+            return false;
+        };
+        match self.seats_in_use(&license.id).await {
+            Ok(n) => n.is_some_and(|n| n > max),
+            Err(e) => {
+                tracing::warn!(license = %license.id, error = %e, "cannot read seats in use");
+                false
+            }
+        }
+    }
+
+    fn seats_exceeded_cached(&self, license: &License) -> bool {
+        license
+            .max_users
+            .zip(self.seats.get(&license.id))
+            .is_some_and(|(max, n)| n > max)
+    }
+
+    /// `POST /v1/usage`: record an instance's user count (latest and the
+    /// day's maximum). When the license crosses its seat limit either way,
+    /// its watchers get a fresh document with `seats_exceeded`.
+    ///
+    /// # Errors
+    /// 401 for a malformed or unknown token, 400 for a bad instance id.
+    pub async fn report_usage(&self, req: UsageRequest) -> Result<UsageView> {
+        let (license, instance_id) = self.reporter(&req.token, &req.instance_id).await?;
+        let before = self.seats_exceeded(&license).await;
+        self.instances.note(InstanceSeen {
+            users: Some(req.users),
+            ..InstanceSeen::new(
+                license.id.clone(),
+                instance_id.as_str().to_owned(),
+                self.now(),
+            )
+        });
+        // Reports are rare (every 15 minutes per instance): write now, so
+        // the fleet view and the seat count are current.
+        self.instances.flush().await?;
+        self.seats.invalidate(&license.id);
+        let usage = self.usage(&license.id, 0).await?;
+        if usage.seats_exceeded != before {
+            tracing::info!(license = %license.id, exceeded = usage.seats_exceeded, "seat limit crossed");
+            self.publish(&license, None);
+        }
+        Ok(usage)
+    }
+
+    /// A license's metering: seats now and the last `days` daily maxima.
+    ///
+    /// # Errors
+    /// 404 unknown license; the store's.
+    pub async fn usage(&self, id: &LicenseId, days: u32) -> Result<UsageView> {
+        let license = self.license(id).await?;
+        let seats_in_use = self.seats_in_use(id).await?;
+        let days = if days == 0 {
+            Vec::new()
+        } else {
+            self.store.usage_days(id, days).await?
+        };
+        Ok(UsageView {
+            license: id.to_string(),
+            max_users: license.max_users,
+            seats_in_use,
+            seats_exceeded: license
+                .max_users
+                .zip(seats_in_use)
+                .is_some_and(|(max, n)| n > max),
+            days,
+        })
+    }
+
+    /// Refresh the gauges read from the database (licenses by state,
+    /// expiring within each horizon) and this replica's watcher count.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn refresh_gauges(&self) -> Result<()> {
+        let now = self.now();
+        let overview = self.store.overview(now).await?;
+        for state in ["active", "suspended", "revoked"] {
+            let n = overview
+                .by_state
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| *n);
+            self.metrics
+                .licenses
+                .get_or_create(&crate::metrics::StateLabel {
+                    state: state.into(),
+                })
+                .set(n);
+        }
+        self.metrics
+            .expiring
+            .get_or_create(&crate::metrics::HorizonLabel {
+                within: "expired".into(),
+            })
+            .set(overview.expired);
+        for horizon in &self.lifecycle.horizons {
+            let n = self.store.count_expiring(now, now + *horizon).await?;
+            self.metrics
+                .expiring
+                .get_or_create(&crate::metrics::HorizonLabel {
+                    within: crate::scheduler::horizon_label(*horizon),
+                })
+                .set(n);
+        }
+        self.metrics
+            .watchers
+            .set(i64::try_from(self.feed.watchers()).unwrap_or(i64::MAX));
+        Ok(())
+    }
+
+    /// The license and instance of a report (ack, usage): 401 for a
+    /// malformed or unknown token, 400 for a bad instance id.
+    async fn reporter(&self, token: &str, instance_id: &str) -> Result<(Arc<License>, InstanceId)> {
+        let token = LicenseToken::parse(token)
+            .map_err(|_| Error::Unauthorized(crate::error::TOKEN_CREDENTIAL))?;
+        let instance_id = InstanceId::parse(instance_id)?;
+        let license = self
+            .lookup(&token.hash())
+            .await?
+            .ok_or(Error::Unauthorized(crate::error::TOKEN_CREDENTIAL))?;
+        Ok((license, instance_id))
     }
 
     // ----- validation -----------------------------------------------------
@@ -930,9 +1143,10 @@ impl LicenseService {
                     self.metrics.validation("not_modified");
                     return Ok(Validation::NotModified(tag));
                 }
-                let signed = self
-                    .signer
-                    .for_license(&license, hash.fingerprint(), echo, now)?;
+                let exceeded = self.seats_exceeded(&license).await;
+                let signed =
+                    self.signer
+                        .for_license(&license, hash.fingerprint(), echo, now, exceeded)?;
                 self.metrics.validation(signed.claims.status.as_str());
                 Ok(Validation::Document(signed))
             }

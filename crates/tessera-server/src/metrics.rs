@@ -4,6 +4,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -15,6 +16,44 @@ pub struct StatusLabel {
     pub status: &'static str,
 }
 
+/// Label: a license state.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// `active`, `suspended`, `revoked`.
+    pub state: String,
+}
+
+/// Label: an expiry horizon.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HorizonLabel {
+    /// `30d`, `7d`, `1d`, or `expired`.
+    pub within: String,
+}
+
+/// Label: a webhook delivery attempt's result.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    /// `delivered`, `retry`, `failed`.
+    pub result: &'static str,
+}
+
+/// Labels: an HTTP route (the matched pattern, never the raw path) and method.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    /// Route pattern, e.g. `/v1/admin/licenses/{id}`.
+    pub route: String,
+    /// HTTP method.
+    pub method: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ])
+}
+
 /// The authority's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -23,6 +62,20 @@ pub struct Metrics {
     pub validations: Family<StatusLabel, Counter>,
     /// Seconds from a change's commit to its write on a stream.
     pub propagation: Histogram,
+    /// Open change streams on this replica.
+    pub watchers: Gauge,
+    /// Licenses by stored state (all replicas: read from the database).
+    pub licenses: Family<StateLabel, Gauge>,
+    /// Active licenses expiring within each horizon (and already past it).
+    pub expiring: Family<HorizonLabel, Gauge>,
+    /// Horizon events raised, by horizon.
+    pub horizon_events: Family<HorizonLabel, Counter>,
+    /// Automatic renewals made.
+    pub auto_renewals: Counter,
+    /// Webhook delivery attempts, by result.
+    pub webhook_deliveries: Family<ResultLabel, Counter>,
+    /// HTTP request latency by route and method.
+    pub http_latency: HistogramFamily<RouteLabel>,
 }
 
 impl Default for Metrics {
@@ -55,10 +108,68 @@ impl Default for Metrics {
             "Time from a license change's commit to its document being handed to a watch stream",
             propagation.clone(),
         );
+        let watchers = Gauge::default();
+        registry.register(
+            "tessera_watchers",
+            "Change streams open on this replica",
+            watchers.clone(),
+        );
+        let licenses = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "tessera_licenses",
+            "Licenses by stored state",
+            licenses.clone(),
+        );
+        for state in ["active", "suspended", "revoked"] {
+            let _ = licenses.get_or_create(&StateLabel {
+                state: state.into(),
+            });
+        }
+        let expiring = Family::<HorizonLabel, Gauge>::default();
+        registry.register(
+            "tessera_licenses_expiring",
+            "Active licenses whose expiry falls within the horizon (within=\"expired\": already past it)",
+            expiring.clone(),
+        );
+        let horizon_events = Family::<HorizonLabel, Counter>::default();
+        registry.register(
+            "tessera_horizon_events",
+            "Expiry horizon events raised by the scheduler",
+            horizon_events.clone(),
+        );
+        let auto_renewals = Counter::default();
+        registry.register(
+            "tessera_auto_renewals",
+            "Licenses renewed automatically",
+            auto_renewals.clone(),
+        );
+        let webhook_deliveries = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "tessera_webhook_deliveries",
+            "Webhook delivery attempts by result (delivered, retry, failed)",
+            webhook_deliveries.clone(),
+        );
+        for result in ["delivered", "retry", "failed"] {
+            let _ = webhook_deliveries.get_or_create(&ResultLabel { result });
+        }
+        let http_latency: HistogramFamily<RouteLabel> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "tessera_http_request_duration_seconds",
+            "HTTP request latency by route pattern and method",
+            http_latency.clone(),
+        );
         Self {
             registry,
             validations,
             propagation,
+            watchers,
+            licenses,
+            expiring,
+            horizon_events,
+            auto_renewals,
+            webhook_deliveries,
+            http_latency,
         }
     }
 }
@@ -76,12 +187,95 @@ impl Metrics {
         self.propagation.observe(elapsed.as_secs_f64());
     }
 
-    /// The exposition text.
+    /// Count a horizon event.
+    pub fn horizon_event(&self, within: &str) {
+        self.horizon_events
+            .get_or_create(&HorizonLabel {
+                within: within.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count an automatic renewal.
+    pub fn auto_renewal(&self) {
+        self.auto_renewals.inc();
+    }
+
+    /// Count a webhook delivery attempt.
+    pub fn webhook_delivery(&self, result: &'static str) {
+        self.webhook_deliveries
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    /// Record one HTTP request's latency.
+    pub fn http_request(&self, route: &str, method: &str, elapsed: std::time::Duration) {
+        self.http_latency
+            .get_or_create(&RouteLabel {
+                route: route.to_owned(),
+                method: method.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text format (0.0.4), for scrapers and tools that do
+    /// not ask for OpenMetrics (`promtool check metrics`, `curl`): counter
+    /// families are named with their `_total` suffix and the `# EOF` and
+    /// `# UNIT` lines are left out.
+    #[must_use]
+    pub fn encode_prometheus_text(&self) -> String {
+        openmetrics_to_text(&self.encode())
+    }
+
+    /// The exposition text (OpenMetrics).
     #[must_use]
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// OpenMetrics → Prometheus text 0.0.4 for what `prometheus-client` emits.
+fn openmetrics_to_text(open: &str) -> String {
+    let counters: std::collections::HashSet<&str> = open
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(open.len() + 256);
+    for line in open.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(rewritten.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_get_their_total_name_in_text_format() {
+        let m = Metrics::default();
+        m.validation("active");
+        let text = m.encode_prometheus_text();
+        assert!(text.contains("# HELP tessera_validations_total Validations answered"));
+        assert!(text.contains("# TYPE tessera_validations_total counter"));
+        assert!(text.contains("tessera_validations_total{status=\"active\"} 1"));
+        assert!(text.contains("# TYPE tessera_propagation_seconds histogram"));
+        assert!(!text.contains("# EOF"));
+        assert!(m.encode().trim_end().ends_with("# EOF"));
     }
 }

@@ -31,6 +31,8 @@ pub struct Policy {
     pub auto_renew: bool,
     /// Period of automatic renewals.
     pub auto_renew_period: Option<Duration>,
+    /// How long before expiry an automatic renewal happens.
+    pub renew_before: Duration,
     /// Created.
     pub created_at: Timestamp,
 }
@@ -42,6 +44,8 @@ impl Policy {
     pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::hours(1);
     /// Default offline grace: 7 days.
     pub const DEFAULT_OFFLINE_GRACE: Duration = Duration::days(7);
+    /// Default renew-before window of automatic renewals: 7 days.
+    pub const DEFAULT_RENEW_BEFORE: Duration = Duration::days(7);
 
     /// The admin API's view.
     #[must_use]
@@ -58,6 +62,7 @@ impl Policy {
             renewal_basis: self.renewal_basis,
             auto_renew: self.auto_renew,
             auto_renew_period: self.auto_renew_period.map(format_duration),
+            renew_before: format_duration(self.renew_before),
             created_at: self.created_at,
         }
     }
@@ -83,6 +88,14 @@ pub struct LicensePolicy {
     pub offline_grace: Duration,
     /// Renewal basis.
     pub renewal_basis: RenewalBasis,
+    /// The policy's default duration.
+    pub duration: Option<Duration>,
+    /// The policy renews its licenses automatically.
+    pub auto_renew: bool,
+    /// Period of each automatic renewal.
+    pub auto_renew_period: Option<Duration>,
+    /// How long before expiry an automatic renewal happens.
+    pub renew_before: Duration,
 }
 
 /// A license as stored, joined with its customer's name and policy settings.
@@ -120,9 +133,60 @@ pub struct License {
     pub created_at: Timestamp,
     /// Last changed.
     pub updated_at: Timestamp,
+    /// The license's own auto-renew setting (`None`: its policy's).
+    pub auto_renew: Option<bool>,
 }
 
 impl License {
+    /// Whether the scheduler renews this license: its own setting, or else
+    /// its policy's; never for a perpetual, suspended or revoked one.
+    #[must_use]
+    pub fn auto_renews(&self) -> bool {
+        self.state == LicenseState::Active
+            && self.expires_at.is_some()
+            && self.auto_renew.unwrap_or(self.policy.auto_renew)
+    }
+
+    /// Length of one automatic renewal: the policy's period, else its
+    /// duration, else the license's own first period.
+    #[must_use]
+    pub fn renewal_period(&self) -> Option<Duration> {
+        self.policy
+            .auto_renew_period
+            .or(self.policy.duration)
+            .or_else(|| self.expires_at.map(|e| e - self.valid_from))
+            .filter(|d| *d > Duration::zero())
+    }
+
+    /// The automatic renewal due at `now`, if any: the new expiry. Counted
+    /// by the policy's basis; from the expiry, as many whole periods as
+    /// needed to leave the renew-before window (a license that lapsed while
+    /// the authority was down catches up in one change, not one per tick).
+    /// The window is at most half a period, so a renewal always leaves it.
+    #[must_use]
+    pub fn auto_renewal(&self, now: Timestamp) -> Option<Timestamp> {
+        if !self.auto_renews() {
+            return None;
+        }
+        let expires_at = self.expires_at?;
+        let period = self.renewal_period()?;
+        let before = self.policy.renew_before.min(period / 2);
+        if expires_at - before > now {
+            return None;
+        }
+        let mut next = match self.policy.renewal_basis {
+            RenewalBasis::FromExpiry => expires_at + period,
+            RenewalBasis::FromNow => now + period,
+        };
+        for _ in 0..100_000 {
+            if next - before > now {
+                return Some(next);
+            }
+            next += period;
+        }
+        None
+    }
+
     /// Status at `now`: state first, then the period, then trial.
     #[must_use]
     pub fn status_at(&self, now: Timestamp) -> Status {
@@ -154,6 +218,7 @@ impl License {
             expires_at: self.expires_at,
             revision: self.revision,
             token_last4: self.token_last4.clone(),
+            auto_renew: self.auto_renew.unwrap_or(self.policy.auto_renew),
             created_at: self.created_at,
             updated_at: self.updated_at,
         }
@@ -208,6 +273,8 @@ pub struct NewLicense {
     pub valid_from: Timestamp,
     /// End.
     pub expires_at: Option<Timestamp>,
+    /// Own auto-renew setting (`None`: the policy's).
+    pub auto_renew: Option<bool>,
 }
 
 /// A change to a license's mutable fields, applied only if the license is
@@ -281,15 +348,17 @@ impl InstanceSeen {
 }
 
 /// An installation as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Instance {
     /// Instance id.
     pub instance_id: String,
     /// First validation.
     #[serde(with = "tessera_protocol::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub first_seen: Timestamp,
     /// Latest validation.
     #[serde(with = "tessera_protocol::time::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub last_seen: Timestamp,
     /// App version.
     pub app_version: Option<String>,
@@ -393,7 +462,7 @@ pub struct Overview {
 }
 
 /// The fleet view of one license: who holds which revision.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Fleet {
     /// The license.
     pub license: String,
@@ -406,7 +475,7 @@ pub struct Fleet {
 }
 
 /// Counts of a [`Fleet`].
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct FleetSummary {
     /// Installations known.
     pub total: usize,
@@ -414,4 +483,88 @@ pub struct FleetSummary {
     pub current: usize,
     /// Installations with an open change stream.
     pub connected: usize,
+    /// Seat limit; `None` = unlimited.
+    pub max_users: Option<u32>,
+    /// Highest user count reported by an instance seen within the usage window.
+    pub seats_in_use: Option<u32>,
+    /// `seats_in_use` is over `max_users`.
+    pub seats_exceeded: bool,
+}
+
+/// A webhook endpoint as stored.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    /// `whk_…`.
+    pub id: String,
+    /// Target URL.
+    pub url: String,
+    /// Signing secret (never logged; `Debug` is only for tests' eyes —
+    /// see the manual impl below).
+    pub secret: WebhookSecret,
+    /// Event kinds (`*` = all).
+    pub kinds: Vec<String>,
+    /// Created.
+    pub created_at: Timestamp,
+}
+
+impl Webhook {
+    /// The admin API's view (without the secret).
+    #[must_use]
+    pub fn view(&self) -> wire::WebhookView {
+        wire::WebhookView {
+            id: self.id.clone(),
+            url: self.url.clone(),
+            events: self.kinds.clone(),
+            created_at: self.created_at,
+            secret: None,
+        }
+    }
+}
+
+/// A webhook's signing secret; `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret(pub String);
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(…)")
+    }
+}
+
+/// A delivery whose next attempt is due, with what it needs.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    /// Delivery id.
+    pub id: i64,
+    /// Webhook id.
+    pub webhook_id: String,
+    /// Target URL.
+    pub url: String,
+    /// Signing secret.
+    pub secret: WebhookSecret,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the event was written (retries stop 24 h later).
+    pub created_at: Timestamp,
+    /// The event.
+    pub event: tessera_protocol::wire::EventView,
+}
+
+/// The outcome of one delivery attempt, and what happens next.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// Which delivery.
+    pub delivery_id: i64,
+    /// When it was made.
+    pub at: Timestamp,
+    /// HTTP status, if an answer came.
+    pub status: Option<u16>,
+    /// Error text, if none came or it was not 2xx.
+    pub error: Option<String>,
+    /// How long it took.
+    pub millis: i64,
+    /// The delivery's state after it.
+    pub state: tessera_protocol::wire::DeliveryState,
+    /// The next attempt, while pending.
+    pub next_at: Timestamp,
 }

@@ -22,7 +22,8 @@ use crate::status::{self, Echo};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum CacheKey {
-    License(LicenseId, u64, Option<String>),
+    /// License, revision, instance, seats exceeded.
+    License(LicenseId, u64, Option<String>, bool),
     Unknown(TokenFingerprint, Option<String>),
 }
 
@@ -128,16 +129,20 @@ impl DocumentSigner {
         tfp: TokenFingerprint,
         echo: Echo,
         now: Timestamp,
+        seats_exceeded: bool,
     ) -> Result<Arc<SignedDocument>> {
         let key = self.reusable(&echo).then(|| {
             CacheKey::License(
                 license.id.clone(),
                 license.revision,
                 echo.instance_id.clone(),
+                seats_exceeded,
             )
         });
         self.cached(key, license.status_at(now), now, || {
-            status::license_claims(license, tfp, echo, now, None)
+            let mut claims = status::license_claims(license, tfp, echo, now, None);
+            claims.seats_exceeded = seats_exceeded;
+            claims
         })
     }
 

@@ -59,6 +59,7 @@ impl Fake {
             plan: Some("enterprise".into()),
             features: vec!["sso".into(), "audit".into()],
             max_users: Some(10),
+            seats_exceeded: false,
             customer: Some("Acme".into()),
             valid_from: Some(now - Duration::days(1)),
             expires_at: Some(now + Duration::days(30)),

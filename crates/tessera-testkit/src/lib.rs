@@ -18,7 +18,8 @@ pub use server::{Backend, Options, Stopped, TestDatabase, TestServer, assert_err
 /// family is not there at all, so a count of zero is a real zero.
 pub fn count_validations(metrics: &str) -> u64 {
     assert!(
-        metrics.contains("# TYPE tessera_validations counter"),
+        metrics.contains("# TYPE tessera_validations counter")
+            || metrics.contains("# TYPE tessera_validations_total counter"),
         "no validation counter in /metrics:\n{metrics}"
     );
     metrics
@@ -56,4 +57,46 @@ macro_rules! backend_tests {
             )*
         }
     };
+}
+
+/// Run `promtool check metrics` on an exposition text and fail the test on
+/// any complaint. promtool comes from Debian's `prometheus` package, which
+/// `scripts/test` installs; without it the test fails and says so.
+pub fn promtool_check(text: &str) {
+    use std::io::Write;
+    // promtool reads the Prometheus text format; the OpenMetrics `# EOF`
+    // line is the only difference it trips on.
+    let body: String = text
+        .lines()
+        .filter(|l| *l != "# EOF")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut child = match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            panic!("promtool is needed (apt-get install prometheus; scripts/test does it): {e}")
+        }
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let complaints = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && complaints.trim().is_empty(),
+        "promtool check metrics:\n{complaints}"
+    );
 }

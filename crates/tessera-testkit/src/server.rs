@@ -132,6 +132,8 @@ pub struct Options {
     pub limits: Option<tessera_server::Limits>,
     /// Reuse this PostgreSQL database (restarts).
     pub database: Option<Arc<TestDatabase>>,
+    /// Scheduler and webhook settings other than the defaults.
+    pub lifecycle: Option<tessera_server::Lifecycle>,
 }
 
 impl TestServer {
@@ -169,6 +171,9 @@ impl TestServer {
         config.database_url = database.as_ref().map(|d| d.url.clone());
         if let Some(limits) = options.limits {
             config.limits = limits;
+        }
+        if let Some(lifecycle) = options.lifecycle {
+            config.lifecycle = lifecycle;
         }
         let server = Server::open(config).await.expect("server opens");
         let public_key = server.startup().public_key.clone();

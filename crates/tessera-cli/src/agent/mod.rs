@@ -56,6 +56,10 @@ pub struct AgentArgs {
     /// The product's version, shown in the authority's fleet view.
     #[arg(long, env = "TESSERA_APP_VERSION")]
     app_version: Option<String>,
+    /// How often the user count posted to the agent's `/v1/usage` is
+    /// reported to the authority (metering).
+    #[arg(long, env = "TESSERA_USAGE_INTERVAL", default_value = "15m", value_parser = crate::parse_interval)]
+    usage_interval: std::time::Duration,
 }
 
 fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
@@ -77,7 +81,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty()),
         )
-        .state_dir(&args.state_dir);
+        .state_dir(&args.state_dir)
+        .usage_interval(args.usage_interval);
     for key in &args.public_keys {
         let key = PublicKey::from_paserk(key).with_context(|| format!("--public-key {key:?}"))?;
         builder = builder.public_key(key);

@@ -137,6 +137,7 @@ pub fn render(v: &StatusView) -> Markup {
                         }
                         dt { "Users" } dd #max-users {
                             (v.max_users.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()))
+                            @if v.seats_exceeded { " — " strong { "more users reported than the license allows" } }
                         }
                         dt { "Expires" } dd #expires { (expires) }
                         dt { "Revision" } dd #revision { (v.revision.map_or_else(|| "—".to_owned(), |r| r.to_string())) }

@@ -46,6 +46,7 @@ pub fn router(client: Client, addr: SocketAddr) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/refresh", post(refresh))
         .route("/v1/activate", post(activate))
+        .route("/v1/usage", post(usage))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -140,6 +141,25 @@ async fn activate(State(s): State<AgentState>, body: axum::body::Bytes) -> Respo
         Ok(_) => Json(StatusView::of(&s.client)).into_response(),
         Err(e) => client_error(&e),
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct UsageRequest {
+    users: u32,
+}
+
+/// The product tells the agent its user count; the agent reports it to
+/// the authority now and every usage interval.
+async fn usage(State(s): State<AgentState>, body: axum::body::Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<UsageRequest>(&body) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            "expected {\"users\": <whole number>}",
+        );
+    };
+    s.client.set_users(req.users);
+    StatusCode::ACCEPTED.into_response()
 }
 
 async fn status_page(State(s): State<AgentState>) -> maud::Markup {

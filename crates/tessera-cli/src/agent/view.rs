@@ -18,6 +18,8 @@ pub struct StatusView {
     pub plan: Option<String>,
     pub features: Vec<String>,
     pub max_users: Option<u32>,
+    /// The authority's metering shows more users than `max_users`.
+    pub seats_exceeded: bool,
     #[serde(with = "tessera_protocol::time::rfc3339_opt")]
     pub expires_at: Option<Timestamp>,
     /// Days until expiry, counting a started day as a day (1 = within 24 h;
@@ -56,6 +58,7 @@ impl StatusView {
             plan: license.and_then(|l| l.plan.clone()),
             features: license.map(|l| l.features.clone()).unwrap_or_default(),
             max_users: license.and_then(|l| l.max_users),
+            seats_exceeded: license.is_some_and(|l| l.seats_exceeded),
             expires_at,
             days_left: expires_at.map(|t| days_left(t - Utc::now())),
             revision: license.map(|l| l.revision),

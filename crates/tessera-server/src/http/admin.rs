@@ -5,13 +5,14 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use tessera_protocol::human::parse_duration;
 use tessera_protocol::wire::{
-    CustomerView, EventView, ExportRequest, ExtendRequest, IssueLicenseRequest, IssuedLicense,
-    LicenseExport, LicenseState, LicenseView, Page, PolicyInput, PolicyView, ReasonRequest,
+    CustomerView, DeliveryView, ErrorBody, EventView, ExportRequest, ExtendRequest,
+    IssueLicenseRequest, IssuedLicense, LicenseExport, LicenseState, LicenseView, Page,
+    PolicyInput, PolicyView, ReasonRequest, UsageView, WebhookInput, WebhookView,
 };
 use tessera_protocol::{LicenseId, Timestamp};
 
@@ -34,7 +35,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/licenses/{id}/revoke", post(revoke))
         .route("/v1/admin/licenses/{id}/export", post(export))
         .route("/v1/admin/licenses/{id}/instances", get(instances))
+        .route("/v1/admin/licenses/{id}/usage", get(usage))
         .route("/v1/admin/events", get(list_events))
+        .route(
+            "/v1/admin/webhooks",
+            get(list_webhooks).post(create_webhook),
+        )
+        .route("/v1/admin/webhooks/{id}", delete(remove_webhook))
+        .route("/v1/admin/webhooks/{id}/deliveries", get(deliveries))
 }
 
 type Svc = State<Arc<LicenseService>>;
@@ -57,6 +65,15 @@ fn optional_body<T: Default + for<'de> Deserialize<'de>>(body: &Bytes) -> Result
         .map_err(|e| ApiError(Error::bad_request("invalid_json", e.to_string())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/policies",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = PolicyInput,
+    responses((status = 201, body = PolicyView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "Create a policy."
+)]
 async fn create_policy(
     State(svc): Svc,
     admin: Admin,
@@ -66,6 +83,14 @@ async fn create_policy(
     Ok((StatusCode::CREATED, Json(policy.view())))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/policies",
+    tag = "admin",
+    security(("admin_key" = [])),
+    responses((status = 200, body = Page<PolicyView>), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "List policies."
+)]
 async fn list_policies(State(svc): Svc, _: Admin) -> Result<Json<Page<PolicyView>>, ApiError> {
     let items = svc
         .policies()
@@ -79,6 +104,14 @@ async fn list_policies(State(svc): Svc, _: Admin) -> Result<Json<Page<PolicyView
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/customers",
+    tag = "admin",
+    security(("admin_key" = [])),
+    responses((status = 200, body = Page<CustomerView>), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "List customers."
+)]
 async fn list_customers(State(svc): Svc, _: Admin) -> Result<Json<Page<CustomerView>>, ApiError> {
     let items = svc
         .customers()
@@ -97,6 +130,15 @@ async fn list_customers(State(svc): Svc, _: Admin) -> Result<Json<Page<CustomerV
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/licenses",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = IssueLicenseRequest,
+    responses((status = 201, body = IssuedLicense), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "Issue a license; the token is in this answer only."
+)]
 async fn issue(
     State(svc): Svc,
     admin: Admin,
@@ -112,6 +154,15 @@ async fn issue(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/licenses/{id}",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("id" = String, Path, description = "License id (lic_…)")),
+    responses((status = 200, body = LicenseView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "One license."
+)]
 async fn show(
     State(svc): Svc,
     _: Admin,
@@ -122,7 +173,8 @@ async fn show(
 }
 
 /// Query of `GET /v1/admin/licenses`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LicenseQuery {
     customer: Option<String>,
     state: Option<String>,
@@ -132,6 +184,15 @@ struct LicenseQuery {
     cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/licenses",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(LicenseQuery),
+    responses((status = 200, body = Page<LicenseView>), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "List licenses, filtered."
+)]
 async fn list_licenses(
     State(svc): Svc,
     State(limits): State<Limits>,
@@ -179,6 +240,16 @@ async fn list_licenses(
     }))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/licenses/{id}/extend",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = ExtendRequest,
+    params(("id" = String, Path, description = "License id (lic_…)")),
+    responses((status = 200, body = LicenseView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "Extend to a date or by a duration."
+)]
 async fn extend(
     State(svc): Svc,
     admin: Admin,
@@ -189,6 +260,16 @@ async fn extend(
     Ok(Json(license.view(svc.now())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/licenses/{id}/suspend",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = Option<ReasonRequest>,
+    params(("id" = String, Path, description = "License id (lic_…)")),
+    responses((status = 200, body = LicenseView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "Suspend (reversible)."
+)]
 async fn suspend(
     State(svc): Svc,
     admin: Admin,
@@ -202,6 +283,16 @@ async fn suspend(
     Ok(Json(license.view(svc.now())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/licenses/{id}/reinstate",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = Option<ReasonRequest>,
+    params(("id" = String, Path, description = "License id (lic_…)")),
+    responses((status = 200, body = LicenseView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "Reinstate a suspended license."
+)]
 async fn reinstate(
     State(svc): Svc,
     admin: Admin,
@@ -215,6 +306,16 @@ async fn reinstate(
     Ok(Json(license.view(svc.now())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/licenses/{id}/revoke",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = Option<ReasonRequest>,
+    params(("id" = String, Path, description = "License id (lic_…)")),
+    responses((status = 200, body = LicenseView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "Revoke (final)."
+)]
 async fn revoke(
     State(svc): Svc,
     admin: Admin,
@@ -228,6 +329,16 @@ async fn revoke(
     Ok(Json(license.view(svc.now())))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admin/licenses/{id}/export",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = ExportRequest,
+    params(("id" = String, Path, description = "License id (lic_…)")),
+    responses((status = 200, body = LicenseExport), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "A long-lived signed document for air-gapped sites."
+)]
 async fn export(
     State(svc): Svc,
     admin: Admin,
@@ -239,6 +350,15 @@ async fn export(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/licenses/{id}/instances",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("id" = String, Path, description = "License id (lic_…)")),
+    responses((status = 200, body = Fleet), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "The fleet view: who holds which revision."
+)]
 /// `GET /v1/admin/licenses/{id}/instances`: the fleet view.
 async fn instances(
     State(svc): Svc,
@@ -249,7 +369,8 @@ async fn instances(
 }
 
 /// Query of `GET /v1/admin/events`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventQuery {
     license: Option<String>,
     /// Oldest first, after this sequence number.
@@ -259,6 +380,15 @@ struct EventQuery {
     limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admin/events",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(EventQuery),
+    responses((status = 200, body = Page<EventView>), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "The audit log."
+)]
 async fn list_events(
     State(svc): Svc,
     State(limits): State<Limits>,
@@ -284,3 +414,139 @@ async fn list_events(
         .flatten();
     Ok(Json(Page { items, next_cursor }))
 }
+
+/// Query of `GET /v1/admin/licenses/{id}/usage`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct UsageQuery {
+    /// Daily maxima to return (default 30, at most 366).
+    days: Option<u32>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admin/licenses/{id}/usage",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("id" = String, Path, description = "License id (lic_…)"), UsageQuery),
+    responses((status = 200, body = UsageView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "Metering: seats in use and daily maxima."
+)]
+/// Metering: seats in use against the limit, and daily maxima.
+async fn usage(
+    State(svc): Svc,
+    _: Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<UsageQuery>,
+) -> Result<Json<UsageView>, ApiError> {
+    let days = q.days.unwrap_or(30).clamp(1, 366);
+    Ok(Json(svc.usage(&license_id(&id)?, days).await?))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/admin/webhooks",
+    tag = "admin",
+    security(("admin_key" = [])),
+    request_body = WebhookInput,
+    responses((status = 201, body = WebhookView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "Add a webhook endpoint; its secret is in this answer only."
+)]
+/// Create a webhook endpoint; the answer holds its secret, this once.
+async fn create_webhook(
+    State(svc): Svc,
+    admin: Admin,
+    ApiJson(input): ApiJson<WebhookInput>,
+) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
+    Ok((
+        StatusCode::CREATED,
+        Json(svc.create_webhook(input, &admin.name).await?),
+    ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admin/webhooks",
+    tag = "admin",
+    security(("admin_key" = [])),
+    responses((status = 200, body = Page<WebhookView>), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "List webhook endpoints."
+)]
+async fn list_webhooks(State(svc): Svc, _: Admin) -> Result<Json<Page<WebhookView>>, ApiError> {
+    Ok(Json(Page {
+        items: svc.webhooks().await?,
+        next_cursor: None,
+    }))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/webhooks/{id}",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("id" = String, Path, description = "Webhook id (whk_…)")),
+    responses((status = 204, description = "Removed"), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "Remove a webhook endpoint."
+)]
+async fn remove_webhook(
+    State(svc): Svc,
+    admin: Admin,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    svc.remove_webhook(&id, &admin.name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Query of `GET /v1/admin/webhooks/{id}/deliveries`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DeliveryQuery {
+    limit: Option<u32>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admin/webhooks/{id}/deliveries",
+    tag = "admin",
+    security(("admin_key" = [])),
+    params(("id" = String, Path, description = "Webhook id (whk_…)"), DeliveryQuery),
+    responses((status = 200, body = Page<DeliveryView>), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    description = "A webhook's delivery log."
+)]
+/// The delivery log of a webhook, newest first.
+async fn deliveries(
+    State(svc): Svc,
+    State(limits): State<Limits>,
+    _: Admin,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DeliveryQuery>,
+) -> Result<Json<Page<DeliveryView>>, ApiError> {
+    Ok(Json(Page {
+        items: svc.deliveries(&id, page_size(q.limit, &limits)).await?,
+        next_cursor: None,
+    }))
+}
+
+/// The admin API's part of `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create_policy,
+    list_policies,
+    list_customers,
+    issue,
+    show,
+    list_licenses,
+    extend,
+    suspend,
+    reinstate,
+    revoke,
+    export,
+    instances,
+    usage,
+    list_events,
+    create_webhook,
+    list_webhooks,
+    remove_webhook,
+    deliveries
+))]
+pub struct AdminApi;

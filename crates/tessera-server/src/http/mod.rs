@@ -3,7 +3,8 @@
 //! - [`public`]: what licensed products call (`/v1/validate`, `/v1/keys`);
 //! - [`admin`]: the vendor's admin API (`/v1/admin/…`, admin key required);
 //! - [`backstage`]: health, readiness and metrics for operators;
-//! - [`console`]: the admin web console (pages at `/`).
+//! - [`console`]: the admin web console (pages at `/`);
+//! - [`openapi`]: `/openapi.json`, assembled from the handlers' annotations.
 //!
 //! Handlers hold no SQL and no business rules: they parse, call the
 //! [`LicenseService`](crate::licenses::LicenseService), and map errors with
@@ -14,6 +15,7 @@ pub mod backstage;
 pub mod console;
 mod error;
 mod extract;
+pub mod openapi;
 pub mod public;
 pub mod ratelimit;
 mod watch;
@@ -67,6 +69,10 @@ pub fn router(state: AppState) -> Router {
         .merge(console::router(&state))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.licenses.clone(),
+            record_latency,
+        ))
         .with_state(state.clone())
         .layer(
             // Spans carry method and path only: tokens never travel in URLs,
@@ -77,6 +83,30 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(CatchPanicLayer::custom(error::panic_response))
         .merge(streams.with_state(state))
+}
+
+/// Latency by route pattern (`MatchedPath`, so ids never become label
+/// values) and method. A route layer: unmatched paths are not recorded.
+async fn record_latency(
+    axum::extract::State(licenses): axum::extract::State<
+        std::sync::Arc<crate::licenses::LicenseService>,
+    >,
+    req: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    if let Some(route) = route {
+        licenses
+            .metrics()
+            .http_request(&route, &method, started.elapsed());
+    }
+    response
 }
 
 /// Grace given to in-flight requests at shutdown.

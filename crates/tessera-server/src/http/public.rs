@@ -7,7 +7,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use std::sync::Arc;
-use tessera_protocol::wire::{AckRequest, KeyInfo, KeysResponse, ValidateRequest};
+use tessera_protocol::wire::{
+    AckRequest, ErrorBody, KeyInfo, KeysResponse, UsageRequest, UsageView, ValidateRequest,
+    ValidateResponse,
+};
 
 use super::{ApiError, ApiJson, AppState, ratelimit};
 use crate::licenses::{HeldTag, LicenseService, Validation};
@@ -17,6 +20,7 @@ pub fn router(state: AppState) -> Router<AppState> {
     let limited = Router::new()
         .route("/v1/validate", post(validate))
         .route("/v1/instances/ack", post(ack))
+        .route("/v1/usage", post(usage))
         .route_layer(middleware::from_fn_with_state(
             state.limiter.clone(),
             ratelimit::limit,
@@ -24,6 +28,18 @@ pub fn router(state: AppState) -> Router<AppState> {
     Router::new().merge(limited).route("/v1/keys", get(keys))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/validate",
+    tag = "public",
+    request_body = ValidateRequest,
+    params(("If-None-Match" = Option<String>, Header, description = "ETag of the held document")),
+    responses(
+        (status = 200, body = ValidateResponse, description = "A signed status document, for every well-formed token"),
+        (status = 304, description = "The held document is current"),
+        (status = "4XX", body = ErrorBody, description = "JSON error")
+    )
+)]
 /// A signed status document for any well-formed token, known or not.
 /// `If-None-Match: "<rev>-<iat>"` (the `ETag` of an earlier answer) may be
 /// answered `304 Not Modified`.
@@ -64,6 +80,13 @@ pub fn streams(state: AppState) -> Router<AppState> {
         ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/instances/ack",
+    tag = "public",
+    request_body = AckRequest,
+    responses((status = 204, description = "Recorded"), (status = "4XX", body = ErrorBody, description = "JSON error"))
+)]
 /// An instance reports the revision it holds.
 async fn ack(
     State(licenses): State<Arc<LicenseService>>,
@@ -73,6 +96,28 @@ async fn ack(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/usage",
+    tag = "public",
+    request_body = UsageRequest,
+    responses((status = 200, body = UsageView), (status = "4XX", body = ErrorBody, description = "JSON error"))
+)]
+/// Metering: an instance reports its user count; the answer says where
+/// the license stands against its seat limit.
+async fn usage(
+    State(licenses): State<Arc<LicenseService>>,
+    ApiJson(req): ApiJson<UsageRequest>,
+) -> Result<Json<UsageView>, ApiError> {
+    Ok(Json(licenses.report_usage(req).await?))
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "public",
+    responses((status = 200, body = KeysResponse))
+)]
 /// The public keys documents are signed with.
 async fn keys(State(licenses): State<Arc<LicenseService>>) -> Json<KeysResponse> {
     let key = licenses.signer().public_key();
@@ -84,3 +129,8 @@ async fn keys(State(licenses): State<Arc<LicenseService>>) -> Json<KeysResponse>
         }],
     })
 }
+
+/// The public API's part of `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(validate, ack, usage, keys, super::watch::watch))]
+pub struct PublicApi;

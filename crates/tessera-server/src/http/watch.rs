@@ -38,6 +38,22 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/watch",
+    tag = "public",
+    security(("license_token" = [])),
+    params(
+        ("Tessera-Instance" = Option<String>, Header, description = "The watching instance's id"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Revision held: the first event is skipped when it is current")
+    ),
+    responses(
+        (status = 200, content_type = "text/event-stream", body = String,
+         description = "`event: status`, `id: <revision>`, `data: <document>`; keep-alive comments"),
+        (status = "4XX", body = tessera_protocol::wire::ErrorBody, description = "JSON error"),
+        (status = 503, body = tessera_protocol::wire::ErrorBody, description = "Watcher limit reached")
+    )
+)]
 pub(super) async fn watch(
     State(licenses): State<Arc<LicenseService>>,
     State(limits): State<Limits>,

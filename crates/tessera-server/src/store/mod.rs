@@ -13,10 +13,11 @@ mod sql;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use tessera_protocol::wire::EventView;
+use tessera_protocol::wire::{DeliveryView, EventView, UsageDay};
 use tessera_protocol::{LicenseId, Timestamp, TokenHash};
 
 use crate::error::Result;
+use crate::model::{Attempt, DueDelivery, Webhook};
 use crate::model::{
     Customer, EventFilter, Instance, InstanceSeen, License, LicenseChange, LicenseFilter,
     LicenseSearch, NewEvent, NewLicense, NewPolicy, Overview, Policy, Session,
@@ -189,4 +190,55 @@ pub trait LicenseStore: Send + Sync + 'static {
 
     /// Installations of one license, most recently seen first.
     async fn instances(&self, license: &LicenseId) -> Result<Vec<Instance>>;
+
+    // ----- lifecycle --------------------------------------------------------
+
+    /// Active licenses expiring at or before `until` for which `horizon`
+    /// has not yet been recorded at their current expiry; at most `limit`.
+    async fn horizon_due(
+        &self,
+        horizon: &str,
+        until: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<License>>;
+
+    /// Record that `license` reached `horizon` for its expiry `expires_at`,
+    /// with `event` (or silently, when a narrower horizon spoke for it) in
+    /// the same transaction. `false` when it was already recorded.
+    async fn fire_horizon(
+        &self,
+        license: &License,
+        horizon: &str,
+        event: Option<NewEvent>,
+    ) -> Result<bool>;
+
+    /// Active auto-renewing licenses inside their renew-before window at `now`.
+    async fn auto_renew_due(&self, now: Timestamp, limit: u32) -> Result<Vec<License>>;
+
+    /// Create a webhook endpoint and its audit event.
+    async fn create_webhook(&self, webhook: &Webhook, event: NewEvent) -> Result<()>;
+
+    /// Webhook endpoints not removed, oldest first.
+    async fn webhooks(&self) -> Result<Vec<Webhook>>;
+
+    /// Remove a webhook (pending deliveries to it stop); `false` if unknown.
+    async fn remove_webhook(&self, id: &str, event: NewEvent) -> Result<bool>;
+
+    /// Pending deliveries due at `now`, oldest first.
+    async fn due_deliveries(&self, now: Timestamp, limit: u32) -> Result<Vec<DueDelivery>>;
+
+    /// Log an attempt and move its delivery on, in one transaction.
+    async fn record_attempt(&self, attempt: &Attempt) -> Result<()>;
+
+    /// Deliveries of one webhook, newest first.
+    async fn deliveries(&self, webhook: &str, limit: u32) -> Result<Vec<DeliveryView>>;
+
+    /// Highest user count reported by an instance of `license` seen since `since`.
+    async fn seats_in_use(&self, license: &LicenseId, since: Timestamp) -> Result<Option<u32>>;
+
+    /// Active licenses whose expiry is in `(now, until]`.
+    async fn count_expiring(&self, now: Timestamp, until: Timestamp) -> Result<i64>;
+
+    /// Daily maxima of reported users, newest first.
+    async fn usage_days(&self, license: &LicenseId, limit: u32) -> Result<Vec<UsageDay>>;
 }

@@ -49,6 +49,7 @@ pub(crate) struct PolicyRow {
     renewal_basis: String,
     auto_renew: bool,
     auto_renew_period_secs: Option<i64>,
+    renew_before_secs: i64,
     created_at: i64,
 }
 
@@ -67,6 +68,7 @@ impl TryFrom<PolicyRow> for Policy {
             renewal_basis: basis_of(&r.renewal_basis)?,
             auto_renew: r.auto_renew,
             auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
+            renew_before: Duration::seconds(r.renew_before_secs),
             created_at: ts(r.created_at)?,
         })
     }
@@ -77,7 +79,7 @@ macro_rules! policy_columns {
     () => {
         "id, name, duration_secs, features, max_users, trial, \
          refresh_interval_secs, offline_grace_secs, renewal_basis, auto_renew, \
-         auto_renew_period_secs, created_at"
+         auto_renew_period_secs, renew_before_secs, created_at"
     };
 }
 pub(crate) use policy_columns;
@@ -93,6 +95,11 @@ pub(crate) struct LicenseRow {
     refresh_interval_secs: i64,
     offline_grace_secs: i64,
     renewal_basis: String,
+    policy_duration_secs: Option<i64>,
+    policy_auto_renew: bool,
+    auto_renew_period_secs: Option<i64>,
+    renew_before_secs: i64,
+    auto_renew: Option<bool>,
     plan: String,
     features: String,
     max_users: Option<i64>,
@@ -120,7 +127,12 @@ impl TryFrom<LicenseRow> for License {
                 refresh_interval: Duration::seconds(r.refresh_interval_secs),
                 offline_grace: Duration::seconds(r.offline_grace_secs),
                 renewal_basis: basis_of(&r.renewal_basis)?,
+                duration: r.policy_duration_secs.map(Duration::seconds),
+                auto_renew: r.policy_auto_renew,
+                auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
+                renew_before: Duration::seconds(r.renew_before_secs),
             },
+            auto_renew: r.auto_renew,
             plan: r.plan,
             features: features_of(&r.features)?,
             max_users: u32_opt(r.max_users, "max_users")?,
@@ -142,7 +154,9 @@ macro_rules! license_select {
     () => {
         "SELECT l.id, l.token_hash, l.token_last4, l.customer_id, \
      c.name AS customer, p.name AS policy_name, p.refresh_interval_secs, \
-     p.offline_grace_secs, p.renewal_basis, l.plan, l.features, l.max_users, l.trial, \
+     p.offline_grace_secs, p.renewal_basis, p.duration_secs AS policy_duration_secs, \
+     p.auto_renew AS policy_auto_renew, p.auto_renew_period_secs, p.renew_before_secs, \
+     l.auto_renew, l.plan, l.features, l.max_users, l.trial, \
      l.valid_from, l.expires_at, l.state, l.revision, l.created_at, l.updated_at \
      FROM licenses l JOIN customers c ON c.id = l.customer_id \
      JOIN policies p ON p.id = l.policy_id "

@@ -51,8 +51,8 @@ macro_rules! impl_license_store {
                 let inserted = sqlx::query(
                     "INSERT INTO policies (id, name, duration_secs, features, max_users, trial, \
                      refresh_interval_secs, offline_grace_secs, renewal_basis, auto_renew, \
-                     auto_renew_period_secs, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                     auto_renew_period_secs, created_at, renew_before_secs) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                      ON CONFLICT (name) DO NOTHING",
                 )
                 .bind(&new.id)
@@ -67,6 +67,7 @@ macro_rules! impl_license_store {
                 .bind(p.auto_renew)
                 .bind(p.auto_renew_period.map(|d| d.num_seconds()))
                 .bind(p.created_at.timestamp())
+                .bind(p.renew_before.num_seconds())
                 .execute(&mut *tx)
                 .await?;
                 if inserted.rows_affected() == 0 {
@@ -135,8 +136,8 @@ macro_rules! impl_license_store {
                 sqlx::query(
                     "INSERT INTO licenses (id, token_hash, token_last4, customer_id, policy_id, plan, \
                      features, max_users, trial, valid_from, expires_at, state, revision, created_at, \
-                     updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', 1, $12, $12)",
+                     updated_at, auto_renew) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', 1, $12, $12, $13)",
                 )
                 .bind(l.id.as_str())
                 .bind(l.token_hash.as_str())
@@ -150,6 +151,7 @@ macro_rules! impl_license_store {
                 .bind(l.valid_from.timestamp())
                 .bind(l.expires_at.map(|t| t.timestamp()))
                 .bind(now)
+                .bind(l.auto_renew)
                 .execute(&mut *tx)
                 .await?;
                 insert_event(&mut tx, Some(&l.id), Some(1), &event).await?;
@@ -309,6 +311,22 @@ macro_rules! impl_license_store {
                     .bind(s.held_revision.map(i64_of))
                     .execute(&mut *tx)
                     .await?;
+                    if let Some(users) = s.users {
+                        // The day's maximum per instance (metering).
+                        sqlx::query(
+                            "INSERT INTO usage_daily (license_id, instance_id, day, max_users) \
+                             VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (license_id, instance_id, day) DO UPDATE SET \
+                             max_users = CASE WHEN excluded.max_users > usage_daily.max_users \
+                                 THEN excluded.max_users ELSE usage_daily.max_users END",
+                        )
+                        .bind(s.license_id.as_str())
+                        .bind(&s.instance_id)
+                        .bind(s.at.format("%Y-%m-%d").to_string())
+                        .bind(i64::from(users))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
                 }
                 tx.commit().await?;
                 Ok(())
@@ -534,17 +552,336 @@ macro_rules! impl_license_store {
                 collect(rows)
             }
 
+            async fn horizon_due(
+                &self,
+                horizon: &str,
+                until: Timestamp,
+                limit: u32,
+            ) -> Result<Vec<License>> {
+                let rows: Vec<LicenseRow> = sqlx::query_as(concat!(
+                    license_select!(),
+                    "WHERE l.state = 'active' AND l.expires_at IS NOT NULL AND l.expires_at <= $1 \
+                     AND NOT EXISTS (SELECT 1 FROM horizons_fired h WHERE h.license_id = l.id \
+                                     AND h.horizon = $2 AND h.expires_at = l.expires_at) \
+                     ORDER BY l.expires_at, l.id LIMIT $3"
+                ))
+                .bind(until.timestamp())
+                .bind(horizon)
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                collect(rows)
+            }
+
+            async fn fire_horizon(
+                &self,
+                license: &License,
+                horizon: &str,
+                event: Option<NewEvent>,
+            ) -> Result<bool> {
+                let Some(expires_at) = license.expires_at else {
+                    return Ok(false);
+                };
+                let mut tx = self.writer().begin().await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO horizons_fired (license_id, horizon, expires_at, fired_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(license.id.as_str())
+                .bind(horizon)
+                .bind(expires_at.timestamp())
+                .bind(event.as_ref().map_or(expires_at.timestamp(), |e| e.at.timestamp()))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 0 {
+                    return Ok(false);
+                }
+                if let Some(event) = &event {
+                    insert_event(&mut tx, Some(&license.id), Some(license.revision), event).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn auto_renew_due(&self, now: Timestamp, limit: u32) -> Result<Vec<License>> {
+                let rows: Vec<LicenseRow> = sqlx::query_as(concat!(
+                    license_select!(),
+                    "WHERE l.state = 'active' AND l.expires_at IS NOT NULL \
+                     AND COALESCE(l.auto_renew, p.auto_renew) \
+                     AND l.expires_at - p.renew_before_secs <= $1 \
+                     ORDER BY l.expires_at, l.id LIMIT $2"
+                ))
+                .bind(now.timestamp())
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                collect(rows)
+            }
+
+            async fn create_webhook(
+                &self,
+                w: &crate::model::Webhook,
+                event: NewEvent,
+            ) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "INSERT INTO webhooks (id, url, secret, created_at) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(&w.id)
+                .bind(&w.url)
+                .bind(&w.secret.0)
+                .bind(w.created_at.timestamp())
+                .execute(&mut *tx)
+                .await?;
+                for kind in &w.kinds {
+                    sqlx::query(
+                        "INSERT INTO webhook_kinds (webhook_id, kind) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&w.id)
+                    .bind(kind)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                insert_event(&mut tx, None, None, &event).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn webhooks(&self) -> Result<Vec<crate::model::Webhook>> {
+                let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+                    "SELECT id, url, secret, created_at FROM webhooks WHERE removed_at IS NULL \
+                     ORDER BY created_at, id",
+                )
+                .fetch_all(self.reader())
+                .await?;
+                let kinds: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT k.webhook_id, k.kind FROM webhook_kinds k \
+                     JOIN webhooks w ON w.id = k.webhook_id WHERE w.removed_at IS NULL \
+                     ORDER BY k.kind",
+                )
+                .fetch_all(self.reader())
+                .await?;
+                rows.into_iter()
+                    .map(|(id, url, secret, created)| {
+                        Ok(crate::model::Webhook {
+                            kinds: kinds
+                                .iter()
+                                .filter(|(w, _)| *w == id)
+                                .map(|(_, k)| k.clone())
+                                .collect(),
+                            id,
+                            url,
+                            secret: crate::model::WebhookSecret(secret),
+                            created_at: super::rows::ts(created)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn remove_webhook(&self, id: &str, event: NewEvent) -> Result<bool> {
+                let mut tx = self.writer().begin().await?;
+                let now = event.at.timestamp();
+                let removed = sqlx::query(
+                    "UPDATE webhooks SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if removed == 0 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "UPDATE deliveries SET state = 'failed', last_error = 'webhook removed', \
+                     updated_at = $1 WHERE webhook_id = $2 AND state = 'pending'",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                insert_event(&mut tx, None, None, &event).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn due_deliveries(
+                &self,
+                now: Timestamp,
+                limit: u32,
+            ) -> Result<Vec<crate::model::DueDelivery>> {
+                #[derive(sqlx::FromRow)]
+                struct Due {
+                    id: i64,
+                    webhook_id: String,
+                    url: String,
+                    secret: String,
+                    attempts: i64,
+                    created_at: i64,
+                    #[sqlx(flatten)]
+                    event: EventRow,
+                }
+                let rows: Vec<Due> = sqlx::query_as(
+                    "SELECT d.id, d.webhook_id, w.url, w.secret, d.attempts, d.created_at, \
+                     e.seq, e.at, e.actor, e.kind, e.license_id, e.revision, e.before, e.after \
+                     FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+                     JOIN events e ON e.seq = d.event_seq \
+                     WHERE d.state = 'pending' AND d.next_at <= $1 \
+                     ORDER BY d.next_at, d.id LIMIT $2",
+                )
+                .bind(now.timestamp())
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                rows.into_iter()
+                    .map(|r| {
+                        Ok(crate::model::DueDelivery {
+                            id: r.id,
+                            webhook_id: r.webhook_id,
+                            url: r.url,
+                            secret: crate::model::WebhookSecret(r.secret),
+                            attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
+                            created_at: super::rows::ts(r.created_at)?,
+                            event: EventView::try_from(r.event)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn record_attempt(&self, a: &crate::model::Attempt) -> Result<()> {
+                let mut tx = self.writer().begin().await?;
+                sqlx::query(
+                    "INSERT INTO delivery_attempts (delivery_id, at, status, error, millis) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(a.delivery_id)
+                .bind(a.at.timestamp())
+                .bind(a.status.map(i64::from))
+                .bind(&a.error)
+                .bind(a.millis)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE deliveries SET state = $1, attempts = attempts + 1, next_at = $2, \
+                     last_status = $3, last_error = $4, updated_at = $5 \
+                     WHERE id = $6 AND state = 'pending'",
+                )
+                .bind(a.state.as_str())
+                .bind(a.next_at.timestamp())
+                .bind(a.status.map(i64::from))
+                .bind(&a.error)
+                .bind(a.at.timestamp())
+                .bind(a.delivery_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn deliveries(
+                &self,
+                webhook: &str,
+                limit: u32,
+            ) -> Result<Vec<tessera_protocol::wire::DeliveryView>> {
+                #[allow(clippy::type_complexity)]
+                let rows: Vec<(i64, String, i64, String, String, i64, Option<i64>, Option<String>, i64, i64)> =
+                    sqlx::query_as(
+                        "SELECT d.id, d.webhook_id, d.event_seq, e.kind, d.state, d.attempts, \
+                         d.last_status, d.last_error, d.next_at, d.created_at \
+                         FROM deliveries d JOIN events e ON e.seq = d.event_seq \
+                         WHERE d.webhook_id = $1 ORDER BY d.id DESC LIMIT $2",
+                    )
+                    .bind(webhook)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await?;
+                rows.into_iter()
+                    .map(|(id, webhook, event_seq, kind, state, attempts, status, error, next_at, created)| {
+                        let state = tessera_protocol::wire::DeliveryState::parse(&state)
+                            .ok_or_else(|| Error::Corrupt(format!("delivery state {state}")))?;
+                        Ok(tessera_protocol::wire::DeliveryView {
+                            id,
+                            webhook,
+                            event_seq,
+                            kind,
+                            state,
+                            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+                            last_status: status.and_then(|s| u16::try_from(s).ok()),
+                            last_error: error,
+                            next_at: (state == tessera_protocol::wire::DeliveryState::Pending)
+                                .then(|| super::rows::ts(next_at))
+                                .transpose()?,
+                            created_at: super::rows::ts(created)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn seats_in_use(
+                &self,
+                license: &LicenseId,
+                since: Timestamp,
+            ) -> Result<Option<u32>> {
+                let (max,): (Option<i64>,) = sqlx::query_as(
+                    "SELECT MAX(users) FROM instances WHERE license_id = $1 AND last_seen >= $2",
+                )
+                .bind(license.as_str())
+                .bind(since.timestamp())
+                .fetch_one(self.reader())
+                .await?;
+                Ok(max.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+            }
+
+            async fn count_expiring(&self, now: Timestamp, until: Timestamp) -> Result<i64> {
+                let (n,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM licenses WHERE state = 'active' \
+                     AND expires_at > $1 AND expires_at <= $2",
+                )
+                .bind(now.timestamp())
+                .bind(until.timestamp())
+                .fetch_one(self.reader())
+                .await?;
+                Ok(n)
+            }
+
+            async fn usage_days(
+                &self,
+                license: &LicenseId,
+                limit: u32,
+            ) -> Result<Vec<tessera_protocol::wire::UsageDay>> {
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT day, MAX(max_users) FROM usage_daily WHERE license_id = $1 \
+                     GROUP BY day ORDER BY day DESC LIMIT $2",
+                )
+                .bind(license.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(self.reader())
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(day, max)| tessera_protocol::wire::UsageDay {
+                        day,
+                        max_users: u32::try_from(max).unwrap_or(u32::MAX),
+                    })
+                    .collect())
+            }
+
         }
 
+        /// Append an event and, in the same transaction, its deliveries to
+        /// every webhook that wants its kind (the outbox: an event committed
+        /// is an event delivered, even across a crash).
         async fn insert_event(
             tx: &mut $conn,
             license: Option<&LicenseId>,
             revision: Option<u64>,
             e: &NewEvent,
         ) -> Result<()> {
-            sqlx::query(
+            let (seq,): (i64,) = sqlx::query_as(
                 "INSERT INTO events (at, actor, kind, license_id, revision, before, after) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
             )
             .bind(e.at.timestamp())
             .bind(&e.actor)
@@ -553,7 +890,19 @@ macro_rules! impl_license_store {
             .bind(revision.map(i64_of))
             .bind(json_text(&e.before))
             .bind(json_text(&e.after))
-            .execute(tx)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO deliveries (webhook_id, event_seq, state, attempts, next_at, \
+                 created_at, updated_at) \
+                 SELECT w.id, $1, 'pending', 0, $2, $2, $2 FROM webhooks w \
+                 WHERE w.removed_at IS NULL AND EXISTS (SELECT 1 FROM webhook_kinds k \
+                   WHERE k.webhook_id = w.id AND (k.kind = $3 OR k.kind = '*'))",
+            )
+            .bind(seq)
+            .bind(e.at.timestamp())
+            .bind(e.kind)
+            .execute(&mut *tx)
             .await?;
             Ok(())
         }

@@ -66,6 +66,11 @@ if (fleet) {
   const render = (f) => {
     document.getElementById('delivered').textContent = `Delivered to ${f.summary.current} of ${f.summary.total}`;
     document.getElementById('connected').textContent = `${f.summary.connected} connected`;
+    const seats = document.getElementById('seats');
+    const used = f.summary.seats_in_use == null ? 'no usage reported' : `${f.summary.seats_in_use} in use`;
+    seats.textContent = f.summary.max_users == null ? `Seats: ${used} (no limit)`
+      : `Seats: ${used} of ${f.summary.max_users}` + (f.summary.seats_exceeded ? ' — over the limit' : '');
+    seats.className = f.summary.seats_exceeded ? 'over' : '';
     const body = document.getElementById('fleet-rows');
     const maxUsers = fleet.dataset.maxUsers ? Number(fleet.dataset.maxUsers) : null;
     body.replaceChildren(...f.instances.map((i) => {

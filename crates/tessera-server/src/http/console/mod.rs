@@ -541,6 +541,7 @@ async fn issue(
         },
         expires_at,
         perpetual,
+        auto_renew: form.auto_renew.is_some().then_some(true),
     };
     match svc.issue(req, &console.session.key_name).await {
         Ok((license, token)) => {
@@ -875,6 +876,10 @@ struct PolicyForm {
     renewal_basis: String,
     #[serde(default)]
     trial: Option<String>,
+    #[serde(default)]
+    auto_renew: Option<String>,
+    #[serde(default)]
+    renew_before: String,
 }
 
 async fn create_policy(
@@ -902,8 +907,9 @@ async fn create_policy(
         } else {
             RenewalBasis::FromExpiry
         }),
-        auto_renew: false,
+        auto_renew: f.auto_renew.is_some(),
         auto_renew_period: None,
+        renew_before: optional(&f.renew_before),
     };
     match svc.create_policy(input, &console.session.key_name).await {
         Ok(_) => Ok(Redirect::to("/policies?done=created").into_response()),

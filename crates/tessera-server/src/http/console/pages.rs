@@ -295,6 +295,8 @@ pub struct IssueForm {
     pub perpetual: Option<String>,
     #[serde(default)]
     pub trial: Option<String>,
+    #[serde(default)]
+    pub auto_renew: Option<String>,
 }
 
 pub fn issue_form(
@@ -328,6 +330,7 @@ pub fn issue_form(
                 div.row style="margin-bottom: 1rem;" {
                     label { input #perpetual type="checkbox" name="perpetual" value="on" checked[f.perpetual.is_some()]; " Perpetual (no expiry)" }
                     label { input #trial type="checkbox" name="trial" value="on" checked[f.trial.is_some()]; " Trial" }
+                    label { input #auto_renew type="checkbox" name="auto_renew" value="on" checked[f.auto_renew.is_some()]; " Renew automatically" }
                 }
                 button #issue type="submit" { "Issue license" }
             }
@@ -381,6 +384,12 @@ pub fn license(
                         dt { "Plan" } dd #plan { (l.plan) @if l.trial { " (trial)" } }
                         dt { "Features" } dd #features { @if l.features.is_empty() { span.muted { "none" } } @else { (l.features.join(", ")) } }
                         dt { "Users" } dd #max-users { @if let Some(n) = l.max_users { (n) } @else { "unlimited" } }
+                        dt { "Renewal" } dd #auto-renew {
+                            @if l.auto_renews() {
+                                "automatic, by " (l.renewal_period().map_or_else(|| "its period".to_owned(), tessera_protocol::human::format_duration))
+                                " about " (tessera_protocol::human::format_duration(l.policy.renew_before)) " before expiry"
+                            } @else { "manual" }
+                        }
                         dt { "Valid from" } dd { (when(&l.valid_from)) }
                         dt { "Expires" } dd #expires { (expiry(l, c.now)) }
                         dt { "Revision" } dd #revision { (l.revision) }
@@ -420,6 +429,9 @@ pub fn license(
                     strong #delivered { "Delivered to " (fleet.summary.current) " of " (fleet.summary.total) }
                     " · " span #connected { (fleet.summary.connected) " connected" }
                     " · " span.muted { "revision " (fleet.revision) " is current; this updates by itself" }
+                }
+                p #seats class=[fleet.summary.seats_exceeded.then_some("over")] {
+                    (seats_text(&fleet.summary))
                 }
                 table #fleet {
                     thead { tr { th { "Instance" } th { "Version" } th { "Last seen" } th { "Holds revision" } th { "Live stream" } th { "Users" } } }
@@ -472,6 +484,18 @@ pub struct Confirm<'a> {
     pub with_reason: bool,
     /// Irreversible or disruptive: a red button.
     pub danger: bool,
+}
+
+/// "Seats: 7 in use of 5 — over the limit" (the console's metering line).
+fn seats_text(s: &crate::model::FleetSummary) -> String {
+    let used = s
+        .seats_in_use
+        .map_or_else(|| "no usage reported".to_owned(), |n| format!("{n} in use"));
+    match s.max_users {
+        Some(max) if s.seats_exceeded => format!("Seats: {used} of {max} — over the limit"),
+        Some(max) => format!("Seats: {used} of {max}"),
+        None => format!("Seats: {used} (no limit)"),
+    }
 }
 
 /// A confirmation page: what will happen, and the form that does it.
@@ -553,8 +577,10 @@ pub fn policies(
                     div { label for="offline_grace" { "Offline grace" } input #offline_grace name="offline_grace" value="7d"; }
                     div { label for="renewal_basis" { "Extensions count" }
                           select #renewal_basis name="renewal_basis" { option value="from_expiry" { "from the current expiry" } option value="from_now" { "from now" } } }
+                    div { label for="renew_before" { "Auto-renew this long before expiry" } input #renew_before name="renew_before" value="7d"; }
                 }
                 label style="margin-bottom: 1rem;" { input type="checkbox" name="trial" value="on"; " Trial licenses" }
+                label style="margin-bottom: 1rem;" { input #auto_renew type="checkbox" name="auto_renew" value="on"; " Renew licenses automatically (by the default duration)" }
                 button #create-policy type="submit" { "Create policy" }
             }
         },
