@@ -768,18 +768,77 @@ pub async fn events(a: EventsArgs) -> anyhow::Result<()> {
 
 #[derive(Debug, Args)]
 pub struct KeysArgs {
+    #[command(subcommand)]
+    action: Option<KeysAction>,
     #[command(flatten)]
     conn: Connection,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Make a new signing key active; the old one is retired now.
+    ///
+    /// Run it with the authority stopped (every replica, when they share a
+    /// key file), then start it again: new documents are signed with the new
+    /// key, and `/v1/keys` lists the old one as retired with its time.
+    /// Clients should pin the new key and keep the old one as
+    /// `k4.public.…@<retired time>`: what the old key signed before its
+    /// retirement still verifies, anything it signs later is refused.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The authority's data directory (its signing.key is rotated).
+    #[arg(long, env = "TESSERA_DATA_DIR", default_value = "tessera-data")]
+    data_dir: PathBuf,
+    /// Rotate this key file instead (the one replicas share).
+    #[arg(long, env = "TESSERA_SIGNING_KEY_FILE")]
+    signing_key_file: Option<PathBuf>,
+}
+
 pub async fn keys(a: KeysArgs) -> anyhow::Result<()> {
+    if let Some(KeysAction::Rotate(r)) = a.action {
+        return rotate(&r);
+    }
     let client = AdminClient::with_key(&a.conn.server, None)?;
     let keys: KeysResponse = client.get_public("/v1/keys").await?;
     if a.conn.json {
         return output::json(&keys);
     }
     for k in &keys.keys {
-        println!("{}  {}  {}", k.kid, k.alg, k.public_key);
+        match &k.retired_at {
+            Some(at) => println!(
+                "{}  retired {}  {}@{}",
+                k.kid,
+                output::when(at),
+                k.public_key,
+                tessera_protocol::time::format(at)
+            ),
+            None => println!("{}  active  {}", k.kid, k.public_key),
+        }
     }
+    Ok(())
+}
+
+fn rotate(r: &RotateArgs) -> anyhow::Result<()> {
+    // Holding the data directory's lock proves no server runs on it.
+    let _lock = tessera_server::datadir::DataDir::open(&r.data_dir)
+        .map_err(|e| anyhow::anyhow!("{e}; stop the authority before rotating its key"))?;
+    let path = r
+        .signing_key_file
+        .clone()
+        .unwrap_or_else(|| r.data_dir.join("signing.key"));
+    let now = chrono::Utc::now();
+    let (old, new) = tessera_server::datadir::rotate_signing_key(&path, now)?;
+    println!("Rotated the signing key in {}.", path.display());
+    println!("  new, active:  {}", new.public_key().to_paserk());
+    println!(
+        "  old, retired: {}@{}",
+        old.public_key().to_paserk(),
+        tessera_protocol::time::format(&now)
+    );
+    println!("Start the authority again (every replica sharing this key file).");
+    println!("Pin both in clients: --public-key NEW --public-key OLD@TIME (as printed).");
     Ok(())
 }

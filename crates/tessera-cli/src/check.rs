@@ -7,9 +7,7 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
 use tessera_protocol::wire::{ValidateRequest, ValidateResponse};
-use tessera_protocol::{
-    Expectations, LicenseToken, PublicKey, Status, TrustedKeys, VerifiedDocument, verify,
-};
+use tessera_protocol::{Expectations, LicenseToken, Status, TrustedKeys, VerifiedDocument, verify};
 
 use crate::output;
 
@@ -19,7 +17,8 @@ pub struct CheckArgs {
     #[arg(long, env = "TESSERA_SERVER", default_value = "http://127.0.0.1:7400")]
     server: String,
     /// The authority's public key (PASERK k4.public.…, as `tessera server`
-    /// prints it). Repeat to trust several keys. Never taken from the answer.
+    /// prints it). Repeat to trust several keys; `k4.public.…@<time>` pins a
+    /// key retired then (`tessera keys` shows it). Never taken from the answer.
     #[arg(
         long = "public-key",
         env = "TESSERA_PUBLIC_KEY",
@@ -52,11 +51,10 @@ async fn validate(args: &CheckArgs) -> anyhow::Result<VerifiedDocument> {
     };
     // A typo is caught here, without a network call.
     let token = LicenseToken::parse(&token_text)?;
-    let keys: TrustedKeys = args
-        .public_keys
-        .iter()
-        .map(|k| PublicKey::from_paserk(k))
-        .collect::<Result<_, _>>()?;
+    let mut keys = TrustedKeys::new();
+    for k in &args.public_keys {
+        keys.pin(k).with_context(|| format!("--public-key {k:?}"))?;
+    }
     let nonce = random_nonce();
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(15))

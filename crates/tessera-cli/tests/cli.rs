@@ -441,3 +441,101 @@ fn help_explains_options_and_their_environment_variables() {
         "{help}"
     );
 }
+
+#[test]
+fn keys_rotate_activates_a_new_key_and_retires_the_old_one() {
+    use tessera_protocol::{Expectations, SigningKey, TrustedKeys, verify};
+    let env = Env::new();
+    let s = start_server(&env.data(), "server.log");
+    let (_, token) = issue(&env, &s, &["--duration", "30d"]);
+    let old_public = s.public_key.clone();
+    let old_secret = std::fs::read_to_string(env.data().join("signing.key")).unwrap();
+    // Not while the authority runs on the data directory.
+    let refused = env.tessera(
+        &s,
+        &["keys", "rotate", "--data-dir", env.data().to_str().unwrap()],
+    );
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("stop the authority"));
+    s.process.terminate();
+    let out = Command::new(BIN)
+        .args(["keys", "rotate", "--data-dir", env.data().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let printed = ok(&out);
+    assert!(
+        printed.contains("new, active:")
+            && printed.contains(&format!("old, retired: {old_public}@")),
+        "{printed}"
+    );
+    let s = start_server(&env.data(), "server2.log");
+    assert_ne!(s.public_key, old_public, "the banner shows the new key");
+    let keys = json(&env.tessera(&s, &["keys", "--json"]));
+    let keys = keys["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        (keys[0]["status"].as_str(), keys[0]["public_key"].as_str()),
+        (Some("active"), Some(s.public_key.as_str()))
+    );
+    assert_eq!(
+        (keys[1]["status"].as_str(), keys[1]["public_key"].as_str()),
+        (Some("retired"), Some(old_public.as_str()))
+    );
+    let table = ok(&env.tessera(&s, &["keys"]));
+    let retired_pin = table
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{old_public}@")))
+        .expect("the retired key's pin text")
+        .to_owned();
+    // New documents carry the new key: a client pinning only the old one refuses them.
+    let only_old = env.tessera(&s, &["check", "--public-key", &old_public, &token]);
+    assert_eq!(
+        only_old.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&only_old.stderr)
+    );
+    ok(&env.tessera(
+        &s,
+        &[
+            "check",
+            "--public-key",
+            &s.public_key,
+            "--public-key",
+            &retired_pin,
+            &token,
+        ],
+    ));
+    // Whoever kept the old secret cannot mint documents with it any more.
+    let old_key = SigningKey::from_paserk(old_secret.trim()).unwrap();
+    let mut keys = TrustedKeys::new();
+    keys.pin(&s.public_key).unwrap();
+    keys.pin(&retired_pin).unwrap();
+    let parsed = tessera_protocol::LicenseToken::parse(&token).unwrap();
+    // A second later than the retirement (times are whole seconds).
+    let now = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let mut claims = tessera_testkit::hostile::claims(9, now);
+    claims.tfp = parsed.fingerprint();
+    let forged = tessera_protocol::sign(&claims, &old_key).unwrap();
+    let err = verify(
+        forged.as_bytes(),
+        &keys,
+        &Expectations::for_token(parsed.fingerprint()),
+        now,
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "key_retired");
+    let mut before = tessera_testkit::hostile::claims(9, now - chrono::Duration::hours(1));
+    before.tfp = parsed.fingerprint();
+    let earlier = tessera_protocol::sign(&before, &old_key).unwrap();
+    assert!(
+        verify(
+            earlier.as_bytes(),
+            &keys,
+            &Expectations::for_token(parsed.fingerprint()),
+            now
+        )
+        .is_ok(),
+        "what it signed before still verifies"
+    );
+}

@@ -147,6 +147,26 @@ impl Builder {
         self
     }
 
+    /// Pin a key retired by a rotation at `retired_at`: documents it signed
+    /// up to then verify, later ones are refused (`key_retired`).
+    #[must_use]
+    pub fn retired_public_key(mut self, key: PublicKey, retired_at: Timestamp) -> Self {
+        self.keys.insert_retired(key, retired_at);
+        self
+    }
+
+    /// Pin keys given as text: `k4.public.…`, or `k4.public.…@<time>` for a
+    /// retired key (what `/v1/keys` and `tessera keys rotate` print).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key that does not parse.
+    pub fn pin(mut self, text: &str) -> Result<Self, Error> {
+        self.keys
+            .pin(text)
+            .map_err(|e| Error::Config(format!("public key {text:?}: {e}")))?;
+        Ok(self)
+    }
+
     /// Where the token, document, high-water mark and instance id are kept.
     /// Without one nothing survives a restart.
     #[must_use]

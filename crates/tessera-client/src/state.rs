@@ -56,6 +56,31 @@ impl DiskState {
     }
 }
 
+impl DiskState {
+    /// Parse a state file's bytes (size, JSON, format tag). What it holds
+    /// is trusted only after the client verifies its document again.
+    ///
+    /// # Errors
+    /// A sentence saying what is wrong.
+    pub fn parse(bytes: &[u8]) -> Result<DiskState, String> {
+        if bytes.len() as u64 > MAX_STATE_BYTES {
+            return Err(format!(
+                "{} bytes, over the {MAX_STATE_BYTES}-byte limit",
+                bytes.len()
+            ));
+        }
+        let state: DiskState =
+            serde_json::from_slice(bytes).map_err(|e| format!("not a state file: {e}"))?;
+        if state.format != FORMAT {
+            return Err(format!(
+                "format {:?}, expected {FORMAT}",
+                state.format.chars().take(64).collect::<String>()
+            ));
+        }
+        Ok(state)
+    }
+}
+
 /// The state file of a directory.
 #[derive(Debug, Clone)]
 pub struct StateFile {
@@ -97,16 +122,9 @@ impl StateFile {
             )));
         }
         let bytes = fs::read(&path).map_err(|e| Error::storage("cannot read", &path, &e))?;
-        let state: DiskState = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::Storage(format!("{} is not a state file: {e}", path.display())))?;
-        if state.format != FORMAT {
-            return Err(Error::Storage(format!(
-                "{} has format {:?}, expected {FORMAT}",
-                path.display(),
-                state.format
-            )));
-        }
-        Ok(Some(state))
+        DiskState::parse(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Storage(format!("{}: {e}", path.display())))
     }
 
     /// Write the state atomically, mode 0600.

@@ -314,6 +314,15 @@ pub fn verify(
     if claims.exp < claims.iat {
         return Err(malformed("exp is before iat"));
     }
+    if let Some(retired_at) = keys.retired_at(key.kid())
+        && claims.iat > retired_at
+    {
+        return Err(Error::KeyRetired {
+            kid: key.kid().to_string(),
+            retired_at,
+            iat: claims.iat,
+        });
+    }
     if claims.tfp != expect.token {
         return Err(Error::TokenMismatch);
     }

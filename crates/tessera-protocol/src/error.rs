@@ -88,6 +88,16 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// The document was signed by a key after the key's retirement.
+    #[error("status document signed at {iat} by key {kid}, retired at {retired_at}")]
+    KeyRetired {
+        /// The retired key.
+        kid: String,
+        /// Its retirement.
+        retired_at: Timestamp,
+        /// The document's signing time.
+        iat: Timestamp,
+    },
     /// A webhook delivery's `Tessera-Signature` does not prove it came
     /// from the authority (missing part, wrong secret, too old).
     #[error("webhook signature rejected: {reason}")]
@@ -116,6 +126,7 @@ impl Error {
             Error::IssuedInFuture { .. } => "issued_in_future",
             Error::Signing { .. } => "signing_failed",
             Error::WebhookSignature { .. } => "webhook_signature",
+            Error::KeyRetired { .. } => "key_retired",
         }
     }
 }

@@ -15,7 +15,7 @@ use pasetors::version4::V4;
 use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 
-use crate::Error;
+use crate::{Error, Timestamp};
 
 /// Key id: first 16 hex characters of SHA-256 of the raw public key.
 #[derive(
@@ -207,9 +207,14 @@ impl fmt::Debug for SigningKey {
 ///
 /// Keys are only ever added by the holder (configuration, key rotation): a
 /// document can never bring its own key.
+///
+/// A key may be pinned as *retired* at a time (key rotation): documents it
+/// signed up to then still verify, documents it signed later are refused —
+/// whoever still holds a retired key cannot mint new answers with it.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedKeys {
     keys: BTreeMap<KeyId, PublicKey>,
+    retired: BTreeMap<KeyId, Timestamp>,
 }
 
 impl TrustedKeys {
@@ -232,8 +237,42 @@ impl TrustedKeys {
         self.keys.insert(key.kid().clone(), key);
     }
 
+    /// Pin a retired key: it verifies documents signed (`iat`) at or before
+    /// `retired_at` only.
+    pub fn insert_retired(&mut self, key: PublicKey, retired_at: Timestamp) {
+        self.retired.insert(key.kid().clone(), retired_at);
+        self.insert(key);
+    }
+
+    /// Pin a key given as text: `k4.public.…`, or `k4.public.…@<RFC 3339
+    /// time or date>` for a key retired then (the form `--public-key` takes).
+    ///
+    /// # Errors
+    /// [`Error::Key`] for a bad key, [`Error::Malformed`] for a bad time.
+    pub fn pin(&mut self, text: &str) -> Result<(), Error> {
+        let text = text.trim();
+        match text.split_once('@') {
+            None => {
+                self.insert(PublicKey::from_paserk(text)?);
+            }
+            Some((key, at)) => {
+                let key = PublicKey::from_paserk(key)?;
+                let at = crate::human::parse_date_or_time(at)?;
+                self.insert_retired(key, at);
+            }
+        }
+        Ok(())
+    }
+
+    /// When the key with this id was retired, if it was.
+    #[must_use]
+    pub fn retired_at(&self, kid: &KeyId) -> Option<Timestamp> {
+        self.retired.get(kid).copied()
+    }
+
     /// Stop trusting a key.
     pub fn remove(&mut self, kid: &KeyId) -> Option<PublicKey> {
+        self.retired.remove(kid);
         self.keys.remove(kid)
     }
 

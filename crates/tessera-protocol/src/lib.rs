@@ -25,6 +25,8 @@ mod error;
 
 pub mod clock;
 pub mod document;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod human;
 pub mod ids;
 pub mod keys;

@@ -93,6 +93,21 @@ pub struct KeyInfo {
     pub alg: String,
     /// PASERK `k4.public.…`.
     pub public_key: String,
+    /// `active` (signs new documents) or `retired`.
+    #[serde(default = "active")]
+    pub status: String,
+    /// When a retired key stopped signing: pin it as `<public_key>@<retired_at>`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::rfc3339_opt"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub retired_at: Option<Timestamp>,
+}
+
+fn active() -> String {
+    "active".to_owned()
 }
 
 /// How an extension by a duration is counted.

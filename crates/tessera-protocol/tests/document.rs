@@ -252,3 +252,51 @@ proptest! {
         let _ = LicenseToken::parse(&format!("tsr_{body}"));
     }
 }
+
+/// Key rotation: a key pinned as retired verifies what it signed up to its
+/// retirement and nothing signed after — and the pin text says so.
+#[test]
+fn a_retired_key_verifies_only_what_it_signed_before_retirement() {
+    use chrono::{DateTime, Duration};
+    use tessera_protocol::{Expectations, SigningKey, TrustedKeys, sign, verify};
+    let old = SigningKey::from_seed(&[1; 32]);
+    let new = SigningKey::from_seed(&[2; 32]);
+    let token = tessera_protocol::LicenseToken::generate(&mut rand::rng());
+    let retired_at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let mut keys = TrustedKeys::new();
+    keys.pin(&new.public_key().to_paserk()).unwrap();
+    keys.pin(&format!(
+        "{}@{}",
+        old.public_key().to_paserk(),
+        "2027-01-15T08:00:00Z"
+    ))
+    .unwrap();
+    assert_eq!(keys.retired_at(old.kid()), Some(retired_at));
+    assert_eq!(keys.retired_at(new.kid()), None);
+    let expect = Expectations::for_token(token.fingerprint());
+    let doc_at = |key: &SigningKey, iat: tessera_protocol::Timestamp| {
+        let mut c = claims(&token, None);
+        c.iat = iat;
+        c.refresh_after = iat + Duration::hours(1);
+        c.exp = iat + Duration::days(7);
+        sign(&c, key).unwrap()
+    };
+    let before = doc_at(&old, retired_at - Duration::hours(1));
+    let after = doc_at(&old, retired_at + Duration::seconds(1));
+    let now = retired_at + Duration::hours(2);
+    assert!(
+        verify(before.as_bytes(), &keys, &expect, now).is_ok(),
+        "signed before retirement"
+    );
+    let err = verify(after.as_bytes(), &keys, &expect, now).unwrap_err();
+    assert_eq!(err.code(), "key_retired");
+    assert!(
+        verify(doc_at(&new, now).as_bytes(), &keys, &expect, now).is_ok(),
+        "the new key"
+    );
+    assert!(keys.pin("k4.public.nope@2027-01-01").is_err());
+    assert!(
+        keys.pin(&format!("{}@someday", old.public_key().to_paserk()))
+            .is_err()
+    );
+}

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use tessera_protocol::SigningKey;
+use tessera_protocol::{SigningKey, Timestamp};
 
 use crate::error::{Error, Result};
 
@@ -155,4 +155,72 @@ pub fn load_or_create_signing_key(path: &Path, create: bool) -> Result<(SigningK
     let key = SigningKey::generate(&mut rand::rng());
     write_secret_file(path, &key.to_paserk())?;
     Ok((key, true))
+}
+
+/// The retired keys kept next to a signing key file (`<file>.retired`): one
+/// `k4.public.…@<RFC 3339>` line per key, oldest first. Public halves only.
+#[must_use]
+pub fn retired_keys_path(signing_key: &Path) -> PathBuf {
+    let mut name = signing_key.file_name().unwrap_or_default().to_os_string();
+    name.push(".retired");
+    signing_key.with_file_name(name)
+}
+
+/// The retired keys of a signing key file (none when there is no list).
+///
+/// # Errors
+/// An unreadable list, or a line that is not `k4.public.…@<time>`.
+pub fn load_retired_keys(
+    signing_key: &Path,
+) -> Result<Vec<(tessera_protocol::PublicKey, Timestamp)>> {
+    let path = retired_keys_path(signing_key);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("cannot read", &path)(e)),
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|line| {
+            let bad = |why: String| Error::Config(format!("{}: {why}", path.display()));
+            let (key, at) = line
+                .split_once('@')
+                .ok_or_else(|| bad(format!("expected k4.public.…@<time>, got {line:?}")))?;
+            let key =
+                tessera_protocol::PublicKey::from_paserk(key).map_err(|e| bad(e.to_string()))?;
+            let at =
+                tessera_protocol::human::parse_date_or_time(at).map_err(|e| bad(e.to_string()))?;
+            Ok((key, at))
+        })
+        .collect()
+}
+
+/// Rotate the signing key in `path`: a new key becomes active and the old
+/// one's public half is listed as retired at `now`. The list is written
+/// before the key is replaced, so a crash in between leaves the old key
+/// active (and a retired entry for it that the server ignores) — never a
+/// lost key.
+///
+/// # Errors
+/// When the key file is missing or unreadable, or a write fails.
+pub fn rotate_signing_key(path: &Path, now: Timestamp) -> Result<(SigningKey, SigningKey)> {
+    let (old, _) = load_or_create_signing_key(path, false)?;
+    let new = SigningKey::generate(&mut rand::rng());
+    let list = retired_keys_path(path);
+    let mut text = match fs::read_to_string(&list) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            "# Retired signing keys (public halves): documents they signed after the time are refused.\n".to_owned()
+        }
+        Err(e) => return Err(Error::io("cannot read", &list)(e)),
+    };
+    text.push_str(&format!(
+        "{}@{}\n",
+        old.public_key().to_paserk(),
+        tessera_protocol::time::format(&now)
+    ));
+    write_secret_file(&list, text.trim_end())?;
+    write_secret_file(path, &new.to_paserk())?;
+    Ok((old, new))
 }

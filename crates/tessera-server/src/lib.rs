@@ -212,11 +212,13 @@ impl Server {
         store.heartbeat(key.kid().as_str(), Utc::now()).await?;
         let admin = Arc::new(AdminAuth::new(store.admin_keys().await?));
         let public_key = key.public_key().clone();
+        let retired = datadir::load_retired_keys(&signing_key_path)?;
         let signer = DocumentSigner::new(
             key,
             config.limits.document_reuse,
             config.limits.document_cache_entries,
-        );
+        )
+        .with_retired(retired);
         let licenses = Arc::new(LicenseService::new(
             store.clone(),
             signer,

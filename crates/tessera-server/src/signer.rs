@@ -41,6 +41,8 @@ pub struct SignedDocument {
 /// Signs documents with the authority's active key.
 pub struct DocumentSigner {
     key: SigningKey,
+    /// Keys that signed before a rotation, with their retirement (for `/v1/keys`).
+    retired: Vec<(tessera_protocol::PublicKey, Timestamp)>,
     reuse_for: Duration,
     cache: moka::sync::Cache<CacheKey, Arc<SignedDocument>>,
 }
@@ -60,9 +62,27 @@ impl DocumentSigner {
     pub fn new(key: SigningKey, reuse_for: Duration, capacity: u64) -> Self {
         Self {
             key,
+            retired: Vec::new(),
             reuse_for,
             cache: moka::sync::Cache::new(capacity),
         }
+    }
+
+    /// With the keys retired by earlier rotations (the active one is left out).
+    #[must_use]
+    pub fn with_retired(mut self, retired: Vec<(tessera_protocol::PublicKey, Timestamp)>) -> Self {
+        let active = self.key.kid().clone();
+        self.retired = retired
+            .into_iter()
+            .filter(|(k, _)| *k.kid() != active)
+            .collect();
+        self
+    }
+
+    /// Retired keys and when they were retired.
+    #[must_use]
+    pub fn retired(&self) -> &[(tessera_protocol::PublicKey, Timestamp)] {
+        &self.retired
     }
 
     /// The signing key's public half.

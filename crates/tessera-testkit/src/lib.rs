@@ -4,10 +4,12 @@
 //!   documents and failure modes;
 //! - [`process`]: the built binary as a server or agent process;
 //! - [`browser`]: headless Chromium through chromedriver;
-//! - [`sse`]: reading `/v1/watch` streams.
+//! - [`sse`]: reading `/v1/watch` streams;
+//! - [`hostile`]: reproducible hostile status documents (`tests/data/`).
 
 pub mod browser;
 pub mod fake;
+pub mod hostile;
 pub mod process;
 pub mod server;
 pub mod sse;

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use tessera_client::{Client, PublicKey};
+use tessera_client::Client;
 
 #[derive(Debug, Args)]
 pub struct AgentArgs {
@@ -31,7 +31,8 @@ pub struct AgentArgs {
     )]
     servers: Vec<String>,
     /// The authority's public key (PASERK k4.public.…). Repeat to pin
-    /// several (key rotation). Never taken from the authority's answers.
+    /// several (key rotation); `k4.public.…@<time>` pins a key retired then:
+    /// what it signed later is refused. Never taken from the authority's answers.
     #[arg(
         long = "public-key",
         env = "TESSERA_PUBLIC_KEY",
@@ -84,8 +85,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .state_dir(&args.state_dir)
         .usage_interval(args.usage_interval);
     for key in &args.public_keys {
-        let key = PublicKey::from_paserk(key).with_context(|| format!("--public-key {key:?}"))?;
-        builder = builder.public_key(key);
+        builder = builder
+            .pin(key)
+            .with_context(|| format!("--public-key {key:?}"))?;
     }
     if let Some(path) = &args.token_file {
         builder = builder.token(read_token(path)?);

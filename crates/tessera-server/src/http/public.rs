@@ -118,16 +118,26 @@ async fn usage(
     tag = "public",
     responses((status = 200, body = KeysResponse))
 )]
-/// The public keys documents are signed with.
+/// The public keys: the active one (signs new documents) and those retired
+/// by rotations, with the time to pin them with.
 async fn keys(State(licenses): State<Arc<LicenseService>>) -> Json<KeysResponse> {
-    let key = licenses.signer().public_key();
-    Json(KeysResponse {
-        keys: vec![KeyInfo {
-            kid: key.kid().to_string(),
-            alg: "v4.public".into(),
-            public_key: key.to_paserk(),
-        }],
-    })
+    let signer = licenses.signer();
+    let info = |key: &tessera_protocol::PublicKey,
+                retired_at: Option<tessera_protocol::Timestamp>| KeyInfo {
+        kid: key.kid().to_string(),
+        alg: "v4.public".into(),
+        public_key: key.to_paserk(),
+        status: if retired_at.is_some() {
+            "retired"
+        } else {
+            "active"
+        }
+        .into(),
+        retired_at,
+    };
+    let mut keys = vec![info(signer.public_key(), None)];
+    keys.extend(signer.retired().iter().map(|(k, at)| info(k, Some(*at))));
+    Json(KeysResponse { keys })
 }
 
 /// The public API's part of `/openapi.json`.
