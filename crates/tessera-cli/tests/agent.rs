@@ -559,3 +559,82 @@ async fn changes_reach_the_agent_pushed_and_survive_an_authority_restart() {
     let (v, _) = pushed_within(6, "revoked").await;
     assert_eq!(v["valid"], false);
 }
+
+/// Lifecycle end to end: the scheduler renews an auto-renewing license and
+/// the running agent holds the renewal without any call; metering posted to
+/// the agent reaches the authority's fleet view and comes back as
+/// `seats_exceeded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_sees_an_automatic_renewal_pushed_and_reports_usage() {
+    let s = Setup::new();
+    let server = ServerProcess::start_with(
+        BIN,
+        &s.data(),
+        free_addr(),
+        "server.log",
+        &["--scheduler-interval", "1s"],
+        None,
+    );
+    let (status_code, policy) = server
+        .admin(
+            "/v1/admin/policies",
+            json!({"name": "yearly", "duration": "365d", "auto_renew": true, "renew_before": "30d"}),
+        )
+        .await;
+    assert_eq!(status_code, 201, "{policy}");
+    // Issued with 10 days left: inside the 30-day window, so the next tick
+    // renews it by a year.
+    let (id, token) = server
+        .issue(json!({"customer": "Acme", "plan": "gold", "policy": "yearly", "duration": "10d", "max_users": 3}))
+        .await;
+    let agent = s.agent(
+        server.url(),
+        &server.public_key,
+        Some(&s.token_file(&token)),
+        "agent.log",
+    );
+    let renewed = wait_state(&agent, "the automatic renewal, pushed", |v| {
+        v["revision"] == 2
+    })
+    .await;
+    assert_eq!(renewed["state"], "valid");
+    assert!(renewed["days_left"].as_i64().unwrap() > 370, "{renewed}");
+    let (_, events) = server
+        .admin_get(&format!("/v1/admin/events?license={id}"))
+        .await;
+    let kinds: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "license.auto_renewed")
+            .count(),
+        1,
+        "{kinds:?}"
+    );
+    // Metering: the product tells the agent; the agent tells the authority.
+    let (code, _) = post(&agent, "/v1/usage", json!({"users": 5})).await;
+    assert_eq!(code, 202);
+    let fleet = eventually("usage in the fleet view", WAIT, async || {
+        let (_, fleet) = server
+            .admin_get(&format!("/v1/admin/licenses/{id}/instances"))
+            .await;
+        (fleet["summary"]["seats_in_use"] == 5).then_some(fleet)
+    })
+    .await;
+    assert_eq!(fleet["summary"]["seats_exceeded"], true);
+    let v = wait_state(&agent, "seats_exceeded pushed back", |v| {
+        v["seats_exceeded"] == true
+    })
+    .await;
+    assert_eq!(v["state"], "valid", "informational only");
+    let (code, err) = post(&agent, "/v1/usage", json!({"users": "many"})).await;
+    assert_eq!(
+        (code, err["error"]["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
+}

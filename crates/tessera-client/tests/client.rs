@@ -821,7 +821,6 @@ async fn usage_is_reported_and_seats_exceeded_comes_back() {
         async || (users_in_fleet().await == Some(4)).then_some(()),
     )
     .await;
-    clock.advance(Duration::seconds(2));
     client.set_users(9);
     let v = until(&client, "seats exceeded, pushed", |v| {
         v.license.as_ref().is_some_and(|l| l.seats_exceeded)

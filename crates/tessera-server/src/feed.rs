@@ -193,6 +193,12 @@ impl ChangeFeed {
         })
     }
 
+    /// Signing time of the document the watchers of `license` hold now.
+    #[must_use]
+    pub fn latest_issued_at(&self, license: &LicenseId) -> Option<tessera_protocol::Timestamp> {
+        self.lock().get(license).map(|ch| ch.tx.borrow().issued_at)
+    }
+
     /// Offer a newer document to the watchers of `license` (older ones are
     /// ignored: replicas and retries may deliver out of order).
     pub fn publish(&self, license: &LicenseId, pushed: Arc<Pushed>) {

@@ -746,7 +746,15 @@ impl LicenseService {
         license: &License,
         committed_at: Option<std::time::Instant>,
     ) -> Result<Arc<Pushed>> {
-        let now = self.now();
+        self.pushed_at(license, committed_at, self.now())
+    }
+
+    fn pushed_at(
+        &self,
+        license: &License,
+        committed_at: Option<std::time::Instant>,
+        now: Timestamp,
+    ) -> Result<Arc<Pushed>> {
         let signed = self.signer.for_license(
             license,
             license.token_hash.fingerprint(),
@@ -808,6 +816,28 @@ impl LicenseService {
             return;
         }
         match self.pushed_for(license, committed_at) {
+            Ok(pushed) => self.feed.publish(&license.id, pushed),
+            Err(e) => {
+                tracing::error!(license = %license.id, error = %e, "cannot sign a pushed document")
+            }
+        }
+    }
+
+    /// New content at the same revision (the seat limit crossed): watchers
+    /// take a document only if it is newer by (revision, `iat` in whole
+    /// seconds), so it is signed at least a second after the one they hold —
+    /// never more than a second ahead of this clock, well inside the drift
+    /// clients allow.
+    fn publish_same_revision(&self, license: &License) {
+        if !self.feed.is_watched(&license.id) {
+            return;
+        }
+        let now = self.now();
+        let at = self
+            .feed
+            .latest_issued_at(&license.id)
+            .map_or(now, |held| now.max(held + Duration::seconds(1)));
+        match self.pushed_at(license, None, at) {
             Ok(pushed) => self.feed.publish(&license.id, pushed),
             Err(e) => {
                 tracing::error!(license = %license.id, error = %e, "cannot sign a pushed document")
@@ -978,7 +1008,7 @@ impl LicenseService {
         let usage = self.usage(&license.id, 0).await?;
         if usage.seats_exceeded != before {
             tracing::info!(license = %license.id, exceeded = usage.seats_exceeded, "seat limit crossed");
-            self.publish(&license, None);
+            self.publish_same_revision(&license);
         }
         Ok(usage)
     }
