@@ -45,7 +45,7 @@ enum Command {
     Webhook(webhook::WebhookCommand),
     /// Show the audit log.
     Events(admin::EventsArgs),
-    /// Show the authority's public keys.
+    /// Show the authority's public keys, or rotate the signing key (`keys rotate`).
     Keys(admin::KeysArgs),
     /// Run the license client as a sidecar with a local API and status page.
     Agent(agent::AgentArgs),
