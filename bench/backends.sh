@@ -21,10 +21,10 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 cargo build --release --quiet -p tessera-cli -p tessera-bench
 BIN=target/release/tessera
 work=$(mktemp -d)
-pids=()
+source bench/lib.sh
 dbs=()
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  stop_servers
   for d in "${dbs[@]}"; do psql "$POSTGRES_URL" -qc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null 2>&1 || true; done
   rm -rf "$work"
 }
@@ -36,16 +36,6 @@ new_db() {
   psql "$POSTGRES_URL" -qc "CREATE DATABASE $name" >/dev/null
   dbs+=("$name")
   pg="${POSTGRES_URL%/*}/$name"
-}
-
-# start NAME [server args…]: sets $url and $pid
-start() {
-  local name=$1; shift
-  TESSERA_LOG=warn $BIN server --listen 127.0.0.1:0 --data-dir "$work/$name" --rate-limit 0 "$@" >"$work/$name.out" 2>"$work/$name.err" &
-  pid=$!
-  pids+=("$pid")
-  for _ in $(seq 100); do grep -q '^listening on ' "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
-  url=$(sed -n 's/^listening on //p' "$work/$name.out")
 }
 
 rps() { # script path
@@ -95,21 +85,21 @@ LUA
 }
 
 echo "tessera $($BIN --version | cut -d' ' -f2), $(nproc) cores, $CONNECTIONS connections, $DURATION each"
-start sqlite
+start_server sqlite
 measure_backend "SQLite" "$url" "$work/sqlite"
 kill "$pid"
 new_db
-start pg --database-url "$pg"
+start_server pg --database-url "$pg"
 measure_backend "PostgreSQL" "$url" "$work/pg"
 kill "$pid"
 
 echo "-- propagation across replicas (PostgreSQL, $WATCHERS streams on B, changes through A)"
 new_db
 key="$work/shared.key"
-start a --database-url "$pg"
+start_server a --database-url "$pg"
 url_a=$url
 cp "$work/a/signing.key" "$key"
-start b --database-url "$pg" --signing-key-file "$key"
+start_server b --database-url "$pg" --signing-key-file "$key"
 url_b=$url
 admin=$(cat "$work/a/admin.key")
 issued=$(TESSERA_SERVER=$url_a TESSERA_ADMIN_KEY=$admin $BIN license issue --customer Bench --plan p --duration 365d --json)

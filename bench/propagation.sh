@@ -15,14 +15,12 @@ echo "fd limit: $(ulimit -n)"
 cargo build --release --quiet -p tessera-cli -p tessera-bench
 BIN=target/release/tessera
 work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+source bench/lib.sh
+trap 'stop_servers; rm -rf "$work"' EXIT
 
 for n in $WATCHERS; do
   rm -rf "$work/data"
-  MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-} TESSERA_LOG=warn $BIN server --listen 127.0.0.1:0 --data-dir "$work/data" --rate-limit 0 >"$work/out" 2>"$work/err" &
-  pid=$!
-  for _ in $(seq 100); do grep -q '^listening on ' "$work/out" 2>/dev/null && break; sleep 0.1; done
-  url=$(sed -n 's/^listening on //p' "$work/out")
+  MALLOC_ARENA_MAX=${MALLOC_ARENA_MAX:-} start_server data
   issued=$(TESSERA_SERVER=$url TESSERA_DATA_DIR=$work/data $BIN license issue --customer Bench --plan p --duration 365d --json)
   license=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["license"]["id"])' "$issued")
   token=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["token"])' "$issued")

@@ -13,11 +13,9 @@ command -v st >/dev/null || pip3 install --quiet 'schemathesis>=4,<5'
 if [ -z "${TESSERA_BIN:-}" ]; then cargo build --release --quiet --bin tessera; fi
 BIN=${TESSERA_BIN:-target/release/tessera}
 work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-TESSERA_LOG=warn $BIN server --listen 127.0.0.1:0 --data-dir "$work/data" --rate-limit 0 >"$work/out" 2>"$work/err" &
-pid=$!
-for _ in $(seq 100); do grep -q '^listening on ' "$work/out" 2>/dev/null && break; sleep 0.1; done
-url=$(sed -n 's/^listening on //p' "$work/out")
+source bench/lib.sh
+trap 'stop_servers; rm -rf "$work"' EXIT
+start_server data
 key=$(cat "$work/data/admin.key")
 # Something to find: one license.
 export TESSERA_SERVER=$url TESSERA_DATA_DIR=$work/data
@@ -29,5 +27,5 @@ st run "$url/openapi.json" \
   --phases examples,coverage,fuzzing \
   -H "Authorization: Bearer $key" \
   --request-timeout 10 --generation-database none || status=$?
-if grep -q 'panicked' "$work/err"; then echo "the server logged a panic" >&2; exit 1; fi
+if grep -q 'panicked' "$work/data.err"; then echo "the server logged a panic" >&2; exit 1; fi
 exit $status

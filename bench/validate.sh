@@ -20,12 +20,10 @@ ulimit -n 65536 2>/dev/null || true
 cargo build --release --quiet --bin tessera
 BIN=target/release/tessera
 work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+source bench/lib.sh
+trap 'stop_servers; rm -rf "$work"' EXIT
 
-TESSERA_LOG=warn $BIN server --listen 127.0.0.1:0 --data-dir "$work/data" --rate-limit 0 >"$work/out" 2>"$work/err" &
-pid=$!
-for _ in $(seq 100); do grep -q '^listening on ' "$work/out" 2>/dev/null && break; sleep 0.1; done
-url=$(sed -n 's/^listening on //p' "$work/out")
+start_server data
 export TESSERA_SERVER=$url TESSERA_DATA_DIR=$work/data
 token=$($BIN license issue --customer Bench --plan enterprise --features a,b,c --duration 365d --json |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')

@@ -11,29 +11,7 @@ pub fn when(t: &Timestamp) -> String {
 
 /// `in 36 days`, `3 hours ago`.
 pub fn relative(t: &Timestamp) -> String {
-    let delta = *t - Utc::now();
-    let secs = delta.num_seconds();
-    let abs = secs.unsigned_abs();
-    // Rounded to the nearest unit: a 30-day license issued a second ago is
-    // "in 30 days", not "in 29 days".
-    let amount = if abs >= 2 * 86_400 {
-        format!("{} days", (abs + 43_200) / 86_400)
-    } else if abs >= 2 * 3_600 {
-        format!("{} hours", (abs + 1_800) / 3_600)
-    } else if abs >= 120 {
-        format!("{} minutes", (abs + 30) / 60)
-    } else {
-        return if secs >= 0 {
-            "now".into()
-        } else {
-            "just now".into()
-        };
-    };
-    if secs >= 0 {
-        format!("in {amount}")
-    } else {
-        format!("{amount} ago")
-    }
+    tessera_protocol::human::relative(*t, Utc::now())
 }
 
 /// Expiry for a table or a line: a time, or "never".

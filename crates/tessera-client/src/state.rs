@@ -81,6 +81,18 @@ impl DiskState {
     }
 }
 
+/// The `state_load` fuzz target's body (`fuzz/`), here so the committed
+/// corpus replays as a test: what parses, stores back and parses the same.
+#[doc(hidden)]
+pub fn fuzz_state_load(data: &[u8]) -> bool {
+    let Ok(state) = DiskState::parse(data) else {
+        return false;
+    };
+    let again = serde_json::to_vec(&state).expect("a parsed state encodes");
+    assert_eq!(DiskState::parse(&again).as_ref(), Ok(&state));
+    true
+}
+
 /// The state file of a directory.
 #[derive(Debug, Clone)]
 pub struct StateFile {

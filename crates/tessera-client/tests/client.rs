@@ -27,6 +27,15 @@ async fn server(clock: &Arc<ManualClock>, backend: Backend) -> TestServer {
     .await
 }
 
+/// A client of the in-process authority on the test's clock.
+fn on(s: &TestServer, clock: &Arc<ManualClock>) -> tessera_client::Builder {
+    Client::builder()
+        .server(&s.url)
+        .public_key(s.public_key.clone())
+        .clock(clock.clone())
+        .tick(TICK)
+}
+
 /// Wait (bounded) until the published verdict satisfies `pred`.
 async fn until(client: &Client, what: &str, pred: impl Fn(&Verdict) -> bool) -> Arc<Verdict> {
     let mut rx = client.subscribe();
@@ -395,13 +404,9 @@ backend_tests! {
             .issue(json!({"customer": "Acme", "plan": "p", "features": ["sso"], "duration": "2d"}))
             .await;
         let dir = tempfile::tempdir().unwrap();
-        let client = Client::builder()
-            .server(&s.url)
-            .public_key(s.public_key.clone())
+        let client = on(&s, &clock)
             .state_dir(dir.path())
             .token(&token)
-            .clock(clock.clone())
-            .tick(TICK)
             .start()
             .unwrap();
         until(&client, "valid", Verdict::is_valid).await;
@@ -511,12 +516,8 @@ backend_tests! {
         let clock = clock();
         let s = server(&clock, backend.clone()).await;
         let (id, token) = s.issue_default().await;
-        let client = Client::builder()
-            .server(&s.url)
-            .public_key(s.public_key.clone())
+        let client = on(&s, &clock)
             .token(&token)
-            .clock(clock.clone())
-            .tick(TICK)
             .start()
             .unwrap();
         until(&client, "valid", Verdict::is_valid).await;
@@ -543,13 +544,9 @@ backend_tests! {
         let clock = clock();
         let s = server(&clock, backend.clone()).await;
         let (id, token) = s.issue_default().await;
-        let client = Client::builder()
+        let client = on(&s, &clock)
             .watch(Watching::Off)
-            .server(&s.url)
-            .public_key(s.public_key.clone())
             .token(&token)
-            .clock(clock.clone())
-            .tick(TICK)
             .start()
             .unwrap();
         until(&client, "valid", Verdict::is_valid).await;
@@ -627,13 +624,9 @@ backend_tests! {
         let (_, c) = s.issue_default().await;
         let dir = tempfile::tempdir().unwrap();
         let start = |token: &str| {
-            Client::builder()
-                .server(&s.url)
-                .public_key(s.public_key.clone())
+            on(&s, &clock)
                 .state_dir(dir.path())
                 .token(token)
-                .clock(clock.clone())
-                .tick(TICK)
                 .start()
                 .unwrap()
         };
@@ -662,12 +655,8 @@ backend_tests! {
         let clock = clock();
         let s = server(&clock, backend.clone()).await;
         let (id, token) = s.issue_default().await;
-        let client = Client::builder()
-            .server(&s.url)
-            .public_key(s.public_key.clone())
+        let client = on(&s, &clock)
             .token(&token)
-            .clock(clock.clone())
-            .tick(TICK)
             .start()
             .unwrap();
         until(&client, "valid and connected", |v| {
@@ -732,12 +721,8 @@ backend_tests! {
         let s = server(&clock, backend.clone()).await;
         let (_, a) = s.issue_default().await;
         let (b_id, b) = s.issue_default().await;
-        let client = Client::builder()
-            .server(&s.url)
-            .public_key(s.public_key.clone())
+        let client = on(&s, &clock)
             .token(&a)
-            .clock(clock.clone())
-            .tick(TICK)
             .start()
             .unwrap();
         until(&client, "connected", |v| v.connected).await;
@@ -789,13 +774,9 @@ async fn usage_is_reported_and_seats_exceeded_comes_back() {
         .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d", "max_users": 5}))
         .await;
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::builder()
-        .server(&s.url)
-        .public_key(s.public_key.clone())
+    let client = on(&s, &clock)
         .state_dir(dir.path())
         .token(&token)
-        .clock(clock.clone())
-        .tick(TICK)
         .usage_interval(StdDuration::from_millis(200))
         .start()
         .unwrap();

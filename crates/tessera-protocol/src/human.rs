@@ -85,8 +85,44 @@ pub fn parse_date_or_time(text: &str) -> Result<Timestamp, Error> {
     })
 }
 
+/// `t` relative to `now` for people: `in 36 days`, `3 hours ago`, `now`,
+/// `just now`. Rounded to the nearest unit, so a 30-day license issued a
+/// second ago reads "in 30 days", not "in 29 days".
+#[must_use]
+pub fn relative(t: Timestamp, now: Timestamp) -> String {
+    let secs = (t - now).num_seconds();
+    let abs = secs.unsigned_abs();
+    let amount = if abs >= 2 * 86_400 {
+        format!("{} days", (abs + 43_200) / 86_400)
+    } else if abs >= 2 * 3_600 {
+        format!("{} hours", (abs + 1_800) / 3_600)
+    } else if abs >= 120 {
+        format!("{} minutes", (abs + 30) / 60)
+    } else if secs >= 0 {
+        return "now".into();
+    } else {
+        return "just now".into();
+    };
+    if secs >= 0 {
+        format!("in {amount}")
+    } else {
+        format!("{amount} ago")
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn relative_times_round_to_the_nearest_unit() {
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let at = |secs: i64| super::relative(now + Duration::seconds(secs), now);
+        assert_eq!(at(30 * 86_400 - 1), "in 30 days");
+        assert_eq!(at(-3 * 3_600), "3 hours ago");
+        assert_eq!(at(5 * 60), "in 5 minutes");
+        assert_eq!(at(30), "now");
+        assert_eq!(at(-30), "just now");
+    }
     use super::*;
 
     #[test]

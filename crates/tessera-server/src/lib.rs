@@ -373,18 +373,11 @@ async fn replica_tasks(
                 }
             }
             _ = reap.tick() => {
-                match store.try_job_lock("reap-streams").await {
-                    Ok(Some(lock)) => {
-                        let alive_since = Utc::now() - chrono::Duration::seconds(REPLICA_ALIVE_SECS);
-                        match store.reap_streams(alive_since).await {
-                            Ok(0) => {}
-                            Ok(n) => tracing::info!(streams = n, "marked closed the streams of replicas that stopped"),
-                            Err(e) => tracing::warn!(error = %e, "stream reaper failed"),
-                        }
-                        lock.release().await;
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot take the reaper's lock"),
+                let alive_since = Utc::now() - chrono::Duration::seconds(REPLICA_ALIVE_SECS);
+                match locked(store.as_ref(), "reap-streams", &cancel, store.reap_streams(alive_since)).await {
+                    None | Some(Ok(0)) => {}
+                    Some(Ok(n)) => tracing::info!(streams = n, "marked closed the streams of replicas that stopped"),
+                    Some(Err(e)) => tracing::warn!(error = %e, "stream reaper failed"),
                 }
             }
             notice = async {
@@ -432,40 +425,43 @@ async fn lifecycle_tasks(
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = schedule.tick() => {
-                match store.try_job_lock("scheduler").await {
-                    Ok(Some(lock)) => {
-                        let ran = tokio::select! {
-                            () = cancel.cancelled() => None,
-                            r = scheduler::tick(&licenses, &settings.horizons) => Some(r),
-                        };
-                        if let Some(Err(e)) = ran {
-                            tracing::warn!(error = %e, "scheduler tick failed");
-                        }
-                        lock.release().await;
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot take the scheduler's lock"),
+                if let Some(Err(e)) = locked(store.as_ref(), "scheduler", &cancel, scheduler::tick(&licenses, &settings.horizons)).await {
+                    tracing::warn!(error = %e, "scheduler tick failed");
                 }
             }
             _ = deliver.tick(), if dispatcher.is_some() => {
                 let Some(dispatcher) = &dispatcher else { continue };
-                match store.try_job_lock("webhooks").await {
-                    Ok(Some(lock)) => {
-                        let ran = tokio::select! {
-                            () = cancel.cancelled() => None,
-                            r = dispatcher.run_once() => Some(r),
-                        };
-                        if let Some(Err(e)) = ran {
-                            tracing::warn!(error = %e, "webhook dispatch failed");
-                        }
-                        lock.release().await;
-                    }
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot take the webhook dispatcher's lock"),
+                if let Some(Err(e)) = locked(store.as_ref(), "webhooks", &cancel, dispatcher.run_once()).await {
+                    tracing::warn!(error = %e, "webhook dispatch failed");
                 }
             }
         }
     }
+}
+
+/// Run `work` under the job lock `job` (one replica at a time), cut short
+/// by shutdown. `None` when another replica holds the lock, the lock could
+/// not be asked for (logged), or shutdown came first.
+async fn locked<T>(
+    store: &dyn LicenseStore,
+    job: &str,
+    cancel: &CancellationToken,
+    work: impl Future<Output = T>,
+) -> Option<T> {
+    let lock = match store.try_job_lock(job).await {
+        Ok(Some(lock)) => lock,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!(job, error = %e, "cannot take the job lock");
+            return None;
+        }
+    };
+    let ran = tokio::select! {
+        () = cancel.cancelled() => None,
+        r = work => Some(r),
+    };
+    lock.release().await;
+    ran
 }
 
 /// Open and serve: what tests and embedders call.

@@ -56,10 +56,11 @@ pub struct LicenseService {
     feed: Arc<ChangeFeed>,
     lifecycle: Lifecycle,
     /// License → seats in use (highest user count reported by an instance
-    /// seen within the usage window). Metering data, not license data: it
+    /// seen within the usage window; `None`: no report, also cached so a
+    /// license without metering costs no query per validation). Metering data, not license data: it
     /// may lag other replicas' reports by its minute of life, and a report
     /// to this replica updates it at once.
-    seats: moka::sync::Cache<LicenseId, u32>,
+    seats: moka::sync::Cache<LicenseId, Option<u32>>,
 }
 
 impl std::fmt::Debug for LicenseService {
@@ -110,6 +111,11 @@ fn duration_field(what: &'static str, text: &str) -> Result<Duration> {
 fn date_field(what: &'static str, text: &str) -> Result<Timestamp> {
     parse_date_or_time(text)
         .map_err(|e| Error::unprocessable("invalid_date", format!("{what}: {e}")))
+}
+
+/// More seats in use than the limit allows (no limit, or no report: no).
+fn exceeds(max_users: Option<u32>, seats_in_use: Option<u32>) -> bool {
+    max_users.zip(seats_in_use).is_some_and(|(max, n)| n > max)
 }
 
 fn summary_json(license: &License) -> Option<serde_json::Value> {
@@ -554,8 +560,9 @@ impl LicenseService {
     /// # Errors
     /// The store's.
     pub async fn overview(&self) -> Result<crate::model::Overview> {
+        const DASHBOARD: [Duration; 3] = [Duration::days(30), Duration::days(7), Duration::days(1)];
         self.instances.flush().await?;
-        self.store.overview(self.now()).await
+        self.store.overview(self.now(), &DASHBOARD).await
     }
 
     /// The console's license search.
@@ -708,6 +715,7 @@ impl LicenseService {
     pub async fn fleet(&self, id: &LicenseId) -> Result<crate::model::Fleet> {
         let license = self.license(id).await?;
         let instances = self.instances(id).await?;
+        let usage = self.usage_of(&license, 0).await?;
         let summary = crate::model::FleetSummary {
             total: instances.len(),
             current: instances
@@ -716,14 +724,8 @@ impl LicenseService {
                 .count(),
             connected: instances.iter().filter(|i| i.stream_connected).count(),
             max_users: license.max_users,
-            seats_in_use: None,
-            seats_exceeded: false,
-        };
-        let usage = self.usage(id, 0).await?;
-        let summary = crate::model::FleetSummary {
             seats_in_use: usage.seats_in_use,
             seats_exceeded: usage.seats_exceeded,
-            ..summary
         };
         Ok(crate::model::Fleet {
             license: id.to_string(),
@@ -951,13 +953,11 @@ impl LicenseService {
     /// Seats in use for `license`, from the cache or the store.
     async fn seats_in_use(&self, license: &LicenseId) -> Result<Option<u32>> {
         if let Some(n) = self.seats.get(license) {
-            return Ok(Some(n));
+            return Ok(n);
         }
         let since = self.now() - self.lifecycle.usage_window;
         let n = self.store.seats_in_use(license, since).await?;
-        if let Some(n) = n {
-            self.seats.insert(license.clone(), n);
-        }
+        self.seats.insert(license.clone(), n);
         Ok(n)
     }
 
@@ -969,7 +969,7 @@ impl LicenseService {
             return false;
         };
         match self.seats_in_use(&license.id).await {
-            Ok(n) => n.is_some_and(|n| n > max),
+            Ok(n) => exceeds(Some(max), n),
             Err(e) => {
                 tracing::warn!(license = %license.id, error = %e, "cannot read seats in use");
                 false
@@ -978,10 +978,7 @@ impl LicenseService {
     }
 
     fn seats_exceeded_cached(&self, license: &License) -> bool {
-        license
-            .max_users
-            .zip(self.seats.get(&license.id))
-            .is_some_and(|(max, n)| n > max)
+        exceeds(license.max_users, self.seats.get(&license.id).flatten())
     }
 
     /// `POST /v1/usage`: record an instance's user count (latest and the
@@ -1005,7 +1002,7 @@ impl LicenseService {
         // the fleet view and the seat count are current.
         self.instances.flush().await?;
         self.seats.invalidate(&license.id);
-        let usage = self.usage(&license.id, 0).await?;
+        let usage = self.usage_of(&license, 0).await?;
         if usage.seats_exceeded != before {
             tracing::info!(license = %license.id, exceeded = usage.seats_exceeded, "seat limit crossed");
             self.publish_same_revision(&license);
@@ -1018,21 +1015,21 @@ impl LicenseService {
     /// # Errors
     /// 404 unknown license; the store's.
     pub async fn usage(&self, id: &LicenseId, days: u32) -> Result<UsageView> {
-        let license = self.license(id).await?;
-        let seats_in_use = self.seats_in_use(id).await?;
+        self.usage_of(&self.license(id).await?, days).await
+    }
+
+    async fn usage_of(&self, license: &License, days: u32) -> Result<UsageView> {
+        let seats_in_use = self.seats_in_use(&license.id).await?;
         let days = if days == 0 {
             Vec::new()
         } else {
-            self.store.usage_days(id, days).await?
+            self.store.usage_days(&license.id, days).await?
         };
         Ok(UsageView {
-            license: id.to_string(),
+            license: license.id.to_string(),
             max_users: license.max_users,
             seats_in_use,
-            seats_exceeded: license
-                .max_users
-                .zip(seats_in_use)
-                .is_some_and(|(max, n)| n > max),
+            seats_exceeded: exceeds(license.max_users, seats_in_use),
             days,
         })
     }
@@ -1043,8 +1040,10 @@ impl LicenseService {
     /// # Errors
     /// The store's.
     pub async fn refresh_gauges(&self) -> Result<()> {
-        let now = self.now();
-        let overview = self.store.overview(now).await?;
+        let overview = self
+            .store
+            .overview(self.now(), &self.lifecycle.horizons)
+            .await?;
         for state in ["active", "suspended", "revoked"] {
             let n = overview
                 .by_state
@@ -1064,14 +1063,13 @@ impl LicenseService {
                 within: "expired".into(),
             })
             .set(overview.expired);
-        for horizon in &self.lifecycle.horizons {
-            let n = self.store.count_expiring(now, now + *horizon).await?;
+        for (horizon, n) in &overview.expiring {
             self.metrics
                 .expiring
                 .get_or_create(&crate::metrics::HorizonLabel {
                     within: crate::scheduler::horizon_label(*horizon),
                 })
-                .set(n);
+                .set(*n);
         }
         self.metrics
             .watchers

@@ -453,8 +453,8 @@ pub struct Overview {
     pub by_state: Vec<(String, i64)>,
     /// Active licenses past their expiry.
     pub expired: i64,
-    /// Active licenses expiring within 30, 7 and 1 days: (days, count).
-    pub expiring: Vec<(i64, i64)>,
+    /// Active licenses expiring within each horizon asked for: (horizon, count).
+    pub expiring: Vec<(Duration, i64)>,
     /// Instances with an open stream or seen within the last hour.
     pub instances_online: i64,
     /// Instances known.

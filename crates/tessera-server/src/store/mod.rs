@@ -157,8 +157,8 @@ pub trait LicenseStore: Send + Sync + 'static {
     /// Forget expired sessions; how many.
     async fn purge_sessions(&self, now: Timestamp) -> Result<u64>;
 
-    /// Counts for the dashboard at `now`.
-    async fn overview(&self, now: Timestamp) -> Result<Overview>;
+    /// Counts at `now`, with active licenses expiring within each horizon.
+    async fn overview(&self, now: Timestamp, horizons: &[chrono::Duration]) -> Result<Overview>;
 
     /// The console's search, newest first; the page and the total.
     async fn search_licenses(&self, q: &LicenseSearch) -> Result<(Vec<License>, i64)>;
@@ -235,9 +235,6 @@ pub trait LicenseStore: Send + Sync + 'static {
 
     /// Highest user count reported by an instance of `license` seen since `since`.
     async fn seats_in_use(&self, license: &LicenseId, since: Timestamp) -> Result<Option<u32>>;
-
-    /// Active licenses whose expiry is in `(now, until]`.
-    async fn count_expiring(&self, now: Timestamp, until: Timestamp) -> Result<i64>;
 
     /// Daily maxima of reported users, newest first.
     async fn usage_days(&self, license: &LicenseId, limit: u32) -> Result<Vec<UsageDay>>;

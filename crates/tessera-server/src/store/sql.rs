@@ -384,7 +384,11 @@ macro_rules! impl_license_store {
                     .rows_affected())
             }
 
-            async fn overview(&self, now: Timestamp) -> Result<Overview> {
+            async fn overview(
+                &self,
+                now: Timestamp,
+                horizons: &[chrono::Duration],
+            ) -> Result<Overview> {
                 let by_state: Vec<(String, i64)> = sqlx::query_as(
                     "SELECT state, COUNT(*) FROM licenses GROUP BY state ORDER BY state",
                 )
@@ -398,17 +402,17 @@ macro_rules! impl_license_store {
                 .bind(t)
                 .fetch_one(self.reader())
                 .await?;
-                let mut expiring = Vec::new();
-                for days in [30_i64, 7, 1] {
+                let mut expiring = Vec::with_capacity(horizons.len());
+                for horizon in horizons {
                     let (n,): (i64,) = sqlx::query_as(
                         "SELECT COUNT(*) FROM licenses WHERE state = 'active' \
                          AND expires_at > $1 AND expires_at <= $2",
                     )
                     .bind(t)
-                    .bind(t + days * 86_400)
+                    .bind(t + horizon.num_seconds())
                     .fetch_one(self.reader())
                     .await?;
-                    expiring.push((days, n));
+                    expiring.push((*horizon, n));
                 }
                 let (online, total): (i64, i64) = sqlx::query_as(
                     "SELECT COALESCE(SUM(CASE WHEN stream_connected OR last_seen >= $1 \
@@ -832,18 +836,6 @@ macro_rules! impl_license_store {
                 .fetch_one(self.reader())
                 .await?;
                 Ok(max.map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
-            }
-
-            async fn count_expiring(&self, now: Timestamp, until: Timestamp) -> Result<i64> {
-                let (n,): (i64,) = sqlx::query_as(
-                    "SELECT COUNT(*) FROM licenses WHERE state = 'active' \
-                     AND expires_at > $1 AND expires_at <= $2",
-                )
-                .bind(now.timestamp())
-                .bind(until.timestamp())
-                .fetch_one(self.reader())
-                .await?;
-                Ok(n)
             }
 
             async fn usage_days(

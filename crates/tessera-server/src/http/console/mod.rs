@@ -55,12 +55,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/licenses/{id}", get(license))
         .route("/licenses/{id}/fleet.json", get(fleet))
         .route("/licenses/{id}/extend", get(confirm_extend).post(extend))
-        .route("/licenses/{id}/suspend", get(confirm_suspend).post(suspend))
+        .route("/licenses/{id}/suspend", state_routes(StateAction::Suspend))
         .route(
             "/licenses/{id}/reinstate",
-            get(confirm_reinstate).post(reinstate),
+            state_routes(StateAction::Reinstate),
         )
-        .route("/licenses/{id}/revoke", get(confirm_revoke).post(revoke))
+        .route("/licenses/{id}/revoke", state_routes(StateAction::Revoke))
         .route("/policies", get(policies).post(create_policy))
         .route("/events", get(events))
         .layer(axum::middleware::from_fn(security_headers))
@@ -809,41 +809,22 @@ async fn change_state(
     Ok(Redirect::to(&format!("/licenses/{id}?done={done}")))
 }
 
-async fn confirm_suspend(State(svc): Svc, console: Console, Path(id): Path<String>) -> Page {
-    confirm_state(&svc, &console, &id, StateAction::Suspend).await
-}
-async fn confirm_reinstate(State(svc): Svc, console: Console, Path(id): Path<String>) -> Page {
-    confirm_state(&svc, &console, &id, StateAction::Reinstate).await
-}
-async fn confirm_revoke(State(svc): Svc, console: Console, Path(id): Path<String>) -> Page {
-    confirm_state(&svc, &console, &id, StateAction::Revoke).await
-}
-async fn suspend(
-    State(svc): Svc,
-    console: Console,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(f): Form<ReasonForm>,
-) -> Result<Redirect, ConsoleError> {
-    change_state(&svc, &console, &headers, &id, &f, StateAction::Suspend).await
-}
-async fn reinstate(
-    State(svc): Svc,
-    console: Console,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(f): Form<ReasonForm>,
-) -> Result<Redirect, ConsoleError> {
-    change_state(&svc, &console, &headers, &id, &f, StateAction::Reinstate).await
-}
-async fn revoke(
-    State(svc): Svc,
-    console: Console,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(f): Form<ReasonForm>,
-) -> Result<Redirect, ConsoleError> {
-    change_state(&svc, &console, &headers, &id, &f, StateAction::Revoke).await
+/// The confirmation page (GET) and the form it posts (POST) of one state change.
+fn state_routes(action: StateAction) -> axum::routing::MethodRouter<super::AppState> {
+    get(
+        move |State(svc): Svc, console: Console, Path(id): Path<String>| async move {
+            confirm_state(&svc, &console, &id, action).await
+        },
+    )
+    .post(
+        move |State(svc): Svc,
+              console: Console,
+              headers: HeaderMap,
+              Path(id): Path<String>,
+              Form(f): Form<ReasonForm>| async move {
+            change_state(&svc, &console, &headers, &id, &f, action).await
+        },
+    )
 }
 
 async fn policies(State(svc): Svc, console: Console, Query(q): Query<DoneQuery>) -> Page {

@@ -21,22 +21,7 @@ pub fn when(t: &Timestamp) -> String {
 }
 
 pub fn relative(t: &Timestamp, now: Timestamp) -> String {
-    let secs = (*t - now).num_seconds();
-    let abs = secs.unsigned_abs();
-    let amount = if abs >= 2 * 86_400 {
-        format!("{} days", (abs + 43_200) / 86_400)
-    } else if abs >= 2 * 3_600 {
-        format!("{} hours", (abs + 1_800) / 3_600)
-    } else if abs >= 120 {
-        format!("{} minutes", (abs + 30) / 60)
-    } else {
-        return "just now".into();
-    };
-    if secs >= 0 {
-        format!("in {amount}")
-    } else {
-        format!("{amount} ago")
-    }
+    tessera_protocol::human::relative(*t, now)
 }
 
 fn expiry(l: &License, now: Timestamp) -> Markup {
@@ -134,10 +119,11 @@ pub fn dashboard(c: &Chrome, o: &Overview, recent: &[EventView]) -> Markup {
             }
             h2 { "Expiring soon" }
             div.cards {
-                @for (days, n) in &o.expiring {
+                @for (horizon, n) in &o.expiring {
+                    @let days = horizon.num_days();
                     a.card href={"/licenses?expiring=" (days) "d"} {
                         div.n id={"expiring-" (days)} { (n) }
-                        div.l { "within " (days) @if *days == 1 { " day" } @else { " days" } }
+                        div.l { "within " (days) @if days == 1 { " day" } @else { " days" } }
                     }
                 }
             }
