@@ -78,11 +78,41 @@ impl AdminClient {
         )
     }
 
+    /// Send, repeating a request the authority answered `503` with
+    /// `Retry-After` (it says nothing was changed, e.g. its database
+    /// connection dropped mid-transaction): up to 3 tries, waits capped at 5 s.
+    async fn send_retrying(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> anyhow::Result<reqwest::Response> {
+        const TRIES: usize = 3;
+        let mut req = req;
+        let mut attempt = 1;
+        loop {
+            let again = req.try_clone();
+            let response = req
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the authority at {}", self.base))?;
+            let wait = (response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE)
+                .then(|| response.headers().get(reqwest::header::RETRY_AFTER))
+                .flatten()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            match (wait, again) {
+                (Some(secs), Some(next)) if attempt < TRIES => {
+                    eprintln!("the authority asked to retry in {secs} s; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(secs.min(5))).await;
+                    req = next;
+                    attempt += 1;
+                }
+                _ => return Ok(response),
+            }
+        }
+    }
+
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
-        let response = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the authority at {}", self.base))?;
+        let response = self.send_retrying(req).await?;
         let status = response.status();
         let bytes = response
             .bytes()
@@ -126,12 +156,12 @@ impl AdminClient {
     /// DELETE an admin route (an empty answer).
     pub async fn delete(&self, path: &str) -> anyhow::Result<()> {
         let response = self
-            .http
-            .delete(format!("{}{path}", self.base))
-            .bearer_auth(self.key()?)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the authority at {}", self.base))?;
+            .send_retrying(
+                self.http
+                    .delete(format!("{}{path}", self.base))
+                    .bearer_auth(self.key()?),
+            )
+            .await?;
         if response.status().is_success() {
             return Ok(());
         }

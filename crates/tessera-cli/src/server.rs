@@ -45,6 +45,43 @@ pub struct ServerArgs {
     /// How often the scheduler checks horizons and automatic renewals.
     #[arg(long, env = "TESSERA_SCHEDULER_INTERVAL", default_value = "1m", value_parser = crate::parse_interval)]
     scheduler_interval: std::time::Duration,
+    /// Key file sealing webhook secrets in the database. Default:
+    /// <data dir>/secrets.key, created on first start. A file given here
+    /// must already exist; replicas sharing a PostgreSQL database must all
+    /// be given the same one.
+    #[arg(long, env = "TESSERA_SECRETS_KEY_FILE")]
+    secrets_key_file: Option<PathBuf>,
+    /// Allow webhooks to loopback, private, link-local and other internal
+    /// addresses (refused by default, checked after DNS resolution at each
+    /// delivery, so the delivery log cannot probe your network).
+    #[arg(long, env = "TESSERA_ALLOW_PRIVATE_WEBHOOKS")]
+    allow_private_webhooks: bool,
+    /// Proxies (addresses or CIDR networks, comma-separated) whose
+    /// Forwarded / X-Forwarded-For headers name the client for rate limits
+    /// and per-address caps. Default: none; the TCP peer is the client.
+    #[arg(long, env = "TESSERA_TRUSTED_PROXY", value_delimiter = ',', value_parser = tessera_server::http::client::TrustedProxies::parse_net)]
+    trusted_proxy: Vec<ipnet::IpNet>,
+    /// Time allowed for a request's headers, counted from when the server
+    /// waits for them; also closes idle keep-alive connections.
+    #[arg(long, env = "TESSERA_HEADER_READ_TIMEOUT", default_value = "20s", value_parser = crate::parse_interval)]
+    header_read_timeout: std::time::Duration,
+    /// Time allowed for a whole request body after its headers.
+    #[arg(long, env = "TESSERA_BODY_READ_TIMEOUT", default_value = "30s", value_parser = crate::parse_interval)]
+    body_read_timeout: std::time::Duration,
+    /// A connection with no bytes either way this long is closed. Must
+    /// exceed the 15 s keep-alive of change streams.
+    #[arg(long, env = "TESSERA_IDLE_TIMEOUT", default_value = "2m", value_parser = crate::parse_interval)]
+    idle_timeout: std::time::Duration,
+    /// Open connections in all (lowered at start to fit `ulimit -n`).
+    #[arg(long, env = "TESSERA_MAX_CONNECTIONS", default_value_t = 16_384)]
+    max_connections: usize,
+    /// Open connections from one address (IPv6: one /64). The default fits
+    /// a 10,000-instance fleet behind one NAT address.
+    #[arg(long, env = "TESSERA_MAX_CONNECTIONS_PER_IP", default_value_t = 12_000)]
+    max_connections_per_ip: usize,
+    /// Open change streams from one address.
+    #[arg(long, env = "TESSERA_MAX_STREAMS_PER_IP", default_value_t = 11_000)]
+    max_streams_per_ip: usize,
     /// Log format. The level comes from TESSERA_LOG or RUST_LOG (default info).
     #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -88,6 +125,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.signing_key_file = args.signing_key_file;
     config.database_url = args.database_url;
     config.rate_limit_per_minute = args.rate_limit;
+    config.secrets_key_file = args.secrets_key_file;
+    config.trusted_proxies = args.trusted_proxy;
+    if args.allow_private_webhooks {
+        config.lifecycle.webhook_targets = tessera_server::webhooks::WebhookTargets::AllowPrivate;
+    }
+    config.limits.header_read_timeout = args.header_read_timeout;
+    config.limits.body_read_timeout = args.body_read_timeout;
+    config.limits.idle_timeout = args.idle_timeout;
+    config.limits.max_connections = args.max_connections;
+    config.limits.max_connections_per_ip = args.max_connections_per_ip;
+    config.limits.max_watchers_per_ip = args.max_streams_per_ip;
     config.lifecycle.horizons = args.horizons.0;
     config.lifecycle.scheduler_interval = args.scheduler_interval;
     let server = Server::open(config).await?;

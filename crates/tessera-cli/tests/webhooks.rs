@@ -87,7 +87,15 @@ async fn every_event_is_delivered_across_a_kill_9() {
     let data = dir.path().join("data");
     let secret = Arc::new(Mutex::new(String::new()));
     let (seen, url) = receiver(secret.clone(), Duration::from_millis(400)).await;
-    let server = ServerProcess::start(BIN, &data, free_addr(), "server.log");
+    // The receiver listens on loopback: allowed explicitly.
+    let server = ServerProcess::start_with(
+        BIN,
+        &data,
+        free_addr(),
+        "server.log",
+        &["--allow-private-webhooks"],
+        None,
+    );
     let added: Value = serde_json::from_str(&tessera(
         &server,
         &["webhook", "add", &url, "--events", "*", "--json"],
@@ -120,7 +128,14 @@ async fn every_event_is_delivered_across_a_kill_9() {
     let in_flight: BTreeSet<i64> = seen.lock().unwrap().iter().map(|s| s.0).collect();
     assert!(in_flight.len() < expected.len(), "killed before the end");
 
-    let server = ServerProcess::start(BIN, &data, free_addr(), "server2.log");
+    let server = ServerProcess::start_with(
+        BIN,
+        &data,
+        free_addr(),
+        "server2.log",
+        &["--allow-private-webhooks"],
+        None,
+    );
     let got = eventually(
         "every event delivered",
         Duration::from_secs(60),

@@ -16,7 +16,7 @@ use futures_util::future::{BoxFuture, Shared};
 use tessera_protocol::wire::ValidateRequest;
 use tessera_protocol::{
     Expectations, Freshness, InstanceId, LicenseToken, RollbackDecision, Timestamp,
-    TokenFingerprint, TrustedKeys, VerifiedDocument, check_rollback, verify,
+    TokenFingerprint, TrustedKeys, VerifiedDocument, check_document_rollback, verify,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +34,17 @@ const BACKOFF_MIN: StdDuration = StdDuration::from_secs(1);
 const BACKOFF_MAX: StdDuration = StdDuration::from_secs(300);
 /// Polls after an unchanged answer are never closer than this.
 const MIN_POLL_INTERVAL: Duration = Duration::minutes(1);
+
+/// How a verified document reached the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Evidence {
+    /// The answer to a request carrying this client's fresh nonce.
+    Nonce,
+    /// Pushed on this client's own change stream.
+    Stream,
+    /// A nonce-less poll (may be a reused document, or a replay).
+    Poll,
+}
 
 type Flight = Shared<BoxFuture<'static, Result<Arc<Verdict>, Error>>>;
 
@@ -68,6 +79,9 @@ pub(crate) struct Held {
     pub retry_at: Option<tokio::time::Instant>,
     /// A change stream is open: pushes replace polling.
     pub stream_connected: bool,
+    /// The last verdict said `clock_tampered`: the next round trip carries
+    /// a nonce, whose answer re-bases the mark to the authority's time.
+    pub clock_suspect: bool,
 }
 
 impl Held {
@@ -78,6 +92,14 @@ impl Held {
             .as_ref()
             .filter(|d| d.claims().tfp == token)
             .map(|d| d.claims().rev)
+    }
+
+    /// Whether the next answer must be fresh signed evidence (a nonce, no
+    /// `If-None-Match`): after a failure, while offline, or with the clock
+    /// mark ahead of the clock. Only such an answer clears those flags, so
+    /// a fake endpoint answering `304` cannot silence them.
+    pub(crate) fn needs_proof(&self) -> bool {
+        self.last_error.is_some() || self.offline_since.is_some() || self.clock_suspect
     }
 
     pub(crate) fn disk_state(&self) -> DiskState {
@@ -95,6 +117,10 @@ pub(crate) struct Inner {
     pub id: u64,
     /// Bumped after every verdict published to `cell`.
     pub generation: std::sync::atomic::AtomicU64,
+    /// The published verdict's `changes_at` in epoch milliseconds
+    /// (`i64::MAX`: never). Readers compare it with a coarse clock and
+    /// recompute when it has passed, whatever the background loop does.
+    pub deadline_ms: std::sync::atomic::AtomicI64,
     pub settings: Settings,
     pub keys: TrustedKeys,
     pub transport: Option<Transport>,
@@ -111,6 +137,9 @@ pub(crate) struct Inner {
     pub token_epoch: watch::Sender<u64>,
     /// Woken after a document is accepted: the held revision is reported.
     pub ack: Notify,
+    /// Woken when a stream (re)connects: the held revision is reported
+    /// even if it was reported before.
+    pub reack: Notify,
     /// Users the product reported last ([`NO_USERS`] until it does).
     pub users: std::sync::atomic::AtomicU64,
     /// Woken when the user count changes.
@@ -159,6 +188,7 @@ impl Inner {
             &Context {
                 high_water_mark: held.hwm,
                 tolerance: self.settings.clock_tolerance,
+                max_clock_drift: self.settings.max_clock_drift,
                 offline_since: held.offline_since,
                 last_verified_at: held.last_verified_at,
                 last_error: held.last_error.clone(),
@@ -174,7 +204,9 @@ impl Inner {
         let verdict = {
             let mut held = self.lock();
             let verdict = self.verdict_of(&held, now);
-            if verdict.reason != Some(verdict::UnverifiedReason::ClockTampered) {
+            let tampered = verdict.reason == Some(verdict::UnverifiedReason::ClockTampered);
+            held.clock_suspect = tampered;
+            if !tampered {
                 held.hwm = Some(max_opt(held.hwm, now));
             }
             verdict
@@ -185,6 +217,12 @@ impl Inner {
         }
         let verdict = Arc::new(verdict);
         self.cell.store(verdict.clone());
+        self.deadline_ms.store(
+            verdict
+                .changes_at
+                .map_or(i64::MAX, |t| t.timestamp_millis()),
+            std::sync::atomic::Ordering::Release,
+        );
         // After the store: a reader that sees the new generation loads the new verdict.
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::Release);
@@ -230,7 +268,9 @@ impl Inner {
         self.publish();
     }
 
-    pub(crate) fn record_contact(&self, verified: bool) {
+    /// A newly signed document was accepted: the authority vouched for
+    /// what is held now. Only this clears `offline_since` and `last_error`.
+    fn record_verified_contact(&self) {
         let now = self.now();
         {
             let mut held = self.lock();
@@ -238,16 +278,16 @@ impl Inner {
             held.offline_since = None;
             held.failures = 0;
             held.retry_at = None;
-            if verified {
-                held.last_verified_at = Some(now);
-            }
+            held.last_verified_at = Some(now);
         }
         self.publish();
     }
 
-    /// The authority confirmed what is held (`304`, or the same document):
-    /// nothing to store; poll again one refresh interval from now.
-    fn record_unchanged(&self, confirmed: bool) {
+    /// An answer that proves nothing new (`304`, which is unsigned, or the
+    /// very document already held, which anyone could replay): poll again
+    /// one refresh interval from now. `last_verified_at`, `offline_since`
+    /// and `last_error` stay as they are.
+    fn record_unchanged(&self) {
         {
             let mut held = self.lock();
             let interval = held
@@ -258,17 +298,43 @@ impl Inner {
                 })
                 .max(MIN_POLL_INTERVAL);
             held.poll_at = Some(self.now() + interval);
+            held.failures = 0;
+            held.retry_at = None;
         }
-        self.record_contact(confirmed);
+        self.publish();
+    }
+
+    /// A change stream opened. The opening proves nothing by itself
+    /// (unsigned); if the client is flagged offline or failing, ask for
+    /// signed evidence at once, with a nonce.
+    pub(crate) fn on_stream_open(self: &Arc<Self>) {
+        let token = {
+            let held = self.lock();
+            if !held.needs_proof() {
+                return;
+            }
+            held.token.clone()
+        };
+        if let Some(token) = token {
+            let inner = self.clone();
+            tokio::spawn(async move {
+                let _ = inner.single_flight(token, true, false).await;
+            });
+        }
     }
 
     /// Apply a verified document. `new_token` is set when activating (only
-    /// when it differs from the held token).
+    /// when it differs from the held token). For an answer to this client's
+    /// own nonce or a push on its own stream the clock mark is re-based to
+    /// max(`iat`, now) — the authority's time — so a clock that ran ahead
+    /// once does not lock the client out forever.
     pub(crate) async fn accept(
         &self,
         doc: VerifiedDocument,
         new_token: Option<LicenseToken>,
+        evidence: Evidence,
     ) -> Result<Arc<Verdict>, Error> {
+        let rebase = matches!(evidence, Evidence::Nonce | Evidence::Stream);
         let _guard = self.apply_lock.lock().await;
         let now = self.now();
         let new_token = new_token.filter(|t| self.lock().token.as_ref() != Some(t));
@@ -287,12 +353,15 @@ impl Inner {
                 }
                 if let Some(current) = &held.document {
                     let c = current.claims();
-                    match check_rollback(Some((c.rev, c.iat)), (doc.claims().rev, doc.claims().iat))
-                    {
+                    match check_document_rollback(current, &doc) {
                         RollbackDecision::Accept => {}
+                        // The same revision and time, but signed for our
+                        // nonce: fresh proof of contact (and of the time, to
+                        // re-base the mark). It replaces the held one.
+                        RollbackDecision::Same if evidence == Evidence::Nonce => {}
                         RollbackDecision::Same => {
                             drop(held);
-                            self.record_unchanged(true);
+                            self.record_unchanged();
                             return Ok(self.cell.load_full());
                         }
                         RollbackDecision::Reject => {
@@ -312,7 +381,12 @@ impl Inner {
                 state.token = Some(t.expose_secret().to_owned());
             }
             state.document = Some(doc.as_str().to_owned());
-            state.high_water_mark = Some(max_opt(held.hwm, doc.claims().iat.max(now)));
+            let signed = doc.claims().iat.max(now);
+            state.high_water_mark = Some(if rebase {
+                signed
+            } else {
+                max_opt(held.hwm, signed)
+            });
             state
         };
         if let Some(file) = &self.state_file {
@@ -351,7 +425,7 @@ impl Inner {
         if token_changed {
             self.token_epoch.send_modify(|e| *e += 1);
         }
-        self.record_contact(true);
+        self.record_verified_contact();
         self.wake.notify_one();
         self.ack.notify_one();
         Ok(self.cell.load_full())
@@ -368,8 +442,9 @@ impl Inner {
         let Some(transport) = &self.transport else {
             return Err(Error::NoServer);
         };
-        let (instance_id, tag) = {
+        let (instance_id, tag, forced) = {
             let held = self.lock();
+            let forced = forced || held.needs_proof();
             let tag = (!forced)
                 .then(|| {
                     held.document
@@ -378,7 +453,7 @@ impl Inner {
                         .map(etag)
                 })
                 .flatten();
-            (held.instance_id.to_string(), tag)
+            (held.instance_id.to_string(), tag, forced)
         };
         let nonce = forced.then(random_nonce);
         let request = ValidateRequest {
@@ -396,17 +471,27 @@ impl Inner {
             }
         };
         let text = match answer {
-            Answer::NotModified => {
-                // Unsigned, so it never extends `exp`; it does confirm the
-                // authority was reached and holds this revision.
-                self.record_unchanged(true);
+            Answer::NotModified if !forced => {
+                // Unsigned: it extends nothing and proves nothing; it only
+                // spares a download while all is well (never sent otherwise).
+                self.record_unchanged();
                 return Ok(self.cell.load_full());
+            }
+            Answer::NotModified => {
+                let e = Error::InvalidAnswer("304 to a request without If-None-Match".into());
+                self.record_failure(&e);
+                return Err(e);
             }
             Answer::Document(text) => text,
         };
         let mut expect = Expectations::for_token(token.fingerprint())
             .with_max_clock_drift(self.settings.max_clock_drift)
             .with_freshness(Freshness::Enforce);
+        let evidence = if nonce.is_some() {
+            Evidence::Nonce
+        } else {
+            Evidence::Poll
+        };
         if let Some(nonce) = nonce {
             expect = expect.with_nonce(nonce);
         }
@@ -418,7 +503,8 @@ impl Inner {
                 return Err(e);
             }
         };
-        self.accept(doc, activating.then_some(token)).await
+        self.accept(doc, activating.then_some(token), evidence)
+            .await
     }
 
     /// Run `round_trip` once per token at a time: concurrent callers share
@@ -511,7 +597,7 @@ impl Inner {
             .with_max_clock_drift(self.settings.max_clock_drift)
             .with_freshness(Freshness::Enforce);
         match verify(text.as_bytes(), &self.keys, &expect, self.now()) {
-            Ok(doc) => self.accept(doc, None).await,
+            Ok(doc) => self.accept(doc, None, Evidence::Stream).await,
             Err(e) => {
                 let e = Error::Verification(e);
                 self.record_failure(&e);
@@ -531,14 +617,12 @@ impl Inner {
             u64::try_from(BACKOFF_MIN.as_millis()).unwrap_or(1000)
                 ..=u64::try_from(window.as_millis()).unwrap_or(300_000),
         ));
-        if let Error::HttpStatus {
-            retry_after: Some(secs),
-            ..
-        } = e
-        {
-            delay = delay.max(StdDuration::from_secs(*secs));
+        if let Some(wait) = e.retry_after(BACKOFF_MAX) {
+            delay = delay.max(wait);
         }
-        held.retry_at = Some(tokio::time::Instant::now() + delay);
+        // Checked: a far-off instant must not panic the loop.
+        let now = tokio::time::Instant::now();
+        held.retry_at = Some(now.checked_add(delay).unwrap_or(now));
     }
 }
 

@@ -80,6 +80,20 @@ impl Error {
         }
     }
 
+    /// The wait the authority asked for with `Retry-After`, capped at
+    /// `cap`: a number from the network never schedules past the caller's
+    /// own longest backoff (nor overflows a deadline).
+    #[must_use]
+    pub(crate) fn retry_after(&self, cap: std::time::Duration) -> Option<std::time::Duration> {
+        match self {
+            Error::HttpStatus {
+                retry_after: Some(secs),
+                ..
+            } => Some(std::time::Duration::from_secs(*secs).min(cap)),
+            _ => None,
+        }
+    }
+
     /// Whether this failure means no authoritative answer was obtained
     /// (counts toward `offline_since`).
     #[must_use]

@@ -59,7 +59,7 @@ use chrono::Duration;
 use tessera_protocol::wire::LicenseExport;
 use tessera_protocol::{
     Expectations, Freshness, InstanceId, LicenseToken, RollbackDecision, TrustedKeys,
-    check_rollback, verify,
+    check_document_rollback, verify,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -302,6 +302,7 @@ impl Builder {
         let inner = Arc::new(Inner {
             id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
             generation: AtomicU64::new(0),
+            deadline_ms: std::sync::atomic::AtomicI64::new(i64::MAX),
             settings: Settings {
                 clock: self.clock,
                 max_clock_drift: self.max_clock_drift,
@@ -321,17 +322,24 @@ impl Builder {
             cancel: CancellationToken::new(),
             token_epoch: watch::channel(0).0,
             ack: Notify::new(),
+            reack: Notify::new(),
             users: AtomicU64::new(engine::NO_USERS),
             usage_wake: Notify::new(),
         });
         inner.publish();
-        runtime.spawn(engine::run(inner.clone()));
+        supervise(&runtime, &inner, "refresh loop", engine::run);
         if inner.transport.is_some() && self.watch == Watching::On {
-            runtime.spawn(stream::watch_loop(inner.clone(), self.stream_read_timeout));
-            runtime.spawn(stream::ack_loop(inner.clone()));
+            let read_timeout = self.stream_read_timeout;
+            supervise(&runtime, &inner, "change stream", move |i| {
+                stream::watch_loop(i, read_timeout)
+            });
+            supervise(&runtime, &inner, "revision reports", stream::ack_loop);
         }
         if inner.transport.is_some() {
-            runtime.spawn(stream::usage_loop(inner.clone(), self.usage_interval));
+            let interval = self.usage_interval;
+            supervise(&runtime, &inner, "usage reports", move |i| {
+                stream::usage_loop(i, interval)
+            });
         }
         let stop = Arc::new(StopOnDrop(inner.cancel.clone()));
         Ok(Client { inner, _stop: stop })
@@ -398,14 +406,35 @@ impl Builder {
                 }
             }
         }
+        let stored_hwm = disk.as_ref().and_then(|d| d.high_water_mark);
+        // The mark is never below the held document's `iat`: the client's
+        // clock was past it (within the drift) when it accepted the
+        // document. A lower or missing mark on disk is repaired, not trusted.
+        let hwm = match (&document, stored_hwm) {
+            (Some(d), Some(h)) => Some(h.max(d.claims().iat)),
+            (Some(d), None) => Some(d.claims().iat),
+            (None, h) => h,
+        };
+        if hwm != stored_hwm
+            && let (Some(file), Some(disk)) = (file, &disk)
+        {
+            tracing::warn!(
+                "the stored clock mark was missing or below its document's signing time; repaired"
+            );
+            let mut repaired = disk.clone();
+            repaired.high_water_mark = hwm;
+            if let Err(e) = file.store(&repaired) {
+                tracing::warn!(error = %e, "cannot write the repaired clock mark");
+            }
+        }
         Held {
             token,
             configured: configured_fp,
             // The authority vouched for the stored document when it signed it.
             last_verified_at: document.as_ref().map(|d| d.claims().iat),
             document,
-            hwm: disk.as_ref().and_then(|d| d.high_water_mark),
-            persisted_hwm: disk.as_ref().and_then(|d| d.high_water_mark),
+            hwm,
+            persisted_hwm: hwm,
             instance_id,
             last_error,
             offline_since: None,
@@ -413,6 +442,7 @@ impl Builder {
             failures: 0,
             retry_at: None,
             stream_connected: false,
+            clock_suspect: false,
         }
     }
 
@@ -438,7 +468,7 @@ impl Builder {
             verify(document.as_bytes(), &self.keys, &expect, now).map_err(Error::Verification)?;
         if let Some(current) = &held.document {
             let (c, n) = (current.claims(), doc.claims());
-            match check_rollback(Some((c.rev, c.iat)), (n.rev, n.iat)) {
+            match check_document_rollback(current, &doc) {
                 RollbackDecision::Accept => {}
                 RollbackDecision::Same => return Ok(()),
                 RollbackDecision::Reject => {
@@ -468,6 +498,37 @@ impl Builder {
         held.last_verified_at = Some(now);
         Ok(())
     }
+}
+
+/// Run a background task, restarted after a panic (logged, 1 s later) until
+/// the client stops: no single task's death may freeze the client.
+fn supervise<F, Fut>(
+    runtime: &tokio::runtime::Handle,
+    inner: &Arc<Inner>,
+    name: &'static str,
+    task: F,
+) where
+    F: Fn(Arc<Inner>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let inner = inner.clone();
+    let spawner = runtime.clone();
+    runtime.spawn(async move {
+        loop {
+            let run = spawner.spawn(task(inner.clone()));
+            match run.await {
+                Ok(()) => return,
+                Err(e) if e.is_panic() => {
+                    tracing::error!(task = name, "license task panicked; restarting it");
+                }
+                Err(_) => return,
+            }
+            tokio::select! {
+                () = inner.cancel.cancelled() => return,
+                () = tokio::time::sleep(StdDuration::from_secs(1)) => {}
+            }
+        }
+    });
 }
 
 fn new_instance_id() -> InstanceId {
@@ -514,6 +575,7 @@ impl Client {
     /// this thread's cached verdict when nothing changed; an `ArcSwap` load
     /// otherwise. No lock, no allocation, no I/O.
     fn with_verdict<R>(&self, f: impl FnOnce(&Verdict) -> R) -> R {
+        self.recompute_if_due();
         let generation = self.inner.generation.load(Ordering::Acquire);
         SEEN.with(|seen| {
             let Ok(mut seen) = seen.try_borrow_mut() else {
@@ -536,7 +598,21 @@ impl Client {
     /// The current verdict: a lock-free pointer load (and a reference count).
     #[must_use]
     pub fn verdict(&self) -> Arc<Verdict> {
+        self.recompute_if_due();
         self.inner.cell.load_full()
+    }
+
+    /// If the published verdict's own deadline (`changes_at`) may have
+    /// passed, recompute it here. The background loop normally does this
+    /// on time; this check means a reader never sees `valid` past
+    /// `expires_at` or the grace even if that loop died or stalled. Costs
+    /// one relaxed load and a coarse clock read.
+    #[inline]
+    fn recompute_if_due(&self) {
+        let deadline = self.inner.deadline_ms.load(Ordering::Relaxed);
+        if deadline != i64::MAX && self.inner.settings.clock.now_upper_bound_ms() >= deadline {
+            self.inner.publish();
+        }
     }
 
     /// Whether `feature` is granted now: no lock, no allocation, no I/O.

@@ -21,6 +21,8 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// After the authority refuses the token (unknown, revoked), ask again this
 /// rarely: only a new token can change the answer.
 const REFUSED_RETRY: Duration = Duration::from_secs(300);
+/// The held revision is reported again this often, whatever happened.
+const REACK_EVERY: Duration = Duration::from_secs(300);
 
 fn reconnect_delay(failures: u32) -> Duration {
     let window = RECONNECT_MIN
@@ -63,9 +65,12 @@ pub(crate) async fn watch_loop(inner: Arc<Inner>, read_timeout: Duration) {
             Ok(mut events) => {
                 let opened = Instant::now();
                 inner.set_stream(true);
-                // The authority answered: not offline, whatever it sends next
-                // (with Last-Event-ID current it may send nothing for hours).
-                inner.record_contact(false);
+                // An open stream is unsigned: it proves nothing until a
+                // document arrives. If the client is flagged offline, ask
+                // for signed evidence now (with Last-Event-ID current the
+                // stream may send nothing for hours).
+                inner.on_stream_open();
+                inner.reack.notify_one();
                 tracing::debug!("change stream open");
                 let ended = loop {
                     tokio::select! {
@@ -112,12 +117,8 @@ pub(crate) async fn watch_loop(inner: Arc<Inner>, read_timeout: Duration) {
             Err(e) => {
                 tracing::debug!(error = %e, "cannot open the change stream");
                 failures = failures.saturating_add(1);
-                if let Error::HttpStatus {
-                    retry_after: Some(secs),
-                    ..
-                } = e
-                {
-                    wait = wait.max(Duration::from_secs(secs));
+                if let Some(asked) = e.retry_after(REFUSED_RETRY) {
+                    wait = wait.max(asked);
                 }
             }
         }
@@ -131,15 +132,24 @@ pub(crate) async fn watch_loop(inner: Arc<Inner>, read_timeout: Duration) {
 
 /// Report the held revision after each accepted document. Coalesced: a
 /// wake-up reports whatever is held by then, so a burst sends one report.
+///
+/// The fleet view heals by itself: the held revision is reported again
+/// each time a stream (re)connects and every [`REACK_EVERY`], so an ack
+/// lost with a replica (killed before its batch was written) is replaced.
 pub(crate) async fn ack_loop(inner: Arc<Inner>) {
     let Some(transport) = inner.transport.as_ref() else {
         return;
     };
     let mut reported: Option<(String, u64)> = None;
+    let mut every = tokio::time::interval(REACK_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
     loop {
         tokio::select! {
             () = inner.cancel.cancelled() => return,
             () = inner.ack.notified() => {}
+            () = inner.reack.notified() => reported = None,
+            _ = every.tick() => reported = None,
         }
         let (token, instance, revision) = {
             let held = inner.lock();

@@ -32,6 +32,7 @@ pub(crate) struct Transport {
     stream_http: reqwest::Client,
     servers: Vec<String>,
     current: AtomicUsize,
+    timeout: Duration,
 }
 
 impl Transport {
@@ -56,6 +57,7 @@ impl Transport {
             stream_http,
             servers,
             current: AtomicUsize::new(0),
+            timeout,
         })
     }
 
@@ -119,15 +121,7 @@ impl Transport {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(Error::InvalidAnswer(format!(
-                    "answer larger than {MAX_ANSWER_BYTES} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(&mut response, self.timeout).await?;
         if !status.is_success() {
             let message = serde_json::from_slice::<ErrorBody>(&body).map_or_else(
                 |_| snippet(&body),
@@ -236,7 +230,12 @@ impl Transport {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse().ok());
-            let body = response.bytes().await.unwrap_or_default();
+            let mut response = response;
+            // An error page is read like any answer: at most 64 KiB, within
+            // the read timeout; a larger or slower one is cut off, not held.
+            let body = read_capped(&mut response, read_timeout)
+                .await
+                .unwrap_or_default();
             let message = serde_json::from_slice::<ErrorBody>(&body).map_or_else(
                 |_| snippet(&body),
                 |e| format!("{} ({})", e.error.message, e.error.code),
@@ -296,6 +295,30 @@ impl EventStream {
             self.buffer.extend_from_slice(&chunk);
         }
     }
+}
+
+/// Read a whole body, at most [`MAX_ANSWER_BYTES`] and within `timeout`:
+/// a body from the network is never held beyond that, however large or
+/// slow the sender makes it.
+async fn read_capped(
+    response: &mut reqwest::Response,
+    timeout: Duration,
+) -> Result<Vec<u8>, Error> {
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(Error::InvalidAnswer(format!(
+                    "answer larger than {MAX_ANSWER_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| Error::Timeout)?
 }
 
 /// (end of the event's text, end including the blank line).

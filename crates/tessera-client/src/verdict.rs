@@ -19,6 +19,9 @@ pub enum VerdictState {
     Revoked,
     /// The authority knows no license for this token.
     NotFound,
+    /// The license's instance limit is reached and this installation was
+    /// not admitted (see the authority's `--max-instances-per-license`).
+    InstanceLimit,
     /// No trustworthy answer: see [`UnverifiedReason`].
     Unverified,
 }
@@ -33,6 +36,7 @@ impl VerdictState {
             VerdictState::Suspended => "suspended",
             VerdictState::Revoked => "revoked",
             VerdictState::NotFound => "not_found",
+            VerdictState::InstanceLimit => "instance_limit",
             VerdictState::Unverified => "unverified",
         }
     }
@@ -157,6 +161,12 @@ pub struct Verdict {
     pub last_error: Option<LastError>,
     /// Whether a change stream is open (changes are pushed, not polled).
     pub connected: bool,
+    /// When this verdict stops being true by itself: the license's expiry
+    /// or the end of the document's offline grace. Readers that find it
+    /// passed recompute the verdict themselves, so no background task has
+    /// to be alive for a license to expire on time.
+    #[serde(skip)]
+    pub changes_at: Option<Timestamp>,
 }
 
 impl Verdict {
@@ -187,6 +197,7 @@ impl Verdict {
             last_verified_at: None,
             last_error: None,
             connected: false,
+            changes_at: None,
         }
     }
 }
@@ -198,6 +209,11 @@ pub struct Context {
     pub high_water_mark: Option<Timestamp>,
     /// How far the clock may be behind the high-water mark (default 1 h).
     pub tolerance: Duration,
+    /// How far a document's `iat` may be ahead of the local clock (5 min).
+    /// The mark is never below the held document's `iat` less this: a
+    /// state file with its mark removed cannot take the clock back before
+    /// the document was signed.
+    pub max_clock_drift: Duration,
     /// Carried into the verdict.
     pub offline_since: Option<Timestamp>,
     /// Carried into the verdict.
@@ -215,27 +231,30 @@ pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) ->
     let license = doc.map(LicenseInfo::from_document);
     let (state, reason) = match doc.map(VerifiedDocument::claims) {
         None => (VerdictState::Unverified, Some(UnverifiedReason::NoDocument)),
-        Some(_)
-            if ctx
-                .high_water_mark
-                .is_some_and(|hwm| now < hwm - ctx.tolerance) =>
-        {
-            (
-                VerdictState::Unverified,
-                Some(UnverifiedReason::ClockTampered),
-            )
-        }
+        Some(c) if now < effective_mark(c.iat, ctx) - ctx.tolerance => (
+            VerdictState::Unverified,
+            Some(UnverifiedReason::ClockTampered),
+        ),
         Some(c) if now > c.exp => (VerdictState::Unverified, Some(UnverifiedReason::Stale)),
         Some(c) => match c.status {
             Status::Revoked => (VerdictState::Revoked, None),
             Status::Suspended => (VerdictState::Suspended, None),
             Status::NotFound => (VerdictState::NotFound, None),
+            Status::InstanceLimit => (VerdictState::InstanceLimit, None),
             Status::Expired => (VerdictState::Expired, None),
             Status::Active | Status::Trial => match c.expires_at {
                 Some(exp) if exp <= now => (VerdictState::Expired, None),
                 _ => (VerdictState::Valid, None),
             },
         },
+    };
+    let changes_at = match (state, doc.map(VerifiedDocument::claims)) {
+        (VerdictState::Unverified | VerdictState::NotFound, _) | (_, None) => None,
+        (_, Some(c)) => [c.expires_at, Some(c.exp + Duration::seconds(1))]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t > now)
+            .min(),
     };
     Verdict {
         state,
@@ -245,7 +264,18 @@ pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) ->
         last_verified_at: ctx.last_verified_at,
         last_error: ctx.last_error.clone(),
         connected: ctx.connected,
+        changes_at,
     }
+}
+
+/// The clock mark in force: the stored high-water mark, but never below
+/// the held document's `iat` less the allowed drift (a missing or lowered
+/// mark on disk can only make the verdict stricter).
+#[must_use]
+pub fn effective_mark(iat: Timestamp, ctx: &Context) -> Timestamp {
+    let from_document = iat - ctx.max_clock_drift;
+    ctx.high_water_mark
+        .map_or(from_document, |hwm| hwm.max(from_document))
 }
 
 /// The next moment the verdict may change by the clock alone: the earliest of

@@ -32,6 +32,9 @@ pub enum Status {
     Revoked,
     /// The authority knows no license for this token.
     NotFound,
+    /// The license's instance limit is reached: this installation (the
+    /// document's `iid`) was not admitted. Others keep their status.
+    InstanceLimit,
 }
 
 impl Status {
@@ -51,6 +54,7 @@ impl Status {
             Status::Suspended => "suspended",
             Status::Revoked => "revoked",
             Status::NotFound => "not_found",
+            Status::InstanceLimit => "instance_limit",
         }
     }
 }
@@ -146,6 +150,17 @@ pub fn sign(claims: &StatusClaims, key: &SigningKey) -> Result<String, Error> {
     })
 }
 
+/// The largest revision a document may carry: 2^53, the largest integer
+/// every JSON reader (JavaScript's included) holds exactly. An authority
+/// reaches it after 2^53 changes to one license, i.e. never.
+pub const MAX_REVISION: u64 = 1 << 53;
+
+/// The longest span from `iat` to `exp` the authority ever signs (offline
+/// grace and export TTLs are capped to it). It bounds what a leaked retired
+/// key can still do: a document it signs must have `exp` no later than
+/// its retirement plus this span, so its forgeries die by themselves.
+pub const MAX_DOCUMENT_LIFETIME: Duration = Duration::days(400);
+
 /// Bounds enforced while reading untrusted documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -238,6 +253,7 @@ pub struct VerifiedDocument {
     raw: String,
     kid: KeyId,
     claims: StatusClaims,
+    retired_key_at: Option<Timestamp>,
 }
 
 impl VerifiedDocument {
@@ -257,6 +273,14 @@ impl VerifiedDocument {
     #[must_use]
     pub fn kid(&self) -> &KeyId {
         &self.kid
+    }
+
+    /// When the key that signed it was retired, if it is pinned as retired.
+    /// The rollback rule lets any document signed after that time replace
+    /// this one (see [`check_document_rollback`](crate::rollback::check_document_rollback)).
+    #[must_use]
+    pub fn retired_key_at(&self) -> Option<Timestamp> {
+        self.retired_key_at
     }
 }
 
@@ -311,17 +335,24 @@ pub fn verify(
     PublicToken::verify(key.inner(), &untrusted, None, None).map_err(|_| Error::BadSignature)?;
     let claims: StatusClaims = serde_json::from_slice(untrusted.untrusted_payload())
         .map_err(|e| malformed(format!("claims: {e}")))?;
+    check_ranges(&claims)?;
     if claims.exp < claims.iat {
         return Err(malformed("exp is before iat"));
     }
-    if let Some(retired_at) = keys.retired_at(key.kid())
-        && claims.iat > retired_at
-    {
-        return Err(Error::KeyRetired {
-            kid: key.kid().to_string(),
-            retired_at,
-            iat: claims.iat,
-        });
+    let retired_key_at = keys.retired_at(key.kid());
+    if let Some(retired_at) = retired_key_at {
+        // The signer chooses `iat`, so `iat <= retired_at` alone proves
+        // nothing against a leaked retired key; a finite `exp` bound does.
+        let latest_exp = retired_at
+            .checked_add_signed(MAX_DOCUMENT_LIFETIME)
+            .unwrap_or(retired_at);
+        if claims.iat > retired_at || claims.exp > latest_exp {
+            return Err(Error::KeyRetired {
+                kid: key.kid().to_string(),
+                retired_at,
+                iat: claims.iat,
+            });
+        }
     }
     if claims.tfp != expect.token {
         return Err(Error::TokenMismatch);
@@ -350,7 +381,38 @@ pub fn verify(
         raw: text.to_owned(),
         kid: key.kid().clone(),
         claims,
+        retired_key_at,
     })
+}
+
+/// Revision and times within what every client can hold and compute with:
+/// a revision above [`MAX_REVISION`] or a time outside 1970 … 9999 is
+/// refused before anything uses it, so no later arithmetic can overflow.
+fn check_ranges(claims: &StatusClaims) -> Result<(), Error> {
+    if claims.rev > MAX_REVISION {
+        return Err(Error::OutOfRange {
+            field: "rev",
+            reason: format!("{} is above 2^53", claims.rev),
+        });
+    }
+    let times = [
+        ("iat", Some(claims.iat)),
+        ("exp", Some(claims.exp)),
+        ("refresh_after", Some(claims.refresh_after)),
+        ("expires_at", claims.expires_at),
+        ("valid_from", claims.valid_from),
+    ];
+    for (field, t) in times {
+        if let Some(t) = t
+            && !crate::time::is_supported(&t)
+        {
+            return Err(Error::OutOfRange {
+                field,
+                reason: "outside 1970-01-01 … 9999-12-31".into(),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn is_canonical(text: &str, token: &UntrustedToken<Public, V4>) -> bool {

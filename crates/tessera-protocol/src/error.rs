@@ -98,6 +98,14 @@ pub enum Error {
         /// The document's signing time.
         iat: Timestamp,
     },
+    /// A document's revision or time is outside the supported range.
+    #[error("status document's {field} is out of range: {reason}")]
+    OutOfRange {
+        /// The claim.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// A webhook delivery's `Tessera-Signature` does not prove it came
     /// from the authority (missing part, wrong secret, too old).
     #[error("webhook signature rejected: {reason}")]
@@ -127,6 +135,7 @@ impl Error {
             Error::Signing { .. } => "signing_failed",
             Error::WebhookSignature { .. } => "webhook_signature",
             Error::KeyRetired { .. } => "key_retired",
+            Error::OutOfRange { .. } => "out_of_range",
         }
     }
 }

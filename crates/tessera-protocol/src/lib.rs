@@ -37,11 +37,12 @@ pub mod webhook;
 pub mod wire;
 
 pub use document::{
-    Expectations, Freshness, Limits, Status, StatusClaims, VerifiedDocument, sign, verify,
+    Expectations, Freshness, Limits, MAX_DOCUMENT_LIFETIME, MAX_REVISION, Status, StatusClaims,
+    VerifiedDocument, sign, verify,
 };
 pub use error::Error;
 pub use ids::{InstanceId, LicenseId};
 pub use keys::{KeyId, PublicKey, SigningKey, TrustedKeys};
-pub use rollback::{RollbackDecision, check_rollback};
+pub use rollback::{RollbackDecision, check_document_rollback, check_rollback};
 pub use time::Timestamp;
 pub use token::{AdminKey, LicenseToken, TokenFingerprint, TokenHash};

@@ -1,6 +1,6 @@
 //! The rollback rule (TUF): a holder never moves back to an older answer.
 
-use crate::Timestamp;
+use crate::{Timestamp, VerifiedDocument};
 
 /// What to do with a new document given the one held for the same license.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +33,30 @@ pub fn check_rollback(held: Option<(u64, Timestamp)>, new: (u64, Timestamp)) -> 
             std::cmp::Ordering::Less => RollbackDecision::Reject,
         },
     }
+}
+
+/// The rollback rule for two verified documents of the same token.
+///
+/// As [`check_rollback`] on `(rev, iat)`, with one addition for key
+/// rotation: a held document whose key is pinned as retired is replaced by
+/// any document signed after that retirement, whatever its revision. A
+/// genuine document from before the rotation is always older than one
+/// signed after it, so this never accepts a real rollback; and a forgery
+/// made with a leaked retired key (say with `rev` 2^53) can no longer
+/// block every genuine document that follows.
+#[must_use]
+pub fn check_document_rollback(
+    held: &VerifiedDocument,
+    new: &VerifiedDocument,
+) -> RollbackDecision {
+    let (h, n) = (held.claims(), new.claims());
+    if let Some(retired_at) = held.retired_key_at()
+        && n.iat > retired_at
+        && new.kid() != held.kid()
+    {
+        return RollbackDecision::Accept;
+    }
+    check_rollback(Some((h.rev, h.iat)), (n.rev, n.iat))
 }
 
 #[cfg(test)]

@@ -6,6 +6,19 @@ use chrono::{DateTime, SecondsFormat, Utc};
 /// A point in time, UTC. The protocol never reads the clock: callers pass `now`.
 pub type Timestamp = DateTime<Utc>;
 
+/// The earliest time a document may carry: the Unix epoch.
+pub const MIN_SUPPORTED_SECS: i64 = 0;
+/// The latest time a document may carry: 9999-12-31T23:59:59Z. Every
+/// client parses four-digit years; `+10000-…` is where parsers part ways.
+pub const MAX_SUPPORTED_SECS: i64 = 253_402_300_799;
+
+/// Whether `t` is within the range every client can parse and do
+/// arithmetic on (1970-01-01 … 9999-12-31, whole seconds).
+#[must_use]
+pub fn is_supported(t: &Timestamp) -> bool {
+    (MIN_SUPPORTED_SECS..=MAX_SUPPORTED_SECS).contains(&t.timestamp())
+}
+
 /// Format as RFC 3339 with whole seconds and `Z`.
 #[must_use]
 pub fn format(t: &Timestamp) -> String {

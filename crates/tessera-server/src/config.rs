@@ -31,6 +31,35 @@ pub struct Limits {
     pub max_watchers_per_license: usize,
     /// Keep-alive comment interval on change streams. Default 15 s.
     pub keep_alive: std::time::Duration,
+    /// Time allowed for a request's headers, counted from when the server
+    /// waits for them (new connection, or a kept-alive one between
+    /// requests: so it also closes idle keep-alive connections). Default 20 s.
+    pub header_read_timeout: StdDuration,
+    /// Time allowed for a whole request body after its headers. Default 30 s.
+    pub body_read_timeout: StdDuration,
+    /// A connection with no bytes in either direction this long is closed
+    /// (change streams send a keep-alive every `keep_alive`). Default 120 s.
+    pub idle_timeout: StdDuration,
+    /// Open connections in all; lowered at start to fit `RLIMIT_NOFILE`
+    /// less 128. Default 16,384.
+    pub max_connections: usize,
+    /// Open connections from one address (IPv6: one /64; trusted proxies
+    /// exempt); never more than 3/4 of `max_connections`. Default 12,000,
+    /// so a 10,000-instance fleet behind one NAT address still fits.
+    pub max_connections_per_ip: usize,
+    /// Open change streams from one client address. Default 11,000.
+    pub max_watchers_per_ip: usize,
+    /// Failed admin-API authentications allowed per client address and
+    /// minute before `429`; 0 = no limit. Default 30.
+    pub admin_auth_failures_per_minute: u32,
+    /// Installations admitted per license at once; past it a new one gets
+    /// a signed `instance_limit` refusal. 0 = no limit. Default 10,000.
+    pub max_instances_per_license: usize,
+    /// Installations unseen this long stop counting towards the limit
+    /// (and towards "instances online"). Default 7 d.
+    pub instance_active_window: Duration,
+    /// Installations unseen this long are deleted. Default 90 d.
+    pub instance_retention: Duration,
 }
 
 impl Default for Limits {
@@ -45,6 +74,16 @@ impl Default for Limits {
             max_watchers: 50_000,
             max_watchers_per_license: 20_000,
             keep_alive: StdDuration::from_secs(15),
+            header_read_timeout: StdDuration::from_secs(20),
+            body_read_timeout: StdDuration::from_secs(30),
+            idle_timeout: StdDuration::from_secs(120),
+            max_connections: 16_384,
+            max_connections_per_ip: 12_000,
+            max_watchers_per_ip: 11_000,
+            admin_auth_failures_per_minute: 30,
+            max_instances_per_license: 10_000,
+            instance_active_window: Duration::days(7),
+            instance_retention: Duration::days(90),
         }
     }
 }
@@ -66,6 +105,8 @@ pub struct Lifecycle {
     pub webhook_retry_for: Duration,
     /// Instances count towards seats in use while seen within this. Default 1 d.
     pub usage_window: Duration,
+    /// Which webhook targets are allowed. Default: public addresses only.
+    pub webhook_targets: crate::webhooks::WebhookTargets,
 }
 
 impl Default for Lifecycle {
@@ -77,6 +118,7 @@ impl Default for Lifecycle {
             webhook_timeout: StdDuration::from_secs(10),
             webhook_retry_for: Duration::hours(24),
             usage_window: Duration::days(1),
+            webhook_targets: crate::webhooks::WebhookTargets::default(),
         }
     }
 }
@@ -92,8 +134,15 @@ pub struct ServerConfig {
     /// Signing key file; default `<data dir>/signing.key`, created if missing.
     /// A given file must exist (replicas must share one key, not each make one).
     pub signing_key_file: Option<PathBuf>,
+    /// Key file sealing webhook secrets at rest; default
+    /// `<data dir>/secrets.key`, created if missing. A given file must
+    /// exist (replicas must share one).
+    pub secrets_key_file: Option<PathBuf>,
     /// Validations per minute per client IP; 0 turns limiting off.
     pub rate_limit_per_minute: u32,
+    /// Proxies whose `Forwarded`/`X-Forwarded-For` headers name the client
+    /// (rate limits and per-address caps). Default: none — the TCP peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often instance sightings are written.
     pub instance_flush_interval: StdDuration,
     /// Limits.
@@ -133,6 +182,8 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             database_url: None,
             signing_key_file: None,
+            secrets_key_file: None,
+            trusted_proxies: Vec::new(),
             rate_limit_per_minute: Self::DEFAULT_RATE_LIMIT,
             instance_flush_interval: StdDuration::from_secs(1),
             limits: Limits::default(),
@@ -176,6 +227,30 @@ impl ServerConfig {
         }
         if self.limits.public_body_bytes == 0 || self.limits.admin_body_bytes == 0 {
             return Err(Error::Config("body limits must be positive".into()));
+        }
+        let l = &self.limits;
+        if l.header_read_timeout.is_zero() || l.body_read_timeout.is_zero() {
+            return Err(Error::Config("read timeouts must be positive".into()));
+        }
+        if l.idle_timeout <= l.keep_alive {
+            return Err(Error::Config(format!(
+                "the idle timeout ({} s) must be longer than the stream keep-alive interval ({} s), \
+                 or healthy change streams are cut off",
+                l.idle_timeout.as_secs(),
+                l.keep_alive.as_secs()
+            )));
+        }
+        if l.instance_active_window <= Duration::zero()
+            || l.instance_retention < l.instance_active_window
+        {
+            return Err(Error::Config(
+                "the instance retention must be at least the activity window, both positive".into(),
+            ));
+        }
+        if l.max_connections == 0 || l.max_connections_per_ip == 0 || l.max_watchers_per_ip == 0 {
+            return Err(Error::Config(
+                "connection and stream limits must be positive".into(),
+            ));
         }
         Ok(())
     }

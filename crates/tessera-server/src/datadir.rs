@@ -57,6 +57,8 @@ impl DataDir {
                 });
             }
         }
+        warn_if_shared(&path);
+        secure_database_files(&path.join("tessera.db"))?;
         Ok(Self { path, _lock: lock })
     }
 
@@ -72,6 +74,12 @@ impl DataDir {
         self.path.join("tessera.db")
     }
 
+    /// The default key file sealing webhook secrets.
+    #[must_use]
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.path.join("secrets.key")
+    }
+
     /// The default signing key file.
     #[must_use]
     pub fn signing_key_path(&self) -> PathBuf {
@@ -83,6 +91,55 @@ impl DataDir {
     pub fn admin_key_path(&self) -> PathBuf {
         self.path.join("admin.key")
     }
+}
+
+/// A data directory that others may read or enter exposes whatever file
+/// in it is not itself private: say so at start.
+fn warn_if_shared(path: &Path) {
+    if let Ok(meta) = fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the data directory is accessible to other users; chmod 700 it"
+        );
+    }
+}
+
+/// The database and its `-wal`/`-shm` files are 0600 whatever the
+/// directory's mode or the umask: the database file is created here first
+/// (SQLite gives its `-wal` and `-shm` files the database file's mode), and
+/// files left wider by an older version are narrowed.
+///
+/// # Errors
+/// When a file cannot be created or its mode set.
+pub fn secure_database_files(db: &Path) -> Result<()> {
+    if !db.exists() {
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(db)
+            .map_err(Error::io("cannot create", db))?;
+    }
+    let mut names = vec![db.to_path_buf()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        names.push(PathBuf::from(name));
+    }
+    for file in names {
+        if let Ok(meta) = fs::metadata(&file)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            fs::set_permissions(&file, fs::Permissions::from_mode(0o600))
+                .map_err(Error::io("cannot set permissions of", &file))?;
+            tracing::warn!(path = %file.display(), "narrowed a database file readable by others to 0600");
+        }
+    }
+    Ok(())
 }
 
 /// Write a secret file atomically with mode 0600: temporary file, fsync,

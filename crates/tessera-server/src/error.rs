@@ -150,3 +150,28 @@ impl Error {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Whether a database error means the connection or transaction was lost
+/// rather than that the request was wrong: the transaction did not commit,
+/// so repeating the request is safe (503 with `Retry-After`, not 500).
+#[must_use]
+pub fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P01-03: the server is shutting down
+            // or the backend was terminated; 40001/40P01: serialization
+            // failure or deadlock; 53300: too many connections.
+            code.starts_with("08")
+                || matches!(
+                    &*code,
+                    "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "53300"
+                )
+        }),
+        _ => false,
+    }
+}

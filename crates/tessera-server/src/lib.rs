@@ -34,13 +34,13 @@ pub mod licenses;
 pub mod metrics;
 pub mod model;
 pub mod scheduler;
+pub mod secrets;
 pub mod signer;
 pub mod status;
 pub mod store;
 pub mod webhooks;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -55,6 +55,7 @@ pub use error::{Error, Result};
 use crate::auth::AdminAuth;
 use crate::datadir::DataDir;
 use crate::licenses::LicenseService;
+use crate::secrets::SecretBox;
 use crate::signer::DocumentSigner;
 use crate::store::postgres::PgStore;
 use crate::store::sqlite::SqliteStore;
@@ -142,6 +143,19 @@ async fn ensure_admin_key(
     Ok(created)
 }
 
+/// Webhook secrets stored before they were encrypted are sealed now.
+async fn seal_plain_secrets(store: &dyn LicenseStore, secrets: &SecretBox) -> Result<()> {
+    for w in store.webhooks().await? {
+        if !SecretBox::is_sealed(&w.secret.0) {
+            store
+                .set_webhook_secret(&w.id, &secrets.seal(&w.secret.0)?)
+                .await?;
+            tracing::info!(webhook = %w.id, "sealed a webhook secret stored in clear");
+        }
+    }
+    Ok(())
+}
+
 fn new_replica_id() -> String {
     let bytes: [u8; 6] = rand::random();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -219,12 +233,18 @@ impl Server {
             config.limits.document_cache_entries,
         )
         .with_retired(retired);
+        let secrets = Arc::new(match &config.secrets_key_file {
+            Some(path) => SecretBox::load_or_create(path, false)?,
+            None => SecretBox::load_or_create(&data_dir.secrets_key_path(), true)?,
+        });
+        seal_plain_secrets(store.as_ref(), &secrets).await?;
         let licenses = Arc::new(LicenseService::new(
             store.clone(),
             signer,
             config.clock.clone(),
             &config.limits,
             config.lifecycle.clone(),
+            secrets,
         ));
         Ok(Self {
             startup: Startup {
@@ -277,6 +297,18 @@ impl Server {
                 chrono::Duration::hours(8),
             )),
             limiter: limiter.clone(),
+            auth_failures: http::AuthFailures(
+                http::ratelimit::IpRateLimiter::new(
+                    self.config.limits.admin_auth_failures_per_minute,
+                )
+                .map(Arc::new),
+            ),
+            watch_slots: Arc::new(http::WatchSlots::new(
+                self.config.limits.max_watchers_per_ip,
+            )),
+            trusted_proxies: Arc::new(http::client::TrustedProxies::new(
+                self.config.trusted_proxies.clone(),
+            )),
             limits: self.config.limits,
             shutdown: cancel.clone(),
         };
@@ -297,17 +329,22 @@ impl Server {
             self.licenses.clone(),
             cancel.clone(),
         ));
+        let trusted = state.trusted_proxies.clone();
         let app = http::router(state);
         let stop = cancel.clone();
-        let result = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing requests");
             stop.cancel();
-        })
+        });
+        let result = http::serve::serve(
+            listener,
+            app,
+            self.config.limits,
+            trusted,
+            cancel.clone(),
+            http::SHUTDOWN_GRACE,
+        )
         .await;
         cancel.cancel();
         let _ = background.await;

@@ -18,7 +18,7 @@ use crate::clock::Clock;
 use crate::config::Lifecycle;
 use crate::error::{Error, Result};
 use crate::feed::{ChangeFeed, FeedLimits, Pushed, Subscription};
-use crate::instances::InstanceRecorder;
+use crate::instances::{Admission, InstanceGate, InstanceRecorder};
 use crate::metrics::Metrics;
 use crate::model::{
     Customer, EventFilter, Instance, InstanceSeen, License, LicenseChange, LicenseFilter, NewEvent,
@@ -41,6 +41,7 @@ const CHANGE_LOCK_STRIPES: usize = 64;
 /// Policies, licenses, validation.
 pub struct LicenseService {
     store: Arc<dyn LicenseStore>,
+    secrets: Arc<crate::secrets::SecretBox>,
     signer: DocumentSigner,
     clock: Arc<dyn Clock>,
     /// Token hash → license (or "no such license"), kept at the newest
@@ -49,6 +50,10 @@ pub struct LicenseService {
     /// tokens off the database.
     by_token: moka::sync::Cache<TokenHash, Known>,
     instances: InstanceRecorder,
+    /// The per-license instance limit.
+    gate: InstanceGate,
+    /// Installations unseen this long are deleted.
+    instance_retention: Duration,
     /// Changes to one license from this process run one at a time, so they
     /// do not starve each other's optimistic check. Striped by license id.
     change_locks: Vec<tokio::sync::Mutex<()>>,
@@ -69,11 +74,30 @@ impl std::fmt::Debug for LicenseService {
     }
 }
 
+/// Bidi overrides and embeddings, isolates, marks, and zero-width
+/// characters: each can make a name look like another in the console, the
+/// CLI and audit logs ("Acme" vs "Ac\u{200B}me", or text shown reversed).
+fn is_deceptive(c: char) -> bool {
+    matches!(c,
+        '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
 fn check_text(what: &'static str, text: &str) -> Result<()> {
     if text.trim().is_empty() {
         return Err(Error::unprocessable(
             "missing_field",
             format!("{what} must not be empty"),
+        ));
+    }
+    if let Some(c) = text.chars().find(|c| is_deceptive(*c)) {
+        return Err(Error::bad_request(
+            "invalid_characters",
+            format!(
+                "{what} contains U+{:04X}, an invisible or text-direction character that \
+                 can make a name display as something else",
+                u32::from(c)
+            ),
         ));
     }
     if text.len() > MAX_TEXT || text.chars().any(char::is_control) {
@@ -109,8 +133,42 @@ fn duration_field(what: &'static str, text: &str) -> Result<Duration> {
 }
 
 fn date_field(what: &'static str, text: &str) -> Result<Timestamp> {
-    parse_date_or_time(text)
-        .map_err(|e| Error::unprocessable("invalid_date", format!("{what}: {e}")))
+    let at = parse_date_or_time(text)
+        .map_err(|e| Error::unprocessable("invalid_date", format!("{what}: {e}")))?;
+    in_range(what, Some(at))
+}
+
+/// A date every client can parse and compute with (1970 … 9999-12-31):
+/// anything later would be signed as `+10000-…`, which clients refuse.
+fn in_range(what: &'static str, at: Option<Timestamp>) -> Result<Timestamp> {
+    match at {
+        Some(at) if tessera_protocol::time::is_supported(&at) => Ok(at),
+        _ => Err(Error::bad_request(
+            "date_out_of_range",
+            format!("{what} must be between 1970-01-01 and 9999-12-31"),
+        )),
+    }
+}
+
+/// `at + by`, checked: an overflow or a date past 9999 is a clear 400.
+fn later(what: &'static str, at: Timestamp, by: Duration) -> Result<Timestamp> {
+    in_range(what, at.checked_add_signed(by))
+}
+
+/// A document lifetime (offline grace, export TTL) within what clients
+/// accept from a key after its retirement (`MAX_DOCUMENT_LIFETIME`).
+fn lifetime_field(what: &'static str, text: &str) -> Result<Duration> {
+    let d = duration_field(what, text)?;
+    if d > tessera_protocol::MAX_DOCUMENT_LIFETIME {
+        return Err(Error::unprocessable(
+            "invalid_duration",
+            format!(
+                "{what} may be at most {} days: no document lives longer",
+                tessera_protocol::MAX_DOCUMENT_LIFETIME.num_days()
+            ),
+        ));
+    }
+    Ok(d)
 }
 
 /// More seats in use than the limit allows (no limit, or no report: no).
@@ -131,14 +189,22 @@ impl LicenseService {
         clock: Arc<dyn Clock>,
         limits: &Limits,
         lifecycle: Lifecycle,
+        secrets: Arc<crate::secrets::SecretBox>,
     ) -> Self {
         Self {
             lifecycle,
+            secrets,
             seats: moka::sync::Cache::builder()
                 .max_capacity(limits.license_cache_entries)
                 .time_to_live(std::time::Duration::from_secs(60))
                 .build(),
             instances: InstanceRecorder::new(store.clone()),
+            instance_retention: limits.instance_retention,
+            gate: InstanceGate::new(
+                store.clone(),
+                limits.max_instances_per_license,
+                limits.instance_active_window,
+            ),
             store,
             signer,
             clock,
@@ -152,6 +218,12 @@ impl LicenseService {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
         }
+    }
+
+    /// Seals webhook secrets at rest.
+    #[must_use]
+    pub fn secrets(&self) -> &crate::secrets::SecretBox {
+        &self.secrets
     }
 
     /// Scheduled-work settings.
@@ -196,6 +268,59 @@ impl LicenseService {
         &self.instances
     }
 
+    /// Whether `instance` of `license` is admitted; a refusal past the
+    /// limit is recorded in the audit log (once an hour per instance).
+    ///
+    /// # Errors
+    /// The store's.
+    async fn admit(&self, license: &License, instance: &InstanceId) -> Result<bool> {
+        let now = self.now();
+        match self
+            .gate
+            .admit(&license.id, instance.as_str(), now, &self.instances)
+            .await?
+        {
+            Admission::Admitted => Ok(true),
+            Admission::Refused { first } => {
+                self.metrics.validation("instance_limit");
+                if first {
+                    tracing::warn!(license = %license.id, instance = instance.as_str(), "instance refused: the license's instance limit is reached");
+                    self.store
+                        .append_event(
+                            Some((&license.id, license.revision)),
+                            NewEvent {
+                                at: now,
+                                actor: "authority".to_owned(),
+                                kind: "license.instance_refused",
+                                before: None,
+                                after: Some(serde_json::json!({
+                                    "instance_id": instance.as_str(),
+                                    "max_instances": self.gate.max(),
+                                })),
+                            },
+                        )
+                        .await?;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// 403 for an installation past the instance limit (streams, reports).
+    async fn require_admitted(&self, license: &License, instance: &InstanceId) -> Result<()> {
+        if self.admit(license, instance).await? {
+            Ok(())
+        } else {
+            Err(Error::Forbidden {
+                code: "instance_limit",
+                message: format!(
+                    "the license's limit of {} installations is reached; validate to get the signed refusal",
+                    self.gate.max().unwrap_or(0)
+                ),
+            })
+        }
+    }
+
     /// Keep `license` in the token cache unless a newer revision is there.
     fn remember(&self, license: Arc<License>) {
         self.by_token
@@ -220,7 +345,7 @@ impl LicenseService {
             None => Policy::DEFAULT_REFRESH_INTERVAL,
         };
         let offline_grace = match &input.offline_grace {
-            Some(t) => duration_field("offline_grace", t)?,
+            Some(t) => lifetime_field("offline_grace", t)?,
             None => Policy::DEFAULT_OFFLINE_GRACE,
         };
         if refresh_interval < Duration::minutes(1) {
@@ -354,11 +479,11 @@ impl LicenseService {
         let expires_at = if let Some(at) = &req.expires_at {
             Some(date_field("expires_at", at)?)
         } else if let Some(d) = &req.duration {
-            Some(now + duration_field("duration", d)?)
+            Some(later("expires_at", now, duration_field("duration", d)?)?)
         } else if req.perpetual {
             None
         } else if let Some(d) = policy.duration {
-            Some(now + d)
+            Some(later("expires_at", now, d)?)
         } else {
             return Err(Error::unprocessable(
                 "expiry_required",
@@ -650,7 +775,7 @@ impl LicenseService {
     /// # Errors
     /// 404 unknown license, 422 bad ttl, 409 revoked.
     pub async fn export(&self, id: &LicenseId, ttl: &str, actor: &str) -> Result<LicenseExport> {
-        let ttl = duration_field("ttl", ttl)?;
+        let ttl = lifetime_field("ttl", ttl)?;
         let license = self.license(id).await?;
         if license.state == LicenseState::Revoked {
             return Err(Error::conflict(
@@ -701,10 +826,28 @@ impl LicenseService {
     ///
     /// # Errors
     /// 404 unknown license; the store's.
-    pub async fn instances(&self, id: &LicenseId) -> Result<Vec<Instance>> {
+    pub async fn instances(
+        &self,
+        id: &LicenseId,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<Instance>> {
         self.license(id).await?;
         self.instances.flush().await?;
-        self.store.instances(id).await
+        self.store.instances(id, limit, offset).await
+    }
+
+    /// Delete installations unseen for longer than the retention; how many.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn prune_instances(&self) -> Result<u64> {
+        let before = self.now() - self.instance_retention;
+        let pruned = self.store.prune_instances(before).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "deleted installations unseen beyond the retention");
+        }
+        Ok(pruned)
     }
 
     /// The fleet view: each installation's held revision and stream, and
@@ -712,25 +855,36 @@ impl LicenseService {
     ///
     /// # Errors
     /// 404 unknown license; the store's.
-    pub async fn fleet(&self, id: &LicenseId) -> Result<crate::model::Fleet> {
+    pub async fn fleet(
+        &self,
+        id: &LicenseId,
+        limit: u32,
+        offset: u64,
+    ) -> Result<crate::model::Fleet> {
         let license = self.license(id).await?;
-        let instances = self.instances(id).await?;
+        let instances = self.instances(id, limit, offset).await?;
+        let since = self.now() - self.gate.window();
+        let counts = self.store.fleet_counts(id, license.revision, since).await?;
         let usage = self.usage_of(&license, 0).await?;
         let summary = crate::model::FleetSummary {
-            total: instances.len(),
-            current: instances
-                .iter()
-                .filter(|i| i.held_revision == Some(license.revision))
-                .count(),
-            connected: instances.iter().filter(|i| i.stream_connected).count(),
+            total: counts.total,
+            current: counts.current,
+            connected: counts.connected,
+            active: counts.active,
+            max_instances: self.gate.max(),
             max_users: license.max_users,
             seats_in_use: usage.seats_in_use,
             seats_exceeded: usage.seats_exceeded,
         };
+        let shown = u64::try_from(instances.len()).unwrap_or(u64::MAX);
+        let next = offset.saturating_add(shown);
         Ok(crate::model::Fleet {
             license: id.to_string(),
             revision: license.revision,
             instances,
+            offset,
+            limit,
+            next_offset: (next < u64::try_from(counts.total).unwrap_or(u64::MAX)).then_some(next),
             summary,
         })
     }
@@ -874,8 +1028,22 @@ impl LicenseService {
                 message: "the license is revoked: there is nothing to watch".into(),
             });
         }
-        let current = self.pushed_for(&license, None)?;
-        let subscription = self.feed.subscribe(&license.id, current.clone())?;
+        if let Some(iid) = &instance_id {
+            self.require_admitted(&license, iid).await?;
+        }
+        let seed = self.pushed_for(&license, None)?;
+        let mut subscription = self.feed.subscribe(&license.id, seed)?;
+        // Subscribe first, then read, then send whatever is newest: a change
+        // committed after the read above published to nobody (no one was
+        // subscribed yet), so read again now that every later publish
+        // reaches this stream, and offer what was read to the channel.
+        if let Some(latest) = self.lookup(&hash).await?
+            && latest.revision > license.revision
+        {
+            self.feed
+                .publish(&latest.id, self.pushed_for(&latest, None)?);
+        }
+        let current = subscription.rx.borrow_and_update().clone();
         let now = self.now();
         if let Some(iid) = &instance_id {
             self.instances.note(InstanceSeen {
@@ -1087,6 +1255,7 @@ impl LicenseService {
             .lookup(&token.hash())
             .await?
             .ok_or(Error::Unauthorized(crate::error::TOKEN_CREDENTIAL))?;
+        self.require_admitted(&license, &instance_id).await?;
         Ok((license, instance_id))
     }
 
@@ -1153,6 +1322,17 @@ impl LicenseService {
         };
         match self.lookup(&hash).await? {
             Some(license) => {
+                if let Some(iid) = &instance_id
+                    && !self.admit(&license, iid).await?
+                {
+                    let signed = self.signer.for_refused_instance(
+                        &license,
+                        hash.fingerprint(),
+                        echo,
+                        now,
+                    )?;
+                    return Ok(Validation::Document(signed));
+                }
                 if let Some(iid) = instance_id {
                     let full = self.instances.note(InstanceSeen {
                         app_version: req.app_version,
@@ -1287,9 +1467,9 @@ impl Target {
         let new_expiry = match self {
             Target::To(to) => to,
             Target::By(by) => match l.policy.renewal_basis {
-                RenewalBasis::FromNow => now + by,
+                RenewalBasis::FromNow => later("the new expiry", now, by)?,
                 RenewalBasis::FromExpiry => match l.expires_at {
-                    Some(exp) => exp + by,
+                    Some(exp) => later("the new expiry", exp, by)?,
                     None => {
                         return Err(Error::conflict(
                             "license_perpetual",

@@ -175,14 +175,18 @@ impl License {
             return None;
         }
         let mut next = match self.policy.renewal_basis {
-            RenewalBasis::FromExpiry => expires_at + period,
-            RenewalBasis::FromNow => now + period,
+            RenewalBasis::FromExpiry => expires_at.checked_add_signed(period)?,
+            RenewalBasis::FromNow => now.checked_add_signed(period)?,
         };
         for _ in 0..100_000 {
+            // Past 9999 no client could read the document: no renewal then.
+            if !tessera_protocol::time::is_supported(&next) {
+                return None;
+            }
             if next - before > now {
                 return Some(next);
             }
-            next += period;
+            next = next.checked_add_signed(period)?;
         }
         None
     }
@@ -468,10 +472,29 @@ pub struct Fleet {
     pub license: String,
     /// Its current revision.
     pub revision: u64,
-    /// Its installations, most recently seen first.
+    /// One page of its installations, most recently seen first.
     pub instances: Vec<Instance>,
+    /// Installations skipped before this page.
+    pub offset: u64,
+    /// The page size asked for.
+    pub limit: u32,
+    /// The offset of the next page, when there is one.
+    pub next_offset: Option<u64>,
     /// The counts.
     pub summary: FleetSummary,
+}
+
+/// What the store counts of a fleet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FleetCounts {
+    /// Installations known (not yet pruned).
+    pub total: usize,
+    /// Holding the current revision.
+    pub current: usize,
+    /// With an open change stream.
+    pub connected: usize,
+    /// Seen within the activity window (these count towards the limit).
+    pub active: usize,
 }
 
 /// Counts of a [`Fleet`].
@@ -483,6 +506,11 @@ pub struct FleetSummary {
     pub current: usize,
     /// Installations with an open change stream.
     pub connected: usize,
+    /// Installations seen within the activity window: these count towards
+    /// the instance limit; older ones are kept until pruned.
+    pub active: usize,
+    /// The most installations admitted at once (`None` = no limit).
+    pub max_instances: Option<usize>,
     /// Seat limit; `None` = unlimited.
     pub max_users: Option<u32>,
     /// Highest user count reported by an instance seen within the usage window.

@@ -25,6 +25,8 @@ enum CacheKey {
     /// License, revision, instance, seats exceeded.
     License(LicenseId, u64, Option<String>, bool),
     Unknown(TokenFingerprint, Option<String>),
+    /// License, revision, instance: a refusal past the instance limit.
+    Refused(LicenseId, u64, String),
 }
 
 /// A signed document with its claims and the serialized validation answer.
@@ -162,6 +164,37 @@ impl DocumentSigner {
         self.cached(key, license.status_at(now), now, || {
             let mut claims = status::license_claims(license, tfp, echo, now, None);
             claims.seats_exceeded = seats_exceeded;
+            claims
+        })
+    }
+
+    /// The refusal for an installation past the license's instance limit:
+    /// the license's own claims with `instance_limit` status, no features,
+    /// bound to the instance (and nonce) that asked.
+    ///
+    /// # Errors
+    /// As [`DocumentSigner::sign`].
+    pub fn for_refused_instance(
+        &self,
+        license: &License,
+        tfp: TokenFingerprint,
+        echo: Echo,
+        now: Timestamp,
+    ) -> Result<Arc<SignedDocument>> {
+        let key = self.reusable(&echo).then(|| {
+            CacheKey::Refused(
+                license.id.clone(),
+                license.revision,
+                echo.instance_id.clone().unwrap_or_default(),
+            )
+        });
+        self.cached(key, Status::InstanceLimit, now, || {
+            let mut claims = status::license_claims(license, tfp, echo, now, None);
+            claims.status = Status::InstanceLimit;
+            claims.valid = false;
+            claims.features = Vec::new();
+            // Ask again within the hour: instances going quiet free places.
+            claims.refresh_after = claims.refresh_after.min(now + Duration::hours(1));
             claims
         })
     }

@@ -76,7 +76,12 @@ pub fn license_claims(
             license.expires_at,
             now,
         ),
-        exp: now + ttl.unwrap_or(license.policy.offline_grace),
+        // Never beyond the longest lifetime clients accept after a key's
+        // retirement (a policy stored before that cap existed included).
+        exp: now
+            + ttl
+                .unwrap_or(license.policy.offline_grace)
+                .min(tessera_protocol::MAX_DOCUMENT_LIFETIME),
     }
 }
 

@@ -58,18 +58,121 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::seconds(half + rand::random_range(0..=half.max(1)))
 }
 
-fn check_url(url: &str) -> Result<()> {
+fn check_url(url: &str, targets: WebhookTargets) -> Result<()> {
+    let parsed = reqwest::Url::parse(url).ok();
     let ok = (url.starts_with("http://") || url.starts_with("https://"))
         && url.len() <= 2_000
         && !url.chars().any(|c| c.is_whitespace() || c.is_control())
-        && reqwest::Url::parse(url).is_ok_and(|u| u.host_str().is_some());
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::unprocessable(
+        && parsed.as_ref().is_some_and(|u| u.host_str().is_some());
+    let Some(parsed) = parsed.filter(|_| ok) else {
+        return Err(Error::unprocessable(
             "invalid_url",
             "url must be an http:// or https:// URL with a host",
-        ))
+        ));
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(Error::unprocessable(
+            "invalid_url",
+            "url must not carry credentials (user:pass@): use the signing secret",
+        ));
+    }
+    if let Some(ip) = literal_ip(&parsed)
+        && targets == WebhookTargets::PublicOnly
+        && !is_public(ip)
+    {
+        return Err(Error::unprocessable(
+            "private_webhook_target",
+            format!(
+                "{ip} is a loopback, private, link-local or otherwise internal address; \
+                 start the server with --allow-private-webhooks to allow it"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Which webhook targets are allowed. Safe by default: public addresses
+/// only, so the delivery log cannot be used to probe the authority's own
+/// network (or its cloud metadata service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WebhookTargets {
+    /// Only globally routable addresses, checked after DNS resolution at
+    /// every delivery (a name that re-binds to 127.0.0.1 is refused).
+    #[default]
+    PublicOnly,
+    /// Any address (`--allow-private-webhooks`): receivers on the same
+    /// host or private network.
+    AllowPrivate,
+}
+
+/// The URL's host as an IP address, if it is one.
+fn literal_ip(url: &reqwest::Url) -> Option<std::net::IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(v4) => Some(v4.into()),
+        url::Host::Ipv6(v6) => Some(v6.into()),
+        url::Host::Domain(_) => None,
+    }
+}
+
+/// Whether `ip` is an ordinary public address: not loopback, private,
+/// link-local, shared (CGNAT), multicast, broadcast, documentation or
+/// unspecified, in IPv4 or IPv6 (including IPv4-mapped IPv6).
+#[must_use]
+pub fn is_public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_unspecified()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (b == 18 || b == 19))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0
+                || first == 0x2001 && v6.segments()[1] == 0x0db8
+                || first == 0x0064 && v6.segments()[1] == 0xff9b)
+        }
+    }
+}
+
+/// DNS for deliveries: the system resolver, keeping only public addresses
+/// (unless private targets are allowed). The connection uses exactly the
+/// addresses checked here, so a name cannot pass a check and then
+/// re-bind to an internal address for the request.
+#[derive(Debug, Clone, Copy)]
+struct CheckedResolver;
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let found: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<std::net::SocketAddr> =
+                found.into_iter().filter(|a| is_public(a.ip())).collect();
+            if public.is_empty() {
+                return Err("the webhook host resolves only to internal addresses".into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(public.into_iter());
+            Ok(addrs)
+        })
     }
 }
 
@@ -79,7 +182,7 @@ impl LicenseService {
     /// # Errors
     /// 422 for a bad URL, unknown event kinds or a short secret.
     pub async fn create_webhook(&self, input: WebhookInput, actor: &str) -> Result<WebhookView> {
-        check_url(&input.url)?;
+        check_url(&input.url, self.lifecycle().webhook_targets)?;
         if input.events.is_empty() || input.events.len() > EVENT_KINDS.len() {
             return Err(Error::unprocessable(
                 "invalid_field",
@@ -118,7 +221,7 @@ impl LicenseService {
         let webhook = Webhook {
             id: format!("whk_{}", uuid::Uuid::now_v7()),
             url: input.url,
-            secret: WebhookSecret(secret.clone()),
+            secret: WebhookSecret(self.secrets().seal(&secret)?),
             kinds,
             created_at: now,
         };
@@ -198,9 +301,15 @@ impl Dispatcher {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(svc: Arc<LicenseService>) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .timeout(svc.lifecycle().webhook_timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve names itself, past the check below.
+            .no_proxy();
+        if svc.lifecycle().webhook_targets == WebhookTargets::PublicOnly {
+            http = http.dns_resolver(Arc::new(CheckedResolver));
+        }
+        let http = http
             .user_agent(concat!("tessera-webhooks/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Config(format!("cannot build the webhook HTTP client: {e}")))?;
@@ -236,9 +345,20 @@ impl Dispatcher {
     }
 
     async fn deliver(&self, d: DueDelivery) -> Result<()> {
+        // Checked again at delivery: a URL stored before the check existed,
+        // or an address literal (which never goes through DNS).
+        if let Err(e) = check_url(&d.url, self.svc.lifecycle().webhook_targets) {
+            return self
+                .record(&d, None, Some(format!("refused: {e}")), 0)
+                .await;
+        }
+        let secret = match self.svc.secrets().open(&d.secret.0) {
+            Ok(secret) => secret,
+            Err(e) => return self.record(&d, None, Some(e.to_string()), 0).await,
+        };
         let payload = WebhookPayload {
             delivery: d.id,
-            event: d.event,
+            event: d.event.clone(),
         };
         let body = serde_json::to_vec(&payload)
             .map_err(|e| Error::Corrupt(format!("encoding a delivery: {e}")))?;
@@ -250,7 +370,7 @@ impl Dispatcher {
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(
                 SIGNATURE_HEADER,
-                signature_header(&d.secret.0, sent_at.timestamp(), &body),
+                signature_header(&secret, sent_at.timestamp(), &body),
             )
             .header("Tessera-Event", payload.event.kind.as_str())
             .header("Tessera-Delivery", d.id.to_string())
@@ -266,9 +386,25 @@ impl Dispatcher {
             ),
             // Only the kind of failure: the URL may hold credentials.
             Err(e) if e.is_timeout() => (None, Some("timed out".to_owned())),
+            Err(e) if e.is_connect() && refused_as_internal(&e) => (
+                None,
+                Some("refused: the host resolves only to internal addresses".to_owned()),
+            ),
             Err(e) if e.is_connect() => (None, Some("could not connect".to_owned())),
             Err(_) => (None, Some("request failed".to_owned())),
         };
+        self.record(&d, status, error, millis).await
+    }
+
+    /// Log one attempt and schedule the next (or give up after
+    /// `webhook_retry_for`).
+    async fn record(
+        &self,
+        d: &DueDelivery,
+        status: Option<u16>,
+        error: Option<String>,
+        millis: i64,
+    ) -> Result<()> {
         let now = self.svc.now();
         let (state, result) = if error.is_none() {
             (DeliveryState::Delivered, "delivered")
@@ -304,6 +440,18 @@ impl Dispatcher {
     }
 }
 
+/// Whether a connect error came from [`CheckedResolver`].
+fn refused_as_internal(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.to_string().contains("only to internal addresses") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,10 +470,43 @@ mod tests {
 
     #[test]
     fn urls_are_checked() {
-        assert!(check_url("http://127.0.0.1:9/hook").is_ok());
-        assert!(check_url("https://hooks.example.com/x").is_ok());
+        let any = WebhookTargets::AllowPrivate;
+        assert!(check_url("http://127.0.0.1:9/hook", any).is_ok());
+        assert!(check_url("https://hooks.example.com/x", any).is_ok());
         for bad in ["ftp://x", "http://", "hooks.example.com", "http://a b", ""] {
-            assert!(check_url(bad).is_err(), "{bad}");
+            assert!(check_url(bad, any).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn webhooks_to_internal_addresses_are_refused() {
+        let public = WebhookTargets::PublicOnly;
+        for bad in [
+            "http://127.0.0.1:9/hook",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.5/x",
+            "http://192.168.1.1/x",
+            "http://172.16.0.1/x",
+            "http://100.64.0.1/x",
+            "http://0.0.0.0/x",
+            "http://224.0.0.1/x",
+            "http://[::1]/x",
+            "http://[fe80::1]/x",
+            "http://[fd00::1]/x",
+            "http://[::ffff:127.0.0.1]/x",
+            "https://user:pass@hooks.example.com/x",
+        ] {
+            assert!(check_url(bad, public).is_err(), "{bad}");
+        }
+        assert!(
+            check_url(
+                "https://user:pass@hooks.example.com/x",
+                WebhookTargets::AllowPrivate
+            )
+            .is_err()
+        );
+        assert!(check_url("https://hooks.example.com/x", public).is_ok());
+        assert!(check_url("http://93.184.215.14/x", public).is_ok());
+        assert!(check_url("http://[2606:4700::1111]/x", public).is_ok());
     }
 }

@@ -3,7 +3,7 @@
 use chrono::Duration;
 use serde_json::{Value, json};
 use tessera_protocol::{Expectations, LicenseToken, verify};
-use tessera_testkit::{TestServer, assert_error, backend_tests};
+use tessera_testkit::{Options, TestServer, assert_error, backend_tests};
 
 fn ids(v: &Value) -> Vec<&str> {
     v["items"]
@@ -22,7 +22,17 @@ fn expires(v: &Value) -> chrono::DateTime<chrono::Utc> {
 
 backend_tests! {
     async fn every_admin_route_requires_a_valid_admin_key(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
+        // 52 failures from one address: above the default failure limit
+        // (tested on its own below), so it is raised here.
+        let s = TestServer::start_with(Options {
+            backend: backend.clone(),
+            limits: Some(tessera_server::Limits {
+                admin_auth_failures_per_minute: 1_000,
+                ..tessera_server::Limits::default()
+            }),
+            ..Options::default()
+        })
+        .await;
         let (id, _) = s.issue_default().await;
         let other_key = tessera_protocol::AdminKey::generate(&mut rand::rng());
         let routes = [

@@ -21,6 +21,8 @@ fn fast() -> Lifecycle {
         scheduler_interval: StdDuration::from_millis(50),
         webhook_poll: StdDuration::from_millis(50),
         webhook_timeout: StdDuration::from_secs(2),
+        // The receivers here listen on loopback.
+        webhook_targets: tessera_server::webhooks::WebhookTargets::AllowPrivate,
         ..Lifecycle::default()
     }
 }

@@ -97,7 +97,25 @@ async fn guard(State(state): State<AgentState>, request: Request, next: Next) ->
             "send Content-Type: application/json",
         );
     }
-    next.run(request).await
+    let mut response = next.run(request).await;
+    // No page of the agent may be framed: a hostile page could otherwise
+    // overlay it and trick a click on "Refresh" or "Activate".
+    let h = response.headers_mut();
+    h.insert(
+        "x-frame-options",
+        axum::http::HeaderValue::from_static("DENY"),
+    );
+    if !h.contains_key("content-security-policy") {
+        h.insert(
+            "content-security-policy",
+            axum::http::HeaderValue::from_static("frame-ancestors 'none'"),
+        );
+    }
+    h.insert(
+        "x-content-type-options",
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 async fn status(State(s): State<AgentState>) -> Json<StatusView> {

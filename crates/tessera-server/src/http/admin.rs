@@ -355,17 +355,33 @@ async fn export(
     path = "/v1/admin/licenses/{id}/instances",
     tag = "admin",
     security(("admin_key" = [])),
-    params(("id" = String, Path, description = "License id (lic_…)")),
+    params(("id" = String, Path, description = "License id (lic_…)"), InstanceQuery),
     responses((status = 200, body = Fleet), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
-    description = "The fleet view: who holds which revision."
+    description = "The fleet view: who holds which revision. Paginated: `limit` (default 100, at most the server's page size) installations after skipping `offset`; `next_offset` names the next page."
 )]
-/// `GET /v1/admin/licenses/{id}/instances`: the fleet view.
+/// `GET /v1/admin/licenses/{id}/instances`: the fleet view, one page.
 async fn instances(
     State(svc): Svc,
+    State(limits): State<Limits>,
     _: Admin,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<InstanceQuery>,
 ) -> Result<Json<Fleet>, ApiError> {
-    Ok(Json(svc.fleet(&license_id(&id)?).await?))
+    let limit = page_size(q.limit, &limits);
+    Ok(Json(
+        svc.fleet(&license_id(&id)?, limit, q.offset.unwrap_or(0))
+            .await?,
+    ))
+}
+
+/// Query of `GET /v1/admin/licenses/{id}/instances`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct InstanceQuery {
+    /// Installations per page (default 100).
+    limit: Option<u32>,
+    /// Installations to skip (most recently seen first).
+    offset: Option<u64>,
 }
 
 /// Query of `GET /v1/admin/events`.

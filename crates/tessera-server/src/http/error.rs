@@ -80,6 +80,20 @@ impl IntoResponse for ApiError {
             }
             Error::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into()),
             Error::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, (*code).into()),
+            Error::Database(db) if crate::error::is_transient(db) => {
+                // Nothing was committed (the transaction died with its
+                // connection): the request is safe to repeat.
+                tracing::warn!(error = %e, "database connection lost during a request");
+                let mut response = body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_unavailable",
+                    "the database connection was lost; nothing was changed; retry".into(),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(1u32));
+                return response;
+            }
             Error::Database(_)
             | Error::Migrate(_)
             | Error::Io { .. }

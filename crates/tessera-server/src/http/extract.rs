@@ -41,20 +41,32 @@ pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
         .then(|| credential.trim())
 }
 
+/// Failed admin authentications allowed per client address and minute;
+/// past it, `429` with `Retry-After` (as `/login` has).
+#[derive(Debug, Clone)]
+pub struct AuthFailures(pub Option<Arc<super::ratelimit::IpRateLimiter>>);
+
 impl<S> FromRequestParts<S> for Admin
 where
     Arc<AdminAuth>: FromRef<S>,
+    AuthFailures: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let auth = Arc::<AdminAuth>::from_ref(state);
-        bearer(parts)
-            .and_then(|key| auth.authenticate(key))
-            .map(|name| Admin { name })
-            .ok_or(ApiError(Error::Unauthorized(
-                crate::error::ADMIN_CREDENTIAL,
-            )))
+        if let Some(name) = bearer(parts).and_then(|key| auth.authenticate(key)) {
+            return Ok(Admin { name });
+        }
+        if let Some(failures) = AuthFailures::from_ref(state).0 {
+            let key = super::ratelimit::client_key_of(&parts.extensions);
+            if let Err(retry_after_secs) = failures.take(key) {
+                return Err(ApiError(Error::RateLimited { retry_after_secs }));
+            }
+        }
+        Err(ApiError(Error::Unauthorized(
+            crate::error::ADMIN_CREDENTIAL,
+        )))
     }
 }

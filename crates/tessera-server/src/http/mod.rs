@@ -12,12 +12,14 @@
 
 pub mod admin;
 pub mod backstage;
+pub mod client;
 pub mod console;
 mod error;
 mod extract;
 pub mod openapi;
 pub mod public;
 pub mod ratelimit;
+pub mod serve;
 mod watch;
 
 use std::sync::Arc;
@@ -31,7 +33,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
-pub use extract::{Admin, ApiJson, ApiPath, ApiQuery};
+pub use extract::{Admin, ApiJson, ApiPath, ApiQuery, AuthFailures};
+pub use watch::WatchSlots;
 
 use crate::Limits;
 use crate::auth::AdminAuth;
@@ -49,6 +52,12 @@ pub struct AppState {
     pub sessions: Arc<crate::auth::Sessions>,
     /// Per-IP limiter for validation (`None` = off).
     pub limiter: Option<Arc<IpRateLimiter>>,
+    /// Per-IP limiter of failed admin authentications.
+    pub auth_failures: AuthFailures,
+    /// Open change streams per client address.
+    pub watch_slots: Arc<WatchSlots>,
+    /// Proxies whose forwarding headers name the client.
+    pub trusted_proxies: Arc<client::TrustedProxies>,
     /// Limits.
     pub limits: Limits,
     /// Cancelled when the server begins to shut down: ends change streams,
@@ -82,7 +91,11 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(CatchPanicLayer::custom(error::panic_response))
-        .merge(streams.with_state(state))
+        .merge(streams.with_state(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            state.trusted_proxies,
+            client::client_address,
+        ))
 }
 
 /// Latency by route pattern (`MatchedPath`, so ids never become label

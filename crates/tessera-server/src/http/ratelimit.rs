@@ -16,6 +16,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::{Quota, RateLimiter};
 
 use super::ApiError;
+use super::client::ClientKey;
 use crate::error::Error;
 
 type Limiter = RateLimiter<
@@ -58,17 +59,48 @@ impl IpRateLimiter {
     }
 }
 
+/// The request's client key (see [`super::client`]); the peer address when
+/// the middleware that sets it did not run.
+pub(crate) fn client_key(request: &Request) -> IpAddr {
+    client_key_of(request.extensions())
+}
+
+/// As [`client_key`], from a request's extensions.
+pub(crate) fn client_key_of(extensions: &axum::http::Extensions) -> IpAddr {
+    if let Some(key) = extensions.get::<ClientKey>() {
+        return key.0;
+    }
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([127, 0, 0, 1]), |c| {
+            super::client::address_key(c.0.ip())
+        })
+}
+
+impl IpRateLimiter {
+    /// Take one unit for `key`; `Err(seconds to wait)` past the limit.
+    pub(crate) fn take(&self, key: IpAddr) -> Result<(), u64> {
+        self.limiter
+            .check_key(&key)
+            .map(|_| ())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+            })
+    }
+}
+
 /// Middleware: refuse with 429 past the limit.
 pub async fn limit(
     State(limiter): State<Option<Arc<IpRateLimiter>>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
 ) -> Response {
     let Some(limiter) = limiter else {
         return next.run(request).await;
     };
-    match limiter.limiter.check_key(&peer.ip()) {
+    let key = client_key(&request);
+    match limiter.limiter.check_key(&key) {
         Ok(snapshot) => {
             let mut response = next.run(request).await;
             let headers = response.headers_mut();

@@ -58,8 +58,10 @@ pub(super) async fn watch(
     State(licenses): State<Arc<LicenseService>>,
     State(limits): State<Limits>,
     State(shutdown): State<CancellationToken>,
+    State(slots): State<Arc<WatchSlots>>,
     parts: Parts,
 ) -> Result<Response, ApiError> {
+    let slot = slots.take(super::ratelimit::client_key_of(&parts.extensions))?;
     let token = bearer(&parts).ok_or(ApiError(Error::Unauthorized(
         crate::error::STREAM_CREDENTIAL,
     )))?;
@@ -79,7 +81,7 @@ pub(super) async fn watch(
             last_event_id,
         )
         .await?;
-    let stream = events(licenses, watch, shutdown, limits.keep_alive);
+    let stream = events(licenses, watch, slot, shutdown, limits.keep_alive);
     // Frames are encoded once per document and shared by every stream
     // (Bytes are reference-counted): a change costs each stream one write.
     let mut response = Body::from_stream(stream).into_response();
@@ -93,10 +95,74 @@ pub(super) async fn watch(
 /// A comment line: keeps proxies and the client's read timeout content.
 const KEEP_ALIVE: Bytes = Bytes::from_static(b":\n\n");
 
+/// Open change streams per client address (IPv6 by /64).
+#[derive(Debug)]
+pub struct WatchSlots {
+    per_ip: usize,
+    open: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One open stream's place; released on drop.
+struct WatchSlot {
+    slots: Arc<WatchSlots>,
+    key: std::net::IpAddr,
+}
+
+impl WatchSlots {
+    /// At most `per_ip` open streams from one address.
+    #[must_use]
+    pub fn new(per_ip: usize) -> Self {
+        Self {
+            per_ip,
+            open: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, usize>> {
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn take(self: &Arc<Self>, key: std::net::IpAddr) -> Result<WatchSlot, ApiError> {
+        let mut open = self.lock();
+        let n = open.entry(key).or_insert(0);
+        if *n >= self.per_ip {
+            return Err(ApiError(Error::Unavailable {
+                code: "too_many_streams",
+                message: format!(
+                    "this address already holds {} change streams; poll instead",
+                    self.per_ip
+                ),
+            }));
+        }
+        *n += 1;
+        Ok(WatchSlot {
+            slots: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for WatchSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.lock();
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// Marks the instance disconnected when the stream ends, however it ends.
 struct Connected {
     licenses: Arc<LicenseService>,
     watch: Watch,
+    _slot: WatchSlot,
 }
 
 impl Drop for Connected {
@@ -128,6 +194,7 @@ fn deadline(licenses: &LicenseService, at: tessera_protocol::Timestamp) -> tokio
 fn events(
     licenses: Arc<LicenseService>,
     watch: Watch,
+    slot: WatchSlot,
     shutdown: CancellationToken,
     keep_alive: std::time::Duration,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> {
@@ -139,7 +206,11 @@ fn events(
         watch.last.refresh_after,
     )));
     let state = StreamState {
-        conn: Connected { licenses, watch },
+        conn: Connected {
+            licenses,
+            watch,
+            _slot: slot,
+        },
         shutdown,
         keep_alive,
         refresh,

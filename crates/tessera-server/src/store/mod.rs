@@ -188,8 +188,35 @@ pub trait LicenseStore: Send + Sync + 'static {
     /// Close the connections.
     async fn close(&self);
 
-    /// Installations of one license, most recently seen first.
-    async fn instances(&self, license: &LicenseId) -> Result<Vec<Instance>>;
+    /// Installations of one license, most recently seen first: `limit`
+    /// of them after skipping `offset`.
+    async fn instances(
+        &self,
+        license: &LicenseId,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<Instance>>;
+
+    /// The fleet's counts: all known, holding `revision`, connected, and
+    /// seen at or after `active_since`.
+    async fn fleet_counts(
+        &self,
+        license: &LicenseId,
+        revision: u64,
+        active_since: Timestamp,
+    ) -> Result<crate::model::FleetCounts>;
+
+    /// Installations of `license` seen at or after `since`, and whether
+    /// `instance` is one of them.
+    async fn instance_admission(
+        &self,
+        license: &LicenseId,
+        instance: &str,
+        since: Timestamp,
+    ) -> Result<(u64, bool)>;
+
+    /// Delete installations last seen before `before`; how many.
+    async fn prune_instances(&self, before: Timestamp) -> Result<u64>;
 
     // ----- lifecycle --------------------------------------------------------
 
@@ -223,6 +250,9 @@ pub trait LicenseStore: Send + Sync + 'static {
 
     /// Remove a webhook (pending deliveries to it stop); `false` if unknown.
     async fn remove_webhook(&self, id: &str, event: NewEvent) -> Result<bool>;
+
+    /// Replace a webhook's stored (sealed) secret.
+    async fn set_webhook_secret(&self, id: &str, sealed: &str) -> Result<()>;
 
     /// Pending deliveries due at `now`, oldest first.
     async fn due_deliveries(&self, now: Timestamp, limit: u32) -> Result<Vec<DueDelivery>>;

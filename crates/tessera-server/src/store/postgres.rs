@@ -181,6 +181,21 @@ impl PgStore {
         Ok(())
     }
 
+    /// Events get their `seq` from an identity column at INSERT, but become
+    /// visible at COMMIT: two writers could commit out of order, and a
+    /// follower reading `seq > N` would step over the later-committing one.
+    /// A transaction-scoped advisory lock taken before the INSERT holds
+    /// until COMMIT, so events are numbered and committed one writer at a
+    /// time (the lock covers only the event and its outbox rows, at the
+    /// end of the change's transaction).
+    async fn order_events(tx: &mut sqlx::PgConnection) -> Result<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(EVENT_ORDER_LOCK)
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
     /// Other replicas' streams are theirs: the reaper handles dead ones.
     #[allow(clippy::unused_async)]
     async fn startup_cleanup_impl(&self) -> Result<()> {
@@ -209,6 +224,10 @@ impl PgStore {
         self.pool.close().await;
     }
 }
+
+/// The advisory lock key that orders event commits (in Tessera's
+/// namespace; job keys take the low bits from a hash of the job name).
+const EVENT_ORDER_LOCK: i64 = LOCK_NAMESPACE | 0x00FF_FFFF_FFFF_FFFF;
 
 impl_license_store!(PgStore, sqlx::PgConnection);
 

@@ -4,7 +4,7 @@
 //! as `i64`, booleans as `bool`); what differs — pools, `NOTIFY`, advisory
 //! locks, start-up cleanup — comes from the backend type's own methods:
 //! `BACKEND`, `writer()`, `reader()`, `replica()`, `notify_change`,
-//! `startup_cleanup_impl`, `try_job_lock_impl`, `changes_impl`, `close_impl`.
+//! `order_events`, `startup_cleanup_impl`, `try_job_lock_impl`, `changes_impl`, `close_impl`.
 
 macro_rules! impl_license_store {
     ($ty:ty, $conn:ty) => {
@@ -287,7 +287,8 @@ macro_rules! impl_license_store {
                          VALUES ($1, $2, $3, $4, $5, $6, COALESCE($7, FALSE), \
                                  CASE WHEN $7 THEN $8 ELSE NULL END, $9) \
                          ON CONFLICT (license_id, instance_id) DO UPDATE SET \
-                         last_seen = excluded.last_seen, \
+                         last_seen = CASE WHEN excluded.last_seen > instances.last_seen \
+                             THEN excluded.last_seen ELSE instances.last_seen END, \
                          app_version = COALESCE(excluded.app_version, instances.app_version), \
                          users = COALESCE(excluded.users, instances.users), \
                          stream_connected = CASE WHEN $7 IS NULL THEN instances.stream_connected \
@@ -298,7 +299,10 @@ macro_rules! impl_license_store {
                              WHEN $7 THEN $8 \
                              WHEN instances.stream_replica = $8 THEN NULL \
                              ELSE instances.stream_replica END, \
-                         held_revision = COALESCE($9, instances.held_revision)",
+                         held_revision = CASE WHEN $9 IS NULL THEN instances.held_revision \
+                             WHEN instances.held_revision IS NULL THEN $9 \
+                             WHEN $9 > instances.held_revision THEN $9 \
+                             ELSE instances.held_revision END",
                     )
                     .bind(s.license_id.as_str())
                     .bind(&s.instance_id)
@@ -545,15 +549,71 @@ macro_rules! impl_license_store {
                 self.close_impl().await;
             }
 
-            async fn instances(&self, license: &LicenseId) -> Result<Vec<Instance>> {
+            async fn instances(&self, license: &LicenseId, limit: u32, offset: u64) -> Result<Vec<Instance>> {
                 let rows: Vec<InstanceRow> = sqlx::query_as(
                     "SELECT instance_id, first_seen, last_seen, app_version, users, held_revision, \
-                     stream_connected FROM instances WHERE license_id = $1 ORDER BY last_seen DESC",
+                     stream_connected FROM instances WHERE license_id = $1 \
+                     ORDER BY last_seen DESC, instance_id LIMIT $2 OFFSET $3",
                 )
                 .bind(license.as_str())
+                .bind(i64::from(limit))
+                .bind(i64::try_from(offset).unwrap_or(i64::MAX))
                 .fetch_all(self.reader())
                 .await?;
                 collect(rows)
+            }
+
+            async fn fleet_counts(
+                &self,
+                license: &LicenseId,
+                revision: u64,
+                active_since: Timestamp,
+            ) -> Result<crate::model::FleetCounts> {
+                let (total, current, connected, active): (i64, i64, i64, i64) = sqlx::query_as(
+                    "SELECT COUNT(*), \
+                     COALESCE(SUM(CASE WHEN held_revision = $2 THEN 1 ELSE 0 END), 0), \
+                     COALESCE(SUM(CASE WHEN stream_connected THEN 1 ELSE 0 END), 0), \
+                     COALESCE(SUM(CASE WHEN last_seen >= $3 THEN 1 ELSE 0 END), 0) \
+                     FROM instances WHERE license_id = $1",
+                )
+                .bind(license.as_str())
+                .bind(i64_of(revision))
+                .bind(active_since.timestamp())
+                .fetch_one(self.reader())
+                .await?;
+                let n = |v: i64| usize::try_from(v).unwrap_or(0);
+                Ok(crate::model::FleetCounts {
+                    total: n(total),
+                    current: n(current),
+                    connected: n(connected),
+                    active: n(active),
+                })
+            }
+
+            async fn instance_admission(
+                &self,
+                license: &LicenseId,
+                instance: &str,
+                since: Timestamp,
+            ) -> Result<(u64, bool)> {
+                let (active, known): (i64, i64) = sqlx::query_as(
+                    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN instance_id = $2 THEN 1 ELSE 0 END), 0) \
+                     FROM instances WHERE license_id = $1 AND last_seen >= $3",
+                )
+                .bind(license.as_str())
+                .bind(instance)
+                .bind(since.timestamp())
+                .fetch_one(self.reader())
+                .await?;
+                Ok((u64::try_from(active).unwrap_or(0), known > 0))
+            }
+
+            async fn prune_instances(&self, before: Timestamp) -> Result<u64> {
+                let done = sqlx::query("DELETE FROM instances WHERE last_seen < $1")
+                    .bind(before.timestamp())
+                    .execute(self.writer())
+                    .await?;
+                Ok(done.rows_affected())
             }
 
             async fn horizon_due(
@@ -682,6 +742,15 @@ macro_rules! impl_license_store {
                         })
                     })
                     .collect()
+            }
+
+            async fn set_webhook_secret(&self, id: &str, sealed: &str) -> Result<()> {
+                sqlx::query("UPDATE webhooks SET secret = $1 WHERE id = $2")
+                    .bind(sealed)
+                    .bind(id)
+                    .execute(self.writer())
+                    .await?;
+                Ok(())
             }
 
             async fn remove_webhook(&self, id: &str, event: NewEvent) -> Result<bool> {
@@ -871,6 +940,9 @@ macro_rules! impl_license_store {
             revision: Option<u64>,
             e: &NewEvent,
         ) -> Result<()> {
+            // Sequence numbers must become visible in their order, or a
+            // follower of `?after=<seq>` skips one that commits late.
+            <$ty>::order_events(&mut *tx).await?;
             let (seq,): (i64,) = sqlx::query_as(
                 "INSERT INTO events (at, actor, kind, license_id, revision, before, after) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",

@@ -86,6 +86,12 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// One writer connection: events already commit in `seq` order.
+    #[allow(clippy::unused_async)]
+    async fn order_events(_: &mut sqlx::SqliteConnection) -> Result<()> {
+        Ok(())
+    }
+
     /// No stream survives a restart, and no other process shares the file.
     async fn startup_cleanup_impl(&self) -> Result<()> {
         sqlx::query(

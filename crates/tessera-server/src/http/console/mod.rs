@@ -586,6 +586,9 @@ async fn issue_again(
 struct DoneQuery {
     #[serde(default)]
     done: String,
+    /// Installations skipped (the fleet table is paginated).
+    #[serde(default)]
+    offset: u64,
 }
 
 async fn license(
@@ -596,7 +599,7 @@ async fn license(
 ) -> Page {
     let id = license_id(&id)?;
     let license = svc.license(&id).await?;
-    let fleet = svc.fleet(&id).await?;
+    let fleet = svc.fleet(&id, PAGE_SIZE, q.offset).await?;
     let events = svc
         .events(&EventFilter {
             license: Some(id.clone()),
@@ -628,9 +631,10 @@ async fn fleet(
     State(svc): Svc,
     _: Console,
     Path(id): Path<String>,
+    Query(q): Query<DoneQuery>,
 ) -> Result<Response, ConsoleError> {
     let id = license_id(&id)?;
-    Ok(Json(svc.fleet(&id).await?).into_response())
+    Ok(Json(svc.fleet(&id, PAGE_SIZE, q.offset).await?).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -410,7 +410,7 @@ pub fn license(
                 }
             }
             h2 { "Installations" }
-            div data-fleet={"/licenses/" (l.id) "/fleet.json"} data-max-users=(max_users) {
+            div data-fleet={"/licenses/" (l.id) "/fleet.json?offset=" (fleet.offset)} data-max-users=(max_users) {
                 p {
                     strong #delivered { "Delivered to " (fleet.summary.current) " of " (fleet.summary.total) }
                     " · " span #connected { (fleet.summary.connected) " connected" }
@@ -443,6 +443,20 @@ pub fn license(
                 }
                 p.empty #fleet-empty hidden[!fleet.instances.is_empty()] {
                     "No installation has checked in yet. Instances appear here when they validate or open a stream."
+                }
+                @if fleet.offset > 0 || fleet.next_offset.is_some() {
+                    p.row #fleet-pages {
+                        span.muted {
+                            "Installations " (fleet.offset + 1) "–" (fleet.offset + fleet.instances.len() as u64)
+                            " of " (fleet.summary.total) " (" (fleet.summary.active) " active)"
+                        }
+                        @if fleet.offset > 0 {
+                            " " a #fleet-prev href={"/licenses/" (l.id) "?offset=" (fleet.offset.saturating_sub(u64::from(fleet.limit)))} { "‹ Newer" }
+                        }
+                        @if let Some(next) = fleet.next_offset {
+                            " " a #fleet-next href={"/licenses/" (l.id) "?offset=" (next)} { "Older ›" }
+                        }
+                    }
                 }
             }
             h2 { "History" }

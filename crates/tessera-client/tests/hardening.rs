@@ -1,0 +1,361 @@
+//! Regression tests for the hostile review of the client (RELIABILITY.md,
+//! "Hardening"): each test is named after the attack it pins.
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration as StdDuration;
+
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use chrono::{Duration, Utc};
+use serde_json::json;
+use tessera_client::clock::{Clock, ManualClock};
+use tessera_client::{Client, UnverifiedReason, Verdict, VerdictState, Watching};
+use tessera_protocol::LicenseToken;
+use tessera_testkit::fake::{Fake, FakeAuthority};
+use tessera_testkit::{Options, TestServer};
+
+fn clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(Utc::now()))
+}
+
+/// Wait (bounded) until a *published* verdict satisfies `pred`. Reads only
+/// the subscription, never `Client::verdict`, so it sees what the
+/// background loop publishes by itself.
+async fn published(client: &Client, what: &str, pred: impl Fn(&Verdict) -> bool) -> Arc<Verdict> {
+    let mut rx = client.subscribe();
+    let waited = tokio::time::timeout(StdDuration::from_secs(10), rx.wait_for(|v| pred(v)))
+        .await
+        .map(|r| r.map(|v| v.clone()));
+    match waited {
+        Ok(Ok(v)) => v,
+        _ => panic!(
+            "timed out waiting for {what}; last published {:#?}",
+            rx.borrow()
+        ),
+    }
+}
+
+fn state_path(dir: &tempfile::TempDir) -> std::path::PathBuf {
+    dir.path().join(tessera_client::state::STATE_FILE)
+}
+
+/// A client of a fake authority, activated: valid, expiring a day after
+/// the document is signed (its `exp`, the grace, is 7 days).
+async fn activated(
+    dir: &tempfile::TempDir,
+    clock: &Arc<ManualClock>,
+    tick: StdDuration,
+) -> (FakeAuthority, Client, String) {
+    let fake = FakeAuthority::start(clock.clone()).await;
+    fake.fake.set(|f, req, _| {
+        let mut claims = f.claims_for(req);
+        claims.expires_at = Some(claims.iat + Duration::days(1));
+        Fake::answer(claims, &f.key)
+    });
+    let token = LicenseToken::generate(&mut rand::rng())
+        .expose_secret()
+        .to_owned();
+    let client = Client::builder()
+        .server(&fake.url)
+        .public_key(fake.fake.public_key())
+        .state_dir(dir.path())
+        .clock(clock.clone())
+        .tick(tick)
+        .watch(Watching::Off)
+        .start()
+        .unwrap();
+    client.activate(&token).await.unwrap();
+    assert!(client.is_valid());
+    (fake, client, token)
+}
+
+/// Item 1: a 503 with `Retry-After: u64::MAX` overflowed `Instant +
+/// Duration`, panicked the refresh loop, and the verdict stayed valid past
+/// expiry. The wait is now capped and the loop lives on: it publishes the
+/// expiry by itself.
+#[tokio::test]
+async fn a_huge_retry_after_does_not_kill_the_refresh_loop() {
+    let clock = clock();
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, client, _) = activated(&dir, &clock, StdDuration::from_millis(20)).await;
+    fake.fake.set(|_, _, _| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "18446744073709551615")],
+            "busy",
+        )
+            .into_response()
+    });
+    let before = fake.fake.requests();
+    // Past refresh_after: the loop polls and meets the 503.
+    clock.advance(Duration::hours(2));
+    let v = published(&client, "the 503 recorded", |v| v.last_error.is_some()).await;
+    assert_eq!(v.last_error.as_ref().unwrap().kind, "http_status");
+    assert!(fake.fake.requests() > before);
+    // Past expires_at: the (living) loop publishes the expiry on its own.
+    clock.advance(Duration::days(1));
+    let v = published(&client, "expired", |v| v.state == VerdictState::Expired).await;
+    assert!(!v.is_valid());
+}
+
+/// Item 1, second half: a reader never sees `valid` after `expires_at`,
+/// whatever the background work does. Here the loop sleeps a whole hour
+/// (its tick) while the clock jumps past the expiry: the readers notice by
+/// themselves, from the deadline the published verdict carries.
+#[tokio::test]
+async fn readers_never_see_valid_past_expiry_even_when_the_loop_sleeps() {
+    let clock = clock();
+    let dir = tempfile::tempdir().unwrap();
+    let (_fake, client, _) = activated(&dir, &clock, StdDuration::from_secs(3_600)).await;
+    assert!(client.has_feature("sso"));
+    let expires_at = client
+        .verdict()
+        .license
+        .as_ref()
+        .unwrap()
+        .expires_at
+        .unwrap();
+    clock.set(expires_at);
+    assert!(!client.is_valid(), "is_valid at expires_at");
+    assert!(!client.has_feature("sso"), "has_feature at expires_at");
+    assert_eq!(client.verdict().state, VerdictState::Expired);
+    // And past the grace (`exp`), stale: again without the loop.
+    let exp = client.verdict().license.as_ref().unwrap().fresh_until;
+    clock.set(exp + Duration::seconds(2));
+    assert_eq!(client.verdict().reason, Some(UnverifiedReason::Stale));
+}
+
+/// Item 3: with `high_water_mark` nulled (or lowered) in the state file and
+/// the clock set back before the document was signed, an expired license
+/// came back valid. The mark in force is at least the document's `iat`
+/// (less the drift), and the file is repaired.
+#[tokio::test]
+async fn a_removed_clock_mark_cannot_take_the_clock_back() {
+    for edit in ["null", "lowered"] {
+        let clock = clock();
+        let dir = tempfile::tempdir().unwrap();
+        let fake = FakeAuthority::start(clock.clone()).await;
+        // A license that expires an hour after the document is signed.
+        fake.fake.set(|f, req, _| {
+            let mut claims = f.claims_for(req);
+            claims.expires_at = Some(claims.iat + Duration::hours(1));
+            Fake::answer(claims, &f.key)
+        });
+        let token = LicenseToken::generate(&mut rand::rng())
+            .expose_secret()
+            .to_owned();
+        let start = || {
+            Client::builder()
+                .server("http://127.0.0.1:9")
+                .public_key(fake.fake.public_key())
+                .state_dir(dir.path())
+                .clock(clock.clone())
+                .watch(Watching::Off)
+        };
+        let signed_at = clock.now();
+        {
+            let client = Client::builder()
+                .server(&fake.url)
+                .public_key(fake.fake.public_key())
+                .state_dir(dir.path())
+                .clock(clock.clone())
+                .watch(Watching::Off)
+                .start()
+                .unwrap();
+            client.activate(&token).await.unwrap();
+            clock.advance(Duration::hours(2));
+            assert_eq!(client.verdict().state, VerdictState::Expired);
+        }
+        // The licensee edits the mark and sets the clock back 3 h, before
+        // the document was signed.
+        let mut state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state_path(&dir)).unwrap()).unwrap();
+        state["high_water_mark"] = match edit {
+            "null" => serde_json::Value::Null,
+            _ => json!(tessera_protocol::time::format(
+                &(signed_at - Duration::days(10))
+            )),
+        };
+        std::fs::write(state_path(&dir), serde_json::to_vec(&state).unwrap()).unwrap();
+        clock.set(signed_at - Duration::hours(3));
+        let client = start().start().unwrap();
+        let v = client.verdict();
+        assert_eq!(v.state, VerdictState::Unverified, "{edit}: {v:?}");
+        assert_eq!(v.reason, Some(UnverifiedReason::ClockTampered), "{edit}");
+        assert!(!client.has_feature("sso"));
+        // The file was repaired: its mark is at least the document's iat.
+        let repaired: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(state_path(&dir)).unwrap()).unwrap();
+        let mark = chrono::DateTime::parse_from_rfc3339(
+            repaired["high_water_mark"].as_str().expect("a mark"),
+        )
+        .unwrap();
+        assert!(mark.to_utc() >= signed_at, "{edit}: repaired mark {mark}");
+    }
+}
+
+/// Item 4: a clock one year ahead for four seconds raised the mark for
+/// good; after the clock was corrected every verdict said
+/// `clock_tampered` until the state was deleted. An answer to the
+/// client's own nonce re-bases the mark to the authority's time.
+#[tokio::test]
+async fn a_clock_ahead_for_seconds_does_not_lock_the_client_out() {
+    let server_clock = clock();
+    let s = TestServer::start_with(Options {
+        clock: Some(server_clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    let (_, token) = s
+        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d"}))
+        .await;
+    let client_clock = Arc::new(ManualClock::new(server_clock.now()));
+    let dir = tempfile::tempdir().unwrap();
+    let client = Client::builder()
+        .server(&s.url)
+        .public_key(s.public_key.clone())
+        .state_dir(dir.path())
+        .token(&token)
+        .clock(client_clock.clone())
+        .tick(StdDuration::from_millis(20))
+        .watch(Watching::Off)
+        .start()
+        .unwrap();
+    client.refresh().await.unwrap();
+    assert!(client.is_valid());
+    // Ahead by a year, long enough for the loop to raise (and store) the mark.
+    client_clock.advance(Duration::days(365));
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    // Corrected: the mark is a year ahead of the clock.
+    client_clock.advance(-Duration::days(365));
+    published(&client, "clock_tampered", |v| {
+        v.reason == Some(UnverifiedReason::ClockTampered)
+    })
+    .await;
+    // A fresh answer to our nonce re-bases the mark: valid again.
+    let v = client.refresh().await.unwrap();
+    assert_eq!(v.state, VerdictState::Valid, "{v:?}");
+    assert!(client.has_feature("sso") || client.is_valid());
+    // And it stays valid across a restart (the re-based mark was stored).
+    drop(client);
+    let again = Client::builder()
+        .server("http://127.0.0.1:9")
+        .public_key(s.public_key.clone())
+        .state_dir(dir.path())
+        .clock(client_clock.clone())
+        .watch(Watching::Off)
+        .start()
+        .unwrap();
+    assert_eq!(again.verdict().state, VerdictState::Valid);
+}
+
+/// A raw HTTP server answering every request `500` with a 400 MiB body it
+/// writes as fast as the reader takes it; counts the bytes it got out.
+fn huge_error_server() -> (String, Arc<AtomicU64>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let written = Arc::new(AtomicU64::new(0));
+    let counter = written.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut head = [0u8; 4096];
+                let _ = conn.read(&mut head);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain\r\ncontent-length: 419430400\r\n\r\n",
+                );
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut sent = 0u64;
+                while sent < 419_430_400 {
+                    match conn.write(&chunk) {
+                        Ok(n) if n > 0 => {
+                            sent += n as u64;
+                            counter.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                        _ => break,
+                    }
+                }
+            });
+        }
+    });
+    (url, written)
+}
+
+/// Item 5: error bodies on `/v1/watch` were read whole (a 400 MiB body took
+/// the agent to 865 MB), again on every reconnect. Every body is read at
+/// most 64 KiB and under a timeout; the connection is then dropped.
+#[tokio::test]
+async fn huge_error_bodies_are_cut_off_not_read() {
+    let (url, written) = huge_error_server();
+    let token = LicenseToken::generate(&mut rand::rng())
+        .expose_secret()
+        .to_owned();
+    let client = Client::builder()
+        .server(&url)
+        .public_key(
+            tessera_protocol::SigningKey::generate(&mut rand::rng())
+                .public_key()
+                .clone(),
+        )
+        .token(&token)
+        .request_timeout(StdDuration::from_secs(2))
+        .stream_read_timeout(StdDuration::from_secs(2))
+        .start()
+        .unwrap();
+    let v = published(&client, "the failure recorded", |v| v.last_error.is_some()).await;
+    assert!(!v.is_valid());
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    let total = written.load(Ordering::Relaxed);
+    // What the kernel buffers on loopback plus 64 KiB per attempt; reading
+    // the bodies whole would be hundreds of MiB.
+    assert!(
+        total < 48 * 1024 * 1024,
+        "the client took {} MiB of error bodies",
+        total / (1024 * 1024)
+    );
+    drop(client);
+}
+
+/// Item 6: an unsigned `304` set `last_verified_at` and cleared
+/// `offline_since`, so a fake endpoint silenced the offline alert. Only a
+/// signed answer does that now; while flagged, the client asks with a
+/// nonce and no `If-None-Match`, and a `304` to that is an error.
+#[tokio::test]
+async fn an_unsigned_304_is_not_contact() {
+    let clock = clock();
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, client, _) = activated(&dir, &clock, StdDuration::from_millis(20)).await;
+    let verified = client.verdict().last_verified_at;
+    fake.fake.answer_raw(503, "text/plain", "down");
+    assert!(client.refresh().await.is_err());
+    let offline = client.verdict().offline_since;
+    assert!(offline.is_some());
+    // The endpoint now answers 304 to everything.
+    fake.fake
+        .set(|_, _, _| StatusCode::NOT_MODIFIED.into_response());
+    clock.advance(Duration::minutes(5));
+    assert!(client.refresh().await.is_err(), "a 304 to a forced request");
+    // The background poll (past refresh_after) meets the same 304.
+    let before = fake.fake.requests();
+    clock.advance(Duration::hours(2));
+    tokio::time::timeout(StdDuration::from_secs(10), async {
+        while fake.fake.requests() == before {
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the loop polls");
+    tokio::time::sleep(StdDuration::from_millis(100)).await;
+    let v = client.verdict();
+    assert_eq!(v.offline_since, offline, "still offline");
+    assert_eq!(v.last_verified_at, verified, "no new verified contact");
+    // A signed answer clears it.
+    fake.fake.answer_valid();
+    let v = client.refresh().await.unwrap();
+    assert!(v.offline_since.is_none());
+    assert!(v.last_verified_at > verified);
+}
