@@ -205,8 +205,9 @@ pub enum LicenseCommand {
     Revoke(RevokeArgs),
     /// Write a long-lived signed document for an air-gapped site.
     Export(ExportArgs),
-    /// Show the installations using a license.
-    Instances(IdArgs),
+    /// Show the installations using a license, most recently seen first, a
+    /// page at a time.
+    Instances(InstancesArgs),
     /// Show metering: seats in use against the limit, and daily maxima.
     Usage(UsageArgs),
 }
@@ -265,6 +266,20 @@ pub struct IssueArgs {
 pub struct IdArgs {
     /// License id (lic_…).
     id: String,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct InstancesArgs {
+    /// License id (lic_…).
+    id: String,
+    /// Installations per page (the server caps it at its page size).
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+    /// Installations to skip (the previous page's "next" offset).
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
     #[command(flatten)]
     conn: Connection,
 }
@@ -523,7 +538,13 @@ pub async fn license(cmd: LicenseCommand) -> anyhow::Result<()> {
         LicenseCommand::Instances(a) => {
             let client = AdminClient::new(&a.conn)?;
             let fleet: serde_json::Value = client
-                .get(&format!("/v1/admin/licenses/{}/instances", a.id), &[])
+                .get(
+                    &format!("/v1/admin/licenses/{}/instances", a.id),
+                    &[
+                        ("limit", a.limit.to_string()),
+                        ("offset", a.offset.to_string()),
+                    ],
+                )
                 .await?;
             if a.conn.json {
                 return output::json(&fleet);
@@ -617,6 +638,20 @@ fn print_fleet(fleet: &serde_json::Value) {
         ]);
     }
     println!("{table}");
+    let offset = fleet["offset"].as_u64().unwrap_or(0);
+    let total = summary["total"].as_u64().unwrap_or(0);
+    if offset > 0 || !fleet["next_offset"].is_null() {
+        let shown = u64::try_from(instances.len()).unwrap_or(0);
+        println!(
+            "Installations {}–{} of {total} ({} active).{}",
+            offset + 1,
+            offset + shown,
+            summary["active"],
+            fleet["next_offset"]
+                .as_u64()
+                .map_or_else(String::new, |n| format!(" Next page: --offset {n}"))
+        );
+    }
 }
 
 async fn state_change(

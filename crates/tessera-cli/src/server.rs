@@ -82,9 +82,27 @@ pub struct ServerArgs {
     /// Open change streams from one address.
     #[arg(long, env = "TESSERA_MAX_STREAMS_PER_IP", default_value_t = 11_000)]
     max_streams_per_ip: usize,
+    /// Installations admitted per license at once (0: no limit). A new one
+    /// past it gets a signed `instance_limit` answer and is audited.
+    #[arg(
+        long,
+        env = "TESSERA_MAX_INSTANCES_PER_LICENSE",
+        default_value_t = 10_000
+    )]
+    max_instances_per_license: usize,
+    /// Installations unseen this long stop counting towards the limit.
+    #[arg(long, env = "TESSERA_INSTANCE_ACTIVE_WINDOW", default_value = "7d", value_parser = parse_span)]
+    instance_active_window: chrono::Duration,
+    /// Installations unseen this long are deleted.
+    #[arg(long, env = "TESSERA_INSTANCE_RETENTION", default_value = "90d", value_parser = parse_span)]
+    instance_retention: chrono::Duration,
     /// Log format. The level comes from TESSERA_LOG or RUST_LOG (default info).
     #[arg(long, env = "TESSERA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+fn parse_span(text: &str) -> Result<chrono::Duration, String> {
+    tessera_protocol::human::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Parsed `--horizons`.
@@ -136,6 +154,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.limits.max_connections = args.max_connections;
     config.limits.max_connections_per_ip = args.max_connections_per_ip;
     config.limits.max_watchers_per_ip = args.max_streams_per_ip;
+    config.limits.max_instances_per_license = args.max_instances_per_license;
+    config.limits.instance_active_window = args.instance_active_window;
+    config.limits.instance_retention = args.instance_retention;
     config.lifecycle.horizons = args.horizons.0;
     config.lifecycle.scheduler_interval = args.scheduler_interval;
     let server = Server::open(config).await?;

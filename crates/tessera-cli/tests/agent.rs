@@ -320,6 +320,22 @@ async fn the_local_api_reports_metrics_and_refuses_foreign_pages() {
             && page.contains("expires in 10 days"),
         "{page}"
     );
+    // Hardening item 12: no page of the agent may be framed (clickjacking).
+    for path in ["/", "/v1/status"] {
+        let res = http
+            .get(format!("{}{path}", agent.url))
+            .send()
+            .await
+            .unwrap();
+        let h = res.headers();
+        assert_eq!(h.get("x-frame-options").unwrap(), "DENY", "{path}");
+        assert!(
+            h.get("content-security-policy")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("frame-ancestors 'none'")),
+            "{path}: {h:?}"
+        );
+    }
 }
 
 #[tokio::test]

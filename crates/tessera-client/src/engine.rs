@@ -52,6 +52,8 @@ type Flight = Shared<BoxFuture<'static, Result<Arc<Verdict>, Error>>>;
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub clock: Arc<dyn Clock>,
+    /// The coarse system clock, when `clock` is the system clock.
+    pub coarse: Option<crate::clock::CoarseClock>,
     pub max_clock_drift: Duration,
     pub clock_tolerance: Duration,
     pub tick: StdDuration,

@@ -82,6 +82,9 @@ pub struct Builder {
     token: Option<String>,
     offline_file: Option<PathBuf>,
     clock: Arc<dyn Clock>,
+    /// The clock is the system clock (readers then use the coarse clock
+    /// directly, without a dynamic call).
+    system_clock: bool,
     max_clock_drift: Duration,
     clock_tolerance: Duration,
     tick: StdDuration,
@@ -111,6 +114,7 @@ impl Default for Builder {
             token: None,
             offline_file: None,
             clock: Arc::new(SystemClock),
+            system_clock: true,
             max_clock_drift: Expectations::DEFAULT_MAX_CLOCK_DRIFT,
             clock_tolerance: Duration::hours(1),
             tick: StdDuration::from_secs(30),
@@ -194,6 +198,7 @@ impl Builder {
     /// The clock (tests inject one). Default: the system clock.
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.system_clock = false;
         self.clock = clock;
         self
     }
@@ -305,6 +310,7 @@ impl Builder {
             deadline_ms: std::sync::atomic::AtomicI64::new(i64::MAX),
             settings: Settings {
                 clock: self.clock,
+                coarse: self.system_clock.then(clock::CoarseClock::new),
                 max_clock_drift: self.max_clock_drift,
                 clock_tolerance: self.clock_tolerance,
                 tick: self.tick,
@@ -610,7 +616,14 @@ impl Client {
     #[inline]
     fn recompute_if_due(&self) {
         let deadline = self.inner.deadline_ms.load(Ordering::Relaxed);
-        if deadline != i64::MAX && self.inner.settings.clock.now_upper_bound_ms() >= deadline {
+        if deadline == i64::MAX {
+            return;
+        }
+        let now = match self.inner.settings.coarse {
+            Some(coarse) => coarse.upper_bound_ms(),
+            None => self.inner.settings.clock.now_upper_bound_ms(),
+        };
+        if now >= deadline {
             self.inner.publish();
         }
     }

@@ -359,3 +359,57 @@ async fn an_unsigned_304_is_not_contact() {
     assert!(v.offline_since.is_none());
     assert!(v.last_verified_at > verified);
 }
+
+/// Item 15: an ack answered 204 could be lost (a replica killed before its
+/// batch was written) and was sent again only after the next change, so
+/// the fleet view stayed wrong. The client re-acks its held revision when
+/// its stream (re)connects (and every 5 minutes).
+#[tokio::test]
+async fn a_lost_ack_is_sent_again_when_the_stream_reconnects() {
+    use sqlx::Connection;
+    let clock = clock();
+    let options = || Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    };
+    let s = TestServer::start_with(options()).await;
+    let (id, token) = s.issue_default().await;
+    let client = Client::builder()
+        .server(&s.url)
+        .public_key(s.public_key.clone())
+        .token(&token)
+        .clock(clock.clone())
+        .tick(StdDuration::from_millis(20))
+        .start()
+        .unwrap();
+    async fn held(s: &TestServer, id: &str) -> Option<u64> {
+        let (_, fleet) = s
+            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
+            .await;
+        fleet["instances"][0]["held_revision"].as_u64()
+    }
+    async fn wait_held(s: &TestServer, id: &str, what: &str) {
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(20);
+        while held(s, id).await != Some(1) {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(StdDuration::from_millis(50)).await;
+        }
+    }
+    wait_held(&s, &id, "the first ack").await;
+    // The authority stops; the ack it had is lost.
+    let stopped = s.stop().await;
+    let db = stopped.dir.path().join("data").join("tessera.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE instances SET held_revision = NULL")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let s = TestServer::restart(stopped, options()).await;
+    assert_eq!(held(&s, &id).await, None, "the ack is gone");
+    // No change is made: the client reports again as its stream reconnects.
+    wait_held(&s, &id, "re-acked after the reconnect").await;
+    drop(client);
+}

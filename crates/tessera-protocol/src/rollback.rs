@@ -43,7 +43,8 @@ pub fn check_rollback(held: Option<(u64, Timestamp)>, new: (u64, Timestamp)) -> 
 /// genuine document from before the rotation is always older than one
 /// signed after it, so this never accepts a real rollback; and a forgery
 /// made with a leaked retired key (say with `rev` 2^53) can no longer
-/// block every genuine document that follows.
+/// block every genuine document that follows. Conversely a retired key's
+/// document never replaces one signed after the retirement.
 #[must_use]
 pub fn check_document_rollback(
     held: &VerifiedDocument,
@@ -55,6 +56,13 @@ pub fn check_document_rollback(
         && new.kid() != held.kid()
     {
         return RollbackDecision::Accept;
+    }
+    // And the converse: a retired key's document never replaces one signed
+    // after that key's retirement, whatever revision it claims.
+    if let Some(retired_at) = new.retired_key_at()
+        && h.iat > retired_at
+    {
+        return RollbackDecision::Reject;
     }
     check_rollback(Some((h.rev, h.iat)), (n.rev, n.iat))
 }

@@ -300,3 +300,116 @@ fn a_retired_key_verifies_only_what_it_signed_before_retirement() {
             .is_err()
     );
 }
+
+/// Hardening item 2: a leaked retired key minted a document with `iat`
+/// backdated to its retirement, `exp` 9999-12-31, `expires_at` null and
+/// `rev` u64::MAX; it was accepted, and its revision then made every
+/// genuine document a "rollback". Now: revisions above 2^53 and times past
+/// 9999 are refused, a retired key's `exp` is bounded by its retirement
+/// plus the longest lifetime the authority signs, and whatever a retired
+/// key did sign is replaced by any document signed after the retirement.
+#[test]
+fn a_leaked_retired_key_cannot_mint_a_lasting_document() {
+    use tessera_protocol::{
+        MAX_DOCUMENT_LIFETIME, MAX_REVISION, RollbackDecision, check_document_rollback,
+    };
+    let old = key(21);
+    let new = key(22);
+    let retired_at = t0();
+    let mut keys = TrustedKeys::single(new.public_key().clone());
+    keys.insert_retired(old.public_key().clone(), retired_at);
+    let token = token();
+    let expect = Expectations::for_token(token.fingerprint());
+    let now = retired_at + Duration::days(1);
+    let forged = |rev: u64, exp: Timestamp| {
+        let mut c = claims(&token, None);
+        c.customer = Some("FORGED".into());
+        c.iat = retired_at;
+        c.refresh_after = retired_at + Duration::hours(1);
+        c.exp = exp;
+        c.expires_at = None;
+        c.rev = rev;
+        sign(&c, &old).unwrap()
+    };
+    let far = DateTime::parse_from_rfc3339("9999-12-31T00:00:00Z")
+        .unwrap()
+        .to_utc();
+
+    // The review's document: refused.
+    let err = verify(forged(u64::MAX, far).as_bytes(), &keys, &expect, now).unwrap_err();
+    assert_eq!(err.code(), "out_of_range", "{err}");
+    // A revision just past 2^53: refused, whoever signs it.
+    let err = verify(
+        forged(MAX_REVISION + 1, now).as_bytes(),
+        &keys,
+        &expect,
+        now,
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "out_of_range");
+    // A plausible revision, but an `exp` beyond retirement + the longest lifetime.
+    let err = verify(forged(7, far).as_bytes(), &keys, &expect, now).unwrap_err();
+    assert_eq!(err.code(), "key_retired", "{err}");
+    let late = retired_at + MAX_DOCUMENT_LIFETIME + Duration::seconds(1);
+    let err = verify(forged(7, late).as_bytes(), &keys, &expect, now).unwrap_err();
+    assert_eq!(err.code(), "key_retired");
+
+    // The most a leaked retired key can still do: the highest revision,
+    // `exp` at the bound. It verifies (it cannot be told from a genuine old
+    // document) but dies at its `exp`, and any document signed after the
+    // retirement replaces it, whatever its revision.
+    let bound = retired_at + MAX_DOCUMENT_LIFETIME;
+    let held = verify(forged(MAX_REVISION, bound).as_bytes(), &keys, &expect, now).unwrap();
+    assert_eq!(held.retired_key_at(), Some(retired_at));
+    assert!(
+        verify(
+            forged(MAX_REVISION, bound).as_bytes(),
+            &keys,
+            &expect,
+            bound + Duration::seconds(1)
+        )
+        .is_err(),
+        "dead after its exp"
+    );
+    let mut genuine = claims(&token, None);
+    genuine.rev = 4;
+    genuine.iat = retired_at + Duration::minutes(10);
+    genuine.refresh_after = genuine.iat + Duration::hours(1);
+    genuine.exp = genuine.iat + Duration::days(7);
+    let genuine = verify(
+        sign(&genuine, &new).unwrap().as_bytes(),
+        &keys,
+        &expect,
+        now,
+    )
+    .unwrap();
+    assert_eq!(
+        check_document_rollback(&held, &genuine),
+        RollbackDecision::Accept
+    );
+    // The rule is one way: a retired-key document never replaces a newer one.
+    assert_eq!(
+        check_document_rollback(&genuine, &held),
+        RollbackDecision::Reject
+    );
+}
+
+/// Times outside 1970 … 9999 are refused before any arithmetic on them.
+#[test]
+fn times_outside_the_supported_range_are_refused() {
+    let f = fixture();
+    let expect = Expectations::for_token(f.token.fingerprint());
+    let mut c = claims(&f.token, None);
+    c.valid_from = Some(DateTime::from_timestamp(-86_400, 0).unwrap());
+    let err = verify(sign(&c, &f.key).unwrap().as_bytes(), &f.keys, &expect, t0()).unwrap_err();
+    assert_eq!(err.code(), "out_of_range");
+    // Year 10000 is written "+10000-…", which no client parses.
+    let mut c = claims(&f.token, None);
+    c.expires_at = Some(
+        DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+            .unwrap()
+            .to_utc()
+            + Duration::days(1),
+    );
+    assert!(verify(sign(&c, &f.key).unwrap().as_bytes(), &f.keys, &expect, t0()).is_err());
+}

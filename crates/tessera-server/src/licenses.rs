@@ -54,6 +54,8 @@ pub struct LicenseService {
     gate: InstanceGate,
     /// Installations unseen this long are deleted.
     instance_retention: Duration,
+    /// When installations were last pruned (at most hourly).
+    last_prune: std::sync::Mutex<Option<Timestamp>>,
     /// Changes to one license from this process run one at a time, so they
     /// do not starve each other's optimistic check. Striped by license id.
     change_locks: Vec<tokio::sync::Mutex<()>>,
@@ -200,6 +202,7 @@ impl LicenseService {
                 .build(),
             instances: InstanceRecorder::new(store.clone()),
             instance_retention: limits.instance_retention,
+            last_prune: std::sync::Mutex::new(None),
             gate: InstanceGate::new(
                 store.clone(),
                 limits.max_instances_per_license,
@@ -837,6 +840,26 @@ impl LicenseService {
         self.store.instances(id, limit, offset).await
     }
 
+    /// [`prune_instances`](Self::prune_instances) when an hour passed since
+    /// the last time (the scheduler calls this every tick).
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn prune_instances_if_due(&self) -> Result<u64> {
+        let now = self.now();
+        {
+            let mut last = self
+                .last_prune
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|at| now - at < Duration::hours(1)) {
+                return Ok(0);
+            }
+            *last = Some(now);
+        }
+        self.prune_instances().await
+    }
+
     /// Delete installations unseen for longer than the retention; how many.
     ///
     /// # Errors
@@ -1032,6 +1055,8 @@ impl LicenseService {
             self.require_admitted(&license, iid).await?;
         }
         let seed = self.pushed_for(&license, None)?;
+        // Tests widen the window between the read above and the subscribe.
+        fail::fail_point!("watch-after-first-read");
         let mut subscription = self.feed.subscribe(&license.id, seed)?;
         // Subscribe first, then read, then send whatever is newest: a change
         // committed after the read above published to nobody (no one was

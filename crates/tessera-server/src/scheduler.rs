@@ -45,6 +45,7 @@ pub fn horizon_label(h: Duration) -> String {
 pub async fn tick(svc: &LicenseService, horizons: &[Duration]) -> Result<TickReport> {
     let renewed = renew_due(svc).await?;
     let (expired, expiring) = fire_horizons(svc, horizons).await?;
+    svc.prune_instances_if_due().await?;
     let report = TickReport {
         expiring,
         expired,

@@ -232,4 +232,30 @@ backend_tests! {
         assert_eq!(status, 200);
         assert!(page.contains("license.issued"));
     }
+
+    /// Hardening item 9: 603 instances made the license page 120 KB. The
+    /// console's fleet table is paginated (25 a page) with links between pages.
+    async fn the_fleet_table_is_paginated(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, token) = s.issue_default().await;
+        for i in 0..30 {
+            let (status, _) = s
+                .validate(json!({"token": token, "instance_id": format!("i-page{i:04}")}))
+                .await;
+            assert_eq!(status, 200);
+        }
+        let mut c = Browserless::new(&s);
+        c.sign_in(&s.admin_key).await;
+        let (_, page, _) = c.get(&format!("/licenses/{id}")).await;
+        assert_eq!(page.matches("i-page").count(), 25, "the first page");
+        assert!(page.contains("Installations 1–25 of 30"), "{page}");
+        assert!(page.contains(&format!("/licenses/{id}?offset=25")), "a link to the next page");
+        let (_, page, _) = c.get(&format!("/licenses/{id}?offset=25")).await;
+        assert_eq!(page.matches("i-page").count(), 5, "the rest");
+        assert!(page.contains("Installations 26–30 of 30"));
+        assert!(page.contains(&format!("/licenses/{id}?offset=0")), "a link back");
+        let (_, json, _) = c.get(&format!("/licenses/{id}/fleet.json?offset=25")).await;
+        let fleet: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(fleet["instances"].as_array().unwrap().len(), 5);
+    }
 }

@@ -14,6 +14,17 @@ pub mod process;
 pub mod server;
 pub mod sse;
 
+/// A blocking TCP connection to `to` from the loopback address `from`
+/// (any of 127.0.0.0/8), to test limits per client address.
+pub fn connect_from(from: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&std::net::SocketAddr::from((from, 0)).into())
+        .unwrap();
+    socket.connect(&to.into()).unwrap();
+    socket.into()
+}
+
 pub use server::{Backend, Options, Stopped, TestDatabase, TestServer, assert_error};
 
 /// Sum of `tessera_validations_total` in a metrics text. Panics when the

@@ -134,6 +134,8 @@ pub struct Options {
     pub database: Option<Arc<TestDatabase>>,
     /// Scheduler and webhook settings other than the defaults.
     pub lifecycle: Option<tessera_server::Lifecycle>,
+    /// Proxies whose forwarding headers name the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl TestServer {
@@ -175,6 +177,7 @@ impl TestServer {
         if let Some(lifecycle) = options.lifecycle {
             config.lifecycle = lifecycle;
         }
+        config.trusted_proxies = options.trusted_proxies;
         let server = Server::open(config).await.expect("server opens");
         let public_key = server.startup().public_key.clone();
         let admin_key = std::fs::read_to_string(server.startup().admin_key_path.clone())
@@ -210,6 +213,57 @@ impl TestServer {
             stop: Some(stop),
             task: Some(task),
         }
+    }
+
+    /// `n` replicas (rate limiting off) on one fresh PostgreSQL database, or
+    /// `None` (saying why) without `TESSERA_TEST_POSTGRES_URL`.
+    pub async fn postgres_replicas(test: &str, n: usize) -> Option<Vec<TestServer>> {
+        let backend = Backend::postgres(test)?;
+        let first = Self::start_with(Options {
+            backend,
+            rate_limit: 0,
+            ..Options::default()
+        })
+        .await;
+        let mut all = vec![first];
+        for _ in 1..n {
+            let next = all[0]
+                .replica(Options {
+                    rate_limit: 0,
+                    ..Options::default()
+                })
+                .await;
+            all.push(next);
+        }
+        Some(all)
+    }
+
+    /// Another replica on this server's PostgreSQL database, with its own
+    /// data directory (and signing key) but this server's admin key.
+    pub async fn replica(&self, mut options: Options) -> Self {
+        let database = self
+            .database
+            .clone()
+            .expect("replicas share a PostgreSQL database");
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&data)
+            .unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(data.join("admin.key"))
+            .unwrap();
+        std::io::Write::write_all(&mut file, self.admin_key.as_bytes()).unwrap();
+        options.database = Some(database);
+        if options.clock.is_none() {
+            options.clock = Some(self.clock.clone());
+        }
+        Self::start_in(dir, options).await
     }
 
     /// Stop gracefully and hand back what a restart needs.
