@@ -52,8 +52,6 @@ type Flight = Shared<BoxFuture<'static, Result<Arc<Verdict>, Error>>>;
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub clock: Arc<dyn Clock>,
-    /// The coarse system clock, when `clock` is the system clock.
-    pub coarse: Option<crate::clock::CoarseClock>,
     pub max_clock_drift: Duration,
     pub clock_tolerance: Duration,
     pub tick: StdDuration,
@@ -120,8 +118,7 @@ pub(crate) struct Inner {
     /// Bumped after every verdict published to `cell`.
     pub generation: std::sync::atomic::AtomicU64,
     /// The published verdict's `changes_at` in epoch milliseconds
-    /// (`i64::MAX`: never). Readers compare it with a coarse clock and
-    /// recompute when it has passed, whatever the background loop does.
+    /// (`i64::MAX`: never), watched by the deadline thread.
     pub deadline_ms: std::sync::atomic::AtomicI64,
     pub settings: Settings,
     pub keys: TrustedKeys,
@@ -625,6 +622,71 @@ impl Inner {
         // Checked: a far-off instant must not panic the loop.
         let now = tokio::time::Instant::now();
         held.retry_at = Some(now.checked_add(delay).unwrap_or(now));
+    }
+}
+
+/// Start the deadline thread: a plain OS thread, independent of the async
+/// runtime and of the refresh loop, that republishes the verdict when its
+/// `changes_at` (expiry, end of grace) passes. The refresh loop does the
+/// same; with both, no single task's death (a panic, a stalled runtime)
+/// can leave `valid` published past the expiry. Readers stay a generation
+/// load: checking the clock on every `has_feature` would cost a clock read
+/// (≈7 ns on the benchmark machine) each time.
+///
+/// # Errors
+/// [`Error::Config`] when the thread cannot be started.
+pub(crate) fn spawn_deadline_thread(inner: &Arc<Inner>) -> Result<(), Error> {
+    let weak = Arc::downgrade(inner);
+    std::thread::Builder::new()
+        .name("tessera-deadlines".into())
+        .spawn(move || watch_deadlines(&weak))
+        .map(|_| ())
+        .map_err(|e| Error::Config(format!("cannot start the deadline thread: {e}")))
+}
+
+/// The deadline thread's loop: sleep until the published deadline (at most
+/// 250 ms, to notice a new one or a clock jump), republish when it passed.
+/// Ends when the client is dropped or stopped.
+fn watch_deadlines(inner: &std::sync::Weak<Inner>) {
+    const POLL: StdDuration = StdDuration::from_millis(250);
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        if strong.cancel.is_cancelled() {
+            return;
+        }
+        let deadline = strong
+            .deadline_ms
+            .load(std::sync::atomic::Ordering::Acquire);
+        let now = strong.now().timestamp_millis();
+        let wait = if deadline == i64::MAX {
+            POLL
+        } else if now >= deadline {
+            // A panic here must not end the thread: it is the safety net.
+            let published = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                strong.publish();
+            }));
+            let next = strong
+                .deadline_ms
+                .load(std::sync::atomic::Ordering::Acquire);
+            if published.is_err() {
+                tracing::error!("recomputing the verdict at its deadline panicked");
+                POLL
+            } else if next <= now {
+                // Nothing moved (should not happen): do not spin.
+                POLL
+            } else {
+                StdDuration::ZERO
+            }
+        } else {
+            StdDuration::from_millis(u64::try_from(deadline - now).unwrap_or(0)).min(POLL)
+        };
+        // No strong reference while asleep: dropping the client ends us.
+        drop(strong);
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
     }
 }
 

@@ -82,9 +82,6 @@ pub struct Builder {
     token: Option<String>,
     offline_file: Option<PathBuf>,
     clock: Arc<dyn Clock>,
-    /// The clock is the system clock (readers then use the coarse clock
-    /// directly, without a dynamic call).
-    system_clock: bool,
     max_clock_drift: Duration,
     clock_tolerance: Duration,
     tick: StdDuration,
@@ -114,7 +111,6 @@ impl Default for Builder {
             token: None,
             offline_file: None,
             clock: Arc::new(SystemClock),
-            system_clock: true,
             max_clock_drift: Expectations::DEFAULT_MAX_CLOCK_DRIFT,
             clock_tolerance: Duration::hours(1),
             tick: StdDuration::from_secs(30),
@@ -198,7 +194,6 @@ impl Builder {
     /// The clock (tests inject one). Default: the system clock.
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.system_clock = false;
         self.clock = clock;
         self
     }
@@ -310,7 +305,6 @@ impl Builder {
             deadline_ms: std::sync::atomic::AtomicI64::new(i64::MAX),
             settings: Settings {
                 clock: self.clock,
-                coarse: self.system_clock.then(clock::CoarseClock::new),
                 max_clock_drift: self.max_clock_drift,
                 clock_tolerance: self.clock_tolerance,
                 tick: self.tick,
@@ -333,6 +327,7 @@ impl Builder {
             usage_wake: Notify::new(),
         });
         inner.publish();
+        engine::spawn_deadline_thread(&inner)?;
         supervise(&runtime, &inner, "refresh loop", engine::run);
         if inner.transport.is_some() && self.watch == Watching::On {
             let read_timeout = self.stream_read_timeout;
@@ -581,7 +576,6 @@ impl Client {
     /// this thread's cached verdict when nothing changed; an `ArcSwap` load
     /// otherwise. No lock, no allocation, no I/O.
     fn with_verdict<R>(&self, f: impl FnOnce(&Verdict) -> R) -> R {
-        self.recompute_if_due();
         let generation = self.inner.generation.load(Ordering::Acquire);
         SEEN.with(|seen| {
             let Ok(mut seen) = seen.try_borrow_mut() else {
@@ -604,28 +598,7 @@ impl Client {
     /// The current verdict: a lock-free pointer load (and a reference count).
     #[must_use]
     pub fn verdict(&self) -> Arc<Verdict> {
-        self.recompute_if_due();
         self.inner.cell.load_full()
-    }
-
-    /// If the published verdict's own deadline (`changes_at`) may have
-    /// passed, recompute it here. The background loop normally does this
-    /// on time; this check means a reader never sees `valid` past
-    /// `expires_at` or the grace even if that loop died or stalled. Costs
-    /// one relaxed load and a coarse clock read.
-    #[inline]
-    fn recompute_if_due(&self) {
-        let deadline = self.inner.deadline_ms.load(Ordering::Relaxed);
-        if deadline == i64::MAX {
-            return;
-        }
-        let now = match self.inner.settings.coarse {
-            Some(coarse) => coarse.upper_bound_ms(),
-            None => self.inner.settings.clock.now_upper_bound_ms(),
-        };
-        if now >= deadline {
-            self.inner.publish();
-        }
     }
 
     /// Whether `feature` is granted now: no lock, no allocation, no I/O.

@@ -162,9 +162,9 @@ pub struct Verdict {
     /// Whether a change stream is open (changes are pushed, not polled).
     pub connected: bool,
     /// When this verdict stops being true by itself: the license's expiry
-    /// or the end of the document's offline grace. Readers that find it
-    /// passed recompute the verdict themselves, so no background task has
-    /// to be alive for a license to expire on time.
+    /// or the end of the document's offline grace. Both the refresh loop and
+    /// a separate deadline thread republish the verdict then, so neither
+    /// one's death leaves it `valid` past that time.
     #[serde(skip)]
     pub changes_at: Option<Timestamp>,
 }

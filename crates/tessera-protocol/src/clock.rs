@@ -13,14 +13,6 @@ use crate::time::whole_seconds;
 pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// Now.
     fn now(&self) -> Timestamp;
-
-    /// A cheap reading for hot paths, in milliseconds since the epoch, that
-    /// is never earlier than the true time (a coarse clock plus its
-    /// resolution). Used to notice that a deadline may have passed; the
-    /// decision is then made with [`now`](Clock::now). Default: `now()`.
-    fn now_upper_bound_ms(&self) -> i64 {
-        self.now().timestamp_millis()
-    }
 }
 
 /// A clock that moves only when told to. Whole seconds, like the wire.
