@@ -250,11 +250,7 @@ pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) ->
     };
     let changes_at = match (state, doc.map(VerifiedDocument::claims)) {
         (VerdictState::Unverified | VerdictState::NotFound, _) | (_, None) => None,
-        (_, Some(c)) => [c.expires_at, Some(c.exp + Duration::seconds(1))]
-            .into_iter()
-            .flatten()
-            .filter(|t| *t > now)
-            .min(),
+        (_, Some(c)) => earliest_ahead([c.expires_at, Some(c.exp + Duration::seconds(1))], now),
     };
     Verdict {
         state,
@@ -283,15 +279,22 @@ pub fn effective_mark(iat: Timestamp, ctx: &Context) -> Timestamp {
 #[must_use]
 pub fn next_change(doc: Option<&VerifiedDocument>, now: Timestamp) -> Option<Timestamp> {
     let c = doc?.claims();
-    [
-        c.expires_at,
-        Some(c.refresh_after),
-        Some(c.exp + Duration::seconds(1)),
-    ]
-    .into_iter()
-    .flatten()
-    .filter(|t| *t > now)
-    .min()
+    earliest_ahead(
+        [
+            c.expires_at,
+            Some(c.refresh_after),
+            Some(c.exp + Duration::seconds(1)),
+        ],
+        now,
+    )
+}
+
+/// The earliest of `times` after `now`.
+fn earliest_ahead<const N: usize>(
+    times: [Option<Timestamp>; N],
+    now: Timestamp,
+) -> Option<Timestamp> {
+    times.into_iter().flatten().filter(|t| *t > now).min()
 }
 
 #[cfg(test)]

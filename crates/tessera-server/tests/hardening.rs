@@ -484,7 +484,13 @@ backend_tests! {
                 !all.windows(secret.len()).any(|w| w == secret.as_bytes()),
                 "the secret is in the database files in clear"
             );
-            vec!["enc1:checked-above".into()]
+            use sqlx::Connection;
+            let url = format!("sqlite://{}?mode=ro", data.join("tessera.db").display());
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query_scalar("SELECT secret FROM webhooks")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap()
         };
         assert!(!stored.is_empty());
         for value in stored {

@@ -7,8 +7,8 @@
 //! - **headers** must arrive within `header_read_timeout` of the server
 //!   waiting for them (hyper's timer: a new connection, or a kept-alive
 //!   one between requests — so it is also the keep-alive idle timeout);
-//! - a **request body** must be complete within `body_read_timeout` of its
-//!   headers ([`DeadlineBody`]);
+//! - a **request body** must be complete within `body_read_timeout` of the
+//!   handler starting to read it, right after its headers ([`DeadlineBody`]);
 //! - a connection with **no bytes in either direction** for `idle_timeout`
 //!   is closed ([`Activity`]): a response the client stopped reading, or a
 //!   stream whose peer vanished. Change streams write a keep-alive comment
@@ -346,18 +346,23 @@ impl AsyncWrite for Activity {
 }
 
 /// A request body that must be complete within a deadline counted from
-/// its headers: a client sending a partial body and then nothing (or one
-/// byte a minute) is cut off, whatever the gaps between its bytes.
+/// when it is first read (right after the headers, for the extractors that
+/// read bodies): a client sending a partial body and then nothing (or one
+/// byte a minute) is cut off, whatever the gaps between its bytes. The
+/// timer is made on that first read, so requests whose body is never read
+/// (`/healthz`, streams) cost no allocation and no clock read.
 pub struct DeadlineBody {
     inner: hyper::body::Incoming,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    timeout: Duration,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl DeadlineBody {
     fn new(inner: hyper::body::Incoming, timeout: Duration) -> Self {
         Self {
             inner,
-            deadline: Box::pin(tokio::time::sleep(timeout)),
+            timeout,
+            deadline: None,
         }
     }
 }
@@ -378,7 +383,11 @@ impl http_body::Body for DeadlineBody {
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        let timeout = self.timeout;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if deadline.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
         }
         Poll::Pending
