@@ -56,7 +56,7 @@ impl AdminAuth {
 /// replica knows them), identified by a random id of which only the hash is
 /// stored.
 pub struct Sessions {
-    store: std::sync::Arc<dyn crate::store::LicenseStore>,
+    store: std::sync::Arc<crate::store::Store>,
     clock: std::sync::Arc<dyn crate::clock::Clock>,
     lifetime: chrono::Duration,
 }
@@ -87,7 +87,7 @@ impl Sessions {
     /// Sessions in `store`, each lasting `lifetime`.
     #[must_use]
     pub fn new(
-        store: std::sync::Arc<dyn crate::store::LicenseStore>,
+        store: std::sync::Arc<crate::store::Store>,
         clock: std::sync::Arc<dyn crate::clock::Clock>,
         lifetime: chrono::Duration,
     ) -> Self {

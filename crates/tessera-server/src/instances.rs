@@ -12,7 +12,7 @@ use tessera_protocol::LicenseId;
 
 use crate::error::Result;
 use crate::model::InstanceSeen;
-use crate::store::LicenseStore;
+use crate::store::Store;
 
 /// Pending sightings beyond this many are written at once by the next
 /// `note`'s caller's flush rather than growing without bound.
@@ -20,7 +20,7 @@ const MAX_PENDING: usize = 50_000;
 
 /// Buffers instance sightings and writes them in batches.
 pub struct InstanceRecorder {
-    store: Arc<dyn LicenseStore>,
+    store: Arc<Store>,
     // std Mutex: held for a map insert or swap, never across .await.
     pending: Mutex<Pending>,
 }
@@ -41,7 +41,7 @@ impl std::fmt::Debug for InstanceRecorder {
 impl InstanceRecorder {
     /// A recorder writing to `store`.
     #[must_use]
-    pub fn new(store: Arc<dyn LicenseStore>) -> Self {
+    pub fn new(store: Arc<Store>) -> Self {
         Self {
             store,
             pending: Mutex::new(Pending::default()),
@@ -155,7 +155,7 @@ impl InstanceRecorder {
 /// the database exactly. With replicas the limit can be overshot by the
 /// installations admitted elsewhere within one flush interval.
 pub struct InstanceGate {
-    store: Arc<dyn LicenseStore>,
+    store: Arc<Store>,
     max: Option<u64>,
     window: chrono::Duration,
     admitted: moka::sync::Cache<(LicenseId, String), ()>,
@@ -188,7 +188,7 @@ impl InstanceGate {
     /// A gate admitting at most `max` installations (0 = no limit) seen
     /// within `window`.
     #[must_use]
-    pub fn new(store: Arc<dyn LicenseStore>, max: usize, window: chrono::Duration) -> Self {
+    pub fn new(store: Arc<Store>, max: usize, window: chrono::Duration) -> Self {
         let ttl = window
             .to_std()
             .unwrap_or(std::time::Duration::from_secs(3_600))

@@ -9,7 +9,7 @@
 //! Modules:
 //! - [`config`]: configuration and limits;
 //! - [`datadir`]: the data directory, its lock and secret files;
-//! - [`store`]: all SQL ([`store::LicenseStore`], SQLite);
+//! - [`store`]: all SQL ([`store::Store`], SQLite and PostgreSQL);
 //! - [`licenses`]: the rules (issue, extend, suspend, revoke, validate);
 //! - [`status`]: what a document says, as pure functions;
 //! - [`signer`]: signing documents, once per revision where possible;
@@ -44,7 +44,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::Utc;
 use tessera_protocol::{AdminKey, PublicKey};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -54,12 +53,10 @@ pub use error::{Error, Result};
 
 use crate::auth::AdminAuth;
 use crate::datadir::DataDir;
-use crate::licenses::LicenseService;
+use crate::licenses::Components;
 use crate::secrets::SecretBox;
 use crate::signer::DocumentSigner;
-use crate::store::postgres::PgStore;
-use crate::store::sqlite::SqliteStore;
-use crate::store::{ChangeNotice, LicenseStore};
+use crate::store::{ChangeNotice, Store};
 
 /// What start-up did, for the banner.
 #[derive(Debug, Clone)]
@@ -88,9 +85,11 @@ pub struct Startup {
 pub struct Server {
     startup: Startup,
     config: ServerConfig,
-    licenses: Arc<LicenseService>,
+    licenses: Components,
+    webhooks: Arc<webhooks::Webhooks>,
+    signer: Arc<DocumentSigner>,
     admin: Arc<AdminAuth>,
-    store: Arc<dyn LicenseStore>,
+    store: Arc<Store>,
     _data_dir: DataDir,
 }
 
@@ -105,7 +104,7 @@ impl std::fmt::Debug for Server {
 /// Make sure the bootstrap admin key exists: on a fresh database, register
 /// the key in `admin.key` (creating the file if needed).
 async fn ensure_admin_key(
-    store: &dyn LicenseStore,
+    store: &Store,
     data_dir: &DataDir,
     now: tessera_protocol::Timestamp,
 ) -> Result<bool> {
@@ -144,7 +143,7 @@ async fn ensure_admin_key(
 }
 
 /// Webhook secrets stored before they were encrypted are sealed now.
-async fn seal_plain_secrets(store: &dyn LicenseStore, secrets: &SecretBox) -> Result<()> {
+async fn seal_plain_secrets(store: &Store, secrets: &SecretBox) -> Result<()> {
     for w in store.webhooks().await? {
         if !SecretBox::is_sealed(&w.secret.0) {
             store
@@ -164,8 +163,12 @@ fn new_replica_id() -> String {
 
 /// Replicas that sign with different keys produce documents that clients
 /// pinning one key reject: say so loudly at start.
-async fn check_replica_keys(store: &dyn LicenseStore, kid: &str) -> Result<()> {
-    let since = Utc::now() - chrono::Duration::seconds(REPLICA_ALIVE_SECS);
+async fn check_replica_keys(
+    store: &Store,
+    kid: &str,
+    now: tessera_protocol::Timestamp,
+) -> Result<()> {
+    let since = now - chrono::Duration::seconds(REPLICA_ALIVE_SECS);
     let others: Vec<String> = store
         .live_replicas(since)
         .await?
@@ -206,15 +209,15 @@ impl Server {
         let (key, signing_key_created) =
             datadir::load_or_create_signing_key(&signing_key_path, may_create)?;
         let replica = new_replica_id();
-        let (store, database): (Arc<dyn LicenseStore>, String) = match &config.database_url {
+        let (store, database): (Arc<Store>, String) = match &config.database_url {
             Some(url) => (
-                Arc::new(PgStore::open(url, replica.clone()).await?),
+                Arc::new(Store::postgres(url, replica.clone()).await?),
                 store::postgres::redacted(url),
             ),
             None => {
                 let path = data_dir.database_path();
                 (
-                    Arc::new(SqliteStore::open(&path, replica.clone()).await?),
+                    Arc::new(Store::sqlite(&path, replica.clone()).await?),
                     path.display().to_string(),
                 )
             }
@@ -222,29 +225,37 @@ impl Server {
         let now = config.clock.now();
         let admin_key_created = ensure_admin_key(store.as_ref(), &data_dir, now).await?;
         store.startup_cleanup().await?;
-        check_replica_keys(store.as_ref(), key.kid().as_str()).await?;
-        store.heartbeat(key.kid().as_str(), Utc::now()).await?;
+        check_replica_keys(store.as_ref(), key.kid().as_str(), now).await?;
+        store.heartbeat(key.kid().as_str(), now).await?;
         let admin = Arc::new(AdminAuth::new(store.admin_keys().await?));
         let public_key = key.public_key().clone();
         let retired = datadir::load_retired_keys(&signing_key_path)?;
-        let signer = DocumentSigner::new(
-            key,
-            config.limits.document_reuse,
-            config.limits.document_cache_entries,
-        )
-        .with_retired(retired);
+        let signer = Arc::new(
+            DocumentSigner::new(
+                key,
+                config.limits.document_reuse,
+                config.limits.document_cache_entries,
+            )
+            .with_retired(retired),
+        );
         let secrets = Arc::new(match &config.secrets_key_file {
             Some(path) => SecretBox::load_or_create(path, false)?,
             None => SecretBox::load_or_create(&data_dir.secrets_key_path(), true)?,
         });
         seal_plain_secrets(store.as_ref(), &secrets).await?;
-        let licenses = Arc::new(LicenseService::new(
-            store.clone(),
-            signer,
-            config.clock.clone(),
+        let licenses = Components::new(
+            &store,
+            &signer,
+            &config.clock,
             &config.limits,
-            config.lifecycle.clone(),
+            &config.lifecycle,
+        );
+        let webhooks = Arc::new(webhooks::Webhooks::new(
+            store.clone(),
+            config.clock.clone(),
             secrets,
+            config.lifecycle.clone(),
+            licenses.metrics.clone(),
         ));
         Ok(Self {
             startup: Startup {
@@ -260,6 +271,8 @@ impl Server {
             },
             config,
             licenses,
+            webhooks,
+            signer,
             admin,
             store,
             _data_dir: data_dir,
@@ -289,7 +302,15 @@ impl Server {
         // streams, so in-flight requests can drain.
         let cancel = CancellationToken::new();
         let state = http::AppState {
-            licenses: self.licenses.clone(),
+            changes: self.licenses.changes.clone(),
+            validator: self.licenses.validator.clone(),
+            push: self.licenses.push.clone(),
+            metering: self.licenses.metering.clone(),
+            metrics: self.licenses.metrics.clone(),
+            webhooks: self.webhooks.clone(),
+            signer: self.signer.clone(),
+            store: self.store.clone(),
+            clock: self.config.clock.clone(),
             admin: self.admin.clone(),
             sessions: Arc::new(auth::Sessions::new(
                 self.store.clone(),
@@ -313,20 +334,31 @@ impl Server {
             shutdown: cancel.clone(),
         };
         let background = tokio::spawn(background_tasks(
-            self.licenses.clone(),
+            self.licenses.installations.clone(),
+            self.store.clone(),
+            self.config.clock.clone(),
             limiter,
             self.config.instance_flush_interval,
             cancel.clone(),
         ));
         let replicas = tokio::spawn(replica_tasks(
             self.store.clone(),
-            self.licenses.clone(),
+            self.licenses.push.clone(),
+            self.config.clock.clone(),
             self.startup.public_key.kid().to_string(),
             cancel.clone(),
         ));
+        let scheduler = scheduler::Scheduler {
+            store: self.store.clone(),
+            clock: self.config.clock.clone(),
+            changes: self.licenses.changes.clone(),
+            metering: self.licenses.metering.clone(),
+            metrics: self.licenses.metrics.clone(),
+        };
         let lifecycle = tokio::spawn(lifecycle_tasks(
-            self.store.clone(),
-            self.licenses.clone(),
+            scheduler,
+            self.webhooks.clone(),
+            self.config.lifecycle.clone(),
             cancel.clone(),
         ));
         let trusted = state.trusted_proxies.clone();
@@ -350,7 +382,7 @@ impl Server {
         let _ = background.await;
         let _ = replicas.await;
         let _ = lifecycle.await;
-        if let Err(e) = self.licenses.instance_recorder().flush().await {
+        if let Err(e) = self.licenses.installations.recorder().flush().await {
             tracing::warn!(error = %e, "could not write instance sightings at shutdown");
         }
         self.store.close().await;
@@ -363,7 +395,9 @@ impl Server {
 }
 
 async fn background_tasks(
-    licenses: Arc<LicenseService>,
+    installations: Arc<licenses::Installations>,
+    store: Arc<Store>,
+    clock: Arc<dyn clock::Clock>,
     limiter: Option<Arc<http::ratelimit::IpRateLimiter>>,
     flush_every: std::time::Duration,
     cancel: CancellationToken,
@@ -374,7 +408,7 @@ async fn background_tasks(
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = flush.tick() => {
-                if let Err(e) = licenses.instance_recorder().flush().await {
+                if let Err(e) = installations.recorder().flush().await {
                     tracing::warn!(error = %e, "could not write instance sightings");
                 }
             }
@@ -382,7 +416,7 @@ async fn background_tasks(
                 if let Some(limiter) = &limiter {
                     limiter.retain_recent();
                 }
-                if let Err(e) = licenses.store().purge_sessions(licenses.now()).await {
+                if let Err(e) = store.purge_sessions(clock.now()).await {
                     tracing::warn!(error = %e, "could not forget expired console sessions");
                 }
             }
@@ -393,8 +427,9 @@ async fn background_tasks(
 /// Heartbeat, the stream reaper (one replica at a time), and changes made
 /// by other replicas.
 async fn replica_tasks(
-    store: Arc<dyn LicenseStore>,
-    licenses: Arc<LicenseService>,
+    store: Arc<Store>,
+    push: Arc<licenses::Push>,
+    clock: Arc<dyn clock::Clock>,
     kid: String,
     cancel: CancellationToken,
 ) {
@@ -405,12 +440,12 @@ async fn replica_tasks(
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = heartbeat.tick() => {
-                if let Err(e) = store.heartbeat(&kid, Utc::now()).await {
+                if let Err(e) = store.heartbeat(&kid, clock.now()).await {
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
             }
             _ = reap.tick() => {
-                let alive_since = Utc::now() - chrono::Duration::seconds(REPLICA_ALIVE_SECS);
+                let alive_since = clock.now() - chrono::Duration::seconds(REPLICA_ALIVE_SECS);
                 match locked(store.as_ref(), "reap-streams", &cancel, store.reap_streams(alive_since)).await {
                     None | Some(Ok(0)) => {}
                     Some(Ok(n)) => tracing::info!(streams = n, "marked closed the streams of replicas that stopped"),
@@ -424,9 +459,9 @@ async fn replica_tasks(
                 }
             } => match notice {
                 Some(ChangeNotice::Changed { license, revision }) => {
-                    licenses.on_remote_change(&license, revision).await;
+                    push.on_remote_change(&license, revision).await;
                 }
-                Some(ChangeNotice::Resync) => licenses.resync().await,
+                Some(ChangeNotice::Resync) => push.resync().await,
                 None => changes = None,
             }
         }
@@ -437,12 +472,13 @@ async fn replica_tasks(
 /// dispatcher, each under its job lock so one replica runs it at a time.
 /// A tick that finds the lock taken just waits for the next.
 async fn lifecycle_tasks(
-    store: Arc<dyn LicenseStore>,
-    licenses: Arc<LicenseService>,
+    scheduler: scheduler::Scheduler,
+    webhooks: Arc<webhooks::Webhooks>,
+    settings: Lifecycle,
     cancel: CancellationToken,
 ) {
-    let settings = licenses.lifecycle().clone();
-    let dispatcher = match webhooks::Dispatcher::new(licenses.clone()) {
+    let store = scheduler.store.clone();
+    let dispatcher = match webhooks::Dispatcher::new(webhooks) {
         Ok(d) => Some(d),
         Err(e) => {
             tracing::error!(error = %e, "webhooks disabled");
@@ -462,7 +498,7 @@ async fn lifecycle_tasks(
         tokio::select! {
             () = cancel.cancelled() => return,
             _ = schedule.tick() => {
-                if let Some(Err(e)) = locked(store.as_ref(), "scheduler", &cancel, scheduler::tick(&licenses, &settings.horizons)).await {
+                if let Some(Err(e)) = locked(store.as_ref(), "scheduler", &cancel, scheduler::tick(&scheduler, &settings.horizons)).await {
                     tracing::warn!(error = %e, "scheduler tick failed");
                 }
             }
@@ -480,7 +516,7 @@ async fn lifecycle_tasks(
 /// by shutdown. `None` when another replica holds the lock, the lock could
 /// not be asked for (logged), or shutdown came first.
 async fn locked<T>(
-    store: &dyn LicenseStore,
+    store: &Store,
     job: &str,
     cancel: &CancellationToken,
     work: impl Future<Output = T>,

@@ -138,6 +138,46 @@ pub struct License {
 }
 
 impl License {
+    /// A license for unit tests of the rules: active, revision 3, a policy
+    /// with the defaults, expiring 2027-01-01.
+    #[cfg(test)]
+    #[must_use]
+    pub fn example() -> Self {
+        let at = |t: &str| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .expect("a fixed date")
+                .to_utc()
+        };
+        Self {
+            id: LicenseId::parse("lic_01936b2e-7c3a-7def-8a12-0123456789ab").expect("a fixed id"),
+            token_hash: TokenHash::from_hex(&"ab".repeat(32)).expect("a fixed hash"),
+            token_last4: "ABCD".into(),
+            customer_id: "cus_1".into(),
+            customer: "Acme".into(),
+            policy: LicensePolicy {
+                name: Policy::DEFAULT_NAME.into(),
+                refresh_interval: Policy::DEFAULT_REFRESH_INTERVAL,
+                offline_grace: Policy::DEFAULT_OFFLINE_GRACE,
+                renewal_basis: RenewalBasis::FromExpiry,
+                duration: None,
+                auto_renew: false,
+                auto_renew_period: None,
+                renew_before: Policy::DEFAULT_RENEW_BEFORE,
+            },
+            plan: "enterprise".into(),
+            features: vec!["sso".into()],
+            max_users: None,
+            trial: false,
+            valid_from: at("2026-01-01T00:00:00Z"),
+            expires_at: Some(at("2027-01-01T00:00:00Z")),
+            state: LicenseState::Active,
+            revision: 3,
+            created_at: at("2026-01-01T00:00:00Z"),
+            updated_at: at("2026-01-01T00:00:00Z"),
+            auto_renew: None,
+        }
+    }
+
     /// Whether the scheduler renews this license: its own setting, or else
     /// its policy's; never for a perpetual, suspended or revoked one.
     #[must_use]
@@ -263,6 +303,8 @@ pub struct NewLicense {
     pub customer: String,
     /// Customer e-mail for a new customer.
     pub customer_email: Option<String>,
+    /// The id the customer gets if it is new (`cus_…`, minted by the rules).
+    pub new_customer_id: String,
     /// Policy id.
     pub policy_id: String,
     /// Plan.

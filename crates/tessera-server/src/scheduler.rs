@@ -1,4 +1,5 @@
-//! The scheduler: expiry horizons and automatic renewal (DESIGN §11).
+//! The scheduler: expiry horizons and automatic renewal (docs/PROTOCOL.md,
+//! "Expiry and renewal").
 //!
 //! One tick does all due work and can be repeated at will: a horizon is
 //! recorded per (license, horizon, expiry) in the same transaction as its
@@ -12,8 +13,13 @@ use serde_json::json;
 use tessera_protocol::human::format_duration;
 
 use crate::error::Result;
-use crate::licenses::LicenseService;
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::licenses::{Changes, Metering};
+use crate::metrics::Metrics;
 use crate::model::{License, NewEvent};
+use crate::store::Store;
 
 /// Licenses handled per query; the tick loops until a query comes back short.
 const BATCH: u32 = 200;
@@ -35,6 +41,27 @@ pub fn horizon_label(h: Duration) -> String {
     format_duration(h)
 }
 
+/// What the scheduler works with.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    /// Due licenses and horizons are read here.
+    pub store: Arc<Store>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Renewals go through the change loop.
+    pub changes: Arc<Changes>,
+    /// Installations are pruned here.
+    pub metering: Arc<Metering>,
+    /// Horizon events are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Scheduler {
+    fn now(&self) -> tessera_protocol::Timestamp {
+        self.clock.now()
+    }
+}
+
 /// Run every due job once at the service's `now`.
 ///
 /// Auto-renewal runs first, so a license renewed in time raises no
@@ -42,10 +69,10 @@ pub fn horizon_label(h: Duration) -> String {
 ///
 /// # Errors
 /// The store's; work done before the error stays done.
-pub async fn tick(svc: &LicenseService, horizons: &[Duration]) -> Result<TickReport> {
+pub async fn tick(svc: &Scheduler, horizons: &[Duration]) -> Result<TickReport> {
     let renewed = renew_due(svc).await?;
     let (expired, expiring) = fire_horizons(svc, horizons).await?;
-    svc.prune_instances_if_due().await?;
+    svc.metering.prune_instances_if_due().await?;
     let report = TickReport {
         expiring,
         expired,
@@ -62,15 +89,15 @@ pub async fn tick(svc: &LicenseService, horizons: &[Duration]) -> Result<TickRep
     Ok(report)
 }
 
-async fn renew_due(svc: &LicenseService) -> Result<usize> {
+async fn renew_due(svc: &Scheduler) -> Result<usize> {
     let mut renewed = 0;
     // Each pass renews or skips every license it gets; a renewed license
     // leaves the window, so the loop ends. Bounded anyway.
     for _ in 0..1_000 {
-        let due = svc.store().auto_renew_due(svc.now(), BATCH).await?;
+        let due = svc.store.auto_renew_due(svc.now(), BATCH).await?;
         let mut progressed = 0;
         for license in &due {
-            match svc.auto_renew(&license.id).await {
+            match svc.changes.auto_renew(&license.id).await {
                 Ok(Some(_)) => {
                     renewed += 1;
                     progressed += 1;
@@ -91,7 +118,7 @@ async fn renew_due(svc: &LicenseService) -> Result<usize> {
 /// Horizons narrowest first, "expired" (zero) before them all. A license
 /// that enters several at once (issued 5 days before expiry) raises the
 /// narrowest only; the wider ones are recorded silently.
-async fn fire_horizons(svc: &LicenseService, horizons: &[Duration]) -> Result<(usize, usize)> {
+async fn fire_horizons(svc: &Scheduler, horizons: &[Duration]) -> Result<(usize, usize)> {
     let mut ordered: Vec<Duration> = horizons.to_vec();
     ordered.sort();
     ordered.dedup();
@@ -115,10 +142,7 @@ async fn fire_horizons(svc: &LicenseService, horizons: &[Duration]) -> Result<(u
         };
         loop {
             let now = svc.now();
-            let due = svc
-                .store()
-                .horizon_due(&label, now + horizon, BATCH)
-                .await?;
+            let due = svc.store.horizon_due(&label, now + horizon, BATCH).await?;
             for license in &due {
                 let Some(expires_at) = license.expires_at else {
                     continue;
@@ -126,13 +150,13 @@ async fn fire_horizons(svc: &LicenseService, horizons: &[Duration]) -> Result<(u
                 let left = expires_at - now;
                 let silent = narrower.is_some_and(|n| left <= n);
                 let event = (!silent).then(|| horizon_event(license, &label, horizon, now));
-                if svc.store().fire_horizon(license, &label, event).await? && !silent {
+                if svc.store.fire_horizon(license, &label, event).await? && !silent {
                     if horizon == zero {
                         expired += 1;
                     } else {
                         expiring += 1;
                     }
-                    svc.metrics().horizon_event(&label);
+                    svc.metrics.horizon_event(&label);
                 }
             }
             if due.len() < BATCH as usize {

@@ -1,7 +1,7 @@
 //! Webhooks: endpoints, and the dispatcher that drains the outbox.
 //!
 //! Deliveries are rows written in the same transaction as their event
-//! (`store::sql::insert_event`), so a committed event is never lost; the
+//! (`Store::insert_event`, in `store/events.rs`), so a committed event is never lost; the
 //! dispatcher marks one delivered only after a 2xx, so a crash between the
 //! POST and the mark sends it again (at-least-once: receivers drop
 //! duplicates by `Tessera-Delivery`). Failed attempts are retried with
@@ -19,9 +19,13 @@ use tessera_protocol::wire::{
     DeliveryState, DeliveryView, WebhookInput, WebhookPayload, WebhookView,
 };
 
+use crate::clock::Clock;
+use crate::config::Lifecycle;
 use crate::error::{Error, Result};
-use crate::licenses::LicenseService;
+use crate::metrics::Metrics;
 use crate::model::{Attempt, DueDelivery, NewEvent, Webhook, WebhookSecret};
+use crate::secrets::SecretBox;
+use crate::store::Store;
 
 /// Event kinds a webhook may ask for.
 pub const EVENT_KINDS: &[&str] = &[
@@ -176,13 +180,45 @@ impl reqwest::dns::Resolve for CheckedResolver {
     }
 }
 
-impl LicenseService {
+/// Webhook endpoints: create, list, remove, and their deliveries.
+#[derive(Debug)]
+pub struct Webhooks {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    secrets: Arc<SecretBox>,
+    lifecycle: Lifecycle,
+    metrics: Arc<Metrics>,
+}
+
+impl Webhooks {
+    /// Webhooks over `store`, sealing secrets with `secrets`.
+    #[must_use]
+    pub fn new(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        secrets: Arc<SecretBox>,
+        lifecycle: Lifecycle,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            secrets,
+            lifecycle,
+            metrics,
+        }
+    }
+
+    fn now(&self) -> tessera_protocol::Timestamp {
+        self.clock.now()
+    }
+
     /// Create a webhook endpoint; the answer carries its secret, once.
     ///
     /// # Errors
     /// 422 for a bad URL, unknown event kinds or a short secret.
     pub async fn create_webhook(&self, input: WebhookInput, actor: &str) -> Result<WebhookView> {
-        check_url(&input.url, self.lifecycle().webhook_targets)?;
+        check_url(&input.url, self.lifecycle.webhook_targets)?;
         if input.events.is_empty() || input.events.len() > EVENT_KINDS.len() {
             return Err(Error::unprocessable(
                 "invalid_field",
@@ -221,7 +257,7 @@ impl LicenseService {
         let webhook = Webhook {
             id: format!("whk_{}", uuid::Uuid::now_v7()),
             url: input.url,
-            secret: WebhookSecret(self.secrets().seal(&secret)?),
+            secret: WebhookSecret(self.secrets.seal(&secret)?),
             kinds,
             created_at: now,
         };
@@ -233,7 +269,7 @@ impl LicenseService {
             before: None,
             after: serde_json::to_value(&view).ok(),
         };
-        self.store().create_webhook(&webhook, event).await?;
+        self.store.create_webhook(&webhook, event).await?;
         tracing::info!(webhook = %webhook.id, actor, "webhook created");
         Ok(WebhookView {
             secret: Some(secret),
@@ -247,7 +283,7 @@ impl LicenseService {
     /// The store's.
     pub async fn webhooks(&self) -> Result<Vec<WebhookView>> {
         Ok(self
-            .store()
+            .store
             .webhooks()
             .await?
             .iter()
@@ -267,7 +303,7 @@ impl LicenseService {
             before: Some(serde_json::json!({ "id": id })),
             after: None,
         };
-        if self.store().remove_webhook(id, event).await? {
+        if self.store.remove_webhook(id, event).await? {
             tracing::info!(webhook = %id, actor, "webhook removed");
             Ok(())
         } else {
@@ -280,18 +316,18 @@ impl LicenseService {
     /// # Errors
     /// 404 when the webhook is unknown.
     pub async fn deliveries(&self, id: &str, limit: u32) -> Result<Vec<DeliveryView>> {
-        let known = self.store().webhooks().await?.iter().any(|w| w.id == id);
+        let known = self.store.webhooks().await?.iter().any(|w| w.id == id);
         if !known {
             return Err(Error::not_found("webhook", id));
         }
-        self.store().deliveries(id, limit).await
+        self.store.deliveries(id, limit).await
     }
 }
 
 /// Sends due deliveries.
 #[derive(Debug, Clone)]
 pub struct Dispatcher {
-    svc: Arc<LicenseService>,
+    svc: Arc<Webhooks>,
     http: reqwest::Client,
 }
 
@@ -300,13 +336,13 @@ impl Dispatcher {
     ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(svc: Arc<LicenseService>) -> Result<Self> {
+    pub fn new(svc: Arc<Webhooks>) -> Result<Self> {
         let mut http = reqwest::Client::builder()
-            .timeout(svc.lifecycle().webhook_timeout)
+            .timeout(svc.lifecycle.webhook_timeout)
             .redirect(reqwest::redirect::Policy::none())
             // A proxy would resolve names itself, past the check below.
             .no_proxy();
-        if svc.lifecycle().webhook_targets == WebhookTargets::PublicOnly {
+        if svc.lifecycle.webhook_targets == WebhookTargets::PublicOnly {
             http = http.dns_resolver(Arc::new(CheckedResolver));
         }
         let http = http
@@ -323,11 +359,7 @@ impl Dispatcher {
     pub async fn run_once(&self) -> Result<usize> {
         let mut attempted = 0;
         loop {
-            let due = self
-                .svc
-                .store()
-                .due_deliveries(self.svc.now(), BATCH)
-                .await?;
+            let due = self.svc.store.due_deliveries(self.svc.now(), BATCH).await?;
             let n = due.len();
             let results: Vec<Result<()>> = futures_util::stream::iter(due)
                 .map(|d| self.deliver(d))
@@ -347,12 +379,12 @@ impl Dispatcher {
     async fn deliver(&self, d: DueDelivery) -> Result<()> {
         // Checked again at delivery: a URL stored before the check existed,
         // or an address literal (which never goes through DNS).
-        if let Err(e) = check_url(&d.url, self.svc.lifecycle().webhook_targets) {
+        if let Err(e) = check_url(&d.url, self.svc.lifecycle.webhook_targets) {
             return self
                 .record(&d, None, Some(format!("refused: {e}")), 0)
                 .await;
         }
-        let secret = match self.svc.secrets().open(&d.secret.0) {
+        let secret = match self.svc.secrets.open(&d.secret.0) {
             Ok(secret) => secret,
             Err(e) => return self.record(&d, None, Some(e.to_string()), 0).await,
         };
@@ -408,12 +440,12 @@ impl Dispatcher {
         let now = self.svc.now();
         let (state, result) = if error.is_none() {
             (DeliveryState::Delivered, "delivered")
-        } else if now - d.created_at >= self.svc.lifecycle().webhook_retry_for {
+        } else if now - d.created_at >= self.svc.lifecycle.webhook_retry_for {
             (DeliveryState::Failed, "failed")
         } else {
             (DeliveryState::Pending, "retry")
         };
-        self.svc.metrics().webhook_delivery(result);
+        self.svc.metrics.webhook_delivery(result);
         if state != DeliveryState::Delivered {
             tracing::warn!(
                 delivery = d.id,
@@ -426,7 +458,7 @@ impl Dispatcher {
             );
         }
         self.svc
-            .store()
+            .store
             .record_attempt(&Attempt {
                 delivery_id: d.id,
                 at: now,

@@ -1,8 +1,6 @@
 //! Jobs that must run on one replica at a time take a lock.
 
-use tessera_server::store::LicenseStore;
-use tessera_server::store::postgres::PgStore;
-use tessera_server::store::sqlite::SqliteStore;
+use tessera_server::store::Store;
 use tessera_testkit::{Backend, TestDatabase};
 
 #[tokio::test]
@@ -13,8 +11,8 @@ async fn a_job_lock_is_held_by_one_replica_at_a_time() {
         return;
     };
     let db = TestDatabase::create(&url).await;
-    let a = PgStore::open(&db.url, "r-a".into()).await.unwrap();
-    let b = PgStore::open(&db.url, "r-b".into()).await.unwrap();
+    let a = Store::postgres(&db.url, "r-a".into()).await.unwrap();
+    let b = Store::postgres(&db.url, "r-b".into()).await.unwrap();
     let held = a
         .try_job_lock("scheduler")
         .await
@@ -54,7 +52,7 @@ async fn a_job_lock_is_held_by_one_replica_at_a_time() {
 #[tokio::test]
 async fn sqlite_grants_job_locks_to_its_one_process() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("t.db"), "r-1".into())
+    let store = Store::sqlite(&dir.path().join("t.db"), "r-1".into())
         .await
         .unwrap();
     let a = store.try_job_lock("scheduler").await.unwrap();

@@ -19,8 +19,9 @@ use tessera_protocol::{LicenseId, Timestamp};
 use super::{Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState};
 use crate::Limits;
 use crate::error::Error;
-use crate::licenses::LicenseService;
+use crate::licenses::{Changes, Metering, StateAction};
 use crate::model::{EventFilter, Fleet, LicenseFilter};
+use crate::webhooks::Webhooks;
 
 /// The admin routes.
 pub fn router() -> Router<AppState> {
@@ -45,7 +46,57 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/webhooks/{id}/deliveries", get(deliveries))
 }
 
-type Svc = State<Arc<LicenseService>>;
+type Svc = State<Arc<Changes>>;
+type Meter = State<Arc<Metering>>;
+type Hooks = State<Arc<Webhooks>>;
+
+/// The error answers every admin route shares (documented once).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum AdminErrors {
+    /// `{"error": {code, message}}`.
+    #[response(status = "4XX")]
+    Error(ErrorBody),
+}
+
+/// Every admin route takes the admin key: set on each operation here, once.
+struct AdminSecurity;
+
+impl utoipa::Modify for AdminSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let required =
+            utoipa::openapi::security::SecurityRequirement::new("admin_key", Vec::<String>::new());
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.security = Some(vec![required.clone()]);
+            }
+        }
+    }
+}
+
+/// A license id in the path; 400 `invalid_license_id` when malformed.
+struct LicensePath(LicenseId);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LicensePath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let ApiPath(text) = ApiPath::<String>::from_request_parts(parts, state).await?;
+        license_id(&text).map(Self)
+    }
+}
 
 fn license_id(text: &str) -> Result<LicenseId, ApiError> {
     LicenseId::parse(text)
@@ -69,9 +120,8 @@ fn optional_body<T: Default + for<'de> Deserialize<'de>>(body: &Bytes) -> Result
     post,
     path = "/v1/admin/policies",
     tag = "admin",
-    security(("admin_key" = [])),
     request_body = PolicyInput,
-    responses((status = 201, body = PolicyView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 201, body = PolicyView), AdminErrors),
     description = "Create a policy."
 )]
 async fn create_policy(
@@ -87,8 +137,7 @@ async fn create_policy(
     get,
     path = "/v1/admin/policies",
     tag = "admin",
-    security(("admin_key" = [])),
-    responses((status = 200, body = Page<PolicyView>), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = Page<PolicyView>), AdminErrors),
     description = "List policies."
 )]
 async fn list_policies(State(svc): Svc, _: Admin) -> Result<Json<Page<PolicyView>>, ApiError> {
@@ -108,8 +157,7 @@ async fn list_policies(State(svc): Svc, _: Admin) -> Result<Json<Page<PolicyView
     get,
     path = "/v1/admin/customers",
     tag = "admin",
-    security(("admin_key" = [])),
-    responses((status = 200, body = Page<CustomerView>), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = Page<CustomerView>), AdminErrors),
     description = "List customers."
 )]
 async fn list_customers(State(svc): Svc, _: Admin) -> Result<Json<Page<CustomerView>>, ApiError> {
@@ -134,9 +182,8 @@ async fn list_customers(State(svc): Svc, _: Admin) -> Result<Json<Page<CustomerV
     post,
     path = "/v1/admin/licenses",
     tag = "admin",
-    security(("admin_key" = [])),
     request_body = IssueLicenseRequest,
-    responses((status = 201, body = IssuedLicense), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 201, body = IssuedLicense), AdminErrors),
     description = "Issue a license; the token is in this answer only."
 )]
 async fn issue(
@@ -158,17 +205,16 @@ async fn issue(
     get,
     path = "/v1/admin/licenses/{id}",
     tag = "admin",
-    security(("admin_key" = [])),
     params(("id" = String, Path, description = "License id (lic_…)")),
-    responses((status = 200, body = LicenseView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = LicenseView), AdminErrors),
     description = "One license."
 )]
 async fn show(
     State(svc): Svc,
     _: Admin,
-    ApiPath(id): ApiPath<String>,
+    LicensePath(id): LicensePath,
 ) -> Result<Json<LicenseView>, ApiError> {
-    let license = svc.license(&license_id(&id)?).await?;
+    let license = svc.license(&id).await?;
     Ok(Json(license.view(svc.now())))
 }
 
@@ -188,9 +234,8 @@ struct LicenseQuery {
     get,
     path = "/v1/admin/licenses",
     tag = "admin",
-    security(("admin_key" = [])),
     params(LicenseQuery),
-    responses((status = 200, body = Page<LicenseView>), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = Page<LicenseView>), AdminErrors),
     description = "List licenses, filtered."
 )]
 async fn list_licenses(
@@ -244,134 +289,126 @@ async fn list_licenses(
     post,
     path = "/v1/admin/licenses/{id}/extend",
     tag = "admin",
-    security(("admin_key" = [])),
     request_body = ExtendRequest,
     params(("id" = String, Path, description = "License id (lic_…)")),
-    responses((status = 200, body = LicenseView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = LicenseView), AdminErrors),
     description = "Extend to a date or by a duration."
 )]
 async fn extend(
     State(svc): Svc,
     admin: Admin,
-    ApiPath(id): ApiPath<String>,
+    LicensePath(id): LicensePath,
     ApiJson(req): ApiJson<ExtendRequest>,
 ) -> Result<Json<LicenseView>, ApiError> {
-    let license = svc.extend(&license_id(&id)?, req, &admin.name).await?;
+    let license = svc.extend(&id, req, &admin.name).await?;
     Ok(Json(license.view(svc.now())))
+}
+
+/// Suspend, reinstate or revoke: one handler, the action from the route.
+async fn set_state(
+    action: StateAction,
+    changes: &Changes,
+    admin: &Admin,
+    id: &LicenseId,
+    body: &Bytes,
+) -> Result<Json<LicenseView>, ApiError> {
+    let req: ReasonRequest = optional_body(body)?;
+    let license = changes
+        .set_state(id, action, &admin.name, req.reason)
+        .await?;
+    Ok(Json(license.view(changes.now())))
 }
 
 #[utoipa::path(
     post,
     path = "/v1/admin/licenses/{id}/suspend",
     tag = "admin",
-    security(("admin_key" = [])),
     request_body = Option<ReasonRequest>,
     params(("id" = String, Path, description = "License id (lic_…)")),
-    responses((status = 200, body = LicenseView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = LicenseView), AdminErrors),
     description = "Suspend (reversible)."
 )]
 async fn suspend(
     State(svc): Svc,
     admin: Admin,
-    ApiPath(id): ApiPath<String>,
+    LicensePath(id): LicensePath,
     body: Bytes,
 ) -> Result<Json<LicenseView>, ApiError> {
-    let req: ReasonRequest = optional_body(&body)?;
-    let license = svc
-        .suspend(&license_id(&id)?, &admin.name, req.reason)
-        .await?;
-    Ok(Json(license.view(svc.now())))
+    set_state(StateAction::Suspend, &svc, &admin, &id, &body).await
 }
 
 #[utoipa::path(
     post,
     path = "/v1/admin/licenses/{id}/reinstate",
     tag = "admin",
-    security(("admin_key" = [])),
     request_body = Option<ReasonRequest>,
     params(("id" = String, Path, description = "License id (lic_…)")),
-    responses((status = 200, body = LicenseView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = LicenseView), AdminErrors),
     description = "Reinstate a suspended license."
 )]
 async fn reinstate(
     State(svc): Svc,
     admin: Admin,
-    ApiPath(id): ApiPath<String>,
+    LicensePath(id): LicensePath,
     body: Bytes,
 ) -> Result<Json<LicenseView>, ApiError> {
-    let req: ReasonRequest = optional_body(&body)?;
-    let license = svc
-        .reinstate(&license_id(&id)?, &admin.name, req.reason)
-        .await?;
-    Ok(Json(license.view(svc.now())))
+    set_state(StateAction::Reinstate, &svc, &admin, &id, &body).await
 }
 
 #[utoipa::path(
     post,
     path = "/v1/admin/licenses/{id}/revoke",
     tag = "admin",
-    security(("admin_key" = [])),
     request_body = Option<ReasonRequest>,
     params(("id" = String, Path, description = "License id (lic_…)")),
-    responses((status = 200, body = LicenseView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = LicenseView), AdminErrors),
     description = "Revoke (final)."
 )]
 async fn revoke(
     State(svc): Svc,
     admin: Admin,
-    ApiPath(id): ApiPath<String>,
+    LicensePath(id): LicensePath,
     body: Bytes,
 ) -> Result<Json<LicenseView>, ApiError> {
-    let req: ReasonRequest = optional_body(&body)?;
-    let license = svc
-        .revoke(&license_id(&id)?, &admin.name, req.reason)
-        .await?;
-    Ok(Json(license.view(svc.now())))
+    set_state(StateAction::Revoke, &svc, &admin, &id, &body).await
 }
 
 #[utoipa::path(
     post,
     path = "/v1/admin/licenses/{id}/export",
     tag = "admin",
-    security(("admin_key" = [])),
     request_body = ExportRequest,
     params(("id" = String, Path, description = "License id (lic_…)")),
-    responses((status = 200, body = LicenseExport), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = LicenseExport), AdminErrors),
     description = "A long-lived signed document for air-gapped sites."
 )]
 async fn export(
     State(svc): Svc,
     admin: Admin,
-    ApiPath(id): ApiPath<String>,
+    LicensePath(id): LicensePath,
     ApiJson(req): ApiJson<ExportRequest>,
 ) -> Result<Json<LicenseExport>, ApiError> {
-    Ok(Json(
-        svc.export(&license_id(&id)?, &req.ttl, &admin.name).await?,
-    ))
+    Ok(Json(svc.export(&id, &req.ttl, &admin.name).await?))
 }
 
 #[utoipa::path(
     get,
     path = "/v1/admin/licenses/{id}/instances",
     tag = "admin",
-    security(("admin_key" = [])),
     params(("id" = String, Path, description = "License id (lic_…)"), InstanceQuery),
-    responses((status = 200, body = Fleet), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = Fleet), AdminErrors),
     description = "The fleet view: who holds which revision. Paginated: `limit` (default 100, at most the server's page size) installations after skipping `offset`; `next_offset` names the next page."
 )]
 /// `GET /v1/admin/licenses/{id}/instances`: the fleet view, one page.
 async fn instances(
-    State(svc): Svc,
+    State(svc): Meter,
     State(limits): State<Limits>,
     _: Admin,
-    ApiPath(id): ApiPath<String>,
+    LicensePath(id): LicensePath,
     ApiQuery(q): ApiQuery<InstanceQuery>,
 ) -> Result<Json<Fleet>, ApiError> {
     let limit = page_size(q.limit, &limits);
-    Ok(Json(
-        svc.fleet(&license_id(&id)?, limit, q.offset.unwrap_or(0))
-            .await?,
-    ))
+    Ok(Json(svc.fleet(&id, limit, q.offset.unwrap_or(0)).await?))
 }
 
 /// Query of `GET /v1/admin/licenses/{id}/instances`.
@@ -400,9 +437,8 @@ struct EventQuery {
     get,
     path = "/v1/admin/events",
     tag = "admin",
-    security(("admin_key" = [])),
     params(EventQuery),
-    responses((status = 200, body = Page<EventView>), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = Page<EventView>), AdminErrors),
     description = "The audit log."
 )]
 async fn list_events(
@@ -443,34 +479,32 @@ struct UsageQuery {
     get,
     path = "/v1/admin/licenses/{id}/usage",
     tag = "admin",
-    security(("admin_key" = [])),
     params(("id" = String, Path, description = "License id (lic_…)"), UsageQuery),
-    responses((status = 200, body = UsageView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = UsageView), AdminErrors),
     description = "Metering: seats in use and daily maxima."
 )]
 /// Metering: seats in use against the limit, and daily maxima.
 async fn usage(
-    State(svc): Svc,
+    State(svc): Meter,
     _: Admin,
-    ApiPath(id): ApiPath<String>,
+    LicensePath(id): LicensePath,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Json<UsageView>, ApiError> {
     let days = q.days.unwrap_or(30).clamp(1, 366);
-    Ok(Json(svc.usage(&license_id(&id)?, days).await?))
+    Ok(Json(svc.usage(&id, days).await?))
 }
 
 #[utoipa::path(
     post,
     path = "/v1/admin/webhooks",
     tag = "admin",
-    security(("admin_key" = [])),
     request_body = WebhookInput,
-    responses((status = 201, body = WebhookView), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 201, body = WebhookView), AdminErrors),
     description = "Add a webhook endpoint; its secret is in this answer only."
 )]
 /// Create a webhook endpoint; the answer holds its secret, this once.
 async fn create_webhook(
-    State(svc): Svc,
+    State(svc): Hooks,
     admin: Admin,
     ApiJson(input): ApiJson<WebhookInput>,
 ) -> Result<(StatusCode, Json<WebhookView>), ApiError> {
@@ -484,11 +518,10 @@ async fn create_webhook(
     get,
     path = "/v1/admin/webhooks",
     tag = "admin",
-    security(("admin_key" = [])),
-    responses((status = 200, body = Page<WebhookView>), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = Page<WebhookView>), AdminErrors),
     description = "List webhook endpoints."
 )]
-async fn list_webhooks(State(svc): Svc, _: Admin) -> Result<Json<Page<WebhookView>>, ApiError> {
+async fn list_webhooks(State(svc): Hooks, _: Admin) -> Result<Json<Page<WebhookView>>, ApiError> {
     Ok(Json(Page {
         items: svc.webhooks().await?,
         next_cursor: None,
@@ -499,13 +532,12 @@ async fn list_webhooks(State(svc): Svc, _: Admin) -> Result<Json<Page<WebhookVie
     delete,
     path = "/v1/admin/webhooks/{id}",
     tag = "admin",
-    security(("admin_key" = [])),
     params(("id" = String, Path, description = "Webhook id (whk_…)")),
-    responses((status = 204, description = "Removed"), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 204, description = "Removed"), AdminErrors),
     description = "Remove a webhook endpoint."
 )]
 async fn remove_webhook(
-    State(svc): Svc,
+    State(svc): Hooks,
     admin: Admin,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -524,14 +556,13 @@ struct DeliveryQuery {
     get,
     path = "/v1/admin/webhooks/{id}/deliveries",
     tag = "admin",
-    security(("admin_key" = [])),
     params(("id" = String, Path, description = "Webhook id (whk_…)"), DeliveryQuery),
-    responses((status = 200, body = Page<DeliveryView>), (status = "4XX", body = ErrorBody, description = "{\"error\": {code, message}}")),
+    responses((status = 200, body = Page<DeliveryView>), AdminErrors),
     description = "A webhook's delivery log."
 )]
 /// The delivery log of a webhook, newest first.
 async fn deliveries(
-    State(svc): Svc,
+    State(svc): Hooks,
     State(limits): State<Limits>,
     _: Admin,
     ApiPath(id): ApiPath<String>,
@@ -545,7 +576,7 @@ async fn deliveries(
 
 /// The admin API's part of `/openapi.json`.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(
+#[openapi(modifiers(&AdminSecurity), paths(
     create_policy,
     list_policies,
     list_customers,

@@ -11,7 +11,9 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::licenses::LicenseService;
+use crate::licenses::Metering;
+use crate::metrics::Metrics;
+use crate::store::Store;
 
 /// `/healthz`, `/readyz`, `/metrics`.
 pub fn router() -> Router<AppState> {
@@ -43,12 +45,13 @@ pub struct BackstageApi;
 )]
 /// Prometheus exposition (OpenMetrics text).
 async fn metrics(
-    State(licenses): State<Arc<LicenseService>>,
+    State(metering): State<Arc<Metering>>,
+    State(registry): State<Arc<Metrics>>,
     headers: axum::http::HeaderMap,
 ) -> impl IntoResponse {
     // Gauges read from the database are refreshed per scrape; if that
     // fails the last values are served and the failure is logged.
-    if let Err(e) = licenses.refresh_gauges().await {
+    if let Err(e) = metering.refresh_gauges().await {
         tracing::warn!(error = %e, "cannot refresh license gauges");
     }
     // Prometheus asks for OpenMetrics; everything else (promtool, curl,
@@ -63,12 +66,12 @@ async fn metrics(
                 CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
-            licenses.metrics().encode(),
+            registry.encode(),
         )
     } else {
         (
             [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            licenses.metrics().encode_prometheus_text(),
+            registry.encode_prometheus_text(),
         )
     }
 }
@@ -84,8 +87,8 @@ async fn healthz() -> Json<Value> {
     responses((status = 200, body = Object, description = "Ready"),
               (status = 503, body = Object, description = "The database does not answer")))]
 /// The process can serve: its database answers.
-async fn readyz(State(licenses): State<Arc<LicenseService>>) -> (StatusCode, Json<Value>) {
-    match licenses.store().ping().await {
+async fn readyz(State(store): State<Arc<Store>>) -> (StatusCode, Json<Value>) {
+    match store.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

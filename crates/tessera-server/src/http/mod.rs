@@ -6,8 +6,8 @@
 //! - [`console`]: the admin web console (pages at `/`);
 //! - [`openapi`]: `/openapi.json`, assembled from the handlers' annotations.
 //!
-//! Handlers hold no SQL and no business rules: they parse, call the
-//! [`LicenseService`](crate::licenses::LicenseService), and map errors with
+//! Handlers hold no SQL and no business rules: they parse, call the one
+//! component they need (see [`crate::licenses`]), and map errors with
 //! [`ApiError`].
 
 pub mod admin;
@@ -38,14 +38,30 @@ pub use watch::WatchSlots;
 
 use crate::Limits;
 use crate::auth::AdminAuth;
-use crate::licenses::LicenseService;
+use crate::licenses::{Changes, Metering, Push, Validator};
 use ratelimit::IpRateLimiter;
 
 /// Everything handlers may need; each takes its slice via `FromRef`.
 #[derive(Clone, FromRef)]
 pub struct AppState {
-    /// The license service.
-    pub licenses: Arc<LicenseService>,
+    /// Policies, issuing, changes.
+    pub changes: Arc<Changes>,
+    /// Validation.
+    pub validator: Arc<Validator>,
+    /// Push and change streams.
+    pub push: Arc<Push>,
+    /// Metering and the fleet.
+    pub metering: Arc<Metering>,
+    /// Metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Webhook endpoints.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// The signer (its public keys for `/v1/keys`).
+    pub signer: Arc<crate::signer::DocumentSigner>,
+    /// The store (for readiness).
+    pub store: Arc<crate::store::Store>,
+    /// The clock (pages show "now").
+    pub clock: Arc<dyn crate::clock::Clock>,
     /// Admin key check.
     pub admin: Arc<AdminAuth>,
     /// Console sessions.
@@ -79,7 +95,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(
-            state.licenses.clone(),
+            state.metrics.clone(),
             record_latency,
         ))
         .with_state(state.clone())
@@ -101,9 +117,7 @@ pub fn router(state: AppState) -> Router {
 /// Latency by route pattern (`MatchedPath`, so ids never become label
 /// values) and method. A route layer: unmatched paths are not recorded.
 async fn record_latency(
-    axum::extract::State(licenses): axum::extract::State<
-        std::sync::Arc<crate::licenses::LicenseService>,
-    >,
+    axum::extract::State(metrics): axum::extract::State<Arc<crate::metrics::Metrics>>,
     req: Request<axum::body::Body>,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -115,9 +129,7 @@ async fn record_latency(
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     if let Some(route) = route {
-        licenses
-            .metrics()
-            .http_request(&route, &method, started.elapsed());
+        metrics.http_request(&route, &method, started.elapsed());
     }
     response
 }

@@ -13,7 +13,8 @@ use tessera_protocol::wire::{
 };
 
 use super::{ApiError, ApiJson, AppState, ratelimit};
-use crate::licenses::{HeldTag, LicenseService, Validation};
+use crate::licenses::{HeldTag, Metering, Validation, Validator};
+use crate::signer::DocumentSigner;
 
 /// `/v1/validate`, `/v1/instances/ack` (rate limited per IP) and `/v1/keys`.
 pub fn router(state: AppState) -> Router<AppState> {
@@ -44,7 +45,7 @@ pub fn router(state: AppState) -> Router<AppState> {
 /// `If-None-Match: "<rev>-<iat>"` (the `ETag` of an earlier answer) may be
 /// answered `304 Not Modified`.
 async fn validate(
-    State(licenses): State<Arc<LicenseService>>,
+    State(licenses): State<Arc<Validator>>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<ValidateRequest>,
 ) -> Result<Response, ApiError> {
@@ -89,7 +90,7 @@ pub fn streams(state: AppState) -> Router<AppState> {
 )]
 /// An instance reports the revision it holds.
 async fn ack(
-    State(licenses): State<Arc<LicenseService>>,
+    State(licenses): State<Arc<Metering>>,
     ApiJson(req): ApiJson<AckRequest>,
 ) -> Result<StatusCode, ApiError> {
     licenses.ack(req).await?;
@@ -106,7 +107,7 @@ async fn ack(
 /// Metering: an instance reports its user count; the answer says where
 /// the license stands against its seat limit.
 async fn usage(
-    State(licenses): State<Arc<LicenseService>>,
+    State(licenses): State<Arc<Metering>>,
     ApiJson(req): ApiJson<UsageRequest>,
 ) -> Result<Json<UsageView>, ApiError> {
     Ok(Json(licenses.report_usage(req).await?))
@@ -120,8 +121,7 @@ async fn usage(
 )]
 /// The public keys: the active one (signs new documents) and those retired
 /// by rotations, with the time to pin them with.
-async fn keys(State(licenses): State<Arc<LicenseService>>) -> Json<KeysResponse> {
-    let signer = licenses.signer();
+async fn keys(State(signer): State<Arc<DocumentSigner>>) -> Json<KeysResponse> {
     let info = |key: &tessera_protocol::PublicKey,
                 retired_at: Option<tessera_protocol::Timestamp>| KeyInfo {
         kid: key.kid().to_string(),

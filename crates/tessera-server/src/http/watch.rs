@@ -26,7 +26,7 @@ use super::ApiError;
 use super::extract::bearer;
 use crate::Limits;
 use crate::error::Error;
-use crate::licenses::{LicenseService, Watch};
+use crate::licenses::{Push, Watch};
 
 /// Header naming the instance that watches.
 pub const INSTANCE_HEADER: &str = "tessera-instance";
@@ -55,7 +55,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     )
 )]
 pub(super) async fn watch(
-    State(licenses): State<Arc<LicenseService>>,
+    State(licenses): State<Arc<Push>>,
     State(limits): State<Limits>,
     State(shutdown): State<CancellationToken>,
     State(slots): State<Arc<WatchSlots>>,
@@ -160,7 +160,7 @@ impl Drop for WatchSlot {
 
 /// Marks the instance disconnected when the stream ends, however it ends.
 struct Connected {
-    licenses: Arc<LicenseService>,
+    licenses: Arc<Push>,
     watch: Watch,
     _slot: WatchSlot,
 }
@@ -184,7 +184,7 @@ struct StreamState {
     finished: bool,
 }
 
-fn deadline(licenses: &LicenseService, at: tessera_protocol::Timestamp) -> tokio::time::Instant {
+fn deadline(licenses: &Push, at: tessera_protocol::Timestamp) -> tokio::time::Instant {
     let wait = (at - licenses.now())
         .to_std()
         .unwrap_or(std::time::Duration::ZERO);
@@ -192,7 +192,7 @@ fn deadline(licenses: &LicenseService, at: tessera_protocol::Timestamp) -> tokio
 }
 
 fn events(
-    licenses: Arc<LicenseService>,
+    licenses: Arc<Push>,
     watch: Watch,
     slot: WatchSlot,
     shutdown: CancellationToken,

@@ -11,22 +11,17 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration as StdDuration;
 
+use async_trait::async_trait;
+use futures_util::future::BoxFuture;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use tessera_protocol::wire::EventView;
-use tessera_protocol::{LicenseId, Timestamp, TokenHash};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions};
+use tessera_protocol::LicenseId;
 use tokio::sync::mpsc;
 
-use super::rows::{
-    CustomerRow, EventRow, InstanceRow, LicenseRow, PolicyRow, collect, features_json, i64_of,
-    json_text, license_select, policy_columns,
-};
-use super::sql::impl_license_store;
-use super::{AdminKeyRecord, ChangeNotice, JobLock};
-use crate::error::{Error, Result};
-use crate::model::{
-    Customer, EventFilter, Instance, InstanceSeen, License, LicenseChange, LicenseFilter,
-    LicenseSearch, NewEvent, NewLicense, NewPolicy, Overview, Policy, Session,
-};
+use super::{Backend, ChangeNotice, HeldLock, JobLock, Store};
+use crate::error::Result;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -35,11 +30,11 @@ const CHANNEL: &str = "tessera_changes";
 /// Distinguishes Tessera's advisory locks from other users of the database.
 const LOCK_NAMESPACE: i64 = 0x7E55_E7A0_0000_0000;
 
-/// PostgreSQL storage.
+/// PostgreSQL's differences: other replicas share the database.
 #[derive(Debug)]
-pub struct PgStore {
-    pool: PgPool,
-    replica: String,
+struct Postgres {
+    /// The listener's pool (native: `LISTEN` is not in the `Any` driver).
+    native: PgPool,
     changes: Mutex<Option<mpsc::Receiver<ChangeNotice>>>,
     listener: tokio::task::JoinHandle<()>,
 }
@@ -128,52 +123,55 @@ async fn listen(pool: PgPool, tx: mpsc::Sender<ChangeNotice>) {
     }
 }
 
-impl PgStore {
-    const BACKEND: &'static str = "postgres";
+/// A session advisory lock, held by its connection.
+struct Advisory {
+    conn: Option<PoolConnection<Any>>,
+    key: i64,
+}
 
-    /// Connect, apply migrations, start listening for other replicas' changes.
-    ///
-    /// # Errors
-    /// When the database cannot be reached or a migration fails.
-    pub async fn open(url: &str, replica: String) -> Result<Self> {
-        // Named per replica, so operators (and tests) can tell connections apart.
-        let options =
-            PgConnectOptions::from_str(url)?.application_name(&format!("tessera {replica}"));
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(StdDuration::from_secs(10))
-            .connect_with(options)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        let (tx, rx) = mpsc::channel(1024);
-        let listener = tokio::spawn(listen(pool.clone(), tx));
-        Ok(Self {
-            pool,
-            replica,
-            changes: Mutex::new(Some(rx)),
-            listener,
+impl HeldLock for Advisory {
+    fn release(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let Some(mut conn) = self.conn.take() else {
+                return;
+            };
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(self.key)
+                .execute(&mut *conn)
+                .await;
+            if unlocked.is_err() {
+                // Closing the session releases every lock it holds.
+                drop(conn.detach());
+            }
         })
     }
+}
 
-    fn writer(&self) -> &PgPool {
-        &self.pool
+impl Drop for Advisory {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Never hand a connection holding a lock back to the pool.
+            drop(conn.detach());
+        }
     }
+}
 
-    fn reader(&self) -> &PgPool {
-        &self.pool
-    }
-
-    fn replica(&self) -> &str {
-        &self.replica
+#[async_trait]
+impl Backend for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
     }
 
     async fn notify_change(
-        tx: &mut sqlx::PgConnection,
+        &self,
+        tx: &mut AnyConnection,
         id: &LicenseId,
         revision: u64,
     ) -> Result<()> {
         // Delivered to listeners only if (and when) the transaction commits.
-        sqlx::query("SELECT pg_notify($1, $2)")
+        // (`pg_notify` returns `void`, a type the `Any` driver cannot
+        // carry: select a constant from it.)
+        sqlx::query("SELECT 1 FROM pg_notify($1, $2)")
             .bind(CHANNEL)
             .bind(format!("{id}:{revision}"))
             .execute(tx)
@@ -188,8 +186,8 @@ impl PgStore {
     /// until COMMIT, so events are numbered and committed one writer at a
     /// time (the lock covers only the event and its outbox rows, at the
     /// end of the change's transaction).
-    async fn order_events(tx: &mut sqlx::PgConnection) -> Result<()> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+    async fn order_events(&self, tx: &mut AnyConnection) -> Result<()> {
+        sqlx::query("SELECT 1 FROM pg_advisory_xact_lock($1)")
             .bind(EVENT_ORDER_LOCK)
             .execute(tx)
             .await?;
@@ -197,39 +195,80 @@ impl PgStore {
     }
 
     /// Other replicas' streams are theirs: the reaper handles dead ones.
-    #[allow(clippy::unused_async)]
-    async fn startup_cleanup_impl(&self) -> Result<()> {
+    async fn startup_cleanup(&self, _: &AnyPool) -> Result<()> {
         Ok(())
     }
 
-    async fn try_job_lock_impl(&self, job: &str) -> Result<Option<JobLock>> {
+    async fn try_job_lock(&self, pool: &AnyPool, job: &str) -> Result<Option<JobLock>> {
         let key = job_key(job);
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = pool.acquire().await?;
         let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
             .bind(key)
             .fetch_one(&mut *conn)
             .await?;
-        Ok(locked.then(|| JobLock::advisory(conn, key)))
+        Ok(locked.then(|| {
+            JobLock::held(Box::new(Advisory {
+                conn: Some(conn),
+                key,
+            }))
+        }))
     }
 
-    fn changes_impl(&self) -> Option<mpsc::Receiver<ChangeNotice>> {
+    fn changes(&self) -> Option<mpsc::Receiver<ChangeNotice>> {
         self.changes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
     }
 
-    async fn close_impl(&self) {
+    async fn close(&self) {
         self.listener.abort();
-        self.pool.close().await;
+        self.native.close().await;
+    }
+}
+
+impl Store {
+    /// Connect to PostgreSQL, apply migrations, start listening for other
+    /// replicas' changes.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or a migration fails.
+    pub async fn postgres(url: &str, replica: String) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        // Named per replica, so operators (and tests) can tell connections apart.
+        let name = format!("tessera {replica}");
+        let options = PgConnectOptions::from_str(url)?.application_name(&name);
+        // The listener and the migrations need the native driver.
+        let native = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(StdDuration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&native).await?;
+        let mut any_url =
+            url::Url::parse(url).map_err(|e| crate::Error::Config(format!("database URL: {e}")))?;
+        any_url
+            .query_pairs_mut()
+            .append_pair("application_name", &name);
+        let pool = AnyPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(StdDuration::from_secs(10))
+            .connect_with(AnyConnectOptions::from_url(&any_url)?)
+            .await?;
+        let (tx, rx) = mpsc::channel(1024);
+        let listener = tokio::spawn(listen(native.clone(), tx));
+        let backend = Postgres {
+            native,
+            changes: Mutex::new(Some(rx)),
+            listener,
+        };
+        Ok(Self::new(pool.clone(), pool, replica, Box::new(backend)))
     }
 }
 
 /// The advisory lock key that orders event commits (in Tessera's
 /// namespace; job keys take the low bits from a hash of the job name).
 const EVENT_ORDER_LOCK: i64 = LOCK_NAMESPACE | 0x00FF_FFFF_FFFF_FFFF;
-
-impl_license_store!(PgStore, sqlx::PgConnection);
 
 #[cfg(test)]
 mod tests {

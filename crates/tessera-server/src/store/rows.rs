@@ -43,11 +43,11 @@ pub(crate) struct PolicyRow {
     duration_secs: Option<i64>,
     features: String,
     max_users: Option<i64>,
-    trial: bool,
+    trial: Flag,
     refresh_interval_secs: i64,
     offline_grace_secs: i64,
     renewal_basis: String,
-    auto_renew: bool,
+    auto_renew: Flag,
     auto_renew_period_secs: Option<i64>,
     renew_before_secs: i64,
     created_at: i64,
@@ -62,11 +62,11 @@ impl TryFrom<PolicyRow> for Policy {
             duration: r.duration_secs.map(Duration::seconds),
             features: features_of(&r.features)?,
             max_users: u32_opt(r.max_users, "max_users")?,
-            trial: r.trial,
+            trial: r.trial.0,
             refresh_interval: Duration::seconds(r.refresh_interval_secs),
             offline_grace: Duration::seconds(r.offline_grace_secs),
             renewal_basis: basis_of(&r.renewal_basis)?,
-            auto_renew: r.auto_renew,
+            auto_renew: r.auto_renew.0,
             auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
             renew_before: Duration::seconds(r.renew_before_secs),
             created_at: ts(r.created_at)?,
@@ -96,14 +96,14 @@ pub(crate) struct LicenseRow {
     offline_grace_secs: i64,
     renewal_basis: String,
     policy_duration_secs: Option<i64>,
-    policy_auto_renew: bool,
+    policy_auto_renew: Flag,
     auto_renew_period_secs: Option<i64>,
     renew_before_secs: i64,
-    auto_renew: Option<bool>,
+    auto_renew: Option<Flag>,
     plan: String,
     features: String,
     max_users: Option<i64>,
-    trial: bool,
+    trial: Flag,
     valid_from: i64,
     expires_at: Option<i64>,
     state: String,
@@ -128,15 +128,15 @@ impl TryFrom<LicenseRow> for License {
                 offline_grace: Duration::seconds(r.offline_grace_secs),
                 renewal_basis: basis_of(&r.renewal_basis)?,
                 duration: r.policy_duration_secs.map(Duration::seconds),
-                auto_renew: r.policy_auto_renew,
+                auto_renew: r.policy_auto_renew.0,
                 auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
                 renew_before: Duration::seconds(r.renew_before_secs),
             },
-            auto_renew: r.auto_renew,
+            auto_renew: r.auto_renew.map(|f| f.0),
             plan: r.plan,
             features: features_of(&r.features)?,
             max_users: u32_opt(r.max_users, "max_users")?,
-            trial: r.trial,
+            trial: r.trial.0,
             valid_from: ts(r.valid_from)?,
             expires_at: r.expires_at.map(ts).transpose()?,
             state: LicenseState::parse(&r.state)
@@ -204,7 +204,7 @@ pub(crate) struct InstanceRow {
     app_version: Option<String>,
     users: Option<i64>,
     held_revision: Option<i64>,
-    stream_connected: bool,
+    stream_connected: Flag,
 }
 
 impl TryFrom<InstanceRow> for Instance {
@@ -220,7 +220,7 @@ impl TryFrom<InstanceRow> for Instance {
                 .held_revision
                 .map(|v| u64_of(v, "held revision"))
                 .transpose()?,
-            stream_connected: r.stream_connected,
+            stream_connected: r.stream_connected.0,
         })
     }
 }
@@ -258,4 +258,33 @@ pub(crate) fn json_text(v: &Option<serde_json::Value>) -> Option<String> {
 
 pub(crate) fn i64_of(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A boolean column. SQLite keeps booleans as integers and PostgreSQL as
+/// `BOOLEAN`; through the `Any` driver they arrive as different kinds, and
+/// `bool` itself decodes only the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Flag(pub bool);
+
+impl sqlx::Type<sqlx::Any> for Flag {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <bool as sqlx::Type<sqlx::Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        matches!(ty.kind(), sqlx::any::AnyTypeInfoKind::Bool) || ty.kind().is_integer()
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Any> for Flag {
+    fn decode(
+        value: sqlx::any::AnyValueRef<'r>,
+    ) -> std::result::Result<Self, sqlx::error::BoxDynError> {
+        use sqlx::ValueRef as _;
+        if matches!(value.type_info().kind(), sqlx::any::AnyTypeInfoKind::Bool) {
+            <bool as sqlx::Decode<sqlx::Any>>::decode(value).map(Self)
+        } else {
+            <i64 as sqlx::Decode<sqlx::Any>>::decode(value).map(|n| Self(n != 0))
+        }
+    }
 }

@@ -8,43 +8,93 @@
 use std::path::Path;
 use std::time::Duration as StdDuration;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use tessera_protocol::wire::EventView;
-use tessera_protocol::{LicenseId, Timestamp, TokenHash};
+use async_trait::async_trait;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions};
+use tessera_protocol::LicenseId;
 
-use super::rows::{
-    CustomerRow, EventRow, InstanceRow, LicenseRow, PolicyRow, collect, features_json, i64_of,
-    json_text, license_select, policy_columns,
-};
-use super::sql::impl_license_store;
-use super::{AdminKeyRecord, ChangeNotice, JobLock};
-use crate::error::{Error, Result};
-use crate::model::{
-    Customer, EventFilter, Instance, InstanceSeen, License, LicenseChange, LicenseFilter,
-    LicenseSearch, NewEvent, NewLicense, NewPolicy, Overview, Policy, Session,
-};
+use super::{Backend, ChangeNotice, JobLock, Store};
+use crate::error::Result;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// SQLite storage.
-#[derive(Debug, Clone)]
-pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
-    replica: String,
+/// Set on every connection of the `Any` pools (its options carry only
+/// what a URL can say: the file and the mode).
+const PRAGMAS: [&str; 3] = [
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA synchronous = FULL",
+    "PRAGMA busy_timeout = 10000",
+];
+
+/// SQLite's differences: one process owns the file.
+#[derive(Debug)]
+struct Sqlite;
+
+#[async_trait]
+impl Backend for Sqlite {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    /// One process owns the file: nobody else to tell.
+    async fn notify_change(&self, _: &mut AnyConnection, _: &LicenseId, _: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// One writer connection: events already commit in `seq` order.
+    async fn order_events(&self, _: &mut AnyConnection) -> Result<()> {
+        Ok(())
+    }
+
+    /// No stream survives a restart, and no other process shares the file.
+    async fn startup_cleanup(&self, writer: &AnyPool) -> Result<()> {
+        sqlx::query(
+            "UPDATE instances SET stream_connected = FALSE, stream_replica = NULL \
+             WHERE stream_connected",
+        )
+        .execute(writer)
+        .await?;
+        Ok(())
+    }
+
+    /// The data directory's file lock already makes this process the only one.
+    async fn try_job_lock(&self, _: &AnyPool, _: &str) -> Result<Option<JobLock>> {
+        Ok(Some(JobLock::local()))
+    }
+
+    fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<ChangeNotice>> {
+        None
+    }
+
+    async fn close(&self) {}
 }
 
-impl SqliteStore {
-    const BACKEND: &'static str = "sqlite";
+/// A pool of `max` connections with `options`, each set up by [`PRAGMAS`].
+async fn pool(options: &SqliteConnectOptions, max: u32) -> Result<AnyPool> {
+    let url = AnyConnectOptions::from_url(&options.to_url_lossy())?;
+    Ok(AnyPoolOptions::new()
+        .max_connections(max)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                for pragma in PRAGMAS {
+                    sqlx::query(pragma).execute(&mut *conn).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect_with(url)
+        .await?)
+}
 
-    /// Open (creating if missing) the database file and apply migrations.
-    /// `replica` names this process in the replicas table.
+impl Store {
+    /// Open (creating if missing) the SQLite database file and apply
+    /// migrations. `replica` names this process in the replicas table.
     ///
     /// # Errors
     /// When the file cannot be opened or a migration fails.
-    pub async fn open(path: &Path, replica: String) -> Result<Self> {
+    pub async fn sqlite(path: &Path, replica: String) -> Result<Self> {
+        sqlx::any::install_default_drivers();
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -52,71 +102,16 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(StdDuration::from_secs(10));
-        let writer = SqlitePoolOptions::new()
+        // Migrations (and WAL mode, which the file keeps) on a native
+        // connection; the `Any` pools open after.
+        let migrations = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.read_only(true))
-            .await?;
-        Ok(Self {
-            writer,
-            reader,
-            replica,
-        })
-    }
-
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
-    }
-
-    fn reader(&self) -> &SqlitePool {
-        &self.reader
-    }
-
-    fn replica(&self) -> &str {
-        &self.replica
-    }
-
-    /// One process owns the file: nobody else to tell.
-    #[allow(clippy::unused_async)]
-    async fn notify_change(_: &mut sqlx::SqliteConnection, _: &LicenseId, _: u64) -> Result<()> {
-        Ok(())
-    }
-
-    /// One writer connection: events already commit in `seq` order.
-    #[allow(clippy::unused_async)]
-    async fn order_events(_: &mut sqlx::SqliteConnection) -> Result<()> {
-        Ok(())
-    }
-
-    /// No stream survives a restart, and no other process shares the file.
-    async fn startup_cleanup_impl(&self) -> Result<()> {
-        sqlx::query(
-            "UPDATE instances SET stream_connected = FALSE, stream_replica = NULL \
-             WHERE stream_connected",
-        )
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
-    /// The data directory's file lock already makes this process the only one.
-    #[allow(clippy::unused_async)]
-    async fn try_job_lock_impl(&self, _: &str) -> Result<Option<JobLock>> {
-        Ok(Some(JobLock::local()))
-    }
-
-    fn changes_impl(&self) -> Option<tokio::sync::mpsc::Receiver<ChangeNotice>> {
-        None
-    }
-
-    async fn close_impl(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
+        MIGRATOR.run(&migrations).await?;
+        migrations.close().await;
+        let writer = pool(&options, 1).await?;
+        let reader = pool(&options.read_only(true), 4).await?;
+        Ok(Self::new(writer, reader, replica, Box::new(Sqlite)))
     }
 }
-
-impl_license_store!(SqliteStore, sqlx::SqliteConnection);

@@ -33,7 +33,7 @@ use tessera_protocol::wire::{
 use super::AppState;
 use crate::auth::{AdminAuth, Sessions};
 use crate::error::Error;
-use crate::licenses::LicenseService;
+use crate::licenses::{Changes, Metering, StateAction};
 use crate::model::{EventFilter, LicenseSearch, Session};
 use pages::Chrome;
 
@@ -263,7 +263,7 @@ fn check_origin(headers: &HeaderMap) -> Result<(), ConsoleError> {
 }
 
 impl Console {
-    fn chrome<'a>(&'a self, here: &'a str, svc: &LicenseService) -> Chrome<'a> {
+    fn chrome<'a>(&'a self, here: &'a str, svc: &Changes) -> Chrome<'a> {
         Chrome {
             session: Some(&self.session),
             here,
@@ -283,7 +283,8 @@ fn license_id(text: &str) -> Result<LicenseId, ConsoleError> {
     })
 }
 
-type Svc = State<Arc<LicenseService>>;
+type Svc = State<Arc<Changes>>;
+type Meter = State<Arc<Metering>>;
 type Page = Result<Markup, ConsoleError>;
 
 // ----- sign in / out ---------------------------------------------------------
@@ -372,8 +373,8 @@ async fn logout(
 
 // ----- pages -------------------------------------------------------------------
 
-async fn dashboard(State(svc): Svc, console: Console) -> Page {
-    let overview = svc.overview().await?;
+async fn dashboard(State(svc): Svc, State(metering): Meter, console: Console) -> Page {
+    let overview = metering.overview().await?;
     let recent = svc
         .events(&EventFilter {
             limit: 10,
@@ -566,7 +567,7 @@ async fn issue(
 }
 
 async fn issue_again(
-    svc: &LicenseService,
+    svc: &Changes,
     console: &Console,
     form: &pages::IssueForm,
     message: &str,
@@ -593,13 +594,14 @@ struct DoneQuery {
 
 async fn license(
     State(svc): Svc,
+    State(metering): Meter,
     console: Console,
     Path(id): Path<String>,
     Query(q): Query<DoneQuery>,
 ) -> Page {
     let id = license_id(&id)?;
     let license = svc.license(&id).await?;
-    let fleet = svc.fleet(&id, PAGE_SIZE, q.offset).await?;
+    let fleet = metering.fleet(&id, PAGE_SIZE, q.offset).await?;
     let events = svc
         .events(&EventFilter {
             license: Some(id.clone()),
@@ -628,7 +630,7 @@ async fn license(
 }
 
 async fn fleet(
-    State(svc): Svc,
+    State(svc): Meter,
     _: Console,
     Path(id): Path<String>,
     Query(q): Query<DoneQuery>,
@@ -723,29 +725,16 @@ struct ReasonForm {
     reason: String,
 }
 
-#[derive(Clone, Copy)]
-enum StateAction {
-    Suspend,
-    Reinstate,
-    Revoke,
-}
-
-impl StateAction {
-    fn path(self) -> &'static str {
-        match self {
-            Self::Suspend => "suspend",
-            Self::Reinstate => "reinstate",
-            Self::Revoke => "revoke",
-        }
+/// The console's path segment of a state change.
+fn action_path(action: StateAction) -> &'static str {
+    match action {
+        StateAction::Suspend => "suspend",
+        StateAction::Reinstate => "reinstate",
+        StateAction::Revoke => "revoke",
     }
 }
 
-async fn confirm_state(
-    svc: &LicenseService,
-    console: &Console,
-    id: &str,
-    action: StateAction,
-) -> Page {
+async fn confirm_state(svc: &Changes, console: &Console, id: &str, action: StateAction) -> Page {
     let id = license_id(id)?;
     let license = svc.license(&id).await?;
     let (title, consequence, danger) = match action {
@@ -779,7 +768,7 @@ async fn confirm_state(
         pages::Confirm {
             title,
             consequence,
-            action: action.path(),
+            action: action_path(action),
             hidden: &[],
             with_reason: true,
             danger,
@@ -788,7 +777,7 @@ async fn confirm_state(
 }
 
 async fn change_state(
-    svc: &LicenseService,
+    svc: &Changes,
     console: &Console,
     headers: &HeaderMap,
     id: &str,
@@ -799,12 +788,9 @@ async fn change_state(
     let id = license_id(id)?;
     let reason = optional(&form.reason);
     let actor = &console.session.key_name;
-    let result = match action {
-        StateAction::Suspend => svc.suspend(&id, actor, reason).await,
-        StateAction::Reinstate => svc.reinstate(&id, actor, reason).await,
-        StateAction::Revoke => svc.revoke(&id, actor, reason).await,
-    };
-    result.map_err(|e| ConsoleError::from(e).back(format!("/licenses/{id}")))?;
+    svc.set_state(&id, action, actor, reason)
+        .await
+        .map_err(|e| ConsoleError::from(e).back(format!("/licenses/{id}")))?;
     let done = match action {
         StateAction::Suspend => "suspended",
         StateAction::Reinstate => "reinstated",

@@ -1,0 +1,421 @@
+//! Changes: policies, issuing, and every change of a license — each a new
+//! revision committed with its audit event, then pushed.
+
+use std::sync::Arc;
+
+use tessera_protocol::wire::{
+    EventView, ExtendRequest, IssueLicenseRequest, LicenseExport, LicenseState, PolicyInput,
+};
+use tessera_protocol::{LicenseId, LicenseToken, Timestamp};
+
+use super::cache::TokenCache;
+use super::fields::{check_features, check_text, lifetime_field};
+use super::push::Push;
+use super::rules::{self, Extension, StateAction};
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::model::{
+    Customer, EventFilter, License, LicenseChange, LicenseFilter, LicenseSearch, NewEvent,
+    NewLicense, NewPolicy, Policy,
+};
+use crate::signer::DocumentSigner;
+use crate::status::{self, Echo};
+use crate::store::Store;
+
+/// How many times a change is recomputed when another writer (another
+/// replica: writers in this process queue on `change_locks`) got there first.
+const CHANGE_ATTEMPTS: usize = 8;
+/// Stripes of the per-license change lock.
+const CHANGE_LOCK_STRIPES: usize = 64;
+
+/// A license's new state and expiry, as a change computes it.
+type Update = (LicenseState, Option<Timestamp>);
+
+/// Reads and changes of policies and licenses.
+#[derive(Debug)]
+pub struct Changes {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    signer: Arc<DocumentSigner>,
+    cache: Arc<TokenCache>,
+    push: Arc<Push>,
+    metrics: Arc<Metrics>,
+    /// Changes to one license from this process run one at a time, so they
+    /// do not starve each other's optimistic check. Striped by license id.
+    change_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+fn summary_json(license: &License) -> Option<serde_json::Value> {
+    serde_json::to_value(license.summary()).ok()
+}
+
+impl Changes {
+    /// Changes over `store`, pushing through `push`.
+    #[must_use]
+    pub fn new(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        signer: Arc<DocumentSigner>,
+        cache: Arc<TokenCache>,
+        push: Arc<Push>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            signer,
+            cache,
+            push,
+            metrics,
+            change_locks: (0..CHANGE_LOCK_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    /// Now, from the injected clock.
+    #[must_use]
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    // ----- policies -------------------------------------------------------
+
+    /// Create a policy.
+    ///
+    /// # Errors
+    /// 422 for invalid fields, 409 when the name is taken.
+    pub async fn create_policy(&self, input: PolicyInput, actor: &str) -> Result<Policy> {
+        let now = self.now();
+        let policy = rules::new_policy(input, format!("pol_{}", uuid::Uuid::now_v7()), now)?;
+        let event = NewEvent {
+            at: now,
+            actor: actor.to_owned(),
+            kind: "policy.created",
+            before: None,
+            after: serde_json::to_value(policy.view()).ok(),
+        };
+        let created = self
+            .store
+            .create_policy(
+                &NewPolicy {
+                    id: policy.id.clone(),
+                    policy,
+                },
+                event,
+            )
+            .await?;
+        tracing::info!(policy = %created.name, actor, "policy created");
+        Ok(created)
+    }
+
+    /// All policies.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn policies(&self) -> Result<Vec<Policy>> {
+        self.store.policies().await
+    }
+
+    /// All customers.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn customers(&self) -> Result<Vec<Customer>> {
+        self.store.customers().await
+    }
+
+    // ----- licenses -------------------------------------------------------
+
+    /// Issue a license. The token is returned here and never again.
+    ///
+    /// # Errors
+    /// 422 for invalid fields or a missing expiry, 404 for an unknown policy.
+    pub async fn issue(
+        &self,
+        req: IssueLicenseRequest,
+        actor: &str,
+    ) -> Result<(License, LicenseToken)> {
+        let customer = req.customer.trim().to_owned();
+        check_text("customer", &customer)?;
+        let plan = req.plan.trim().to_owned();
+        check_text("plan", &plan)?;
+        if let Some(email) = &req.customer_email {
+            check_text("customer_email", email)?;
+        }
+        let policy_name = req.policy.as_deref().unwrap_or(Policy::DEFAULT_NAME);
+        let policy = self
+            .store
+            .policy_by_name(policy_name)
+            .await?
+            .ok_or_else(|| Error::not_found("policy", policy_name))?;
+        let now = self.now();
+        let expires_at = rules::issue_expiry(&req, &policy, now)?;
+        let features = check_features(req.features.as_deref().unwrap_or(&policy.features))?;
+        let token = LicenseToken::generate(&mut rand::rng());
+        let id = LicenseId::from_uuid_text(&uuid::Uuid::now_v7().to_string())?;
+        let new = NewLicense {
+            id,
+            token_hash: token.hash(),
+            token_last4: token.last4().to_owned(),
+            customer,
+            customer_email: req.customer_email,
+            new_customer_id: format!("cus_{}", uuid::Uuid::now_v7()),
+            policy_id: policy.id.clone(),
+            plan,
+            features,
+            max_users: req.max_users.or(policy.max_users),
+            trial: req.trial.unwrap_or(policy.trial),
+            valid_from: now,
+            expires_at,
+            auto_renew: req.auto_renew,
+        };
+        let event = NewEvent {
+            at: now,
+            actor: actor.to_owned(),
+            kind: "license.issued",
+            before: None,
+            after: serde_json::to_value(crate::model::LicenseSummary {
+                state: LicenseState::Active,
+                expires_at: expires_at.as_ref().map(tessera_protocol::time::format),
+                revision: 1,
+            })
+            .ok(),
+        };
+        let license = self.store.insert_license(&new, event).await?;
+        tracing::info!(license = %license.id, actor, "license issued");
+        self.cache.remember(Arc::new(license.clone()));
+        Ok((license, token))
+    }
+
+    /// One license.
+    ///
+    /// # Errors
+    /// 404 when unknown.
+    pub async fn license(&self, id: &LicenseId) -> Result<License> {
+        self.store
+            .license(id)
+            .await?
+            .ok_or_else(|| Error::not_found("license", id.as_str()))
+    }
+
+    /// Licenses matching a filter.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn licenses(&self, filter: &LicenseFilter) -> Result<Vec<License>> {
+        self.store.licenses(filter).await
+    }
+
+    /// The console's license search: a page and the total.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn search(&self, q: &LicenseSearch) -> Result<(Vec<License>, i64)> {
+        self.store.search_licenses(q).await
+    }
+
+    /// Audit events.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventView>> {
+        self.store.events(filter).await
+    }
+
+    /// Apply a change computed from the current license, retrying when
+    /// another writer changed it in between. Revision +1 and the audit event
+    /// commit together. `compute` answering `None` changes nothing (`None`).
+    async fn change<F>(
+        &self,
+        id: &LicenseId,
+        actor: &str,
+        kind: &'static str,
+        reason: Option<String>,
+        compute: F,
+    ) -> Result<Option<License>>
+    where
+        F: Fn(&License, Timestamp) -> Result<Option<Update>>,
+    {
+        if let Some(reason) = &reason {
+            check_text("reason", reason)?;
+        }
+        let stripe = {
+            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+            BuildHasherDefault::<DefaultHasher>::default().hash_one(id) as usize
+                % CHANGE_LOCK_STRIPES
+        };
+        let _guard = self.change_locks[stripe].lock().await;
+        for attempt in 0..CHANGE_ATTEMPTS {
+            if attempt > 0 {
+                // Another replica won the race: back off a little, with jitter.
+                let ms = rand::random_range(1..=10u64 << attempt.min(5));
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
+            let current = self.license(id).await?;
+            let now = self.now();
+            let Some((state, expires_at)) = compute(&current, now)? else {
+                return Ok(None);
+            };
+            let mut after = current.clone();
+            after.state = state;
+            after.expires_at = expires_at;
+            after.revision += 1;
+            let change = LicenseChange {
+                id: id.clone(),
+                expected_revision: current.revision,
+                state,
+                expires_at,
+                event: NewEvent {
+                    at: now,
+                    actor: actor.to_owned(),
+                    kind,
+                    before: summary_json(&current),
+                    after: summary_json(&after).map(|mut v| {
+                        if let (Some(reason), Some(obj)) = (&reason, v.as_object_mut()) {
+                            obj.insert("reason".into(), reason.clone().into());
+                        }
+                        v
+                    }),
+                },
+            };
+            if let Some(updated) = self.store.apply_change(&change).await? {
+                tracing::info!(license = %id, revision = updated.revision, actor, kind, "license changed");
+                self.cache.remember(Arc::new(updated.clone()));
+                self.push.publish(&updated, Some(std::time::Instant::now()));
+                return Ok(Some(updated));
+            }
+        }
+        Err(Error::conflict(
+            "concurrent_change",
+            "the license kept changing under this request; try again",
+        ))
+    }
+
+    /// A change that always applies (or fails).
+    async fn apply<F>(
+        &self,
+        id: &LicenseId,
+        actor: &str,
+        kind: &'static str,
+        reason: Option<String>,
+        compute: F,
+    ) -> Result<License>
+    where
+        F: Fn(&License, Timestamp) -> Result<Update>,
+    {
+        let changed = self
+            .change(id, actor, kind, reason, |l, now| compute(l, now).map(Some))
+            .await?;
+        // `compute` never declines here, so `None` cannot come back; should
+        // it, the caller sees a conflict to retry rather than a panic.
+        changed
+            .ok_or_else(|| Error::conflict("not_applied", "the change was not applied; try again"))
+    }
+
+    /// Extend: to a date, or by a duration counted by the policy's basis.
+    ///
+    /// # Errors
+    /// 422 for bad input, 409 for a revoked or (with `by` from expiry) perpetual license.
+    pub async fn extend(&self, id: &LicenseId, req: ExtendRequest, actor: &str) -> Result<License> {
+        let extension = Extension::parse(&req)?;
+        self.apply(id, actor, "license.extended", None, |l, now| {
+            Ok((l.state, Some(extension.new_expiry(l, now)?)))
+        })
+        .await
+    }
+
+    /// Renew `id` automatically if it is (still) due: `None` when it is not,
+    /// decided inside the change so two schedulers cannot both renew it.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn auto_renew(&self, id: &LicenseId) -> Result<Option<License>> {
+        let renewed = self
+            .change(id, "scheduler", "license.auto_renewed", None, |l, now| {
+                Ok(l.auto_renewal(now).map(|to| (l.state, Some(to))))
+            })
+            .await?;
+        if renewed.is_some() {
+            self.metrics.auto_renewal();
+        }
+        Ok(renewed)
+    }
+
+    /// What `extend` would do now, without doing it (the console's
+    /// confirmation page): the license and its new expiry.
+    ///
+    /// # Errors
+    /// As [`Changes::extend`].
+    pub async fn extend_preview(
+        &self,
+        id: &LicenseId,
+        req: &ExtendRequest,
+    ) -> Result<(License, Timestamp)> {
+        let extension = Extension::parse(req)?;
+        let license = self.license(id).await?;
+        let expiry = extension.new_expiry(&license, self.now())?;
+        Ok((license, expiry))
+    }
+
+    /// Suspend, reinstate or revoke, by [`rules::transition`].
+    ///
+    /// # Errors
+    /// 409 where the transition table has no move; 404 unknown license.
+    pub async fn set_state(
+        &self,
+        id: &LicenseId,
+        action: StateAction,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Result<License> {
+        self.apply(id, actor, action.event(), reason, |l, _| {
+            Ok((rules::transition(l.state, action)?, l.expires_at))
+        })
+        .await
+    }
+
+    /// A long-lived document for an air-gapped site.
+    ///
+    /// # Errors
+    /// 404 unknown license, 422 bad ttl, 409 revoked.
+    pub async fn export(&self, id: &LicenseId, ttl: &str, actor: &str) -> Result<LicenseExport> {
+        let ttl = lifetime_field("ttl", ttl)?;
+        let license = self.license(id).await?;
+        if license.state == LicenseState::Revoked {
+            return Err(Error::conflict(
+                "license_revoked",
+                "a revoked license cannot be exported",
+            ));
+        }
+        let now = self.now();
+        let claims = status::license_claims(
+            &license,
+            license.token_hash.fingerprint(),
+            Echo::default(),
+            now,
+            Some(ttl),
+        );
+        let document = self.signer.sign(&claims)?;
+        self.store
+            .append_event(
+                Some((&license.id, license.revision)),
+                NewEvent {
+                    at: now,
+                    actor: actor.to_owned(),
+                    kind: "license.exported",
+                    before: None,
+                    after: Some(
+                        serde_json::json!({ "exp": tessera_protocol::time::format(&claims.exp) }),
+                    ),
+                },
+            )
+            .await?;
+        Ok(LicenseExport {
+            format: LicenseExport::FORMAT.to_owned(),
+            license: license.id.to_string(),
+            document,
+        })
+    }
+}

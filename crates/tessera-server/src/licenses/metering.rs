@@ -1,0 +1,381 @@
+//! Metering and the fleet: seats in use, usage reports, acknowledgements,
+//! the installations of a license, and the gauges read from the database.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use tessera_protocol::wire::{AckRequest, UsageRequest, UsageView};
+use tessera_protocol::{InstanceId, LicenseId, Timestamp};
+
+use super::cache::{TokenCache, parse_credential};
+use super::installations::Installations;
+use super::push::Push;
+use super::rules;
+use crate::clock::Clock;
+use crate::config::Lifecycle;
+use crate::error::{Error, Result, TOKEN_CREDENTIAL};
+use crate::metrics::Metrics;
+use crate::model::{Fleet, FleetSummary, Instance, InstanceSeen, License, Overview};
+use crate::store::Store;
+
+/// License → seats in use (highest user count reported by an instance seen
+/// within the usage window; `None`: no report, also cached so a license
+/// without metering costs no query per validation). Metering data, not
+/// license data: it may lag other replicas' reports by its minute of life,
+/// and a report to this replica updates it at once.
+pub struct Seats {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    window: Duration,
+    cache: moka::sync::Cache<LicenseId, Option<u32>>,
+}
+
+impl std::fmt::Debug for Seats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Seats").finish_non_exhaustive()
+    }
+}
+
+impl Seats {
+    /// Seats counted over `window`, at most `entries` licenses cached.
+    #[must_use]
+    pub fn new(store: Arc<Store>, clock: Arc<dyn Clock>, window: Duration, entries: u64) -> Self {
+        Self {
+            store,
+            clock,
+            window,
+            cache: moka::sync::Cache::builder()
+                .max_capacity(entries)
+                .time_to_live(std::time::Duration::from_secs(60))
+                .build(),
+        }
+    }
+
+    /// Seats in use for `license`, from the cache or the store.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn in_use(&self, license: &LicenseId) -> Result<Option<u32>> {
+        if let Some(n) = self.cache.get(license) {
+            return Ok(n);
+        }
+        let since = self.clock.now() - self.window;
+        let n = self.store.seats_in_use(license, since).await?;
+        self.cache.insert(license.clone(), n);
+        Ok(n)
+    }
+
+    /// Whether the instances report more users than the license allows.
+    /// A metering read that fails says "not exceeded": it never blocks a
+    /// validation.
+    pub async fn exceeded(&self, license: &License) -> bool {
+        let Some(max) = license.max_users else {
+            return false;
+        };
+        match self.in_use(&license.id).await {
+            Ok(n) => rules::seats_exceeded(Some(max), n),
+            Err(e) => {
+                tracing::warn!(license = %license.id, error = %e, "cannot read seats in use");
+                false
+            }
+        }
+    }
+
+    /// As [`Seats::exceeded`], from the cache only (signing a push must not
+    /// wait for the database).
+    #[must_use]
+    pub fn exceeded_cached(&self, license: &License) -> bool {
+        rules::seats_exceeded(license.max_users, self.cache.get(&license.id).flatten())
+    }
+
+    fn forget(&self, license: &LicenseId) {
+        self.cache.invalidate(license);
+    }
+}
+
+/// Usage reports, acknowledgements and the fleet view.
+#[derive(Debug)]
+pub struct Metering {
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    cache: Arc<TokenCache>,
+    seats: Arc<Seats>,
+    installations: Arc<Installations>,
+    push: Arc<Push>,
+    metrics: Arc<Metrics>,
+    lifecycle: Lifecycle,
+    instance_retention: Duration,
+    /// When installations were last pruned (at most hourly).
+    last_prune: std::sync::Mutex<Option<Timestamp>>,
+}
+
+impl Metering {
+    /// Metering over `store`.
+    #[allow(clippy::too_many_arguments)]
+    #[must_use]
+    pub fn new(
+        store: Arc<Store>,
+        clock: Arc<dyn Clock>,
+        cache: Arc<TokenCache>,
+        seats: Arc<Seats>,
+        installations: Arc<Installations>,
+        push: Arc<Push>,
+        metrics: Arc<Metrics>,
+        lifecycle: Lifecycle,
+        instance_retention: Duration,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            cache,
+            seats,
+            installations,
+            push,
+            metrics,
+            lifecycle,
+            instance_retention,
+            last_prune: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The license and instance of a report (ack, usage): 401 for a
+    /// malformed or unknown token, 400 for a bad instance id.
+    async fn reporter(&self, token: &str, instance_id: &str) -> Result<(Arc<License>, InstanceId)> {
+        let hash = parse_credential(token, TOKEN_CREDENTIAL)?;
+        let instance_id = InstanceId::parse(instance_id)?;
+        let license = self.cache.known(&hash, TOKEN_CREDENTIAL).await?;
+        self.installations
+            .require_admitted(&license, &instance_id)
+            .await?;
+        Ok((license, instance_id))
+    }
+
+    /// An instance reports the revision it holds (after applying a pushed or
+    /// polled document); shown in the fleet view.
+    ///
+    /// # Errors
+    /// 401 for a malformed or unknown token; 400 for a bad instance id;
+    /// 422 for a revision that does not exist yet.
+    pub async fn ack(&self, req: AckRequest) -> Result<()> {
+        let (license, instance_id) = self.reporter(&req.token, &req.instance_id).await?;
+        if req.revision > license.revision {
+            return Err(Error::unprocessable(
+                "revision_from_the_future",
+                format!(
+                    "revision {} does not exist yet (current {})",
+                    req.revision, license.revision
+                ),
+            ));
+        }
+        self.installations
+            .note(InstanceSeen {
+                held_revision: Some(req.revision),
+                ..InstanceSeen::new(
+                    license.id.clone(),
+                    instance_id.as_str().to_owned(),
+                    self.now(),
+                )
+            })
+            .await
+    }
+
+    /// `POST /v1/usage`: record an instance's user count (latest and the
+    /// day's maximum). When the license crosses its seat limit either way,
+    /// its watchers get a fresh document with `seats_exceeded`.
+    ///
+    /// # Errors
+    /// 401 for a malformed or unknown token, 400 for a bad instance id.
+    pub async fn report_usage(&self, req: UsageRequest) -> Result<UsageView> {
+        let (license, instance_id) = self.reporter(&req.token, &req.instance_id).await?;
+        let before = self.seats.exceeded(&license).await;
+        self.installations.recorder().note(InstanceSeen {
+            users: Some(req.users),
+            ..InstanceSeen::new(
+                license.id.clone(),
+                instance_id.as_str().to_owned(),
+                self.now(),
+            )
+        });
+        // Reports are rare (every 15 minutes per instance): write now, so
+        // the fleet view and the seat count are current.
+        self.installations.recorder().flush().await?;
+        self.seats.forget(&license.id);
+        let usage = self.usage_of(&license, 0).await?;
+        if usage.seats_exceeded != before {
+            tracing::info!(license = %license.id, exceeded = usage.seats_exceeded, "seat limit crossed");
+            self.push.publish_same_revision(&license);
+        }
+        Ok(usage)
+    }
+
+    /// A license's metering: seats now and the last `days` daily maxima.
+    ///
+    /// # Errors
+    /// 404 unknown license; the store's.
+    pub async fn usage(&self, id: &LicenseId, days: u32) -> Result<UsageView> {
+        self.usage_of(&self.license(id).await?, days).await
+    }
+
+    async fn license(&self, id: &LicenseId) -> Result<License> {
+        self.store
+            .license(id)
+            .await?
+            .ok_or_else(|| Error::not_found("license", id.as_str()))
+    }
+
+    async fn usage_of(&self, license: &License, days: u32) -> Result<UsageView> {
+        let seats_in_use = self.seats.in_use(&license.id).await?;
+        let days = if days == 0 {
+            Vec::new()
+        } else {
+            self.store.usage_days(&license.id, days).await?
+        };
+        Ok(UsageView {
+            license: license.id.to_string(),
+            max_users: license.max_users,
+            seats_in_use,
+            seats_exceeded: rules::seats_exceeded(license.max_users, seats_in_use),
+            days,
+        })
+    }
+
+    /// Counts for the console's dashboard.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn overview(&self) -> Result<Overview> {
+        const DASHBOARD: [Duration; 3] = [Duration::days(30), Duration::days(7), Duration::days(1)];
+        self.installations.recorder().flush().await?;
+        self.store.overview(self.now(), &DASHBOARD).await
+    }
+
+    /// Installations of a license (pending sightings written first, so the
+    /// answer includes every validation acknowledged so far).
+    ///
+    /// # Errors
+    /// 404 unknown license; the store's.
+    pub async fn instances(
+        &self,
+        id: &LicenseId,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<Instance>> {
+        self.license(id).await?;
+        self.installations.recorder().flush().await?;
+        self.store.instances(id, limit, offset).await
+    }
+
+    /// The fleet view: each installation's held revision and stream, and
+    /// "delivered to N of M".
+    ///
+    /// # Errors
+    /// 404 unknown license; the store's.
+    pub async fn fleet(&self, id: &LicenseId, limit: u32, offset: u64) -> Result<Fleet> {
+        let license = self.license(id).await?;
+        let instances = self.instances(id, limit, offset).await?;
+        let gate = self.installations.gate();
+        let since = self.now() - gate.window();
+        let counts = self.store.fleet_counts(id, license.revision, since).await?;
+        let usage = self.usage_of(&license, 0).await?;
+        let summary = FleetSummary {
+            total: counts.total,
+            current: counts.current,
+            connected: counts.connected,
+            active: counts.active,
+            max_instances: gate.max(),
+            max_users: license.max_users,
+            seats_in_use: usage.seats_in_use,
+            seats_exceeded: usage.seats_exceeded,
+        };
+        let shown = u64::try_from(instances.len()).unwrap_or(u64::MAX);
+        let next = offset.saturating_add(shown);
+        Ok(Fleet {
+            license: id.to_string(),
+            revision: license.revision,
+            instances,
+            offset,
+            limit,
+            next_offset: (next < u64::try_from(counts.total).unwrap_or(u64::MAX)).then_some(next),
+            summary,
+        })
+    }
+
+    /// [`prune_instances`](Self::prune_instances) when an hour passed since
+    /// the last time (the scheduler calls this every tick).
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn prune_instances_if_due(&self) -> Result<u64> {
+        let now = self.now();
+        {
+            let mut last = self
+                .last_prune
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|at| now - at < Duration::hours(1)) {
+                return Ok(0);
+            }
+            *last = Some(now);
+        }
+        self.prune_instances().await
+    }
+
+    /// Delete installations unseen for longer than the retention; how many.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn prune_instances(&self) -> Result<u64> {
+        let before = self.now() - self.instance_retention;
+        let pruned = self.store.prune_instances(before).await?;
+        if pruned > 0 {
+            tracing::info!(pruned, "deleted installations unseen beyond the retention");
+        }
+        Ok(pruned)
+    }
+
+    /// Refresh the gauges read from the database (licenses by state,
+    /// expiring within each horizon) and this replica's watcher count.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn refresh_gauges(&self) -> Result<()> {
+        let overview = self
+            .store
+            .overview(self.now(), &self.lifecycle.horizons)
+            .await?;
+        for state in ["active", "suspended", "revoked"] {
+            let n = overview
+                .by_state
+                .iter()
+                .find(|(s, _)| s == state)
+                .map_or(0, |(_, n)| *n);
+            self.metrics
+                .licenses
+                .get_or_create(&crate::metrics::StateLabel {
+                    state: state.into(),
+                })
+                .set(n);
+        }
+        let mut expiring = vec![("expired".to_owned(), overview.expired)];
+        expiring.extend(
+            overview
+                .expiring
+                .iter()
+                .map(|(h, n)| (crate::scheduler::horizon_label(*h), *n)),
+        );
+        for (within, n) in expiring {
+            self.metrics
+                .expiring
+                .get_or_create(&crate::metrics::HorizonLabel { within })
+                .set(n);
+        }
+        self.metrics
+            .watchers
+            .set(i64::try_from(self.push.feed().watchers()).unwrap_or(i64::MAX));
+        Ok(())
+    }
+}

@@ -1,0 +1,169 @@
+//! Validation: a signed answer for every well-formed token
+//! (docs/PROTOCOL.md, "Validation").
+
+use std::sync::Arc;
+
+use tessera_protocol::ids::check_nonce;
+use tessera_protocol::wire::ValidateRequest;
+use tessera_protocol::{InstanceId, LicenseToken, Timestamp};
+
+use super::cache::TokenCache;
+use super::installations::Installations;
+use super::metering::Seats;
+use super::rules;
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::model::InstanceSeen;
+use crate::signer::{DocumentSigner, SignedDocument};
+use crate::status::Echo;
+
+/// Answers `POST /v1/validate`.
+#[derive(Debug)]
+pub struct Validator {
+    clock: Arc<dyn Clock>,
+    signer: Arc<DocumentSigner>,
+    cache: Arc<TokenCache>,
+    seats: Arc<Seats>,
+    installations: Arc<Installations>,
+    metrics: Arc<Metrics>,
+}
+
+/// The document a client holds, as it names it in `If-None-Match`:
+/// `"<revision>-<iat as Unix seconds>"` (the `ETag` of the answer that gave it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldTag {
+    /// Its revision.
+    pub revision: u64,
+    /// Its `iat`.
+    pub issued_at: Timestamp,
+}
+
+impl HeldTag {
+    /// The tag of a document.
+    #[must_use]
+    pub fn of(claims: &tessera_protocol::StatusClaims) -> Self {
+        Self {
+            revision: claims.rev,
+            issued_at: claims.iat,
+        }
+    }
+
+    /// Parse an `If-None-Match` value; anything else is ignored (`None`).
+    #[must_use]
+    pub fn parse(header: &str) -> Option<Self> {
+        let inner = header.trim().strip_prefix('"')?.strip_suffix('"')?;
+        let (rev, iat) = inner.split_once('-')?;
+        Some(Self {
+            revision: rev.parse().ok()?,
+            issued_at: chrono::DateTime::from_timestamp(iat.parse().ok()?, 0)?,
+        })
+    }
+
+    /// The header value.
+    #[must_use]
+    pub fn to_header(self) -> String {
+        format!("\"{}-{}\"", self.revision, self.issued_at.timestamp())
+    }
+}
+
+/// The answer to a validation.
+#[derive(Debug)]
+pub enum Validation {
+    /// A signed document.
+    Document(Arc<SignedDocument>),
+    /// The held document is current.
+    NotModified(HeldTag),
+}
+
+impl Validator {
+    /// A validator signing with `signer`.
+    #[must_use]
+    pub fn new(
+        clock: Arc<dyn Clock>,
+        signer: Arc<DocumentSigner>,
+        cache: Arc<TokenCache>,
+        seats: Arc<Seats>,
+        installations: Arc<Installations>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            clock,
+            signer,
+            cache,
+            seats,
+            installations,
+            metrics,
+        }
+    }
+
+    /// Answer a validation: a signed document for every well-formed token,
+    /// known or not — or `NotModified` when the request names the held
+    /// document (`If-None-Match`) and [`rules::held_is_current`] says it
+    /// still serves. A request with a nonce always gets a new document.
+    ///
+    /// # Errors
+    /// 400 for a malformed token, instance id, nonce or app version.
+    pub async fn validate(
+        &self,
+        req: ValidateRequest,
+        held: Option<HeldTag>,
+    ) -> Result<Validation> {
+        let token = LicenseToken::parse(&req.token)?;
+        let instance_id = req
+            .instance_id
+            .as_deref()
+            .map(InstanceId::parse)
+            .transpose()?;
+        if let Some(nonce) = &req.nonce {
+            check_nonce(nonce)?;
+        }
+        if let Some(v) = &req.app_version {
+            rules::check_app_version(v)?;
+        }
+        let now = self.clock.now();
+        let hash = token.hash();
+        let echo = Echo {
+            instance_id: instance_id.as_ref().map(|i| i.as_str().to_owned()),
+            nonce: req.nonce,
+        };
+        let Some(license) = self.cache.lookup(&hash).await? else {
+            let signed = self.signer.for_unknown(hash.fingerprint(), echo, now)?;
+            self.metrics.validation(signed.claims.status.as_str());
+            return Ok(Validation::Document(signed));
+        };
+        if let Some(iid) = instance_id {
+            if !self.installations.admit(&license, &iid).await? {
+                let signed =
+                    self.signer
+                        .for_refused_instance(&license, hash.fingerprint(), echo, now)?;
+                return Ok(Validation::Document(signed));
+            }
+            self.installations
+                .note(InstanceSeen {
+                    app_version: req.app_version,
+                    users: req.usage.map(|u| u.users),
+                    ..InstanceSeen::new(license.id.clone(), iid.as_str().to_owned(), now)
+                })
+                .await?;
+        }
+        if let Some(tag) = held
+            && rules::held_is_current(
+                &license,
+                tag.revision,
+                tag.issued_at,
+                echo.nonce.is_some(),
+                now,
+            )
+        {
+            self.metrics.validation("not_modified");
+            return Ok(Validation::NotModified(tag));
+        }
+        let exceeded = self.seats.exceeded(&license).await;
+        let signed = self
+            .signer
+            .for_license(&license, hash.fingerprint(), echo, now, exceeded)?;
+        self.metrics.validation(signed.claims.status.as_str());
+        Ok(Validation::Document(signed))
+    }
+}

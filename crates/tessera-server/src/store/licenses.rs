@@ -1,0 +1,245 @@
+//! Licenses: insert, read, search, and the optimistic change.
+
+use tessera_protocol::{LicenseId, Timestamp, TokenHash};
+
+use super::Store;
+use super::rows::{LicenseRow, collect, features_json, i64_of, license_select};
+use crate::error::Result;
+use crate::model::{
+    License, LicenseChange, LicenseFilter, LicenseSearch, NewEvent, NewLicense, Overview,
+};
+
+impl Store {
+    /// Insert a license (creating its customer if new) with its audit event.
+    pub async fn insert_license(&self, l: &NewLicense, event: NewEvent) -> Result<License> {
+        let mut tx = self.writer().begin().await?;
+        let now = event.at.timestamp();
+        sqlx::query(
+            "INSERT INTO customers (id, name, email, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&l.new_customer_id)
+        .bind(&l.customer)
+        .bind(&l.customer_email)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let (customer_id,): (String,) = sqlx::query_as("SELECT id FROM customers WHERE name = $1")
+            .bind(&l.customer)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO licenses (id, token_hash, token_last4, customer_id, policy_id, plan, \
+             features, max_users, trial, valid_from, expires_at, state, revision, created_at, \
+             updated_at, auto_renew) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', 1, $12, $12, $13)",
+        )
+        .bind(l.id.as_str())
+        .bind(l.token_hash.as_str())
+        .bind(&l.token_last4)
+        .bind(&customer_id)
+        .bind(&l.policy_id)
+        .bind(&l.plan)
+        .bind(features_json(&l.features))
+        .bind(l.max_users.map(i64::from))
+        .bind(l.trial)
+        .bind(l.valid_from.timestamp())
+        .bind(l.expires_at.map(|t| t.timestamp()))
+        .bind(now)
+        .bind(l.auto_renew)
+        .execute(&mut *tx)
+        .await?;
+        self.insert_event(&mut tx, Some(&l.id), Some(1), &event)
+            .await?;
+        let row: LicenseRow = sqlx::query_as(concat!(license_select!(), "WHERE l.id = $1"))
+            .bind(l.id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        License::try_from(row)
+    }
+
+    /// One license by id.
+    pub async fn license(&self, id: &LicenseId) -> Result<Option<License>> {
+        let row: Option<LicenseRow> = sqlx::query_as(concat!(license_select!(), "WHERE l.id = $1"))
+            .bind(id.as_str())
+            .fetch_optional(self.reader())
+            .await?;
+        row.map(License::try_from).transpose()
+    }
+
+    /// One license by token hash.
+    pub async fn license_by_token_hash(&self, hash: &TokenHash) -> Result<Option<License>> {
+        let row: Option<LicenseRow> =
+            sqlx::query_as(concat!(license_select!(), "WHERE l.token_hash = $1"))
+                .bind(hash.as_str())
+                .fetch_optional(self.reader())
+                .await?;
+        row.map(License::try_from).transpose()
+    }
+
+    /// Licenses matching a filter, in id (= creation) order.
+    pub async fn licenses(&self, f: &LicenseFilter) -> Result<Vec<License>> {
+        let rows: Vec<LicenseRow> = sqlx::query_as(concat!(
+            license_select!(),
+            "WHERE ($1 IS NULL OR c.name = $1) \
+             AND ($2 IS NULL OR l.state = $2) \
+             AND ($3 IS NULL OR (l.expires_at IS NOT NULL AND l.expires_at <= $3 \
+                                 AND l.expires_at > $4)) \
+             AND ($5 IS NULL OR l.id > $5) \
+             ORDER BY l.id LIMIT $6"
+        ))
+        .bind(&f.customer)
+        .bind(f.state.map(|s| s.as_str()))
+        .bind(f.expiring_before.map(|t| t.timestamp()))
+        .bind(f.not_before.map_or(i64::MIN, |t| t.timestamp()))
+        .bind(&f.after)
+        .bind(i64::from(f.limit))
+        .fetch_all(self.reader())
+        .await?;
+        collect(rows)
+    }
+
+    /// Apply a change if the license is still at `change.expected_revision`:
+    /// revision + 1 and the audit event, in one transaction. `None` when the
+    /// license moved on meanwhile (the caller re-reads and retries).
+    pub async fn apply_change(&self, c: &LicenseChange) -> Result<Option<License>> {
+        let mut tx = self.writer().begin().await?;
+        let updated = sqlx::query(
+            "UPDATE licenses SET state = $1, expires_at = $2, revision = revision + 1, \
+             updated_at = $3 WHERE id = $4 AND revision = $5",
+        )
+        .bind(c.state.as_str())
+        .bind(c.expires_at.map(|t| t.timestamp()))
+        .bind(c.event.at.timestamp())
+        .bind(c.id.as_str())
+        .bind(i64_of(c.expected_revision))
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            // Dropping the transaction rolls it back.
+            return Ok(None);
+        }
+        self.insert_event(
+            &mut tx,
+            Some(&c.id),
+            Some(c.expected_revision + 1),
+            &c.event,
+        )
+        .await?;
+        // Other replicas learn of the change from the same transaction.
+        self.backend
+            .notify_change(&mut tx, &c.id, c.expected_revision + 1)
+            .await?;
+        let row: LicenseRow = sqlx::query_as(concat!(license_select!(), "WHERE l.id = $1"))
+            .bind(c.id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        License::try_from(row).map(Some)
+    }
+
+    /// The console's search, newest first; the page and the total.
+    pub async fn search_licenses(&self, q: &LicenseSearch) -> Result<(Vec<License>, i64)> {
+        // LIKE wildcards typed by the user are taken literally (escaped),
+        // so `lic_…` and `50%` mean what they say.
+        let text = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty());
+        let pattern = text.map(|t| {
+            let mut escaped = String::with_capacity(t.len() + 2);
+            escaped.push('%');
+            for c in t.to_lowercase().chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    escaped.push('\\');
+                }
+                escaped.push(c);
+            }
+            escaped.push('%');
+            escaped
+        });
+        let state = q.state.map(|s| s.as_str());
+        let before = q.expiring_before.map(|t| t.timestamp());
+        let not_before = q.not_before.map_or(i64::MIN, |t| t.timestamp());
+        macro_rules! search_where {
+            () => {
+                "WHERE ($1 IS NULL OR LOWER(c.name) LIKE $1 ESCAPE '\\' \
+                        OR LOWER(l.plan) LIKE $1 ESCAPE '\\' \
+                        OR l.id LIKE $1 ESCAPE '\\' OR l.token_last4 = $2) \
+                 AND ($3 IS NULL OR l.state = $3) \
+                 AND ($4 IS NULL OR (l.expires_at IS NOT NULL AND l.expires_at <= $4 \
+                                     AND l.expires_at > $5)) "
+            };
+        }
+        let rows: Vec<LicenseRow> = sqlx::query_as(concat!(
+            license_select!(),
+            search_where!(),
+            "ORDER BY l.created_at DESC, l.id DESC LIMIT $6 OFFSET $7"
+        ))
+        .bind(&pattern)
+        .bind(text)
+        .bind(state)
+        .bind(before)
+        .bind(not_before)
+        .bind(i64::from(q.limit))
+        .bind(i64::from(q.offset))
+        .fetch_all(self.reader())
+        .await?;
+        let (total,): (i64,) = sqlx::query_as(concat!(
+            "SELECT COUNT(*) FROM licenses l JOIN customers c ON c.id = l.customer_id ",
+            search_where!()
+        ))
+        .bind(&pattern)
+        .bind(text)
+        .bind(state)
+        .bind(before)
+        .bind(not_before)
+        .fetch_one(self.reader())
+        .await?;
+        Ok((collect(rows)?, total))
+    }
+
+    /// Counts at `now`, with active licenses expiring within each horizon.
+    pub async fn overview(
+        &self,
+        now: Timestamp,
+        horizons: &[chrono::Duration],
+    ) -> Result<Overview> {
+        let by_state: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM licenses GROUP BY state ORDER BY state")
+                .fetch_all(self.reader())
+                .await?;
+        let t = now.timestamp();
+        let (expired,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM licenses WHERE state = 'active' \
+             AND expires_at IS NOT NULL AND expires_at <= $1",
+        )
+        .bind(t)
+        .fetch_one(self.reader())
+        .await?;
+        let mut expiring = Vec::with_capacity(horizons.len());
+        for horizon in horizons {
+            let (n,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM licenses WHERE state = 'active' \
+                 AND expires_at > $1 AND expires_at <= $2",
+            )
+            .bind(t)
+            .bind(t + horizon.num_seconds())
+            .fetch_one(self.reader())
+            .await?;
+            expiring.push((*horizon, n));
+        }
+        let (online, total): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN stream_connected OR last_seen >= $1 \
+             THEN 1 ELSE 0 END), 0), COUNT(*) FROM instances",
+        )
+        .bind(t - 3_600)
+        .fetch_one(self.reader())
+        .await?;
+        Ok(Overview {
+            by_state,
+            expired,
+            expiring,
+            instances_online: online,
+            instances_total: total,
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! Policies and customers.
+
+use super::Store;
+use super::rows::{CustomerRow, PolicyRow, collect, features_json, policy_columns};
+use crate::error::{Error, Result};
+use crate::model::{Customer, NewEvent, NewPolicy, Policy};
+
+impl Store {
+    /// Create a policy and its audit event.
+    pub async fn create_policy(&self, new: &NewPolicy, event: NewEvent) -> Result<Policy> {
+        let p = &new.policy;
+        let mut tx = self.writer().begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO policies (id, name, duration_secs, features, max_users, trial, \
+             refresh_interval_secs, offline_grace_secs, renewal_basis, auto_renew, \
+             auto_renew_period_secs, created_at, renew_before_secs) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&new.id)
+        .bind(&p.name)
+        .bind(p.duration.map(|d| d.num_seconds()))
+        .bind(features_json(&p.features))
+        .bind(p.max_users.map(i64::from))
+        .bind(p.trial)
+        .bind(p.refresh_interval.num_seconds())
+        .bind(p.offline_grace.num_seconds())
+        .bind(p.renewal_basis.as_str())
+        .bind(p.auto_renew)
+        .bind(p.auto_renew_period.map(|d| d.num_seconds()))
+        .bind(p.created_at.timestamp())
+        .bind(p.renew_before.num_seconds())
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(Error::conflict(
+                "policy_exists",
+                format!("a policy named {:?} already exists", p.name),
+            ));
+        }
+        self.insert_event(&mut tx, None, None, &event).await?;
+        tx.commit().await?;
+        Ok(Policy {
+            id: new.id.clone(),
+            ..p.clone()
+        })
+    }
+
+    /// All policies by name.
+    pub async fn policies(&self) -> Result<Vec<Policy>> {
+        let rows: Vec<PolicyRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            policy_columns!(),
+            " FROM policies ORDER BY name"
+        ))
+        .fetch_all(self.reader())
+        .await?;
+        collect(rows)
+    }
+
+    /// One policy by name.
+    pub async fn policy_by_name(&self, name: &str) -> Result<Option<Policy>> {
+        let row: Option<PolicyRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            policy_columns!(),
+            " FROM policies WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(self.reader())
+        .await?;
+        row.map(Policy::try_from).transpose()
+    }
+
+    /// All customers by name.
+    pub async fn customers(&self) -> Result<Vec<Customer>> {
+        let rows: Vec<CustomerRow> =
+            sqlx::query_as("SELECT id, name, email, created_at FROM customers ORDER BY name")
+                .fetch_all(self.reader())
+                .await?;
+        collect(rows)
+    }
+}
