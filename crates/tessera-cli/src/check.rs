@@ -77,7 +77,7 @@ async fn validate(args: &CheckArgs) -> anyhow::Result<VerifiedDocument> {
         .await
         .context("reading the authority's answer")?;
     if !status.is_success() {
-        return Err(crate::admin::refusal(status, &bytes));
+        return Err(crate::client::refusal(status, &bytes));
     }
     let answer: ValidateResponse = serde_json::from_slice(&bytes)
         .context("the authority's answer is not a validation answer")?;

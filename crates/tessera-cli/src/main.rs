@@ -2,18 +2,22 @@
 //!
 //! Thin by design: parse the command line, set up logging, call into the
 //! library crates. Modules:
-//! - `server`: `tessera server`;
-//! - `admin`: the HTTP client for the admin API and its commands
-//!   (`license`, `policy`, `events`, `keys`);
+//! - `server`: `tessera server`, and `keys rotate` (a local operation);
+//! - `client`: the typed client of the admin API;
+//! - `license`, `policy`, `events`, `webhook`: one file per command group;
+//! - `args`: command-line values shared by the commands;
 //! - `agent`: the client SDK as a sidecar (local API, status page);
 //! - `check`: one-shot validation with full verification;
-//! - `webhook`: webhook endpoints and their delivery log;
 //! - `output`: tables and times for people.
 
-mod admin;
 mod agent;
+mod args;
 mod check;
+mod client;
+mod events;
+mod license;
 mod output;
+mod policy;
 mod server;
 mod webhook;
 
@@ -36,17 +40,17 @@ enum Command {
     Server(server::ServerArgs),
     /// Issue, inspect and change licenses.
     #[command(subcommand)]
-    License(admin::LicenseCommand),
+    License(license::LicenseCommand),
     /// Create and list policies.
     #[command(subcommand)]
-    Policy(admin::PolicyCommand),
+    Policy(policy::PolicyCommand),
     /// Manage webhook endpoints and see their deliveries.
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
     /// Show the audit log.
-    Events(admin::EventsArgs),
+    Events(events::EventsArgs),
     /// Show the authority's public keys, or rotate the signing key (`keys rotate`).
-    Keys(admin::KeysArgs),
+    Keys(events::KeysArgs),
     /// Run the license client as a sidecar with a local API and status page.
     Agent(agent::AgentArgs),
     /// Validate a token against an authority and verify the answer.
@@ -104,11 +108,11 @@ fn main() -> ExitCode {
             init_tracing(args.log_format == server::LogFormat::Json);
             report(runtime.block_on(server::run(args)))
         }
-        Command::License(cmd) => report(runtime.block_on(admin::license(cmd))),
-        Command::Policy(cmd) => report(runtime.block_on(admin::policy(cmd))),
+        Command::License(cmd) => report(runtime.block_on(license::run(cmd))),
+        Command::Policy(cmd) => report(runtime.block_on(policy::run(cmd))),
         Command::Webhook(cmd) => report(runtime.block_on(webhook::run(cmd))),
-        Command::Events(args) => report(runtime.block_on(admin::events(args))),
-        Command::Keys(args) => report(runtime.block_on(admin::keys(args))),
+        Command::Events(args) => report(runtime.block_on(events::events(args))),
+        Command::Keys(args) => report(runtime.block_on(events::keys(args))),
         Command::Agent(args) => {
             init_tracing(false);
             report(runtime.block_on(agent::run(args)))

@@ -203,3 +203,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!("authority stopped");
     Ok(())
 }
+
+/// `tessera keys rotate`: a local operation on the data directory.
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The authority's data directory (its signing.key is rotated).
+    #[arg(long, env = "TESSERA_DATA_DIR", default_value = "tessera-data")]
+    pub data_dir: PathBuf,
+    /// Rotate this key file instead (the one replicas share).
+    #[arg(long, env = "TESSERA_SIGNING_KEY_FILE")]
+    pub signing_key_file: Option<PathBuf>,
+}
+
+/// Make a new signing key active and retire the old one (the authority
+/// must be stopped: the data directory's lock proves it).
+pub fn rotate(r: &RotateArgs) -> anyhow::Result<()> {
+    // Holding the data directory's lock proves no server runs on it.
+    let _lock = tessera_server::datadir::DataDir::open(&r.data_dir)
+        .map_err(|e| anyhow::anyhow!("{e}; stop the authority before rotating its key"))?;
+    let path = r
+        .signing_key_file
+        .clone()
+        .unwrap_or_else(|| r.data_dir.join("signing.key"));
+    let now = chrono::Utc::now();
+    let (old, new) = tessera_server::datadir::rotate_signing_key(&path, now)?;
+    println!("Rotated the signing key in {}.", path.display());
+    println!("  new, active:  {}", new.public_key().to_paserk());
+    println!(
+        "  old, retired: {}@{}",
+        old.public_key().to_paserk(),
+        tessera_protocol::time::format(&now)
+    );
+    println!("Start the authority again (every replica sharing this key file).");
+    println!("Pin both in clients: --public-key NEW --public-key OLD@TIME (as printed).");
+    Ok(())
+}

@@ -1,10 +1,11 @@
 //! `tessera webhook add|list|remove|deliveries`.
 
 use clap::{Args, Subcommand};
-use tessera_protocol::wire::{DeliveryView, Page, WebhookInput, WebhookView};
+use tessera_protocol::wire::WebhookInput;
 
 use crate::Connection;
-use crate::admin::{AdminClient, split_list};
+use crate::args::split_list;
+use crate::client::AdminClient;
 use crate::output;
 
 #[derive(Debug, Subcommand)]
@@ -21,7 +22,7 @@ pub enum WebhookCommand {
         conn: Connection,
     },
     /// Remove an endpoint; its pending deliveries stop.
-    Remove(IdArgs),
+    Remove(WebhookArgs),
     /// Show an endpoint's deliveries, newest first, with their last status.
     Deliveries(DeliveriesArgs),
 }
@@ -45,7 +46,7 @@ pub struct AddArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct IdArgs {
+pub struct WebhookArgs {
     /// Webhook id (whk_…).
     id: String,
     #[command(flatten)]
@@ -66,13 +67,12 @@ pub struct DeliveriesArgs {
 pub async fn run(cmd: WebhookCommand) -> anyhow::Result<()> {
     match cmd {
         WebhookCommand::Add(a) => {
-            let client = AdminClient::new(&a.conn)?;
             let input = WebhookInput {
                 url: a.url,
                 events: split_list(&a.events),
                 secret: a.secret,
             };
-            let created: WebhookView = client.post("/v1/admin/webhooks", &input).await?;
+            let created = AdminClient::new(&a.conn)?.create_webhook(&input).await?;
             if a.conn.json {
                 return output::json(&created);
             }
@@ -89,8 +89,7 @@ pub async fn run(cmd: WebhookCommand) -> anyhow::Result<()> {
             Ok(())
         }
         WebhookCommand::List { conn } => {
-            let client = AdminClient::new(&conn)?;
-            let page: Page<WebhookView> = client.get("/v1/admin/webhooks", &[]).await?;
+            let page = AdminClient::new(&conn)?.webhooks().await?;
             if conn.json {
                 return output::json(&page.items);
             }
@@ -101,7 +100,7 @@ pub async fn run(cmd: WebhookCommand) -> anyhow::Result<()> {
             let mut table = output::table(&["ID", "URL", "EVENTS", "CREATED"]);
             for w in &page.items {
                 table.add_row(vec![
-                    w.id.clone(),
+                    w.id.to_string(),
                     w.url.clone(),
                     w.events.join(","),
                     output::when(&w.created_at),
@@ -111,20 +110,13 @@ pub async fn run(cmd: WebhookCommand) -> anyhow::Result<()> {
             Ok(())
         }
         WebhookCommand::Remove(a) => {
-            let client = AdminClient::new(&a.conn)?;
-            client
-                .delete(&format!("/v1/admin/webhooks/{}", a.id))
-                .await?;
+            AdminClient::new(&a.conn)?.remove_webhook(&a.id).await?;
             println!("Removed webhook {}.", a.id);
             Ok(())
         }
         WebhookCommand::Deliveries(a) => {
-            let client = AdminClient::new(&a.conn)?;
-            let page: Page<DeliveryView> = client
-                .get(
-                    &format!("/v1/admin/webhooks/{}/deliveries", a.id),
-                    &[("limit", a.limit.to_string())],
-                )
+            let page = AdminClient::new(&a.conn)?
+                .deliveries(&a.id, a.limit)
                 .await?;
             if a.conn.json {
                 return output::json(&page.items);
@@ -146,10 +138,7 @@ pub async fn run(cmd: WebhookCommand) -> anyhow::Result<()> {
                     d.id.to_string(),
                     d.event_seq.to_string(),
                     d.kind.clone(),
-                    serde_json::to_value(d.state)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
+                    d.state.to_string(),
                     d.attempts.to_string(),
                     last,
                     d.next_at

@@ -1,4 +1,5 @@
-//! Checked identifiers: license ids, instance ids, nonces.
+//! Checked identifiers: license ids, policy, customer and webhook ids,
+//! instance ids, nonces.
 
 use std::fmt;
 use std::str::FromStr;
@@ -141,6 +142,161 @@ impl fmt::Display for InstanceId {
     }
 }
 
+/// What a [`PrefixedId`] names: its prefix and its name in errors.
+pub trait IdKind {
+    /// `pol_`, `cus_`, `whk_`.
+    const PREFIX: &'static str;
+    /// "policy id", for error messages.
+    const WHAT: &'static str;
+}
+
+/// An id the authority mints: a kind's prefix, then 1–60 of
+/// `a-z 0-9 - _` (a UUID v7 for new ones; `pol_default` for the policy
+/// every database starts with). The kind is in the type, so a customer id
+/// cannot be passed where a policy id is expected.
+#[derive(Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+#[serde(bound = "")]
+pub struct PrefixedId<K: IdKind> {
+    text: String,
+    kind: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<K: IdKind> PrefixedId<K> {
+    /// A new id: the prefix and a UUID v7 given in its hyphenated text form
+    /// (the caller brings the randomness and the clock).
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] when `uuid` is not lowercase hex and hyphens.
+    pub fn from_uuid_text(uuid: &str) -> Result<Self, Error> {
+        Self::parse(&format!("{}{uuid}", K::PREFIX))
+    }
+
+    /// Parse an id of this kind.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] with what is wrong.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let bad = |reason: String| Error::Malformed {
+            what: K::WHAT,
+            reason,
+        };
+        let rest = text
+            .strip_prefix(K::PREFIX)
+            .ok_or_else(|| bad(format!("starts with {:?}", K::PREFIX)))?;
+        if rest.is_empty()
+            || rest.len() > 60
+            || !rest
+                .bytes()
+                .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'))
+        {
+            return Err(bad(format!(
+                "expected {} followed by 1 to 60 of a-z 0-9 - _",
+                K::PREFIX
+            )));
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            kind: std::marker::PhantomData,
+        })
+    }
+
+    /// The id text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl<K: IdKind> Clone for PrefixedId<K> {
+    fn clone(&self) -> Self {
+        Self {
+            text: self.text.clone(),
+            kind: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<K: IdKind> PartialEq for PrefixedId<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl<K: IdKind> Eq for PrefixedId<K> {}
+
+impl<K: IdKind> std::hash::Hash for PrefixedId<K> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl<K: IdKind> fmt::Debug for PrefixedId<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.text, f)
+    }
+}
+
+impl<K: IdKind> fmt::Display for PrefixedId<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl<K: IdKind> FromStr for PrefixedId<K> {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::parse(s)
+    }
+}
+
+impl<K: IdKind> TryFrom<String> for PrefixedId<K> {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self, Error> {
+        Self::parse(&s)
+    }
+}
+
+impl<K: IdKind> From<PrefixedId<K>> for String {
+    fn from(id: PrefixedId<K>) -> String {
+        id.text
+    }
+}
+
+/// The kind of [`PolicyId`].
+#[derive(Debug)]
+pub enum Policy {}
+
+impl IdKind for Policy {
+    const PREFIX: &'static str = "pol_";
+    const WHAT: &'static str = "policy id";
+}
+
+/// The kind of [`CustomerId`].
+#[derive(Debug)]
+pub enum Customer {}
+
+impl IdKind for Customer {
+    const PREFIX: &'static str = "cus_";
+    const WHAT: &'static str = "customer id";
+}
+
+/// The kind of [`WebhookId`].
+#[derive(Debug)]
+pub enum Webhook {}
+
+impl IdKind for Webhook {
+    const PREFIX: &'static str = "whk_";
+    const WHAT: &'static str = "webhook id";
+}
+
+/// A policy's id: `pol_…`.
+pub type PolicyId = PrefixedId<Policy>;
+/// A customer's id: `cus_…`.
+pub type CustomerId = PrefixedId<Customer>;
+/// A webhook endpoint's id: `whk_…`.
+pub type WebhookId = PrefixedId<Webhook>;
+
 /// Check a request nonce: 1–128 of `A-Z a-z 0-9 - _ . ~`.
 ///
 /// # Errors
@@ -167,6 +323,24 @@ mod tests {
         ] {
             assert!(LicenseId::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn prefixed_ids_keep_their_kind() {
+        let p = PolicyId::parse("pol_default").unwrap();
+        assert_eq!(p.to_string(), "pol_default");
+        let uuid = "01936b2e-7c3a-7def-8a12-0123456789ab";
+        assert_eq!(
+            CustomerId::from_uuid_text(uuid).unwrap().as_str(),
+            format!("cus_{uuid}")
+        );
+        for bad in ["", "pol_", "cus_default", "pol_A", "pol_a b", "whk_x"] {
+            assert!(PolicyId::parse(bad).is_err(), "{bad}");
+        }
+        assert!(WebhookId::parse("whk_x").is_ok());
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(json, "\"pol_default\"");
+        assert!(serde_json::from_str::<CustomerId>("\"pol_default\"").is_err());
     }
 
     #[test]

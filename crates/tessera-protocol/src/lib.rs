@@ -41,7 +41,7 @@ pub use document::{
     VerifiedDocument, sign, verify,
 };
 pub use error::Error;
-pub use ids::{InstanceId, LicenseId};
+pub use ids::{CustomerId, InstanceId, LicenseId, PolicyId, WebhookId};
 pub use keys::{KeyId, PublicKey, SigningKey, TrustedKeys};
 pub use rollback::{RollbackDecision, check_document_rollback, check_rollback};
 pub use time::Timestamp;

@@ -4,13 +4,14 @@ use chrono::Duration;
 use serde::Serialize;
 use tessera_protocol::human::format_duration;
 use tessera_protocol::wire::{self, LicenseState, RenewalBasis};
-use tessera_protocol::{LicenseId, Status, Timestamp, TokenHash};
+pub use tessera_protocol::wire::{Fleet, FleetSummary, Instance};
+use tessera_protocol::{CustomerId, LicenseId, PolicyId, Status, Timestamp, TokenHash, WebhookId};
 
 /// A policy: defaults and client behaviour shared by many licenses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// `pol_…`.
-    pub id: String,
+    pub id: PolicyId,
     /// Unique name.
     pub name: String,
     /// Default license duration; `None` = perpetual.
@@ -68,15 +69,6 @@ impl Policy {
     }
 }
 
-/// A policy to create (validated).
-#[derive(Debug, Clone)]
-pub struct NewPolicy {
-    /// Id to use.
-    pub id: String,
-    /// The rest, as stored.
-    pub policy: Policy,
-}
-
 /// The policy settings a license needs when answering validations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LicensePolicy {
@@ -108,7 +100,7 @@ pub struct License {
     /// Last four characters of the token.
     pub token_last4: String,
     /// Customer id.
-    pub customer_id: String,
+    pub customer_id: CustomerId,
     /// Customer name.
     pub customer: String,
     /// Policy settings.
@@ -152,7 +144,7 @@ impl License {
             id: LicenseId::parse("lic_01936b2e-7c3a-7def-8a12-0123456789ab").expect("a fixed id"),
             token_hash: TokenHash::from_hex(&"ab".repeat(32)).expect("a fixed hash"),
             token_last4: "ABCD".into(),
-            customer_id: "cus_1".into(),
+            customer_id: CustomerId::parse("cus_1").expect("a fixed id"),
             customer: "Acme".into(),
             policy: LicensePolicy {
                 name: Policy::DEFAULT_NAME.into(),
@@ -304,9 +296,9 @@ pub struct NewLicense {
     /// Customer e-mail for a new customer.
     pub customer_email: Option<String>,
     /// The id the customer gets if it is new (`cus_…`, minted by the rules).
-    pub new_customer_id: String,
+    pub new_customer_id: CustomerId,
     /// Policy id.
-    pub policy_id: String,
+    pub policy_id: PolicyId,
     /// Plan.
     pub plan: String,
     /// Features.
@@ -348,7 +340,7 @@ pub struct NewEvent {
     /// Admin key name or `scheduler`.
     pub actor: String,
     /// Kind, e.g. `license.extended`.
-    pub kind: &'static str,
+    pub kind: wire::EventKind,
     /// Summary before.
     pub before: Option<serde_json::Value>,
     /// Summary after (the store fills in the new revision for license changes).
@@ -393,33 +385,14 @@ impl InstanceSeen {
     }
 }
 
-/// An installation as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct Instance {
-    /// Instance id.
-    pub instance_id: String,
-    /// First validation.
-    #[serde(with = "tessera_protocol::time::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub first_seen: Timestamp,
-    /// Latest validation.
-    #[serde(with = "tessera_protocol::time::rfc3339")]
-    #[schema(value_type = String, format = DateTime)]
-    pub last_seen: Timestamp,
-    /// App version.
-    pub app_version: Option<String>,
-    /// Reported users.
-    pub users: Option<u32>,
-    /// Revision it reports holding.
-    pub held_revision: Option<u64>,
-    /// Whether its change stream is open.
-    pub stream_connected: bool,
-}
-
-/// Filters for listing licenses.
+/// Which licenses to list (every filter optional), and which page: the
+/// admin API pages by id cursor, oldest first; the console by offset,
+/// newest first.
 #[derive(Debug, Clone, Default)]
-pub struct LicenseFilter {
-    /// Customer name.
+pub struct LicenseQuery {
+    /// Matches customer, plan or id (substring, any case) or the token's last four.
+    pub text: Option<String>,
+    /// Customer name, exactly.
     pub customer: Option<String>,
     /// Stored state.
     pub state: Option<LicenseState>,
@@ -428,10 +401,25 @@ pub struct LicenseFilter {
     pub expiring_before: Option<Timestamp>,
     /// Lower bound used with `expiring_before` (usually now).
     pub not_before: Option<Timestamp>,
-    /// Start after this id (cursor).
-    pub after: Option<String>,
+    /// Which page.
+    pub page: LicensePage,
     /// Page size.
     pub limit: u32,
+}
+
+/// A page of a license listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LicensePage {
+    /// Oldest first, after this id (the admin API's cursor).
+    After(Option<String>),
+    /// Newest first, skipping this many (the console's pages).
+    Offset(u32),
+}
+
+impl Default for LicensePage {
+    fn default() -> Self {
+        Self::After(None)
+    }
 }
 
 /// Filters for listing events.
@@ -451,7 +439,7 @@ pub struct EventFilter {
 #[derive(Debug, Clone)]
 pub struct Customer {
     /// `cus_…`.
-    pub id: String,
+    pub id: CustomerId,
     /// Unique name.
     pub name: String,
     /// E-mail.
@@ -475,23 +463,6 @@ pub struct Session {
     pub expires_at: Timestamp,
 }
 
-/// The console's license search.
-#[derive(Debug, Clone, Default)]
-pub struct LicenseSearch {
-    /// Matches customer, plan or id (substring, any case) or the token's last four.
-    pub text: Option<String>,
-    /// Stored state.
-    pub state: Option<LicenseState>,
-    /// Expiring at or before this (and after `not_before`).
-    pub expiring_before: Option<Timestamp>,
-    /// Lower bound for `expiring_before`.
-    pub not_before: Option<Timestamp>,
-    /// Rows to skip.
-    pub offset: u32,
-    /// Page size.
-    pub limit: u32,
-}
-
 /// Numbers for the console's dashboard.
 #[derive(Debug, Clone, Default)]
 pub struct Overview {
@@ -507,25 +478,6 @@ pub struct Overview {
     pub instances_total: i64,
 }
 
-/// The fleet view of one license: who holds which revision.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Fleet {
-    /// The license.
-    pub license: String,
-    /// Its current revision.
-    pub revision: u64,
-    /// One page of its installations, most recently seen first.
-    pub instances: Vec<Instance>,
-    /// Installations skipped before this page.
-    pub offset: u64,
-    /// The page size asked for.
-    pub limit: u32,
-    /// The offset of the next page, when there is one.
-    pub next_offset: Option<u64>,
-    /// The counts.
-    pub summary: FleetSummary,
-}
-
 /// What the store counts of a fleet.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FleetCounts {
@@ -539,33 +491,11 @@ pub struct FleetCounts {
     pub active: usize,
 }
 
-/// Counts of a [`Fleet`].
-#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
-pub struct FleetSummary {
-    /// Installations known.
-    pub total: usize,
-    /// Installations reporting the current revision ("delivered to N of M").
-    pub current: usize,
-    /// Installations with an open change stream.
-    pub connected: usize,
-    /// Installations seen within the activity window: these count towards
-    /// the instance limit; older ones are kept until pruned.
-    pub active: usize,
-    /// The most installations admitted at once (`None` = no limit).
-    pub max_instances: Option<usize>,
-    /// Seat limit; `None` = unlimited.
-    pub max_users: Option<u32>,
-    /// Highest user count reported by an instance seen within the usage window.
-    pub seats_in_use: Option<u32>,
-    /// `seats_in_use` is over `max_users`.
-    pub seats_exceeded: bool,
-}
-
 /// A webhook endpoint as stored.
 #[derive(Debug, Clone)]
 pub struct Webhook {
     /// `whk_…`.
-    pub id: String,
+    pub id: WebhookId,
     /// Target URL.
     pub url: String,
     /// Signing secret (never logged; `Debug` is only for tests' eyes —
@@ -607,7 +537,7 @@ pub struct DueDelivery {
     /// Delivery id.
     pub id: i64,
     /// Webhook id.
-    pub webhook_id: String,
+    pub webhook_id: WebhookId,
     /// Target URL.
     pub url: String,
     /// Signing secret.

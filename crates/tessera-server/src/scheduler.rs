@@ -11,6 +11,7 @@
 use chrono::Duration;
 use serde_json::json;
 use tessera_protocol::human::format_duration;
+use tessera_protocol::wire::EventKind;
 
 use crate::error::Result;
 use std::sync::Arc;
@@ -181,9 +182,9 @@ fn horizon_event(
         at: now,
         actor: "scheduler".into(),
         kind: if horizon == Duration::zero() {
-            "license.expired"
+            EventKind::LicenseExpired
         } else {
-            "license.expiring"
+            EventKind::LicenseExpiring
         },
         before: None,
         after: Some(json!({

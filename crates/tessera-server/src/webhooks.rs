@@ -11,12 +11,13 @@
 
 use std::sync::Arc;
 use std::time::Instant;
+use tessera_protocol::WebhookId;
 
 use chrono::Duration;
 use futures_util::StreamExt;
 use tessera_protocol::webhook::{SIGNATURE_HEADER, signature_header};
 use tessera_protocol::wire::{
-    DeliveryState, DeliveryView, WebhookInput, WebhookPayload, WebhookView,
+    DeliveryState, DeliveryView, EventKind, WebhookInput, WebhookPayload, WebhookView,
 };
 
 use crate::clock::Clock;
@@ -27,22 +28,8 @@ use crate::model::{Attempt, DueDelivery, NewEvent, Webhook, WebhookSecret};
 use crate::secrets::SecretBox;
 use crate::store::Store;
 
-/// Event kinds a webhook may ask for.
-pub const EVENT_KINDS: &[&str] = &[
-    "*",
-    "license.issued",
-    "license.extended",
-    "license.auto_renewed",
-    "license.suspended",
-    "license.reinstated",
-    "license.revoked",
-    "license.exported",
-    "license.expiring",
-    "license.expired",
-    "policy.created",
-    "webhook.created",
-    "webhook.removed",
-];
+/// What a webhook asks for instead of kinds: every event.
+pub const ALL_EVENTS: &str = "*";
 
 /// Deliveries attempted per pass, and at once.
 const BATCH: u32 = 64;
@@ -219,20 +206,20 @@ impl Webhooks {
     /// 422 for a bad URL, unknown event kinds or a short secret.
     pub async fn create_webhook(&self, input: WebhookInput, actor: &str) -> Result<WebhookView> {
         check_url(&input.url, self.lifecycle.webhook_targets)?;
-        if input.events.is_empty() || input.events.len() > EVENT_KINDS.len() {
+        if input.events.is_empty() || input.events.len() > EventKind::ALL.len() + 1 {
             return Err(Error::unprocessable(
                 "invalid_field",
                 "events must name at least one event kind (or \"*\" for all)",
             ));
         }
         for kind in &input.events {
-            if !EVENT_KINDS.contains(&kind.as_str()) {
+            if kind != ALL_EVENTS && kind.parse::<EventKind>().is_err() {
+                let known: Vec<String> = std::iter::once(ALL_EVENTS.to_owned())
+                    .chain(EventKind::ALL.iter().map(ToString::to_string))
+                    .collect();
                 return Err(Error::unprocessable(
                     "unknown_event_kind",
-                    format!(
-                        "unknown event kind {kind:?}; known: {}",
-                        EVENT_KINDS.join(", ")
-                    ),
+                    format!("unknown event kind {kind:?}; known: {}", known.join(", ")),
                 ));
             }
         }
@@ -255,7 +242,7 @@ impl Webhooks {
         kinds.sort();
         kinds.dedup();
         let webhook = Webhook {
-            id: format!("whk_{}", uuid::Uuid::now_v7()),
+            id: WebhookId::from_uuid_text(&uuid::Uuid::now_v7().to_string())?,
             url: input.url,
             secret: WebhookSecret(self.secrets.seal(&secret)?),
             kinds,
@@ -265,7 +252,7 @@ impl Webhooks {
         let event = NewEvent {
             at: now,
             actor: actor.to_owned(),
-            kind: "webhook.created",
+            kind: EventKind::WebhookCreated,
             before: None,
             after: serde_json::to_value(&view).ok(),
         };
@@ -299,11 +286,15 @@ impl Webhooks {
         let event = NewEvent {
             at: self.now(),
             actor: actor.to_owned(),
-            kind: "webhook.removed",
+            kind: EventKind::WebhookRemoved,
             before: Some(serde_json::json!({ "id": id })),
             after: None,
         };
-        if self.store.remove_webhook(id, event).await? {
+        let removed = match WebhookId::parse(id) {
+            Ok(wid) => self.store.remove_webhook(&wid, event).await?,
+            Err(_) => false,
+        };
+        if removed {
             tracing::info!(webhook = %id, actor, "webhook removed");
             Ok(())
         } else {
@@ -316,11 +307,13 @@ impl Webhooks {
     /// # Errors
     /// 404 when the webhook is unknown.
     pub async fn deliveries(&self, id: &str, limit: u32) -> Result<Vec<DeliveryView>> {
-        let known = self.store.webhooks().await?.iter().any(|w| w.id == id);
+        let unknown = || Error::not_found("webhook", id);
+        let wid = WebhookId::parse(id).map_err(|_| unknown())?;
+        let known = self.store.webhooks().await?.iter().any(|w| w.id == wid);
         if !known {
-            return Err(Error::not_found("webhook", id));
+            return Err(unknown());
         }
-        self.store.deliveries(id, limit).await
+        self.store.deliveries(&wid, limit).await
     }
 }
 

@@ -20,7 +20,7 @@ use super::{Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState};
 use crate::Limits;
 use crate::error::Error;
 use crate::licenses::{Changes, Metering, StateAction};
-use crate::model::{EventFilter, Fleet, LicenseFilter};
+use crate::model::{self, EventFilter, Fleet, LicensePage};
 use crate::webhooks::Webhooks;
 
 /// The admin routes.
@@ -221,7 +221,7 @@ async fn show(
 /// Query of `GET /v1/admin/licenses`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
-struct LicenseQuery {
+struct LicenseListQuery {
     customer: Option<String>,
     state: Option<String>,
     /// A duration such as `30d`: licenses expiring between now and then.
@@ -234,7 +234,7 @@ struct LicenseQuery {
     get,
     path = "/v1/admin/licenses",
     tag = "admin",
-    params(LicenseQuery),
+    params(LicenseListQuery),
     responses((status = 200, body = Page<LicenseView>), AdminErrors),
     description = "List licenses, filtered."
 )]
@@ -242,13 +242,13 @@ async fn list_licenses(
     State(svc): Svc,
     State(limits): State<Limits>,
     _: Admin,
-    ApiQuery(q): ApiQuery<LicenseQuery>,
+    ApiQuery(q): ApiQuery<LicenseListQuery>,
 ) -> Result<Json<Page<LicenseView>>, ApiError> {
     let state = q
         .state
         .as_deref()
         .map(|s| {
-            LicenseState::parse(s).ok_or_else(|| {
+            s.parse::<LicenseState>().map_err(|_| {
                 ApiError(Error::bad_request(
                     "invalid_state",
                     format!("state {s:?} is not one of active, suspended, revoked"),
@@ -267,12 +267,13 @@ async fn list_licenses(
         })
         .transpose()?;
     let limit = page_size(q.limit, &limits);
-    let filter = LicenseFilter {
+    let filter = model::LicenseQuery {
+        text: None,
         customer: q.customer,
         state,
         expiring_before,
         not_before: expiring_before.map(|_| now),
-        after: q.cursor,
+        page: LicensePage::After(q.cursor),
         limit,
     };
     let licenses = svc.licenses(&filter).await?;

@@ -2,11 +2,12 @@
 //! revision committed with its audit event, then pushed.
 
 use std::sync::Arc;
+use tessera_protocol::wire::EventKind;
 
 use tessera_protocol::wire::{
     EventView, ExtendRequest, IssueLicenseRequest, LicenseExport, LicenseState, PolicyInput,
 };
-use tessera_protocol::{LicenseId, LicenseToken, Timestamp};
+use tessera_protocol::{CustomerId, LicenseId, LicenseToken, PolicyId, Timestamp};
 
 use super::cache::TokenCache;
 use super::fields::{check_features, check_text, lifetime_field};
@@ -16,8 +17,7 @@ use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::model::{
-    Customer, EventFilter, License, LicenseChange, LicenseFilter, LicenseSearch, NewEvent,
-    NewLicense, NewPolicy, Policy,
+    Customer, EventFilter, License, LicenseChange, LicenseQuery, NewEvent, NewLicense, Policy,
 };
 use crate::signer::DocumentSigner;
 use crate::status::{self, Echo};
@@ -88,24 +88,16 @@ impl Changes {
     /// 422 for invalid fields, 409 when the name is taken.
     pub async fn create_policy(&self, input: PolicyInput, actor: &str) -> Result<Policy> {
         let now = self.now();
-        let policy = rules::new_policy(input, format!("pol_{}", uuid::Uuid::now_v7()), now)?;
+        let id = PolicyId::from_uuid_text(&uuid::Uuid::now_v7().to_string())?;
+        let policy = rules::new_policy(input, id, now)?;
         let event = NewEvent {
             at: now,
             actor: actor.to_owned(),
-            kind: "policy.created",
+            kind: EventKind::PolicyCreated,
             before: None,
             after: serde_json::to_value(policy.view()).ok(),
         };
-        let created = self
-            .store
-            .create_policy(
-                &NewPolicy {
-                    id: policy.id.clone(),
-                    policy,
-                },
-                event,
-            )
-            .await?;
+        let created = self.store.create_policy(&policy, event).await?;
         tracing::info!(policy = %created.name, actor, "policy created");
         Ok(created)
     }
@@ -161,7 +153,7 @@ impl Changes {
             token_last4: token.last4().to_owned(),
             customer,
             customer_email: req.customer_email,
-            new_customer_id: format!("cus_{}", uuid::Uuid::now_v7()),
+            new_customer_id: CustomerId::from_uuid_text(&uuid::Uuid::now_v7().to_string())?,
             policy_id: policy.id.clone(),
             plan,
             features,
@@ -174,7 +166,7 @@ impl Changes {
         let event = NewEvent {
             at: now,
             actor: actor.to_owned(),
-            kind: "license.issued",
+            kind: EventKind::LicenseIssued,
             before: None,
             after: serde_json::to_value(crate::model::LicenseSummary {
                 state: LicenseState::Active,
@@ -200,20 +192,23 @@ impl Changes {
             .ok_or_else(|| Error::not_found("license", id.as_str()))
     }
 
-    /// Licenses matching a filter.
+    /// Licenses matching `q`, one page.
     ///
     /// # Errors
     /// The store's.
-    pub async fn licenses(&self, filter: &LicenseFilter) -> Result<Vec<License>> {
-        self.store.licenses(filter).await
+    pub async fn licenses(&self, q: &LicenseQuery) -> Result<Vec<License>> {
+        self.store.licenses(q).await
     }
 
-    /// The console's license search: a page and the total.
+    /// Licenses matching `q`, one page, and how many match in all.
     ///
     /// # Errors
     /// The store's.
-    pub async fn search(&self, q: &LicenseSearch) -> Result<(Vec<License>, i64)> {
-        self.store.search_licenses(q).await
+    pub async fn search(&self, q: &LicenseQuery) -> Result<(Vec<License>, i64)> {
+        Ok((
+            self.store.licenses(q).await?,
+            self.store.count_licenses(q).await?,
+        ))
     }
 
     /// Audit events.
@@ -231,7 +226,7 @@ impl Changes {
         &self,
         id: &LicenseId,
         actor: &str,
-        kind: &'static str,
+        kind: EventKind,
         reason: Option<String>,
         compute: F,
     ) -> Result<Option<License>>
@@ -281,7 +276,7 @@ impl Changes {
                 },
             };
             if let Some(updated) = self.store.apply_change(&change).await? {
-                tracing::info!(license = %id, revision = updated.revision, actor, kind, "license changed");
+                tracing::info!(license = %id, revision = updated.revision, actor, kind = %kind, "license changed");
                 self.cache.remember(Arc::new(updated.clone()));
                 self.push.publish(&updated, Some(std::time::Instant::now()));
                 return Ok(Some(updated));
@@ -298,7 +293,7 @@ impl Changes {
         &self,
         id: &LicenseId,
         actor: &str,
-        kind: &'static str,
+        kind: EventKind,
         reason: Option<String>,
         compute: F,
     ) -> Result<License>
@@ -320,7 +315,7 @@ impl Changes {
     /// 422 for bad input, 409 for a revoked or (with `by` from expiry) perpetual license.
     pub async fn extend(&self, id: &LicenseId, req: ExtendRequest, actor: &str) -> Result<License> {
         let extension = Extension::parse(&req)?;
-        self.apply(id, actor, "license.extended", None, |l, now| {
+        self.apply(id, actor, EventKind::LicenseExtended, None, |l, now| {
             Ok((l.state, Some(extension.new_expiry(l, now)?)))
         })
         .await
@@ -333,9 +328,13 @@ impl Changes {
     /// The store's.
     pub async fn auto_renew(&self, id: &LicenseId) -> Result<Option<License>> {
         let renewed = self
-            .change(id, "scheduler", "license.auto_renewed", None, |l, now| {
-                Ok(l.auto_renewal(now).map(|to| (l.state, Some(to))))
-            })
+            .change(
+                id,
+                "scheduler",
+                EventKind::LicenseAutoRenewed,
+                None,
+                |l, now| Ok(l.auto_renewal(now).map(|to| (l.state, Some(to)))),
+            )
             .await?;
         if renewed.is_some() {
             self.metrics.auto_renewal();
@@ -404,7 +403,7 @@ impl Changes {
                 NewEvent {
                     at: now,
                     actor: actor.to_owned(),
-                    kind: "license.exported",
+                    kind: EventKind::LicenseExported,
                     before: None,
                     after: Some(
                         serde_json::json!({ "exp": tessera_protocol::time::format(&claims.exp) }),

@@ -1,6 +1,7 @@
 //! Installations: the instance limit and the sightings every path records.
 
 use std::sync::Arc;
+use tessera_protocol::wire::EventKind;
 
 use tessera_protocol::InstanceId;
 
@@ -87,7 +88,7 @@ impl Installations {
                             NewEvent {
                                 at: now,
                                 actor: "authority".to_owned(),
-                                kind: "license.instance_refused",
+                                kind: EventKind::LicenseInstanceRefused,
                                 before: None,
                                 after: Some(serde_json::json!({
                                     "instance_id": instance.as_str(),

@@ -3,10 +3,11 @@
 //! module call them; the HTTP layer never does.
 
 use chrono::Duration;
-use tessera_protocol::Timestamp;
+use tessera_protocol::wire::EventKind;
 use tessera_protocol::wire::{
     ExtendRequest, IssueLicenseRequest, LicenseState, PolicyInput, RenewalBasis,
 };
+use tessera_protocol::{PolicyId, Timestamp};
 
 use super::fields::{
     check_features, check_text, date_field, duration_field, later, lifetime_field,
@@ -20,7 +21,7 @@ use crate::model::{License, Policy};
 ///
 /// # Errors
 /// 422 naming the field.
-pub fn new_policy(input: PolicyInput, id: String, now: Timestamp) -> Result<Policy> {
+pub fn new_policy(input: PolicyInput, id: PolicyId, now: Timestamp) -> Result<Policy> {
     let name = input.name.trim().to_owned();
     check_text("policy name", &name)?;
     let refresh_interval = match &input.refresh_interval {
@@ -214,11 +215,11 @@ pub enum StateAction {
 impl StateAction {
     /// The audit event kind it records.
     #[must_use]
-    pub fn event(self) -> &'static str {
+    pub fn event(self) -> EventKind {
         match self {
-            Self::Suspend => "license.suspended",
-            Self::Reinstate => "license.reinstated",
-            Self::Revoke => "license.revoked",
+            Self::Suspend => EventKind::LicenseSuspended,
+            Self::Reinstate => EventKind::LicenseReinstated,
+            Self::Revoke => EventKind::LicenseRevoked,
         }
     }
 }
@@ -318,7 +319,7 @@ mod tests {
                 duration: duration.map(|d| format!("{}d", d.num_days())),
                 ..PolicyInput::default()
             },
-            "pol_test".to_owned(),
+            PolicyId::parse("pol_test").unwrap(),
             at("2026-01-01T00:00:00Z"),
         )
         .unwrap()
@@ -361,7 +362,8 @@ mod tests {
     #[test]
     fn policy_fields_are_checked() {
         let now = at("2026-01-01T00:00:00Z");
-        let make = |input: PolicyInput| new_policy(input, "pol_test".to_owned(), now);
+        let make =
+            |input: PolicyInput| new_policy(input, PolicyId::parse("pol_test").unwrap(), now);
         let base = PolicyInput {
             name: "p".into(),
             ..PolicyInput::default()

@@ -69,7 +69,7 @@ impl Store {
         )
         .bind(e.at.timestamp())
         .bind(&e.actor)
-        .bind(e.kind)
+        .bind(e.kind.to_string())
         .bind(license.map(LicenseId::as_str))
         .bind(revision.map(i64_of))
         .bind(json_text(&e.before))
@@ -85,7 +85,7 @@ impl Store {
         )
         .bind(seq)
         .bind(e.at.timestamp())
-        .bind(e.kind)
+        .bind(e.kind.to_string())
         .execute(&mut *tx)
         .await?;
         Ok(())

@@ -1,13 +1,30 @@
 //! Licenses: insert, read, search, and the optimistic change.
 
+use tessera_protocol::wire::LicenseState;
 use tessera_protocol::{LicenseId, Timestamp, TokenHash};
 
 use super::Store;
 use super::rows::{LicenseRow, collect, features_json, i64_of, license_select};
 use crate::error::Result;
 use crate::model::{
-    License, LicenseChange, LicenseFilter, LicenseSearch, NewEvent, NewLicense, Overview,
+    License, LicenseChange, LicensePage, LicenseQuery, NewEvent, NewLicense, Overview,
 };
+
+/// The filters of a [`LicenseQuery`], as `$1`…`$7`. LIKE wildcards typed
+/// by the user are taken literally (escaped), so `lic_…` and `50%` mean
+/// what they say.
+macro_rules! license_where {
+    () => {
+        "WHERE ($1 IS NULL OR LOWER(c.name) LIKE $1 ESCAPE '\\' \
+                OR LOWER(l.plan) LIKE $1 ESCAPE '\\' \
+                OR l.id LIKE $1 ESCAPE '\\' OR l.token_last4 = $2) \
+         AND ($3 IS NULL OR c.name = $3) \
+         AND ($4 IS NULL OR l.state = $4) \
+         AND ($5 IS NULL OR (l.expires_at IS NOT NULL AND l.expires_at <= $5 \
+                             AND l.expires_at > $6)) \
+         AND ($7 IS NULL OR l.id > $7) "
+    };
+}
 
 impl Store {
     /// Insert a license (creating its customer if new) with its audit event.
@@ -18,7 +35,7 @@ impl Store {
             "INSERT INTO customers (id, name, email, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO NOTHING",
         )
-        .bind(&l.new_customer_id)
+        .bind(l.new_customer_id.as_str())
         .bind(&l.customer)
         .bind(&l.customer_email)
         .bind(now)
@@ -38,7 +55,7 @@ impl Store {
         .bind(l.token_hash.as_str())
         .bind(&l.token_last4)
         .bind(&customer_id)
-        .bind(&l.policy_id)
+        .bind(l.policy_id.as_str())
         .bind(&l.plan)
         .bind(features_json(&l.features))
         .bind(l.max_users.map(i64::from))
@@ -76,28 +93,6 @@ impl Store {
                 .fetch_optional(self.reader())
                 .await?;
         row.map(License::try_from).transpose()
-    }
-
-    /// Licenses matching a filter, in id (= creation) order.
-    pub async fn licenses(&self, f: &LicenseFilter) -> Result<Vec<License>> {
-        let rows: Vec<LicenseRow> = sqlx::query_as(concat!(
-            license_select!(),
-            "WHERE ($1 IS NULL OR c.name = $1) \
-             AND ($2 IS NULL OR l.state = $2) \
-             AND ($3 IS NULL OR (l.expires_at IS NOT NULL AND l.expires_at <= $3 \
-                                 AND l.expires_at > $4)) \
-             AND ($5 IS NULL OR l.id > $5) \
-             ORDER BY l.id LIMIT $6"
-        ))
-        .bind(&f.customer)
-        .bind(f.state.map(|s| s.as_str()))
-        .bind(f.expiring_before.map(|t| t.timestamp()))
-        .bind(f.not_before.map_or(i64::MIN, |t| t.timestamp()))
-        .bind(&f.after)
-        .bind(i64::from(f.limit))
-        .fetch_all(self.reader())
-        .await?;
-        collect(rows)
     }
 
     /// Apply a change if the license is still at `change.expected_revision`:
@@ -139,62 +134,47 @@ impl Store {
         License::try_from(row).map(Some)
     }
 
-    /// The console's search, newest first; the page and the total.
-    pub async fn search_licenses(&self, q: &LicenseSearch) -> Result<(Vec<License>, i64)> {
-        // LIKE wildcards typed by the user are taken literally (escaped),
-        // so `lic_…` and `50%` mean what they say.
-        let text = q.text.as_deref().map(str::trim).filter(|t| !t.is_empty());
-        let pattern = text.map(|t| {
-            let mut escaped = String::with_capacity(t.len() + 2);
-            escaped.push('%');
-            for c in t.to_lowercase().chars() {
-                if matches!(c, '%' | '_' | '\\') {
-                    escaped.push('\\');
-                }
-                escaped.push(c);
+    /// Licenses matching `q`, one page: oldest first after a cursor, or
+    /// newest first at an offset (see [`LicensePage`]).
+    pub async fn licenses(&self, q: &LicenseQuery) -> Result<Vec<License>> {
+        let w = WhereArgs::of(q);
+        let limit = i64::from(q.limit);
+        let rows: Vec<LicenseRow> = match &q.page {
+            LicensePage::After(_) => {
+                w.bind(sqlx::query_as(concat!(
+                    license_select!(),
+                    license_where!(),
+                    "ORDER BY l.id LIMIT $8"
+                )))
+                .bind(limit)
+                .fetch_all(self.reader())
+                .await?
             }
-            escaped.push('%');
-            escaped
-        });
-        let state = q.state.map(|s| s.as_str());
-        let before = q.expiring_before.map(|t| t.timestamp());
-        let not_before = q.not_before.map_or(i64::MIN, |t| t.timestamp());
-        macro_rules! search_where {
-            () => {
-                "WHERE ($1 IS NULL OR LOWER(c.name) LIKE $1 ESCAPE '\\' \
-                        OR LOWER(l.plan) LIKE $1 ESCAPE '\\' \
-                        OR l.id LIKE $1 ESCAPE '\\' OR l.token_last4 = $2) \
-                 AND ($3 IS NULL OR l.state = $3) \
-                 AND ($4 IS NULL OR (l.expires_at IS NOT NULL AND l.expires_at <= $4 \
-                                     AND l.expires_at > $5)) "
-            };
-        }
-        let rows: Vec<LicenseRow> = sqlx::query_as(concat!(
-            license_select!(),
-            search_where!(),
-            "ORDER BY l.created_at DESC, l.id DESC LIMIT $6 OFFSET $7"
-        ))
-        .bind(&pattern)
-        .bind(text)
-        .bind(state)
-        .bind(before)
-        .bind(not_before)
-        .bind(i64::from(q.limit))
-        .bind(i64::from(q.offset))
-        .fetch_all(self.reader())
-        .await?;
-        let (total,): (i64,) = sqlx::query_as(concat!(
-            "SELECT COUNT(*) FROM licenses l JOIN customers c ON c.id = l.customer_id ",
-            search_where!()
-        ))
-        .bind(&pattern)
-        .bind(text)
-        .bind(state)
-        .bind(before)
-        .bind(not_before)
-        .fetch_one(self.reader())
-        .await?;
-        Ok((collect(rows)?, total))
+            LicensePage::Offset(offset) => {
+                w.bind(sqlx::query_as(concat!(
+                    license_select!(),
+                    license_where!(),
+                    "ORDER BY l.created_at DESC, l.id DESC LIMIT $8 OFFSET $9"
+                )))
+                .bind(limit)
+                .bind(i64::from(*offset))
+                .fetch_all(self.reader())
+                .await?
+            }
+        };
+        collect(rows)
+    }
+
+    /// How many licenses match `q` (its page aside).
+    pub async fn count_licenses(&self, q: &LicenseQuery) -> Result<i64> {
+        let (total,): (i64,) = WhereArgs::of(q)
+            .bind(sqlx::query_as(concat!(
+                "SELECT COUNT(*) FROM licenses l JOIN customers c ON c.id = l.customer_id ",
+                license_where!()
+            )))
+            .fetch_one(self.reader())
+            .await?;
+        Ok(total)
     }
 
     /// Counts at `now`, with active licenses expiring within each horizon.
@@ -241,5 +221,65 @@ impl Store {
             instances_online: online,
             instances_total: total,
         })
+    }
+}
+
+/// The values of [`license_where`].
+struct WhereArgs {
+    pattern: Option<String>,
+    text: Option<String>,
+    customer: Option<String>,
+    state: Option<&'static str>,
+    before: Option<i64>,
+    not_before: i64,
+    after: Option<String>,
+}
+
+impl WhereArgs {
+    fn of(q: &LicenseQuery) -> Self {
+        let text = q
+            .text
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        let pattern = text.as_deref().map(|t| {
+            let mut escaped = String::with_capacity(t.len() + 2);
+            escaped.push('%');
+            for c in t.to_lowercase().chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    escaped.push('\\');
+                }
+                escaped.push(c);
+            }
+            escaped.push('%');
+            escaped
+        });
+        Self {
+            pattern,
+            text,
+            customer: q.customer.clone(),
+            state: q.state.map(LicenseState::as_str),
+            before: q.expiring_before.map(|t| t.timestamp()),
+            not_before: q.not_before.map_or(i64::MIN, |t| t.timestamp()),
+            after: match &q.page {
+                LicensePage::After(after) => after.clone(),
+                LicensePage::Offset(_) => None,
+            },
+        }
+    }
+
+    fn bind<'q, O>(
+        self,
+        query: sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments>,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
+        query
+            .bind(self.pattern)
+            .bind(self.text)
+            .bind(self.customer)
+            .bind(self.state)
+            .bind(self.before)
+            .bind(self.not_before)
+            .bind(self.after)
     }
 }

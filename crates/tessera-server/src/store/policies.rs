@@ -3,12 +3,11 @@
 use super::Store;
 use super::rows::{CustomerRow, PolicyRow, collect, features_json, policy_columns};
 use crate::error::{Error, Result};
-use crate::model::{Customer, NewEvent, NewPolicy, Policy};
+use crate::model::{Customer, NewEvent, Policy};
 
 impl Store {
     /// Create a policy and its audit event.
-    pub async fn create_policy(&self, new: &NewPolicy, event: NewEvent) -> Result<Policy> {
-        let p = &new.policy;
+    pub async fn create_policy(&self, p: &Policy, event: NewEvent) -> Result<Policy> {
         let mut tx = self.writer().begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO policies (id, name, duration_secs, features, max_users, trial, \
@@ -17,7 +16,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (name) DO NOTHING",
         )
-        .bind(&new.id)
+        .bind(p.id.as_str())
         .bind(&p.name)
         .bind(p.duration.map(|d| d.num_seconds()))
         .bind(features_json(&p.features))
@@ -25,7 +24,7 @@ impl Store {
         .bind(p.trial)
         .bind(p.refresh_interval.num_seconds())
         .bind(p.offline_grace.num_seconds())
-        .bind(p.renewal_basis.as_str())
+        .bind(p.renewal_basis.to_string())
         .bind(p.auto_renew)
         .bind(p.auto_renew_period.map(|d| d.num_seconds()))
         .bind(p.created_at.timestamp())
@@ -40,10 +39,7 @@ impl Store {
         }
         self.insert_event(&mut tx, None, None, &event).await?;
         tx.commit().await?;
-        Ok(Policy {
-            id: new.id.clone(),
-            ..p.clone()
-        })
+        Ok(p.clone())
     }
 
     /// All policies by name.

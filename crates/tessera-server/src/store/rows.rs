@@ -1,7 +1,7 @@
 //! Row shapes shared by the backends and their conversion to domain types.
 
 use chrono::{DateTime, Duration};
-use tessera_protocol::wire::{EventView, LicenseState, RenewalBasis};
+use tessera_protocol::wire::EventView;
 use tessera_protocol::{LicenseId, Timestamp, TokenHash};
 
 use crate::error::{Error, Result};
@@ -28,12 +28,10 @@ fn features_of(text: &str) -> Result<Vec<String>> {
     serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("features: {e}")))
 }
 
-fn basis_of(text: &str) -> Result<RenewalBasis> {
-    match text {
-        "from_expiry" => Ok(RenewalBasis::FromExpiry),
-        "from_now" => Ok(RenewalBasis::FromNow),
-        other => Err(Error::Corrupt(format!("renewal basis {other}"))),
-    }
+/// A stored wire enum (its serde name) or id; anything else is corruption.
+pub(crate) fn parsed<T: std::str::FromStr>(text: &str, what: &str) -> Result<T> {
+    text.parse()
+        .map_err(|_| Error::Corrupt(format!("{what} {text:?}")))
 }
 
 #[derive(sqlx::FromRow)]
@@ -57,7 +55,7 @@ impl TryFrom<PolicyRow> for Policy {
     type Error = Error;
     fn try_from(r: PolicyRow) -> Result<Policy> {
         Ok(Policy {
-            id: r.id,
+            id: parsed(&r.id, "policy id")?,
             name: r.name,
             duration: r.duration_secs.map(Duration::seconds),
             features: features_of(&r.features)?,
@@ -65,7 +63,7 @@ impl TryFrom<PolicyRow> for Policy {
             trial: r.trial.0,
             refresh_interval: Duration::seconds(r.refresh_interval_secs),
             offline_grace: Duration::seconds(r.offline_grace_secs),
-            renewal_basis: basis_of(&r.renewal_basis)?,
+            renewal_basis: parsed(&r.renewal_basis, "renewal basis")?,
             auto_renew: r.auto_renew.0,
             auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
             renew_before: Duration::seconds(r.renew_before_secs),
@@ -120,13 +118,13 @@ impl TryFrom<LicenseRow> for License {
             token_hash: TokenHash::from_hex(&r.token_hash)
                 .map_err(|e| Error::Corrupt(e.to_string()))?,
             token_last4: r.token_last4,
-            customer_id: r.customer_id,
+            customer_id: parsed(&r.customer_id, "customer id")?,
             customer: r.customer,
             policy: LicensePolicy {
                 name: r.policy_name,
                 refresh_interval: Duration::seconds(r.refresh_interval_secs),
                 offline_grace: Duration::seconds(r.offline_grace_secs),
-                renewal_basis: basis_of(&r.renewal_basis)?,
+                renewal_basis: parsed(&r.renewal_basis, "renewal basis")?,
                 duration: r.policy_duration_secs.map(Duration::seconds),
                 auto_renew: r.policy_auto_renew.0,
                 auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
@@ -139,8 +137,7 @@ impl TryFrom<LicenseRow> for License {
             trial: r.trial.0,
             valid_from: ts(r.valid_from)?,
             expires_at: r.expires_at.map(ts).transpose()?,
-            state: LicenseState::parse(&r.state)
-                .ok_or_else(|| Error::Corrupt(format!("state {}", r.state)))?,
+            state: parsed(&r.state, "state")?,
             revision: u64_of(r.revision, "revision")?,
             created_at: ts(r.created_at)?,
             updated_at: ts(r.updated_at)?,
@@ -237,7 +234,7 @@ impl TryFrom<CustomerRow> for Customer {
     type Error = Error;
     fn try_from(r: CustomerRow) -> Result<Customer> {
         Ok(Customer {
-            id: r.id,
+            id: parsed(&r.id, "customer id")?,
             name: r.name,
             email: r.email,
             created_at: ts(r.created_at)?,

@@ -1,11 +1,11 @@
 //! Webhook endpoints and deliveries.
 
-use tessera_protocol::Timestamp;
-use tessera_protocol::wire::EventView;
+use tessera_protocol::wire::{DeliveryState, EventView};
+use tessera_protocol::{Timestamp, WebhookId};
 
 use super::Store;
 use super::rows::{self, EventRow};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::NewEvent;
 
 impl Store {
@@ -13,7 +13,7 @@ impl Store {
     pub async fn create_webhook(&self, w: &crate::model::Webhook, event: NewEvent) -> Result<()> {
         let mut tx = self.writer().begin().await?;
         sqlx::query("INSERT INTO webhooks (id, url, secret, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&w.id)
+            .bind(w.id.as_str())
             .bind(&w.url)
             .bind(&w.secret.0)
             .bind(w.created_at.timestamp())
@@ -24,7 +24,7 @@ impl Store {
                 "INSERT INTO webhook_kinds (webhook_id, kind) VALUES ($1, $2) \
                  ON CONFLICT DO NOTHING",
             )
-            .bind(&w.id)
+            .bind(w.id.as_str())
             .bind(kind)
             .execute(&mut *tx)
             .await?;
@@ -57,7 +57,7 @@ impl Store {
                         .filter(|(w, _)| *w == id)
                         .map(|(_, k)| k.clone())
                         .collect(),
-                    id,
+                    id: rows::parsed(&id, "webhook id")?,
                     url,
                     secret: crate::model::WebhookSecret(secret),
                     created_at: rows::ts(created)?,
@@ -67,23 +67,23 @@ impl Store {
     }
 
     /// Replace a webhook's stored (sealed) secret.
-    pub async fn set_webhook_secret(&self, id: &str, sealed: &str) -> Result<()> {
+    pub async fn set_webhook_secret(&self, id: &WebhookId, sealed: &str) -> Result<()> {
         sqlx::query("UPDATE webhooks SET secret = $1 WHERE id = $2")
             .bind(sealed)
-            .bind(id)
+            .bind(id.as_str())
             .execute(self.writer())
             .await?;
         Ok(())
     }
 
     /// Remove a webhook (pending deliveries to it stop); `false` if unknown.
-    pub async fn remove_webhook(&self, id: &str, event: NewEvent) -> Result<bool> {
+    pub async fn remove_webhook(&self, id: &WebhookId, event: NewEvent) -> Result<bool> {
         let mut tx = self.writer().begin().await?;
         let now = event.at.timestamp();
         let removed =
             sqlx::query("UPDATE webhooks SET removed_at = $1 WHERE id = $2 AND removed_at IS NULL")
                 .bind(now)
-                .bind(id)
+                .bind(id.as_str())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -95,7 +95,7 @@ impl Store {
              updated_at = $1 WHERE webhook_id = $2 AND state = 'pending'",
         )
         .bind(now)
-        .bind(id)
+        .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
         self.insert_event(&mut tx, None, None, &event).await?;
@@ -136,7 +136,7 @@ impl Store {
             .map(|r| {
                 Ok(crate::model::DueDelivery {
                     id: r.id,
-                    webhook_id: r.webhook_id,
+                    webhook_id: rows::parsed(&r.webhook_id, "webhook id")?,
                     url: r.url,
                     secret: crate::model::WebhookSecret(r.secret),
                     attempts: u32::try_from(r.attempts).unwrap_or(u32::MAX),
@@ -166,7 +166,7 @@ impl Store {
              last_status = $3, last_error = $4, updated_at = $5 \
              WHERE id = $6 AND state = 'pending'",
         )
-        .bind(a.state.as_str())
+        .bind(a.state.to_string())
         .bind(a.next_at.timestamp())
         .bind(a.status.map(i64::from))
         .bind(&a.error)
@@ -181,7 +181,7 @@ impl Store {
     /// Deliveries of one webhook, newest first.
     pub async fn deliveries(
         &self,
-        webhook: &str,
+        webhook: &WebhookId,
         limit: u32,
     ) -> Result<Vec<tessera_protocol::wire::DeliveryView>> {
         #[allow(clippy::type_complexity)]
@@ -202,7 +202,7 @@ impl Store {
                  FROM deliveries d JOIN events e ON e.seq = d.event_seq \
                  WHERE d.webhook_id = $1 ORDER BY d.id DESC LIMIT $2",
         )
-        .bind(webhook)
+        .bind(webhook.as_str())
         .bind(i64::from(limit))
         .fetch_all(self.reader())
         .await?;
@@ -220,11 +220,10 @@ impl Store {
                     next_at,
                     created,
                 )| {
-                    let state = tessera_protocol::wire::DeliveryState::parse(&state)
-                        .ok_or_else(|| Error::Corrupt(format!("delivery state {state}")))?;
+                    let state: DeliveryState = rows::parsed(&state, "delivery state")?;
                     Ok(tessera_protocol::wire::DeliveryView {
                         id,
-                        webhook,
+                        webhook: rows::parsed(&webhook, "webhook id")?,
                         event_seq,
                         kind,
                         state,

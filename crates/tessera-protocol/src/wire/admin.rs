@@ -1,173 +1,11 @@
-//! JSON bodies of the authority's HTTP API (DESIGN §8), shared by the server,
-//! the client and the CLI so the three cannot drift apart.
+//! Bodies of the admin API: policies, licenses, events, customers, usage.
 
 use serde::{Deserialize, Serialize};
 
+use super::{LicenseState, RenewalBasis};
 use crate::Timestamp;
-use crate::document::{Status, StatusClaims};
-
-/// `POST /v1/validate` request.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ValidateRequest {
-    /// The license token (`tsr_…`). In the body, never in a URL.
-    pub token: String,
-    /// The installation's persisted random id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub instance_id: Option<String>,
-    /// Fresh random value the document must echo (forced round trips).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nonce: Option<String>,
-    /// The product's version, for the fleet view.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app_version: Option<String>,
-    /// Reported usage.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Usage>,
-}
-
-/// Usage a product reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Usage {
-    /// Number of users in use.
-    pub users: u32,
-}
-
-/// `POST /v1/validate` answer: the signed document and its decoded claims.
-/// The `verdict` is for display; clients trust only the verified `document`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ValidateResponse {
-    /// The signed status document (`v4.public.…`).
-    pub document: String,
-    /// Its claims, decoded.
-    pub verdict: StatusClaims,
-}
-
-/// `POST /v1/instances/ack`: the revision an instance holds now.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct AckRequest {
-    /// The license token (authenticates the report).
-    pub token: String,
-    /// The reporting instance.
-    pub instance_id: String,
-    /// The revision of the document it holds.
-    pub revision: u64,
-}
-
-/// Every error answer: `{"error": {"code", "message"}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// Inside [`ErrorBody`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ErrorDetail {
-    /// Stable snake_case code.
-    pub code: String,
-    /// For people.
-    pub message: String,
-}
-
-/// `GET /v1/keys`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct KeysResponse {
-    /// Public keys documents may be signed with.
-    pub keys: Vec<KeyInfo>,
-}
-
-/// One public key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct KeyInfo {
-    /// Key id, as in document footers.
-    pub kid: String,
-    /// Always `v4.public` (PASETO, Ed25519).
-    pub alg: String,
-    /// PASERK `k4.public.…`.
-    pub public_key: String,
-    /// `active` (signs new documents) or `retired`.
-    #[serde(default = "active")]
-    pub status: String,
-    /// When a retired key stopped signing: pin it as `<public_key>@<retired_at>`.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "crate::time::rfc3339_opt"
-    )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
-    pub retired_at: Option<Timestamp>,
-}
-
-fn active() -> String {
-    "active".to_owned()
-}
-
-/// How an extension by a duration is counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum RenewalBasis {
-    /// New expiry = old expiry + duration: early renewal loses nothing.
-    #[default]
-    FromExpiry,
-    /// New expiry = now + duration.
-    FromNow,
-}
-
-impl RenewalBasis {
-    /// Wire name.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RenewalBasis::FromExpiry => "from_expiry",
-            RenewalBasis::FromNow => "from_now",
-        }
-    }
-}
-
-/// A license's stored state (expiry is not a state: it follows from the clock).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum LicenseState {
-    /// In force (subject to its period).
-    Active,
-    /// Suspended; may be reinstated.
-    Suspended,
-    /// Revoked; final.
-    Revoked,
-}
-
-impl LicenseState {
-    /// Wire name.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LicenseState::Active => "active",
-            LicenseState::Suspended => "suspended",
-            LicenseState::Revoked => "revoked",
-        }
-    }
-
-    /// Parse a wire name.
-    #[must_use]
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "active" => Some(LicenseState::Active),
-            "suspended" => Some(LicenseState::Suspended),
-            "revoked" => Some(LicenseState::Revoked),
-            _ => None,
-        }
-    }
-}
+use crate::document::Status;
+use crate::ids::{CustomerId, PolicyId};
 
 /// `POST /v1/admin/policies`. Durations are written like `30d`, `1h`, `1y`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -212,7 +50,8 @@ pub struct PolicyInput {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PolicyView {
     /// Id.
-    pub id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub id: PolicyId,
     /// Unique name.
     pub name: String,
     /// Default duration, or `None` for perpetual.
@@ -422,7 +261,8 @@ pub struct Page<T> {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustomerView {
     /// Id.
-    pub id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub id: CustomerId,
     /// Unique name.
     pub name: String,
     /// E-mail.
@@ -431,18 +271,6 @@ pub struct CustomerView {
     #[serde(with = "crate::time::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,
-}
-
-/// `POST /v1/usage`: metering, reported by the client (every 15 min by default).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct UsageRequest {
-    /// The license token.
-    pub token: String,
-    /// The reporting installation.
-    pub instance_id: String,
-    /// Users in use now, as counted by the product.
-    pub users: u32,
 }
 
 /// One day of metering: the highest user count any instance reported.
@@ -469,114 +297,4 @@ pub struct UsageView {
     pub seats_exceeded: bool,
     /// Daily maxima, newest first.
     pub days: Vec<UsageDay>,
-}
-
-/// `POST /v1/admin/webhooks`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct WebhookInput {
-    /// Where deliveries are POSTed (`http://` or `https://`).
-    pub url: String,
-    /// Event kinds to receive (`license.extended`, `license.expiring`, …) or
-    /// `["*"]` for all.
-    pub events: Vec<String>,
-    /// Signing secret; generated when absent.
-    #[serde(default)]
-    pub secret: Option<String>,
-}
-
-/// A webhook endpoint. The secret appears only in the answer to creation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct WebhookView {
-    /// `whk_…`.
-    pub id: String,
-    /// Target URL.
-    pub url: String,
-    /// Event kinds.
-    pub events: Vec<String>,
-    /// Created.
-    #[serde(with = "crate::time::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
-    pub created_at: Timestamp,
-    /// The signing secret: only when just created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-}
-
-/// State of one delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    /// Not yet accepted by the receiver; will be retried.
-    Pending,
-    /// The receiver answered 2xx.
-    Delivered,
-    /// Retries exhausted (24 h) without a 2xx.
-    Failed,
-}
-
-impl DeliveryState {
-    /// Its stored name.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// From its stored name.
-    #[must_use]
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "pending" => Some(Self::Pending),
-            "delivered" => Some(Self::Delivered),
-            "failed" => Some(Self::Failed),
-            _ => None,
-        }
-    }
-}
-
-/// One event's delivery to one webhook, with its latest attempt.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct DeliveryView {
-    /// Delivery id (the `Tessera-Delivery` header).
-    pub id: i64,
-    /// The webhook.
-    pub webhook: String,
-    /// The event's sequence number.
-    pub event_seq: i64,
-    /// The event's kind.
-    pub kind: String,
-    /// Where it stands.
-    pub state: DeliveryState,
-    /// Attempts made.
-    pub attempts: u32,
-    /// HTTP status of the latest attempt, if it got an answer.
-    pub last_status: Option<u16>,
-    /// Error of the latest attempt (connection refused, timeout, …).
-    pub last_error: Option<String>,
-    /// Next attempt, while pending.
-    #[serde(with = "crate::time::rfc3339_opt")]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
-    pub next_at: Option<Timestamp>,
-    /// Created (with the event).
-    #[serde(with = "crate::time::rfc3339")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
-    pub created_at: Timestamp,
-}
-
-/// The body of a webhook delivery.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct WebhookPayload {
-    /// Delivery id (also in `Tessera-Delivery`): the same for every retry,
-    /// so receivers can drop duplicates.
-    pub delivery: i64,
-    /// The event.
-    pub event: EventView,
 }

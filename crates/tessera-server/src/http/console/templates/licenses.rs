@@ -1,184 +1,13 @@
-//! The console's pages (maud: compile-time checked, escaped by default).
+//! Pages of licenses: the list, issuing, one license, confirmations.
 
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
+use tessera_protocol::Timestamp;
 use tessera_protocol::wire::EventView;
-use tessera_protocol::{Status, Timestamp};
 
-use crate::model::{Fleet, License, Overview, Policy, Session};
-
-/// What every page shows around its content.
-pub struct Chrome<'a> {
-    /// The signed-in session (none on the login page).
-    pub session: Option<&'a Session>,
-    /// The nav entry to highlight.
-    pub here: &'a str,
-    /// Now (for relative times).
-    pub now: Timestamp,
-}
-
-pub fn when(t: &Timestamp) -> String {
-    t.format("%Y-%m-%d %H:%M UTC").to_string()
-}
-
-pub fn relative(t: &Timestamp, now: Timestamp) -> String {
-    tessera_protocol::human::relative(*t, now)
-}
-
-fn expiry(l: &License, now: Timestamp) -> Markup {
-    match l.expires_at {
-        Some(t) => html! { (when(&t)) " " span.muted { "(" (relative(&t, now)) ")" } },
-        None => html! { "never " span.muted { "(perpetual)" } },
-    }
-}
-
-fn status_badge(status: Status) -> Markup {
-    html! { span class={"badge " (status.as_str())} { (status.as_str()) } }
-}
-
-pub fn layout(c: &Chrome, title: &str, body: Markup) -> Markup {
-    let nav = [
-        ("dashboard", "/", "Dashboard"),
-        ("licenses", "/licenses", "Licenses"),
-        ("issue", "/licenses/new", "Issue"),
-        ("policies", "/policies", "Policies"),
-        ("events", "/events", "Events"),
-    ];
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Tessera" }
-                link rel="stylesheet" href="/console.css";
-            }
-            body {
-                header {
-                    a.brand href="/" { "Tessera" }
-                    @if let Some(session) = c.session {
-                        @for (key, href, label) in nav {
-                            a href=(href) class=[(key == c.here).then_some("here")] { (label) }
-                        }
-                        span.who {
-                            span { "signed in with key " strong { (session.key_name) } }
-                            form.inline method="post" action="/logout" {
-                                input type="hidden" name="csrf" value=(session.csrf);
-                                button #logout type="submit" { "Log out" }
-                            }
-                        }
-                    }
-                }
-                main { (body) }
-                script src="/console.js" {}
-            }
-        }
-    }
-}
-
-pub fn login(c: &Chrome, error: Option<&str>) -> Markup {
-    layout(
-        c,
-        "Sign in",
-        html! {
-            div.card style="max-width: 30rem; margin: 3rem auto;" {
-                h1 { "Sign in to the license console" }
-                @if let Some(e) = error { p.banner.error #login-error { (e) } }
-                form method="post" action="/login" {
-                    label for="key" { "Admin key" }
-                    input #key type="password" name="key" autocomplete="off" spellcheck="false"
-                        placeholder="tsa_…" required style="width: 100%; margin-bottom: 1rem;";
-                    button #sign-in type="submit" { "Sign in" }
-                }
-                p.muted {
-                    "The key is in " span.mono { "admin.key" } " in the authority's data directory. "
-                    "A session lasts eight hours."
-                }
-            }
-        },
-    )
-}
-
-pub fn dashboard(c: &Chrome, o: &Overview, recent: &[EventView]) -> Markup {
-    let count = |state: &str| {
-        o.by_state
-            .iter()
-            .find(|(s, _)| s == state)
-            .map_or(0, |(_, n)| *n)
-    };
-    layout(
-        c,
-        "Dashboard",
-        html! {
-            h1 { "Dashboard" }
-            div.cards {
-                a.card href="/licenses?state=active" { div.n #count-active { (count("active")) } div.l { "active" } }
-                a.card href="/licenses?state=suspended" { div.n #count-suspended { (count("suspended")) } div.l { "suspended" } }
-                a.card href="/licenses?state=revoked" { div.n #count-revoked { (count("revoked")) } div.l { "revoked" } }
-                a.card href="/licenses?expiring=expired" { div.n #count-expired { (o.expired) } div.l { "expired (active, past their date)" } }
-                div.card { div.n #instances-online { (o.instances_online) } div.l { "instances online of " (o.instances_total) } }
-            }
-            h2 { "Expiring soon" }
-            div.cards {
-                @for (horizon, n) in &o.expiring {
-                    @let days = horizon.num_days();
-                    a.card href={"/licenses?expiring=" (days) "d"} {
-                        div.n id={"expiring-" (days)} { (n) }
-                        div.l { "within " (days) @if days == 1 { " day" } @else { " days" } }
-                    }
-                }
-            }
-            h2 { "Recently changed" }
-            (event_table(recent, c.now))
-        },
-    )
-}
-
-pub fn event_table(events: &[EventView], now: Timestamp) -> Markup {
-    html! {
-        @if events.is_empty() {
-            p.empty { "Nothing has happened yet. Issue a license to get started." }
-        } @else {
-            table #events {
-                thead { tr { th { "When" } th { "Who" } th { "What" } th { "License" } th { "Revision" } th { "Details" } } }
-                tbody {
-                    @for e in events {
-                        tr {
-                            td { (when(&e.at)) br; span.muted { (relative(&e.at, now)) } }
-                            td { (e.actor) }
-                            td { (e.kind) }
-                            td.mono { @if let Some(l) = &e.license { a href={"/licenses/" (l)} { (l) } } }
-                            td { @if let Some(r) = e.revision { (r) } }
-                            td.muted { (event_details(e)) }
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn event_details(e: &EventView) -> String {
-    let Some(after) = &e.after else {
-        return String::new();
-    };
-    let mut parts = Vec::new();
-    if let Some(exp) = after.get("expires_at").and_then(|v| v.as_str()) {
-        parts.push(format!(
-            "expires {}",
-            exp.replace('T', " ").replace('Z', " UTC")
-        ));
-    }
-    if let Some(state) = after.get("state").and_then(|v| v.as_str()) {
-        parts.push(state.to_owned());
-    }
-    if let Some(reason) = after.get("reason").and_then(|v| v.as_str()) {
-        parts.push(format!("reason: {reason}"));
-    }
-    if let Some(name) = after.get("name").and_then(|v| v.as_str()) {
-        parts.push(format!("policy {name}"));
-    }
-    parts.join(" · ")
-}
+use super::{Chrome, event_table, expiry, layout, relative, status_badge, when};
+use crate::http::console::forms::IssueForm;
+use crate::licenses::StateAction;
+use crate::model::{Fleet, License, Policy};
 
 /// The licenses list's query, as the page shows it.
 pub struct ListView<'a> {
@@ -254,35 +83,6 @@ pub fn licenses(c: &Chrome, v: &ListView, rows: &[License]) -> Markup {
             }
         },
     )
-}
-
-/// The issue form's values (kept when the form comes back with an error).
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct IssueForm {
-    #[serde(default)]
-    pub csrf: String,
-    #[serde(default)]
-    pub customer: String,
-    #[serde(default)]
-    pub email: String,
-    #[serde(default)]
-    pub plan: String,
-    #[serde(default)]
-    pub policy: String,
-    #[serde(default)]
-    pub features: String,
-    #[serde(default)]
-    pub max_users: String,
-    #[serde(default)]
-    pub duration: String,
-    #[serde(default)]
-    pub expires_at: String,
-    #[serde(default)]
-    pub perpetual: Option<String>,
-    #[serde(default)]
-    pub trial: Option<String>,
-    #[serde(default)]
-    pub auto_renew: Option<String>,
 }
 
 pub fn issue_form(
@@ -535,87 +335,45 @@ pub fn confirm(c: &Chrome, csrf: &str, l: &License, confirm: Confirm<'_>) -> Mar
     )
 }
 
-pub fn policies(
-    c: &Chrome,
-    csrf: &str,
-    policies: &[Policy],
-    error: Option<&str>,
-    done: Option<&str>,
-) -> Markup {
-    layout(
-        c,
-        "Policies",
-        html! {
-            h1 { "Policies" }
-            @if let Some(done) = done { p.banner.ok #done { (done) } }
-            @if let Some(e) = error { p.banner.error #form-error { (e) } }
-            table #policies {
-                thead { tr { th { "Name" } th { "Default duration" } th { "Features" } th { "Users" } th { "Refresh" } th { "Offline grace" } th { "Extensions count" } th { "Trial" } } }
-                tbody {
-                    @for p in policies {
-                        tr {
-                            td { (p.name) }
-                            td { (p.duration.map_or_else(|| "none".to_owned(), tessera_protocol::human::format_duration)) }
-                            td { @if p.features.is_empty() { span.muted { "none" } } @else { (p.features.join(", ")) } }
-                            td { (p.max_users.map_or_else(|| "unlimited".to_owned(), |n| n.to_string())) }
-                            td { (tessera_protocol::human::format_duration(p.refresh_interval)) }
-                            td { (tessera_protocol::human::format_duration(p.offline_grace)) }
-                            td { (match p.renewal_basis { tessera_protocol::wire::RenewalBasis::FromExpiry => "from expiry", tessera_protocol::wire::RenewalBasis::FromNow => "from now" }) }
-                            td { @if p.trial { "yes" } @else { "no" } }
-                        }
-                    }
-                }
-            }
-            h2 { "New policy" }
-            form.card method="post" action="/policies" {
-                input type="hidden" name="csrf" value=(csrf);
-                div.fields {
-                    div { label for="name" { "Name" } input #name name="name" required; }
-                    div { label for="duration" { "Default duration (e.g. 365d; empty = none)" } input #duration name="duration"; }
-                    div { label for="features" { "Default features, comma-separated" } input #features name="features"; }
-                    div { label for="refresh_interval" { "Refresh interval" } input #refresh_interval name="refresh_interval" value="1h"; }
-                    div { label for="offline_grace" { "Offline grace" } input #offline_grace name="offline_grace" value="7d"; }
-                    div { label for="renewal_basis" { "Extensions count" }
-                          select #renewal_basis name="renewal_basis" { option value="from_expiry" { "from the current expiry" } option value="from_now" { "from now" } } }
-                    div { label for="renew_before" { "Auto-renew this long before expiry" } input #renew_before name="renew_before" value="7d"; }
-                }
-                label style="margin-bottom: 1rem;" { input type="checkbox" name="trial" value="on"; " Trial licenses" }
-                label style="margin-bottom: 1rem;" { input #auto_renew type="checkbox" name="auto_renew" value="on"; " Renew licenses automatically (by the default duration)" }
-                button #create-policy type="submit" { "Create policy" }
-            }
-        },
-    )
+/// What an extension will do, for its confirmation page.
+pub fn extend_consequence(l: &License, new_expiry: &Timestamp, now: Timestamp) -> Markup {
+    let from = l
+        .expires_at
+        .map_or_else(|| "never (perpetual)".to_owned(), |t| when(&t));
+    html! {
+        p #consequence {
+            "The expiry moves from " strong { (from) } " to " strong { (when(new_expiry)) }
+            " (" (relative(new_expiry, now)) "). Installations with a live stream get it within seconds."
+        }
+    }
 }
 
-pub fn events(c: &Chrome, events: &[EventView], license: &str, next: Option<i64>) -> Markup {
-    layout(
-        c,
-        "Events",
-        html! {
-            h1 { "Events" }
-            form.row.card method="get" action="/events" style="margin-bottom: 1rem;" {
-                div { label for="license" { "License id" } input #license name="license" value=(license) style="width: 26rem;"; }
-                button type="submit" { "Filter" }
-                @if !license.is_empty() { a.button.secondary href="/events" { "All events" } }
-            }
-            (event_table(events, c.now))
-            @if let Some(before) = next {
-                div.pager { span {} a #older href={"/events?license=" (license) "&before=" (before)} { "older →" } }
-            }
-        },
-    )
-}
-
-pub fn error_page(c: &Chrome, title: &str, message: &str, back: Option<&str>) -> Markup {
-    layout(
-        c,
-        title,
-        html! {
-            div.card style="max-width: 40rem; margin: 2rem auto;" {
-                h1 #error-title { (title) }
-                p #error-message { (message) }
-                p { @if let Some(back) = back { a href=(back) { "← Back" } " · " } a href="/" { "Dashboard" } }
-            }
-        },
-    )
+/// A state change's confirmation: its title, what it does, and whether it
+/// is disruptive (a red button).
+#[must_use]
+pub fn state_consequence(action: StateAction) -> (&'static str, Markup, bool) {
+    match action {
+        StateAction::Suspend => (
+            "Suspend the license",
+            html! {
+                p #consequence { "Every installation stops being licensed within seconds (those polling, at their next check). "
+                    "You can reinstate it later." }
+            },
+            true,
+        ),
+        StateAction::Reinstate => (
+            "Reinstate the license",
+            html! {
+                p #consequence { "Installations are licensed again within seconds." }
+            },
+            false,
+        ),
+        StateAction::Revoke => (
+            "Revoke the license",
+            html! {
+                p #consequence { strong { "This cannot be undone. " } "Every installation loses the license, and the token stops working for good." }
+            },
+            true,
+        ),
+    }
 }

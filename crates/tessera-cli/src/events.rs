@@ -1,0 +1,95 @@
+//! `tessera events` (the audit log) and `tessera keys` (the public keys;
+//! `keys rotate` is local and lives with the server command).
+
+use clap::{Args, Subcommand};
+use tessera_protocol::LicenseId;
+
+use crate::Connection;
+use crate::args::parse_license_id;
+use crate::client::AdminClient;
+use crate::output;
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only this license's events.
+    #[arg(long, value_parser = parse_license_id)]
+    license: Option<LicenseId>,
+    /// How many of the newest events.
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+pub async fn events(a: EventsArgs) -> anyhow::Result<()> {
+    let page = AdminClient::new(&a.conn)?
+        .events(a.license.as_ref(), a.limit)
+        .await?;
+    // Newest first from the API; oldest first reads better in a terminal.
+    let mut items = page.items;
+    items.reverse();
+    if a.conn.json {
+        return output::json(&items);
+    }
+    if items.is_empty() {
+        println!("No events.");
+        return Ok(());
+    }
+    let mut table = output::table(&["SEQ", "TIME", "ACTOR", "EVENT", "LICENSE", "REV"]);
+    for e in &items {
+        table.add_row(vec![
+            e.seq.to_string(),
+            e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            e.actor.clone(),
+            e.kind.clone(),
+            e.license.clone().unwrap_or_default(),
+            e.revision.map(|r| r.to_string()).unwrap_or_default(),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    action: Option<KeysAction>,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Make a new signing key active; the old one is retired now.
+    ///
+    /// Run it with the authority stopped (every replica, when they share a
+    /// key file), then start it again: new documents are signed with the new
+    /// key, and `/v1/keys` lists the old one as retired with its time.
+    /// Clients should pin the new key and keep the old one as
+    /// `k4.public.…@<retired time>`: what the old key signed before its
+    /// retirement still verifies, anything it signs later is refused.
+    Rotate(crate::server::RotateArgs),
+}
+
+pub async fn keys(a: KeysArgs) -> anyhow::Result<()> {
+    if let Some(KeysAction::Rotate(r)) = a.action {
+        return crate::server::rotate(&r);
+    }
+    let keys = AdminClient::with_key(&a.conn.server, None)?.keys().await?;
+    if a.conn.json {
+        return output::json(&keys);
+    }
+    for k in &keys.keys {
+        match &k.retired_at {
+            Some(at) => println!(
+                "{}  retired {}  {}@{}",
+                k.kid,
+                output::when(at),
+                k.public_key,
+                tessera_protocol::time::format(at)
+            ),
+            None => println!("{}  active  {}", k.kid, k.public_key),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! `tessera policy create|list`.
+
+use clap::{Args, Subcommand};
+use tessera_protocol::wire::{PolicyInput, RenewalBasis};
+
+use crate::Connection;
+use crate::args::split_list;
+use crate::client::AdminClient;
+use crate::output;
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Create a policy.
+    Create(Box<PolicyCreateArgs>),
+    /// List policies.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyCreateArgs {
+    /// Unique name.
+    name: String,
+    /// Default license duration (e.g. 365d); none = perpetual unless given at issue.
+    #[arg(long)]
+    duration: Option<String>,
+    /// Default features, comma-separated.
+    #[arg(long)]
+    features: Option<String>,
+    /// Default seat limit.
+    #[arg(long)]
+    max_users: Option<u32>,
+    /// Licenses under this policy are trials.
+    #[arg(long)]
+    trial: bool,
+    /// How often clients without a live stream ask again (default 1h).
+    #[arg(long)]
+    refresh_interval: Option<String>,
+    /// How long a status document stays trustworthy offline (default 7d).
+    #[arg(long)]
+    offline_grace: Option<String>,
+    /// How `extend --by` counts: from_expiry (default) or from_now.
+    #[arg(long)]
+    renewal_basis: Option<RenewalBasis>,
+    /// Renew licenses automatically.
+    #[arg(long)]
+    auto_renew: bool,
+    /// Period of each automatic renewal (default: the duration).
+    #[arg(long)]
+    auto_renew_period: Option<String>,
+    /// How long before expiry an automatic renewal happens (default 7d).
+    #[arg(long)]
+    renew_before: Option<String>,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
+    match cmd {
+        PolicyCommand::Create(a) => {
+            let input = PolicyInput {
+                name: a.name,
+                duration: a.duration,
+                features: a.features.as_deref().map(split_list).unwrap_or_default(),
+                max_users: a.max_users,
+                trial: a.trial,
+                refresh_interval: a.refresh_interval,
+                offline_grace: a.offline_grace,
+                renewal_basis: a.renewal_basis,
+                auto_renew: a.auto_renew,
+                auto_renew_period: a.auto_renew_period,
+                renew_before: a.renew_before,
+            };
+            let p = AdminClient::new(&a.conn)?.create_policy(&input).await?;
+            if a.conn.json {
+                return output::json(&p);
+            }
+            println!("Created policy {} ({}).", p.name, p.id);
+            Ok(())
+        }
+        PolicyCommand::List { conn } => {
+            let page = AdminClient::new(&conn)?.policies().await?;
+            if conn.json {
+                return output::json(&page.items);
+            }
+            let mut table = output::table(&[
+                "NAME", "DURATION", "FEATURES", "REFRESH", "GRACE", "BASIS", "TRIAL",
+            ]);
+            for p in &page.items {
+                table.add_row(vec![
+                    p.name.clone(),
+                    p.duration.clone().unwrap_or_else(|| "perpetual".into()),
+                    p.features.join(","),
+                    p.refresh_interval.clone(),
+                    p.offline_grace.clone(),
+                    p.renewal_basis.to_string(),
+                    if p.trial { "yes".into() } else { "no".into() },
+                ]);
+            }
+            println!("{table}");
+            Ok(())
+        }
+    }
+}

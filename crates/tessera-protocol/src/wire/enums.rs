@@ -1,0 +1,197 @@
+//! The wire's enums. Each has one spelling, its serde name: `Display` and
+//! `FromStr` are derived from it (unknown text is refused, never mapped to
+//! a default), and the stored form in the database is the same text.
+
+use serde::{Deserialize, Serialize};
+
+/// `Display` and `FromStr` from the serde names of a unit-variant enum.
+macro_rules! serde_text {
+    ($($enum:ty),+ $(,)?) => {$(
+        impl std::fmt::Display for $enum {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&super::serde_name(self))
+            }
+        }
+
+        impl std::str::FromStr for $enum {
+            type Err = crate::Error;
+
+            fn from_str(text: &str) -> Result<Self, crate::Error> {
+                super::from_serde_name(text, stringify!($enum))
+            }
+        }
+    )+};
+}
+
+serde_text!(RenewalBasis, LicenseState, DeliveryState, EventKind);
+
+/// How an extension by a duration is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum RenewalBasis {
+    /// New expiry = old expiry + duration: early renewal loses nothing.
+    #[default]
+    FromExpiry,
+    /// New expiry = now + duration.
+    FromNow,
+}
+
+impl RenewalBasis {
+    /// Every basis.
+    pub const ALL: [Self; 2] = [Self::FromExpiry, Self::FromNow];
+}
+
+/// A license's stored state (expiry is not a state: it follows from the clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum LicenseState {
+    /// In force (subject to its period).
+    Active,
+    /// Suspended; may be reinstated.
+    Suspended,
+    /// Revoked; final.
+    Revoked,
+}
+
+impl LicenseState {
+    /// Every state.
+    pub const ALL: [Self; 3] = [Self::Active, Self::Suspended, Self::Revoked];
+
+    /// Wire name, without allocating (hot paths: metrics labels, SQL). The
+    /// tests hold it equal to the serde name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// State of one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not yet accepted by the receiver; will be retried.
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Retries exhausted (24 h) without a 2xx.
+    Failed,
+}
+
+impl DeliveryState {
+    /// Every state.
+    pub const ALL: [Self; 3] = [Self::Pending, Self::Delivered, Self::Failed];
+}
+
+/// What an audit event records (and what a webhook may ask for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum EventKind {
+    /// A license was issued.
+    #[serde(rename = "license.issued")]
+    LicenseIssued,
+    /// Its expiry moved by an administrator.
+    #[serde(rename = "license.extended")]
+    LicenseExtended,
+    /// Its expiry moved by the scheduler.
+    #[serde(rename = "license.auto_renewed")]
+    LicenseAutoRenewed,
+    /// Suspended.
+    #[serde(rename = "license.suspended")]
+    LicenseSuspended,
+    /// Reinstated.
+    #[serde(rename = "license.reinstated")]
+    LicenseReinstated,
+    /// Revoked.
+    #[serde(rename = "license.revoked")]
+    LicenseRevoked,
+    /// Exported for an air-gapped site.
+    #[serde(rename = "license.exported")]
+    LicenseExported,
+    /// Reached an expiry horizon (30 d, 7 d, 1 d by default).
+    #[serde(rename = "license.expiring")]
+    LicenseExpiring,
+    /// Reached its expiry.
+    #[serde(rename = "license.expired")]
+    LicenseExpired,
+    /// An installation was refused past the instance limit.
+    #[serde(rename = "license.instance_refused")]
+    LicenseInstanceRefused,
+    /// A policy was created.
+    #[serde(rename = "policy.created")]
+    PolicyCreated,
+    /// A webhook endpoint was added.
+    #[serde(rename = "webhook.created")]
+    WebhookCreated,
+    /// A webhook endpoint was removed.
+    #[serde(rename = "webhook.removed")]
+    WebhookRemoved,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [Self; 13] = [
+        Self::LicenseIssued,
+        Self::LicenseExtended,
+        Self::LicenseAutoRenewed,
+        Self::LicenseSuspended,
+        Self::LicenseReinstated,
+        Self::LicenseRevoked,
+        Self::LicenseExported,
+        Self::LicenseExpiring,
+        Self::LicenseExpired,
+        Self::LicenseInstanceRefused,
+        Self::PolicyCreated,
+        Self::WebhookCreated,
+        Self::WebhookRemoved,
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trips<T>(all: &[T])
+    where
+        T: std::fmt::Display + std::str::FromStr + PartialEq + std::fmt::Debug + Serialize,
+    {
+        for v in all {
+            let text = v.to_string();
+            assert_eq!(
+                serde_json::to_value(v).unwrap(),
+                serde_json::Value::String(text.clone())
+            );
+            assert_eq!(text.parse::<T>().ok().as_ref(), Some(v), "{text}");
+        }
+    }
+
+    #[test]
+    fn every_wire_enum_has_one_spelling_and_refuses_unknown_text() {
+        round_trips(&RenewalBasis::ALL);
+        round_trips(&LicenseState::ALL);
+        round_trips(&DeliveryState::ALL);
+        round_trips(&EventKind::ALL);
+        for s in LicenseState::ALL {
+            assert_eq!(s.as_str(), s.to_string());
+        }
+        assert_eq!(
+            "from_now".parse::<RenewalBasis>().unwrap(),
+            RenewalBasis::FromNow
+        );
+        for unknown in ["", "From_Now", "fromnow", "from_now ", "expired"] {
+            assert!(unknown.parse::<RenewalBasis>().is_err(), "{unknown:?}");
+            assert!(unknown.parse::<LicenseState>().is_err(), "{unknown:?}");
+        }
+        assert!("license.unknown".parse::<EventKind>().is_err());
+        assert_eq!(
+            "license.revoked".parse::<EventKind>().unwrap(),
+            EventKind::LicenseRevoked
+        );
+    }
+}

@@ -1,0 +1,122 @@
+//! Bodies of the public API: what licensed products send and receive.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+use crate::document::StatusClaims;
+
+/// `POST /v1/validate` request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ValidateRequest {
+    /// The license token (`tsr_…`). In the body, never in a URL.
+    pub token: String,
+    /// The installation's persisted random id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Fresh random value the document must echo (forced round trips).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// The product's version, for the fleet view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
+    /// Reported usage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// Usage a product reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Usage {
+    /// Number of users in use.
+    pub users: u32,
+}
+
+/// `POST /v1/validate` answer: the signed document and its decoded claims.
+/// The `verdict` is for display; clients trust only the verified `document`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ValidateResponse {
+    /// The signed status document (`v4.public.…`).
+    pub document: String,
+    /// Its claims, decoded.
+    pub verdict: StatusClaims,
+}
+
+/// `POST /v1/instances/ack`: the revision an instance holds now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AckRequest {
+    /// The license token (authenticates the report).
+    pub token: String,
+    /// The reporting instance.
+    pub instance_id: String,
+    /// The revision of the document it holds.
+    pub revision: u64,
+}
+
+/// Every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Inside [`ErrorBody`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorDetail {
+    /// Stable snake_case code.
+    pub code: String,
+    /// For people.
+    pub message: String,
+}
+
+/// `GET /v1/keys`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeysResponse {
+    /// Public keys documents may be signed with.
+    pub keys: Vec<KeyInfo>,
+}
+
+/// One public key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyInfo {
+    /// Key id, as in document footers.
+    pub kid: String,
+    /// Always `v4.public` (PASETO, Ed25519).
+    pub alg: String,
+    /// PASERK `k4.public.…`.
+    pub public_key: String,
+    /// `active` (signs new documents) or `retired`.
+    #[serde(default = "active")]
+    pub status: String,
+    /// When a retired key stopped signing: pin it as `<public_key>@<retired_at>`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::time::rfc3339_opt"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub retired_at: Option<Timestamp>,
+}
+
+fn active() -> String {
+    "active".to_owned()
+}
+
+/// `POST /v1/usage`: metering, reported by the client (every 15 min by default).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UsageRequest {
+    /// The license token.
+    pub token: String,
+    /// The reporting installation.
+    pub instance_id: String,
+    /// Users in use now, as counted by the product.
+    pub users: u32,
+}

@@ -1,0 +1,54 @@
+//! Policies: the list and the new-policy form.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::errors::{ConsoleError, sentence};
+use super::forms::PolicyForm;
+use super::session::{Console, Posted};
+use super::templates;
+use super::{Page, Svc};
+use crate::error::Error;
+
+/// The list and the form.
+pub async fn policies(
+    State(svc): Svc,
+    console: Console,
+    axum::extract::Query(q): axum::extract::Query<super::forms::DoneQuery>,
+) -> Page {
+    let list = svc.policies().await?;
+    let done = (q.done == "created").then_some("Policy created.");
+    Ok(templates::policies(
+        &console.chrome("policies", &svc),
+        &console.session.csrf,
+        &list,
+        None,
+        done,
+    ))
+}
+
+/// Create a policy; a refusal comes back on the same page.
+pub async fn create_policy(
+    State(svc): Svc,
+    Posted { console, form }: Posted<PolicyForm>,
+) -> Result<Response, ConsoleError> {
+    match svc
+        .create_policy(form.input(), &console.session.key_name)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to("/policies?done=created").into_response()),
+        Err(e @ (Error::Unprocessable { .. } | Error::Conflict { .. })) => {
+            let list = svc.policies().await?;
+            let page = templates::policies(
+                &console.chrome("policies", &svc),
+                &console.session.csrf,
+                &list,
+                Some(&sentence(&e.to_string())),
+                None,
+            );
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
