@@ -2,7 +2,7 @@
 //!
 //! The product asks [`Client::verdict`] or [`Client::has_feature`] as often
 //! as it likes — a lock-free pointer load, no allocation, no I/O. Behind it
-//! the client holds the newest **verified** status document (DESIGN §5–7):
+//! the client holds the newest **verified** status document (docs/PROTOCOL.md, sections 2–7 and 14):
 //!
 //! - start-up never waits for the network: disk state is loaded and its
 //!   verdict published at once, then the authority is asked in the

@@ -1,5 +1,5 @@
 //! The verdict: what the product asks, computed from the held document and
-//! the local clock alone (DESIGN §6). Pure: [`compute`] takes `now`.
+//! the local clock alone (docs/PROTOCOL.md, "7. The verdict"). Pure: [`compute`] takes `now`.
 
 use chrono::Duration;
 use serde::Serialize;
@@ -224,7 +224,7 @@ pub struct Context {
     pub connected: bool,
 }
 
-/// The verdict for `doc` at `now`, in DESIGN §6's order: no document, clock
+/// The verdict for `doc` at `now`, in the order of docs/PROTOCOL.md, "7. The verdict": no document, clock
 /// set back, grace over, denied statuses, expiry, valid.
 #[must_use]
 pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) -> Verdict {

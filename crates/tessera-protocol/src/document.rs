@@ -65,7 +65,7 @@ impl std::fmt::Display for Status {
     }
 }
 
-/// The claims of a status document (DESIGN §5). Plain data: trusted only when
+/// The claims of a status document (docs/PROTOCOL.md, "2. Status documents"). Plain data: trusted only when
 /// reached through a [`VerifiedDocument`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -291,7 +291,7 @@ fn malformed(reason: impl Into<String>) -> Error {
     }
 }
 
-/// Verify a status document, in the order of DESIGN §5: size, form, pinned
+/// Verify a status document, in the order of docs/PROTOCOL.md, "4. Verification": size, form, pinned
 /// key (an unknown `kid` is refused; the key never comes from the message),
 /// signature, token binding, nonce, `exp`, `iat` drift.
 ///

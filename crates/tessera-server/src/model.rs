@@ -1,4 +1,4 @@
-//! Domain types of the authority (DESIGN §3), independent of storage and HTTP.
+//! Domain types of the authority (licenses, policies, customers, installations, events, webhooks), independent of storage and HTTP.
 
 use chrono::Duration;
 use serde::Serialize;

@@ -1,5 +1,5 @@
 //! What a status document says about a license at a moment: pure functions
-//! of the license, the request and `now` (DESIGN §5).
+//! of the license, the request and `now` (docs/PROTOCOL.md, "2. Status documents").
 
 use chrono::Duration;
 use tessera_protocol::{Status, StatusClaims, Timestamp, TokenFingerprint};

@@ -107,9 +107,14 @@ pub struct PolicyForm {
 }
 
 impl PolicyForm {
-    /// The API request.
-    pub fn input(&self) -> PolicyInput {
-        PolicyInput {
+    /// The API request, or the sentence to show when the basis is not
+    /// one the form offers.
+    pub fn input(&self) -> Result<PolicyInput, String> {
+        let renewal_basis = self
+            .renewal_basis
+            .parse::<RenewalBasis>()
+            .map_err(|_| format!("Unknown renewal basis {:?}.", self.renewal_basis))?;
+        Ok(PolicyInput {
             name: self.name.clone(),
             duration: optional(&self.duration),
             features: list(&self.features),
@@ -117,15 +122,11 @@ impl PolicyForm {
             trial: self.trial.is_some(),
             refresh_interval: optional(&self.refresh_interval),
             offline_grace: optional(&self.offline_grace),
-            renewal_basis: Some(if self.renewal_basis == "from_now" {
-                RenewalBasis::FromNow
-            } else {
-                RenewalBasis::FromExpiry
-            }),
+            renewal_basis: Some(renewal_basis),
             auto_renew: self.auto_renew.is_some(),
             auto_renew_period: None,
             renew_before: optional(&self.renew_before),
-        }
+        })
     }
 }
 

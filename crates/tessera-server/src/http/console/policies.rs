@@ -33,22 +33,23 @@ pub async fn create_policy(
     State(svc): Svc,
     Posted { console, form }: Posted<PolicyForm>,
 ) -> Result<Response, ConsoleError> {
-    match svc
-        .create_policy(form.input(), &console.session.key_name)
-        .await
-    {
-        Ok(_) => Ok(Redirect::to("/policies?done=created").into_response()),
-        Err(e @ (Error::Unprocessable { .. } | Error::Conflict { .. })) => {
-            let list = svc.policies().await?;
-            let page = templates::policies(
-                &console.chrome("policies", &svc),
-                &console.session.csrf,
-                &list,
-                Some(&sentence(&e.to_string())),
-                None,
-            );
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
-        }
-        Err(e) => Err(e.into()),
-    }
+    let refused = match form.input() {
+        Err(message) => message,
+        Ok(input) => match svc.create_policy(input, &console.session.key_name).await {
+            Ok(_) => return Ok(Redirect::to("/policies?done=created").into_response()),
+            Err(e @ (Error::Unprocessable { .. } | Error::Conflict { .. })) => {
+                sentence(&e.to_string())
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let list = svc.policies().await?;
+    let page = templates::policies(
+        &console.chrome("policies", &svc),
+        &console.session.csrf,
+        &list,
+        Some(&refused),
+        None,
+    );
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response())
 }

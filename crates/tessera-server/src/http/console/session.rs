@@ -22,18 +22,19 @@ pub const COOKIE_NAME: &str = "tessera_session";
 
 /// The cookie that starts a session of `max_age` seconds.
 pub fn session_cookie(id: &str, max_age: i64) -> Result<HeaderValue, ConsoleError> {
-    HeaderValue::from_str(&format!(
-        "{COOKIE_NAME}={id}; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age={max_age}"
-    ))
-    .map_err(|_| ConsoleError::from(crate::Error::Config("cookie".into())))
+    cookie_header(id, max_age)
 }
 
 /// The cookie that ends it.
-pub fn cleared_cookie() -> HeaderValue {
+pub fn cleared_cookie() -> Result<HeaderValue, ConsoleError> {
+    cookie_header("", 0)
+}
+
+fn cookie_header(value: &str, max_age: i64) -> Result<HeaderValue, ConsoleError> {
     HeaderValue::from_str(&format!(
-        "{COOKIE_NAME}=; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age=0"
+        "{COOKIE_NAME}={value}; Path=/; HttpOnly; SameSite=Strict; Secure; Max-Age={max_age}"
     ))
-    .unwrap_or_else(|_| HeaderValue::from_static("tessera_session=; Max-Age=0"))
+    .map_err(|_| ConsoleError::from(crate::Error::Config("cookie".into())))
 }
 
 /// The value of cookie `name`, if the request has it.

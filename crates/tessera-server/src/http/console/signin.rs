@@ -70,6 +70,6 @@ pub async fn logout(
 ) -> Result<Response, ConsoleError> {
     sessions.end(&console.session).await?;
     let mut response = Redirect::to("/login").into_response();
-    response.headers_mut().insert(SET_COOKIE, cleared_cookie());
+    response.headers_mut().insert(SET_COOKIE, cleared_cookie()?);
     Ok(response)
 }
