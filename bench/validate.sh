@@ -4,6 +4,7 @@
 #
 #   bash bench/validate.sh            # 15 s per measurement
 #   DURATION=30s bash bench/validate.sh
+#   BIN=/path/to/tessera bash bench/validate.sh   # another build (A/B runs)
 #
 # Three validate variants are measured:
 #   - no nonce, one instance id: what a polling product sends; the signed
@@ -17,8 +18,10 @@ CONNECTIONS=${CONNECTIONS:-256}
 command -v wrk >/dev/null || { echo "installing wrk" >&2; apt-get install -y wrk >/dev/null; }
 ulimit -n 65536 2>/dev/null || true
 
-cargo build --release --quiet --bin tessera
-BIN=target/release/tessera
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --bin tessera
+  BIN=target/release/tessera
+fi
 work=$(mktemp -d)
 source bench/lib.sh
 trap 'stop_servers; rm -rf "$work"' EXIT

@@ -255,7 +255,7 @@ impl Server {
             config.clock.clone(),
             secrets,
             config.lifecycle.clone(),
-            licenses.metrics.clone(),
+            licenses.shared.metrics.clone(),
         ));
         Ok(Self {
             startup: Startup {
@@ -306,7 +306,7 @@ impl Server {
             validator: self.licenses.validator.clone(),
             push: self.licenses.push.clone(),
             metering: self.licenses.metering.clone(),
-            metrics: self.licenses.metrics.clone(),
+            metrics: self.licenses.shared.metrics.clone(),
             webhooks: self.webhooks.clone(),
             signer: self.signer.clone(),
             store: self.store.clone(),
@@ -334,7 +334,7 @@ impl Server {
             shutdown: cancel.clone(),
         };
         let background = tokio::spawn(background_tasks(
-            self.licenses.installations.clone(),
+            self.licenses.shared.installations.clone(),
             self.store.clone(),
             self.config.clock.clone(),
             limiter,
@@ -353,7 +353,7 @@ impl Server {
             clock: self.config.clock.clone(),
             changes: self.licenses.changes.clone(),
             metering: self.licenses.metering.clone(),
-            metrics: self.licenses.metrics.clone(),
+            metrics: self.licenses.shared.metrics.clone(),
         };
         let lifecycle = tokio::spawn(lifecycle_tasks(
             scheduler,
@@ -382,7 +382,7 @@ impl Server {
         let _ = background.await;
         let _ = replicas.await;
         let _ = lifecycle.await;
-        if let Err(e) = self.licenses.installations.recorder().flush().await {
+        if let Err(e) = self.licenses.shared.installations.recorder().flush().await {
             tracing::warn!(error = %e, "could not write instance sightings at shutdown");
         }
         self.store.close().await;

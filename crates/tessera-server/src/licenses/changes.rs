@@ -9,19 +9,15 @@ use tessera_protocol::wire::{
 };
 use tessera_protocol::{CustomerId, LicenseId, LicenseToken, PolicyId, Timestamp};
 
-use super::cache::TokenCache;
+use super::Shared;
 use super::fields::{check_features, check_text, lifetime_field};
 use super::push::Push;
 use super::rules::{self, Extension, StateAction};
-use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
 use crate::model::{
     Customer, EventFilter, License, LicenseChange, LicenseQuery, NewEvent, NewLicense, Policy,
 };
-use crate::signer::DocumentSigner;
 use crate::status::{self, Echo};
-use crate::store::Store;
 
 /// How many times a change is recomputed when another writer (another
 /// replica: writers in this process queue on `change_locks`) got there first.
@@ -29,18 +25,33 @@ const CHANGE_ATTEMPTS: usize = 8;
 /// Stripes of the per-license change lock.
 const CHANGE_LOCK_STRIPES: usize = 64;
 
+/// Which change: of which license, by whom, recorded as what, and why.
+struct What<'a> {
+    id: &'a LicenseId,
+    actor: &'a str,
+    kind: EventKind,
+    reason: Option<String>,
+}
+
+impl<'a> What<'a> {
+    fn new(id: &'a LicenseId, actor: &'a str, kind: EventKind, reason: Option<String>) -> Self {
+        Self {
+            id,
+            actor,
+            kind,
+            reason,
+        }
+    }
+}
+
 /// A license's new state and expiry, as a change computes it.
 type Update = (LicenseState, Option<Timestamp>);
 
 /// Reads and changes of policies and licenses.
 #[derive(Debug)]
 pub struct Changes {
-    store: Arc<Store>,
-    clock: Arc<dyn Clock>,
-    signer: Arc<DocumentSigner>,
-    cache: Arc<TokenCache>,
+    shared: Shared,
     push: Arc<Push>,
-    metrics: Arc<Metrics>,
     /// Changes to one license from this process run one at a time, so they
     /// do not starve each other's optimistic check. Striped by license id.
     change_locks: Vec<tokio::sync::Mutex<()>>,
@@ -51,23 +62,12 @@ fn summary_json(license: &License) -> Option<serde_json::Value> {
 }
 
 impl Changes {
-    /// Changes over `store`, pushing through `push`.
+    /// Changes over the shared parts, pushing through `push`.
     #[must_use]
-    pub fn new(
-        store: Arc<Store>,
-        clock: Arc<dyn Clock>,
-        signer: Arc<DocumentSigner>,
-        cache: Arc<TokenCache>,
-        push: Arc<Push>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(shared: &Shared, push: Arc<Push>) -> Self {
         Self {
-            store,
-            clock,
-            signer,
-            cache,
+            shared: shared.clone(),
             push,
-            metrics,
             change_locks: (0..CHANGE_LOCK_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -77,7 +77,7 @@ impl Changes {
     /// Now, from the injected clock.
     #[must_use]
     pub fn now(&self) -> Timestamp {
-        self.clock.now()
+        self.shared.clock.now()
     }
 
     // ----- policies -------------------------------------------------------
@@ -97,7 +97,7 @@ impl Changes {
             before: None,
             after: serde_json::to_value(policy.view()).ok(),
         };
-        let created = self.store.create_policy(&policy, event).await?;
+        let created = self.shared.store.create_policy(&policy, event).await?;
         tracing::info!(policy = %created.name, actor, "policy created");
         Ok(created)
     }
@@ -107,7 +107,7 @@ impl Changes {
     /// # Errors
     /// The store's.
     pub async fn policies(&self) -> Result<Vec<Policy>> {
-        self.store.policies().await
+        self.shared.store.policies().await
     }
 
     /// All customers.
@@ -115,7 +115,7 @@ impl Changes {
     /// # Errors
     /// The store's.
     pub async fn customers(&self) -> Result<Vec<Customer>> {
-        self.store.customers().await
+        self.shared.store.customers().await
     }
 
     // ----- licenses -------------------------------------------------------
@@ -138,6 +138,7 @@ impl Changes {
         }
         let policy_name = req.policy.as_deref().unwrap_or(Policy::DEFAULT_NAME);
         let policy = self
+            .shared
             .store
             .policy_by_name(policy_name)
             .await?
@@ -175,9 +176,9 @@ impl Changes {
             })
             .ok(),
         };
-        let license = self.store.insert_license(&new, event).await?;
+        let license = self.shared.store.insert_license(&new, event).await?;
         tracing::info!(license = %license.id, actor, "license issued");
-        self.cache.remember(Arc::new(license.clone()));
+        self.shared.cache.remember(Arc::new(license.clone()));
         Ok((license, token))
     }
 
@@ -186,7 +187,8 @@ impl Changes {
     /// # Errors
     /// 404 when unknown.
     pub async fn license(&self, id: &LicenseId) -> Result<License> {
-        self.store
+        self.shared
+            .store
             .license(id)
             .await?
             .ok_or_else(|| Error::not_found("license", id.as_str()))
@@ -197,7 +199,7 @@ impl Changes {
     /// # Errors
     /// The store's.
     pub async fn licenses(&self, q: &LicenseQuery) -> Result<Vec<License>> {
-        self.store.licenses(q).await
+        self.shared.store.licenses(q).await
     }
 
     /// Licenses matching `q`, one page, and how many match in all.
@@ -206,8 +208,8 @@ impl Changes {
     /// The store's.
     pub async fn search(&self, q: &LicenseQuery) -> Result<(Vec<License>, i64)> {
         Ok((
-            self.store.licenses(q).await?,
-            self.store.count_licenses(q).await?,
+            self.shared.store.licenses(q).await?,
+            self.shared.store.count_licenses(q).await?,
         ))
     }
 
@@ -216,23 +218,22 @@ impl Changes {
     /// # Errors
     /// The store's.
     pub async fn events(&self, filter: &EventFilter) -> Result<Vec<EventView>> {
-        self.store.events(filter).await
+        self.shared.store.events(filter).await
     }
 
     /// Apply a change computed from the current license, retrying when
     /// another writer changed it in between. Revision +1 and the audit event
     /// commit together. `compute` answering `None` changes nothing (`None`).
-    async fn change<F>(
-        &self,
-        id: &LicenseId,
-        actor: &str,
-        kind: EventKind,
-        reason: Option<String>,
-        compute: F,
-    ) -> Result<Option<License>>
+    async fn change<F>(&self, what: What<'_>, compute: F) -> Result<Option<License>>
     where
         F: Fn(&License, Timestamp) -> Result<Option<Update>>,
     {
+        let What {
+            id,
+            actor,
+            kind,
+            reason,
+        } = what;
         if let Some(reason) = &reason {
             check_text("reason", reason)?;
         }
@@ -275,9 +276,9 @@ impl Changes {
                     }),
                 },
             };
-            if let Some(updated) = self.store.apply_change(&change).await? {
+            if let Some(updated) = self.shared.store.apply_change(&change).await? {
                 tracing::info!(license = %id, revision = updated.revision, actor, kind = %kind, "license changed");
-                self.cache.remember(Arc::new(updated.clone()));
+                self.shared.cache.remember(Arc::new(updated.clone()));
                 self.push.publish(&updated, Some(std::time::Instant::now()));
                 return Ok(Some(updated));
             }
@@ -289,19 +290,12 @@ impl Changes {
     }
 
     /// A change that always applies (or fails).
-    async fn apply<F>(
-        &self,
-        id: &LicenseId,
-        actor: &str,
-        kind: EventKind,
-        reason: Option<String>,
-        compute: F,
-    ) -> Result<License>
+    async fn apply<F>(&self, what: What<'_>, compute: F) -> Result<License>
     where
         F: Fn(&License, Timestamp) -> Result<Update>,
     {
         let changed = self
-            .change(id, actor, kind, reason, |l, now| compute(l, now).map(Some))
+            .change(what, |l, now| compute(l, now).map(Some))
             .await?;
         // `compute` never declines here, so `None` cannot come back; should
         // it, the caller sees a conflict to retry rather than a panic.
@@ -315,7 +309,8 @@ impl Changes {
     /// 422 for bad input, 409 for a revoked or (with `by` from expiry) perpetual license.
     pub async fn extend(&self, id: &LicenseId, req: ExtendRequest, actor: &str) -> Result<License> {
         let extension = Extension::parse(&req)?;
-        self.apply(id, actor, EventKind::LicenseExtended, None, |l, now| {
+        let what = What::new(id, actor, EventKind::LicenseExtended, None);
+        self.apply(what, |l, now| {
             Ok((l.state, Some(extension.new_expiry(l, now)?)))
         })
         .await
@@ -327,17 +322,14 @@ impl Changes {
     /// # Errors
     /// The store's.
     pub async fn auto_renew(&self, id: &LicenseId) -> Result<Option<License>> {
+        let what = What::new(id, "scheduler", EventKind::LicenseAutoRenewed, None);
         let renewed = self
-            .change(
-                id,
-                "scheduler",
-                EventKind::LicenseAutoRenewed,
-                None,
-                |l, now| Ok(l.auto_renewal(now).map(|to| (l.state, Some(to)))),
-            )
+            .change(what, |l, now| {
+                Ok(l.auto_renewal(now).map(|to| (l.state, Some(to))))
+            })
             .await?;
         if renewed.is_some() {
-            self.metrics.auto_renewal();
+            self.shared.metrics.auto_renewal();
         }
         Ok(renewed)
     }
@@ -369,7 +361,7 @@ impl Changes {
         actor: &str,
         reason: Option<String>,
     ) -> Result<License> {
-        self.apply(id, actor, action.event(), reason, |l, _| {
+        self.apply(What::new(id, actor, action.event(), reason), |l, _| {
             Ok((rules::transition(l.state, action)?, l.expires_at))
         })
         .await
@@ -396,8 +388,9 @@ impl Changes {
             now,
             Some(ttl),
         );
-        let document = self.signer.sign(&claims)?;
-        self.store
+        let document = self.shared.signer.sign(&claims)?;
+        self.shared
+            .store
             .append_event(
                 Some((&license.id, license.revision)),
                 NewEvent {

@@ -7,14 +7,13 @@ use chrono::Duration;
 use tessera_protocol::wire::{AckRequest, UsageRequest, UsageView};
 use tessera_protocol::{InstanceId, LicenseId, Timestamp};
 
-use super::cache::{TokenCache, parse_credential};
-use super::installations::Installations;
+use super::Shared;
+use super::cache::parse_credential;
 use super::push::Push;
 use super::rules;
 use crate::clock::Clock;
 use crate::config::Lifecycle;
 use crate::error::{Error, Result, TOKEN_CREDENTIAL};
-use crate::metrics::Metrics;
 use crate::model::{Fleet, FleetSummary, Instance, InstanceSeen, License, Overview};
 use crate::store::Store;
 
@@ -96,13 +95,8 @@ impl Seats {
 /// Usage reports, acknowledgements and the fleet view.
 #[derive(Debug)]
 pub struct Metering {
-    store: Arc<Store>,
-    clock: Arc<dyn Clock>,
-    cache: Arc<TokenCache>,
-    seats: Arc<Seats>,
-    installations: Arc<Installations>,
+    shared: Shared,
     push: Arc<Push>,
-    metrics: Arc<Metrics>,
     lifecycle: Lifecycle,
     instance_retention: Duration,
     /// When installations were last pruned (at most hourly).
@@ -110,28 +104,18 @@ pub struct Metering {
 }
 
 impl Metering {
-    /// Metering over `store`.
-    #[allow(clippy::too_many_arguments)]
+    /// Metering over the shared parts; a crossed seat limit is pushed
+    /// through `push`.
     #[must_use]
     pub fn new(
-        store: Arc<Store>,
-        clock: Arc<dyn Clock>,
-        cache: Arc<TokenCache>,
-        seats: Arc<Seats>,
-        installations: Arc<Installations>,
+        shared: &Shared,
         push: Arc<Push>,
-        metrics: Arc<Metrics>,
         lifecycle: Lifecycle,
         instance_retention: Duration,
     ) -> Self {
         Self {
-            store,
-            clock,
-            cache,
-            seats,
-            installations,
+            shared: shared.clone(),
             push,
-            metrics,
             lifecycle,
             instance_retention,
             last_prune: std::sync::Mutex::new(None),
@@ -139,7 +123,7 @@ impl Metering {
     }
 
     fn now(&self) -> Timestamp {
-        self.clock.now()
+        self.shared.clock.now()
     }
 
     /// The license and instance of a report (ack, usage): 401 for a
@@ -147,8 +131,9 @@ impl Metering {
     async fn reporter(&self, token: &str, instance_id: &str) -> Result<(Arc<License>, InstanceId)> {
         let hash = parse_credential(token, TOKEN_CREDENTIAL)?;
         let instance_id = InstanceId::parse(instance_id)?;
-        let license = self.cache.known(&hash, TOKEN_CREDENTIAL).await?;
-        self.installations
+        let license = self.shared.cache.known(&hash, TOKEN_CREDENTIAL).await?;
+        self.shared
+            .installations
             .require_admitted(&license, &instance_id)
             .await?;
         Ok((license, instance_id))
@@ -171,7 +156,8 @@ impl Metering {
                 ),
             ));
         }
-        self.installations
+        self.shared
+            .installations
             .note(InstanceSeen {
                 held_revision: Some(req.revision),
                 ..InstanceSeen::new(
@@ -191,8 +177,8 @@ impl Metering {
     /// 401 for a malformed or unknown token, 400 for a bad instance id.
     pub async fn report_usage(&self, req: UsageRequest) -> Result<UsageView> {
         let (license, instance_id) = self.reporter(&req.token, &req.instance_id).await?;
-        let before = self.seats.exceeded(&license).await;
-        self.installations.recorder().note(InstanceSeen {
+        let before = self.shared.seats.exceeded(&license).await;
+        self.shared.installations.recorder().note(InstanceSeen {
             users: Some(req.users),
             ..InstanceSeen::new(
                 license.id.clone(),
@@ -202,8 +188,8 @@ impl Metering {
         });
         // Reports are rare (every 15 minutes per instance): write now, so
         // the fleet view and the seat count are current.
-        self.installations.recorder().flush().await?;
-        self.seats.forget(&license.id);
+        self.shared.installations.recorder().flush().await?;
+        self.shared.seats.forget(&license.id);
         let usage = self.usage_of(&license, 0).await?;
         if usage.seats_exceeded != before {
             tracing::info!(license = %license.id, exceeded = usage.seats_exceeded, "seat limit crossed");
@@ -221,18 +207,19 @@ impl Metering {
     }
 
     async fn license(&self, id: &LicenseId) -> Result<License> {
-        self.store
+        self.shared
+            .store
             .license(id)
             .await?
             .ok_or_else(|| Error::not_found("license", id.as_str()))
     }
 
     async fn usage_of(&self, license: &License, days: u32) -> Result<UsageView> {
-        let seats_in_use = self.seats.in_use(&license.id).await?;
+        let seats_in_use = self.shared.seats.in_use(&license.id).await?;
         let days = if days == 0 {
             Vec::new()
         } else {
-            self.store.usage_days(&license.id, days).await?
+            self.shared.store.usage_days(&license.id, days).await?
         };
         Ok(UsageView {
             license: license.id.to_string(),
@@ -249,8 +236,8 @@ impl Metering {
     /// The store's.
     pub async fn overview(&self) -> Result<Overview> {
         const DASHBOARD: [Duration; 3] = [Duration::days(30), Duration::days(7), Duration::days(1)];
-        self.installations.recorder().flush().await?;
-        self.store.overview(self.now(), &DASHBOARD).await
+        self.shared.installations.recorder().flush().await?;
+        self.shared.store.overview(self.now(), &DASHBOARD).await
     }
 
     /// Installations of a license (pending sightings written first, so the
@@ -265,8 +252,8 @@ impl Metering {
         offset: u64,
     ) -> Result<Vec<Instance>> {
         self.license(id).await?;
-        self.installations.recorder().flush().await?;
-        self.store.instances(id, limit, offset).await
+        self.shared.installations.recorder().flush().await?;
+        self.shared.store.instances(id, limit, offset).await
     }
 
     /// The fleet view: each installation's held revision and stream, and
@@ -277,9 +264,13 @@ impl Metering {
     pub async fn fleet(&self, id: &LicenseId, limit: u32, offset: u64) -> Result<Fleet> {
         let license = self.license(id).await?;
         let instances = self.instances(id, limit, offset).await?;
-        let gate = self.installations.gate();
+        let gate = self.shared.installations.gate();
         let since = self.now() - gate.window();
-        let counts = self.store.fleet_counts(id, license.revision, since).await?;
+        let counts = self
+            .shared
+            .store
+            .fleet_counts(id, license.revision, since)
+            .await?;
         let usage = self.usage_of(&license, 0).await?;
         let summary = FleetSummary {
             total: counts.total,
@@ -330,7 +321,7 @@ impl Metering {
     /// The store's.
     pub async fn prune_instances(&self) -> Result<u64> {
         let before = self.now() - self.instance_retention;
-        let pruned = self.store.prune_instances(before).await?;
+        let pruned = self.shared.store.prune_instances(before).await?;
         if pruned > 0 {
             tracing::info!(pruned, "deleted installations unseen beyond the retention");
         }
@@ -344,6 +335,7 @@ impl Metering {
     /// The store's.
     pub async fn refresh_gauges(&self) -> Result<()> {
         let overview = self
+            .shared
             .store
             .overview(self.now(), &self.lifecycle.horizons)
             .await?;
@@ -353,7 +345,8 @@ impl Metering {
                 .iter()
                 .find(|(s, _)| s == state)
                 .map_or(0, |(_, n)| *n);
-            self.metrics
+            self.shared
+                .metrics
                 .licenses
                 .get_or_create(&crate::metrics::StateLabel {
                     state: state.into(),
@@ -368,12 +361,14 @@ impl Metering {
                 .map(|(h, n)| (crate::scheduler::horizon_label(*h), *n)),
         );
         for (within, n) in expiring {
-            self.metrics
+            self.shared
+                .metrics
                 .expiring
                 .get_or_create(&crate::metrics::HorizonLabel { within })
                 .set(n);
         }
-        self.metrics
+        self.shared
+            .metrics
             .watchers
             .set(i64::try_from(self.push.feed().watchers()).unwrap_or(i64::MAX));
         Ok(())

@@ -42,6 +42,26 @@ use crate::metrics::Metrics;
 use crate::signer::DocumentSigner;
 use crate::store::Store;
 
+/// What every component shares: the store, the clock, the signer, the
+/// caches, the instance gate and the metrics.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// All SQL.
+    pub store: Arc<Store>,
+    /// The injected clock.
+    pub clock: Arc<dyn Clock>,
+    /// Signs documents.
+    pub signer: Arc<DocumentSigner>,
+    /// Licenses by token hash.
+    pub cache: Arc<cache::TokenCache>,
+    /// Seats in use by license.
+    pub seats: Arc<Seats>,
+    /// The instance limit and sightings.
+    pub installations: Arc<Installations>,
+    /// The metrics registry's handles.
+    pub metrics: Arc<Metrics>,
+}
+
 /// The license components, wired to one store, signer and clock.
 #[derive(Debug, Clone)]
 pub struct Components {
@@ -53,10 +73,8 @@ pub struct Components {
     pub push: Arc<Push>,
     /// Metering and the fleet.
     pub metering: Arc<Metering>,
-    /// Installations (the recorder is flushed by the server).
-    pub installations: Arc<Installations>,
-    /// The metrics registry's handles.
-    pub metrics: Arc<Metrics>,
+    /// What they share.
+    pub shared: Shared,
 }
 
 impl Components {
@@ -70,74 +88,49 @@ impl Components {
         lifecycle: &Lifecycle,
     ) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let cache = Arc::new(cache::TokenCache::new(
+        let gate = InstanceGate::new(
             store.clone(),
-            limits.license_cache_entries,
-        ));
-        let seats = Arc::new(Seats::new(
-            store.clone(),
-            clock.clone(),
-            lifecycle.usage_window,
-            limits.license_cache_entries,
-        ));
-        let installations = Arc::new(Installations::new(
-            store.clone(),
-            clock.clone(),
-            metrics.clone(),
-            InstanceGate::new(
+            limits.max_instances_per_license,
+            limits.instance_active_window,
+        );
+        let shared = Shared {
+            store: store.clone(),
+            clock: clock.clone(),
+            signer: signer.clone(),
+            cache: Arc::new(cache::TokenCache::new(
                 store.clone(),
-                limits.max_instances_per_license,
-                limits.instance_active_window,
-            ),
-        ));
+                limits.license_cache_entries,
+            )),
+            seats: Arc::new(Seats::new(
+                store.clone(),
+                clock.clone(),
+                lifecycle.usage_window,
+                limits.license_cache_entries,
+            )),
+            installations: Arc::new(Installations::new(
+                store.clone(),
+                clock.clone(),
+                metrics.clone(),
+                gate,
+            )),
+            metrics,
+        };
         let feed = Arc::new(ChangeFeed::new(FeedLimits {
             per_license: limits.max_watchers_per_license,
             total: limits.max_watchers,
         }));
-        let push = Arc::new(Push::new(
-            store.clone(),
-            clock.clone(),
-            signer.clone(),
-            cache.clone(),
-            seats.clone(),
-            installations.clone(),
-            feed,
-            metrics.clone(),
-        ));
-        let changes = Arc::new(Changes::new(
-            store.clone(),
-            clock.clone(),
-            signer.clone(),
-            cache.clone(),
-            push.clone(),
-            metrics.clone(),
-        ));
-        let validator = Arc::new(Validator::new(
-            clock.clone(),
-            signer.clone(),
-            cache.clone(),
-            seats.clone(),
-            installations.clone(),
-            metrics.clone(),
-        ));
-        let metering = Arc::new(Metering::new(
-            store.clone(),
-            clock.clone(),
-            cache,
-            seats,
-            installations.clone(),
-            push.clone(),
-            metrics.clone(),
-            lifecycle.clone(),
-            limits.instance_retention,
-        ));
+        let push = Arc::new(Push::new(&shared, feed));
         Self {
-            changes,
-            validator,
+            changes: Arc::new(Changes::new(&shared, push.clone())),
+            validator: Arc::new(Validator::new(&shared)),
+            metering: Arc::new(Metering::new(
+                &shared,
+                push.clone(),
+                lifecycle.clone(),
+                limits.instance_retention,
+            )),
             push,
-            metering,
-            installations,
-            metrics,
+            shared,
         }
     }
 }

@@ -7,29 +7,19 @@ use chrono::Duration;
 use tessera_protocol::wire::LicenseState;
 use tessera_protocol::{InstanceId, LicenseId, Timestamp, TokenHash};
 
-use super::cache::{TokenCache, parse_credential};
-use super::installations::Installations;
-use super::metering::Seats;
-use crate::clock::Clock;
+use super::Shared;
+use super::cache::parse_credential;
 use crate::error::{Error, Result, STREAM_CREDENTIAL};
 use crate::feed::{ChangeFeed, Pushed, Subscription};
 use crate::metrics::Metrics;
 use crate::model::{InstanceSeen, License};
-use crate::signer::DocumentSigner;
 use crate::status::Echo;
-use crate::store::Store;
 
 /// Hands each committed revision to the license's watchers.
 #[derive(Debug)]
 pub struct Push {
-    store: Arc<Store>,
-    clock: Arc<dyn Clock>,
-    signer: Arc<DocumentSigner>,
-    cache: Arc<TokenCache>,
-    seats: Arc<Seats>,
-    installations: Arc<Installations>,
+    shared: Shared,
     feed: Arc<ChangeFeed>,
-    metrics: Arc<Metrics>,
 }
 
 /// An open change stream (see [`Push::open_watch`]).
@@ -50,35 +40,19 @@ pub struct Watch {
 }
 
 impl Push {
-    /// Push over `feed`, signing with `signer`.
-    #[allow(clippy::too_many_arguments)]
+    /// Push over `feed`.
     #[must_use]
-    pub fn new(
-        store: Arc<Store>,
-        clock: Arc<dyn Clock>,
-        signer: Arc<DocumentSigner>,
-        cache: Arc<TokenCache>,
-        seats: Arc<Seats>,
-        installations: Arc<Installations>,
-        feed: Arc<ChangeFeed>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(shared: &Shared, feed: Arc<ChangeFeed>) -> Self {
         Self {
-            store,
-            clock,
-            signer,
-            cache,
-            seats,
-            installations,
+            shared: shared.clone(),
             feed,
-            metrics,
         }
     }
 
     /// The metrics (streams record propagation times).
     #[must_use]
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        &self.shared.metrics
     }
 
     /// The change feed.
@@ -90,7 +64,7 @@ impl Push {
     /// Now, from the injected clock.
     #[must_use]
     pub fn now(&self) -> Timestamp {
-        self.clock.now()
+        self.shared.clock.now()
     }
 
     /// The document pushed to every watcher of `license` at its revision:
@@ -113,12 +87,12 @@ impl Push {
         committed_at: Option<std::time::Instant>,
         now: Timestamp,
     ) -> Result<Arc<Pushed>> {
-        let signed = self.signer.for_license(
+        let signed = self.shared.signer.for_license(
             license,
             license.token_hash.fingerprint(),
             Echo::default(),
             now,
-            self.seats.exceeded_cached(license),
+            self.shared.seats.exceeded_cached(license),
         )?;
         Ok(Arc::new(Pushed {
             revision: signed.claims.rev,
@@ -134,10 +108,10 @@ impl Push {
     /// Another replica committed revision `revision` of `id`: refresh the
     /// cache and this replica's watchers.
     pub async fn on_remote_change(&self, id: &LicenseId, revision: u64) {
-        match self.store.license(id).await {
+        match self.shared.store.license(id).await {
             Ok(Some(license)) if license.revision >= revision => {
                 let license = Arc::new(license);
-                self.cache.remember(license.clone());
+                self.shared.cache.remember(license.clone());
                 self.publish(&license, None);
             }
             Ok(Some(_)) => {
@@ -153,12 +127,12 @@ impl Push {
     /// Notifications may have been missed: forget cached licenses and
     /// re-read every watched one.
     pub async fn resync(&self) {
-        self.cache.clear();
+        self.shared.cache.clear();
         let watched = self.feed.watched();
         for id in &watched {
-            if let Ok(Some(license)) = self.store.license(id).await {
+            if let Ok(Some(license)) = self.shared.store.license(id).await {
                 let license = Arc::new(license);
-                self.cache.remember(license.clone());
+                self.shared.cache.remember(license.clone());
                 self.publish(&license, None);
             }
         }
@@ -217,7 +191,7 @@ impl Push {
     ) -> Result<Watch> {
         let hash = parse_credential(token, STREAM_CREDENTIAL)?;
         let instance_id = instance_id.map(InstanceId::parse).transpose()?;
-        let license = self.cache.known(&hash, STREAM_CREDENTIAL).await?;
+        let license = self.shared.cache.known(&hash, STREAM_CREDENTIAL).await?;
         if license.state == LicenseState::Revoked {
             return Err(Error::Forbidden {
                 code: "license_revoked",
@@ -225,7 +199,10 @@ impl Push {
             });
         }
         if let Some(iid) = &instance_id {
-            self.installations.require_admitted(&license, iid).await?;
+            self.shared
+                .installations
+                .require_admitted(&license, iid)
+                .await?;
         }
         let seed = self.pushed_for(&license, None)?;
         // Tests widen the window between the read above and the subscribe.
@@ -235,7 +212,7 @@ impl Push {
         // committed after the read above published to nobody (no one was
         // subscribed yet), so read again now that every later publish
         // reaches this stream, and offer what was read to the channel.
-        if let Some(latest) = self.cache.lookup(&hash).await?
+        if let Some(latest) = self.shared.cache.lookup(&hash).await?
             && latest.revision > license.revision
         {
             self.feed
@@ -243,7 +220,7 @@ impl Push {
         }
         let current = subscription.rx.borrow_and_update().clone();
         if let Some(iid) = &instance_id {
-            self.installations.recorder().note(InstanceSeen {
+            self.shared.installations.recorder().note(InstanceSeen {
                 stream: Some(true),
                 ..InstanceSeen::new(license.id.clone(), iid.as_str().to_owned(), self.now())
             });
@@ -268,13 +245,17 @@ impl Push {
     /// # Errors
     /// The store's; 401 when the license is gone.
     pub async fn current_pushed(&self, token_hash: &TokenHash) -> Result<Arc<Pushed>> {
-        let license = self.cache.known(token_hash, STREAM_CREDENTIAL).await?;
+        let license = self
+            .shared
+            .cache
+            .known(token_hash, STREAM_CREDENTIAL)
+            .await?;
         self.pushed_for(&license, None)
     }
 
     /// A stream closed: the instance is no longer connected.
     pub fn close_watch(&self, license: &LicenseId, instance: &InstanceId) {
-        self.installations.recorder().note(InstanceSeen {
+        self.shared.installations.recorder().note(InstanceSeen {
             stream: Some(false),
             ..InstanceSeen::new(license.clone(), instance.as_str().to_owned(), self.now())
         });

@@ -7,26 +7,17 @@ use tessera_protocol::ids::check_nonce;
 use tessera_protocol::wire::ValidateRequest;
 use tessera_protocol::{InstanceId, LicenseToken, Timestamp};
 
-use super::cache::TokenCache;
-use super::installations::Installations;
-use super::metering::Seats;
+use super::Shared;
 use super::rules;
-use crate::clock::Clock;
 use crate::error::Result;
-use crate::metrics::Metrics;
 use crate::model::InstanceSeen;
-use crate::signer::{DocumentSigner, SignedDocument};
+use crate::signer::SignedDocument;
 use crate::status::Echo;
 
 /// Answers `POST /v1/validate`.
 #[derive(Debug)]
 pub struct Validator {
-    clock: Arc<dyn Clock>,
-    signer: Arc<DocumentSigner>,
-    cache: Arc<TokenCache>,
-    seats: Arc<Seats>,
-    installations: Arc<Installations>,
-    metrics: Arc<Metrics>,
+    shared: Shared,
 }
 
 /// The document a client holds, as it names it in `If-None-Match`:
@@ -77,23 +68,11 @@ pub enum Validation {
 }
 
 impl Validator {
-    /// A validator signing with `signer`.
+    /// A validator over the shared parts.
     #[must_use]
-    pub fn new(
-        clock: Arc<dyn Clock>,
-        signer: Arc<DocumentSigner>,
-        cache: Arc<TokenCache>,
-        seats: Arc<Seats>,
-        installations: Arc<Installations>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub fn new(shared: &Shared) -> Self {
         Self {
-            clock,
-            signer,
-            cache,
-            seats,
-            installations,
-            metrics,
+            shared: shared.clone(),
         }
     }
 
@@ -121,25 +100,34 @@ impl Validator {
         if let Some(v) = &req.app_version {
             rules::check_app_version(v)?;
         }
-        let now = self.clock.now();
+        let now = self.shared.clock.now();
         let hash = token.hash();
         let echo = Echo {
             instance_id: instance_id.as_ref().map(|i| i.as_str().to_owned()),
             nonce: req.nonce,
         };
-        let Some(license) = self.cache.lookup(&hash).await? else {
-            let signed = self.signer.for_unknown(hash.fingerprint(), echo, now)?;
-            self.metrics.validation(signed.claims.status.as_str());
+        let Some(license) = self.shared.cache.lookup(&hash).await? else {
+            let signed = self
+                .shared
+                .signer
+                .for_unknown(hash.fingerprint(), echo, now)?;
+            self.shared
+                .metrics
+                .validation(signed.claims.status.as_str());
             return Ok(Validation::Document(signed));
         };
         if let Some(iid) = instance_id {
-            if !self.installations.admit(&license, &iid).await? {
-                let signed =
-                    self.signer
-                        .for_refused_instance(&license, hash.fingerprint(), echo, now)?;
+            if !self.shared.installations.admit(&license, &iid).await? {
+                let signed = self.shared.signer.for_refused_instance(
+                    &license,
+                    hash.fingerprint(),
+                    echo,
+                    now,
+                )?;
                 return Ok(Validation::Document(signed));
             }
-            self.installations
+            self.shared
+                .installations
                 .note(InstanceSeen {
                     app_version: req.app_version,
                     users: req.usage.map(|u| u.users),
@@ -156,14 +144,17 @@ impl Validator {
                 now,
             )
         {
-            self.metrics.validation("not_modified");
+            self.shared.metrics.validation("not_modified");
             return Ok(Validation::NotModified(tag));
         }
-        let exceeded = self.seats.exceeded(&license).await;
-        let signed = self
-            .signer
-            .for_license(&license, hash.fingerprint(), echo, now, exceeded)?;
-        self.metrics.validation(signed.claims.status.as_str());
+        let exceeded = self.shared.seats.exceeded(&license).await;
+        let signed =
+            self.shared
+                .signer
+                .for_license(&license, hash.fingerprint(), echo, now, exceeded)?;
+        self.shared
+            .metrics
+            .validation(signed.claims.status.as_str());
         Ok(Validation::Document(signed))
     }
 }
