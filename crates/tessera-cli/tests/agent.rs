@@ -108,13 +108,7 @@ async fn seed_bug_metabase_56808_renewal_shows_on_refresh_and_on_reentering_the_
 
     // The authority is back; the vendor renews.
     let server = setup.server(addr, "server2.log");
-    let (code, _) = server
-        .admin(
-            &format!("/v1/admin/licenses/{id}/extend"),
-            json!({"by": "30d"}),
-        )
-        .await;
-    assert_eq!(code, 200);
+    server.extend(&id, json!({"by": "30d"})).await;
 
     // "Refresh now": valid at once with the new expiry and revision. No restart.
     let (code, v) = post(&agent, "/v1/refresh", json!({})).await;
@@ -360,13 +354,7 @@ async fn status_page_in_chromium_shows_the_renewal_after_refresh_now() {
     assert!(browser.text("#warning").await.contains("20 days"));
     browser.screenshot("agent-status-before").await;
 
-    let (code, _) = server
-        .admin(
-            &format!("/v1/admin/licenses/{id}/extend"),
-            json!({"by": "30d"}),
-        )
-        .await;
-    assert_eq!(code, 200);
+    server.extend(&id, json!({"by": "30d"})).await;
     browser
         .client
         .find(fantoccini::Locator::Css("#refresh"))

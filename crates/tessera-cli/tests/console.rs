@@ -146,13 +146,7 @@ async fn a_desk_issues_extends_and_revokes_a_license_and_watches_the_renewal_arr
 
     // Extended through the API while the page is open: the fleet view first
     // shows the new revision undelivered, then delivered, with no reload.
-    let (code, _) = server
-        .admin(
-            &format!("/v1/admin/licenses/{id}/extend"),
-            json!({"by": "30d"}),
-        )
-        .await;
-    assert_eq!(code, 200);
+    server.extend(&id, json!({"by": "30d"})).await;
     b.wait_text("#fleet-rows", "revision 2 delivered", |t| {
         t.contains("2 (current)")
     })

@@ -428,14 +428,7 @@ backend_tests! {
         );
 
         // The vendor renews. Refresh shows it at once.
-        let (status, _) = s
-            .admin(
-                "POST",
-                &format!("/v1/admin/licenses/{id}/extend"),
-                Some(json!({"by": "30d"})),
-            )
-            .await;
-        assert_eq!(status, 200);
+        s.extend(&id, json!({"by": "30d"})).await;
         let v = client.refresh().await.unwrap();
         assert_eq!(v.state, VerdictState::Valid);
         assert_eq!(v.license.as_ref().unwrap().revision, 2);
@@ -690,9 +683,7 @@ backend_tests! {
         // The authority learns the instance holds revision 2.
         let mut delivered = false;
         for _ in 0..100 {
-            let (_, fleet) = s
-                .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
-                .await;
+            let fleet = s.fleet(&id).await;
             if fleet["summary"]["current"] == 1 && fleet["summary"]["total"] == 1 {
                 assert_eq!(
                     fleet["instances"][0]["instance_id"],
@@ -785,9 +776,7 @@ async fn usage_is_reported_and_seats_exceeded_comes_back() {
     })
     .await;
     let users_in_fleet = async || {
-        let (_, fleet) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
-            .await;
+        let fleet = s.fleet(&id).await;
         fleet["instances"]
             .as_array()
             .unwrap()

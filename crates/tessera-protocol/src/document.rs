@@ -126,6 +126,38 @@ pub struct StatusClaims {
     pub exp: Timestamp,
 }
 
+impl StatusClaims {
+    /// The claims of a typical valid document: license
+    /// `lic_01936b2e-7c3a-7def-8a12-0123456789ab` of "Acme", plan
+    /// `enterprise`, features `sso` and `audit`, 10 users, revision 1,
+    /// active from a day before `iat` to 30 days after, answering `tfp`,
+    /// signed at `iat`, to be refreshed an hour later and trusted 7 days.
+    /// For tests, fuzzing and examples: change what a case needs with
+    /// `StatusClaims { rev: 5, ..StatusClaims::sample(tfp, iat) }`.
+    #[must_use]
+    pub fn sample(tfp: TokenFingerprint, iat: Timestamp) -> Self {
+        Self {
+            lic: Some("lic_01936b2e-7c3a-7def-8a12-0123456789ab".into()),
+            tfp,
+            iid: None,
+            nonce: None,
+            status: Status::Active,
+            valid: true,
+            plan: Some("enterprise".into()),
+            features: vec!["sso".into(), "audit".into()],
+            max_users: Some(10),
+            seats_exceeded: false,
+            customer: Some("Acme".into()),
+            valid_from: Some(iat - Duration::days(1)),
+            expires_at: Some(iat + Duration::days(30)),
+            rev: 1,
+            iat,
+            refresh_after: iat + Duration::hours(1),
+            exp: iat + Duration::days(7),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct Footer {
     kid: String,

@@ -440,7 +440,7 @@ backend_tests! {
         s.clock.advance(Duration::days(85));
         let deadline = Instant::now() + StdDuration::from_secs(10);
         loop {
-            let (_, fleet) = s.admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None).await;
+            let fleet = s.fleet(&id).await;
             if fleet["summary"]["total"] == 1 {
                 assert_eq!(fleet["instances"][0]["instance_id"], "i-dddd");
                 break;
@@ -643,9 +643,7 @@ async fn the_held_revision_never_goes_back_across_replicas() {
         .await;
     }
     async fn fleet_held(s: &TestServer, id: &str) -> Vec<u64> {
-        let (_, f) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
-            .await;
+        let f = s.fleet(&id).await;
         f["instances"]
             .as_array()
             .unwrap()

@@ -161,8 +161,7 @@ backend_tests! {
         assert_eq!(events_of(&s, &late, "license.expiring").await.len(), 1);
         assert_eq!(events_of(&s, &late, "license.expired").await.len(), 1);
         // An extension starts a new period: its horizons fire again.
-        let (status, _) = s.admin("POST", &format!("/v1/admin/licenses/{id}/extend"), Some(json!({"by": "10d"}))).await;
-        assert_eq!(status, 200);
+        s.extend(&id, json!({"by": "10d"})).await;
         eventually("the new period's 30d horizon", WAIT, async || {
             (events_of(&s, &id, "license.expiring").await.len() == 4).then_some(())
         })
@@ -227,8 +226,7 @@ backend_tests! {
         let (_, list) = s.admin("GET", "/v1/admin/webhooks", None).await;
         assert!(list["items"][0].get("secret").is_none(), "the secret is shown once");
         let (id, _) = s.issue(json!({"customer": "Acme", "plan": "gold", "duration": "30d"})).await;
-        let (status, _) = s.admin("POST", &format!("/v1/admin/licenses/{id}/extend"), Some(json!({"by": "30d"}))).await;
-        assert_eq!(status, 200);
+        s.extend(&id, json!({"by": "30d"})).await;
         eventually("the first attempt", WAIT, async || (receiver.count() == 1).then_some(())).await;
         // Retries wait for their backoff (on the server's clock).
         settle().await;
@@ -307,7 +305,7 @@ backend_tests! {
         };
         let v = report("i-aaaaaaaa", 3).await;
         assert_eq!((v["seats_in_use"].as_u64(), v["seats_exceeded"].as_bool()), (Some(3), Some(false)));
-        let (_, fleet) = s.admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None).await;
+        let fleet = s.fleet(&id).await;
         assert_eq!(fleet["instances"][0]["users"], 3);
         assert_eq!(fleet["summary"]["seats_exceeded"], false);
         let (_, doc) = s.validate(json!({"token": token})).await;
@@ -319,7 +317,7 @@ backend_tests! {
         // newer than the one the stream opened with (same revision).
         let v = report("i-bbbbbbbb", 7).await;
         assert_eq!((v["seats_in_use"].as_u64(), v["seats_exceeded"].as_bool()), (Some(7), Some(true)));
-        let (_, fleet) = s.admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None).await;
+        let fleet = s.fleet(&id).await;
         assert_eq!((fleet["summary"]["seats_in_use"].as_u64(), fleet["summary"]["seats_exceeded"].as_bool()), (Some(7), Some(true)));
         let (_, doc) = s.validate(json!({"token": token})).await;
         assert_eq!(doc["verdict"]["seats_exceeded"], true);

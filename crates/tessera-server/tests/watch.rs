@@ -227,9 +227,7 @@ backend_tests! {
             )
         };
         assert_eq!(ack("i-a", 1).await.0, 204);
-        let (_, fleet) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
-            .await;
+        let fleet = s.fleet(&id).await;
         assert_eq!(fleet["summary"]["total"], 2);
         assert_eq!(fleet["summary"]["current"], 1);
         assert_eq!(fleet["summary"]["connected"], 2);
@@ -240,9 +238,7 @@ backend_tests! {
         )
         .await;
         assert_eq!(a.next_status(T).await.unwrap().0, 2);
-        let (_, fleet) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
-            .await;
+        let fleet = s.fleet(&id).await;
         assert_eq!(
             (
                 fleet["revision"].as_u64(),
@@ -252,9 +248,7 @@ backend_tests! {
         );
         assert_eq!(ack("i-a", 2).await.0, 204);
         assert_eq!(ack("i-b", 2).await.0, 204);
-        let (_, fleet) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
-            .await;
+        let fleet = s.fleet(&id).await;
         assert_eq!(fleet["summary"]["current"], 2, "{fleet}");
         let i = fleet["instances"]
             .as_array()
@@ -270,9 +264,7 @@ backend_tests! {
         drop(a);
         let mut disconnected = false;
         for _ in 0..100 {
-            let (_, fleet) = s
-                .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
-                .await;
+            let fleet = s.fleet(&id).await;
             if fleet["summary"]["connected"] == 1 {
                 disconnected = true;
                 break;

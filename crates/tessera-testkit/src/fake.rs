@@ -13,10 +13,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use chrono::Duration;
 use tessera_protocol::clock::{Clock, ManualClock};
 use tessera_protocol::wire::{ValidateRequest, ValidateResponse};
-use tessera_protocol::{LicenseToken, PublicKey, SigningKey, Status, StatusClaims, sign};
+use tessera_protocol::{LicenseToken, PublicKey, SigningKey, StatusClaims, sign};
 
 /// What the fake answers.
 pub type Behaviour = Arc<dyn Fn(&Fake, &ValidateRequest, &HeaderMap) -> Response + Send + Sync>;
@@ -50,23 +49,10 @@ impl Fake {
             .map(|t| t.fingerprint())
             .expect("the client sent a valid token");
         StatusClaims {
-            lic: Some("lic_01936b2e-7c3a-7def-8a12-0123456789ab".into()),
-            tfp,
             iid: req.instance_id.clone(),
             nonce: req.nonce.clone(),
-            status: Status::Active,
-            valid: true,
-            plan: Some("enterprise".into()),
-            features: vec!["sso".into(), "audit".into()],
-            max_users: Some(10),
-            seats_exceeded: false,
-            customer: Some("Acme".into()),
-            valid_from: Some(now - Duration::days(1)),
-            expires_at: Some(now + Duration::days(30)),
             rev: self.revision.load(Ordering::SeqCst) as u64,
-            iat: now,
-            refresh_after: now + Duration::hours(1),
-            exp: now + Duration::days(7),
+            ..StatusClaims::sample(tfp, now)
         }
     }
 

@@ -10,7 +10,7 @@
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use chrono::Duration;
-use tessera_protocol::{LicenseToken, SigningKey, Status, StatusClaims, Timestamp, TrustedKeys};
+use tessera_protocol::{LicenseToken, SigningKey, StatusClaims, Timestamp, TrustedKeys};
 
 /// The "now" every fixture is judged at (the document fuzz target's too).
 pub fn now() -> Timestamp {
@@ -53,23 +53,10 @@ pub const HELD_REV: u64 = 5;
 pub fn claims(rev: u64, iat: Timestamp) -> StatusClaims {
     let t = now();
     StatusClaims {
-        lic: Some("lic_01936b2e-7c3a-7def-8a12-0123456789ab".into()),
-        tfp: token().fingerprint(),
-        iid: None,
-        nonce: None,
-        status: Status::Active,
-        valid: true,
-        plan: Some("enterprise".into()),
-        features: vec!["sso".into(), "audit".into()],
-        max_users: Some(10),
-        seats_exceeded: false,
-        customer: Some("Acme".into()),
         valid_from: Some(t - Duration::days(30)),
         expires_at: Some(t + Duration::days(335)),
         rev,
-        iat,
-        refresh_after: iat + Duration::hours(1),
-        exp: iat + Duration::days(7),
+        ..StatusClaims::sample(token().fingerprint(), iat)
     }
 }
 

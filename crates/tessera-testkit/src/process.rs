@@ -229,6 +229,15 @@ impl ServerProcess {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// Extend license `id` (`{"by": …}` or `{"to": …}`), which must answer 200.
+    pub async fn extend(&self, id: &str, body: Value) -> Value {
+        let (status, v) = self
+            .admin(&format!("/v1/admin/licenses/{id}/extend"), body)
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
     /// Issue a license; (id, token).
     pub async fn issue(&self, body: Value) -> (String, String) {
         let (status, v) = self.admin("/v1/admin/licenses", body).await;

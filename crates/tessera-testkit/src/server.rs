@@ -308,6 +308,28 @@ impl TestServer {
             .await
     }
 
+    /// Extend license `id` (`{"by": …}` or `{"to": …}`), which must answer 200.
+    pub async fn extend(&self, id: &str, body: Value) -> Value {
+        let (status, v) = self
+            .admin(
+                "POST",
+                &format!("/v1/admin/licenses/{id}/extend"),
+                Some(body),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// The fleet view of license `id` (`GET …/instances`), which must answer 200.
+    pub async fn fleet(&self, id: &str) -> Value {
+        let (status, fleet) = self
+            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{fleet}");
+        fleet
+    }
+
     pub async fn request(
         &self,
         method: &str,
