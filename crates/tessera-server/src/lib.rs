@@ -301,7 +301,7 @@ impl Server {
         // Cancelled at the shutdown signal: ends background tasks and change
         // streams, so in-flight requests can drain.
         let cancel = CancellationToken::new();
-        let state = http::AppState {
+        let state = http::AppState::new(http::Parts {
             changes: self.licenses.changes.clone(),
             validator: self.licenses.validator.clone(),
             push: self.licenses.push.clone(),
@@ -332,7 +332,7 @@ impl Server {
             )),
             limits: self.config.limits,
             shutdown: cancel.clone(),
-        };
+        });
         let background = tokio::spawn(background_tasks(
             self.licenses.shared.installations.clone(),
             self.store.clone(),

@@ -42,8 +42,7 @@ use crate::licenses::{Changes, Metering, Push, Validator};
 use ratelimit::IpRateLimiter;
 
 /// Everything handlers may need; each takes its slice via `FromRef`.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+pub struct Parts {
     /// Policies, issuing, changes.
     pub changes: Arc<Changes>,
     /// Validation.
@@ -81,6 +80,58 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
+/// The app state: one `Arc`, so the per-request clone axum makes of it is
+/// one reference count, however many parts there are.
+#[derive(Clone)]
+pub struct AppState(Arc<Parts>);
+
+impl AppState {
+    /// The state holding `parts`.
+    #[must_use]
+    pub fn new(parts: Parts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// `FromRef` for each part: a handler's `State<T>` clones only its part.
+macro_rules! parts_from_ref {
+    ($($field:ident: $ty:ty,)*) => {$(
+        impl FromRef<AppState> for $ty {
+            fn from_ref(state: &AppState) -> Self {
+                state.0.$field.clone()
+            }
+        }
+    )*};
+}
+
+parts_from_ref! {
+    changes: Arc<Changes>,
+    validator: Arc<Validator>,
+    push: Arc<Push>,
+    metering: Arc<Metering>,
+    metrics: Arc<crate::metrics::Metrics>,
+    webhooks: Arc<crate::webhooks::Webhooks>,
+    signer: Arc<crate::signer::DocumentSigner>,
+    store: Arc<crate::store::Store>,
+    clock: Arc<dyn crate::clock::Clock>,
+    admin: Arc<AdminAuth>,
+    sessions: Arc<crate::auth::Sessions>,
+    limiter: Option<Arc<IpRateLimiter>>,
+    auth_failures: AuthFailures,
+    watch_slots: Arc<WatchSlots>,
+    trusted_proxies: Arc<client::TrustedProxies>,
+    limits: Limits,
+    shutdown: CancellationToken,
+}
+
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
     let public =
@@ -109,7 +160,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(error::panic_response))
         .merge(streams.with_state(state.clone()))
         .layer(axum::middleware::from_fn_with_state(
-            state.trusted_proxies,
+            state.trusted_proxies.clone(),
             client::client_address,
         ))
 }
