@@ -393,7 +393,7 @@ async fn a_lost_ack_is_sent_again_when_the_stream_reconnects() {
         .start()
         .unwrap();
     async fn held(s: &TestServer, id: &str) -> Option<u64> {
-        let fleet = s.fleet(&id).await;
+        let fleet = s.fleet(id).await;
         fleet["instances"][0]["held_revision"].as_u64()
     }
     async fn wait_held(s: &TestServer, id: &str, what: &str) {

@@ -643,7 +643,7 @@ async fn the_held_revision_never_goes_back_across_replicas() {
         .await;
     }
     async fn fleet_held(s: &TestServer, id: &str) -> Vec<u64> {
-        let f = s.fleet(&id).await;
+        let f = s.fleet(id).await;
         f["instances"]
             .as_array()
             .unwrap()
