@@ -60,6 +60,12 @@ impl Setup {
         }
         Process::spawn(BIN, &args, &self.dir.path().join(log), &[])
     }
+
+    /// An agent of `server` holding `token` (from a token file).
+    fn agent_for(&self, server: &ServerProcess, token: &str, log: &str) -> Process {
+        let token_file = self.token_file(token);
+        self.agent(server.url(), &server.public_key, Some(&token_file), log)
+    }
 }
 
 async fn status(agent: &Process) -> Value {
@@ -91,12 +97,7 @@ async fn seed_bug_metabase_56808_renewal_shows_on_refresh_and_on_reentering_the_
     let (id, token) = server
         .issue(json!({"customer": "Acme", "plan": "enterprise", "features": ["sso"], "duration": "4s"}))
         .await;
-    let agent = setup.agent(
-        server.url(),
-        &server.public_key,
-        Some(&setup.token_file(&token)),
-        "agent.log",
-    );
+    let agent = setup.agent_for(&server, &token, "agent.log");
     wait_state(&agent, "valid", |v| v["state"] == "valid").await;
 
     // The authority goes away; the license runs out; the agent says so on its
@@ -242,12 +243,7 @@ async fn the_local_api_reports_metrics_and_refuses_foreign_pages() {
     let (_, token) = server
         .issue(json!({"customer": "Acme", "plan": "p", "features": ["a"], "duration": "10d"}))
         .await;
-    let agent = setup.agent(
-        server.url(),
-        &server.public_key,
-        Some(&setup.token_file(&token)),
-        "agent.log",
-    );
+    let agent = setup.agent_for(&server, &token, "agent.log");
     let v = wait_state(&agent, "valid", |v| v["state"] == "valid").await;
     for field in [
         "state",
@@ -337,12 +333,7 @@ async fn status_page_in_chromium_shows_the_renewal_after_refresh_now() {
     let setup = Setup::new();
     let server = setup.server(free_addr(), "server.log");
     let (id, token) = server.issue(json!({"customer": "Acme", "plan": "enterprise", "features": ["sso", "audit"], "duration": "20d"})).await;
-    let agent = setup.agent(
-        server.url(),
-        &server.public_key,
-        Some(&setup.token_file(&token)),
-        "agent.log",
-    );
+    let agent = setup.agent_for(&server, &token, "agent.log");
     wait_state(&agent, "valid", |v| v["state"] == "valid").await;
 
     let browser = Browser::start().await;
@@ -472,12 +463,7 @@ async fn changes_reach_the_agent_pushed_and_survive_an_authority_restart() {
     let (id, token) = server
         .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d"}))
         .await;
-    let agent = setup.agent(
-        server.url(),
-        &server.public_key,
-        Some(&setup.token_file(&token)),
-        "agent.log",
-    );
+    let agent = setup.agent_for(&server, &token, "agent.log");
     wait_state(&agent, "valid and live", |v| {
         v["state"] == "valid" && v["stream_connected"] == true
     })

@@ -435,11 +435,7 @@ backend_tests! {
         assert!(client.has_feature("sso"));
 
         // Re-entering the same token also goes to the authority.
-        s.admin(
-            "POST",
-            &format!("/v1/admin/licenses/{id}/extend"),
-            Some(json!({"by": "30d"})),
-        )
+        s.admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "30d"}))
         .await;
         let v = client.activate(&token).await.unwrap();
         assert_eq!(v.license.as_ref().unwrap().revision, 3);
@@ -545,11 +541,7 @@ backend_tests! {
         until(&client, "valid", Verdict::is_valid).await;
         let doc = client.document().unwrap();
         // A change while the client is not asking: seen at the next poll.
-        s.admin(
-            "POST",
-            &format!("/v1/admin/licenses/{id}/extend"),
-            Some(json!({"by": "10d"})),
-        )
+        s.admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "10d"}))
         .await;
         clock.advance(Duration::minutes(67));
         let v = until(&client, "revision 2", |v| {
@@ -567,11 +559,7 @@ backend_tests! {
             .issue(json!({"customer": "Acme", "plan": "p", "features": ["sso"], "duration": "400d"}))
             .await;
         let (_, export) = s
-            .admin(
-                "POST",
-                &format!("/v1/admin/licenses/{id}/export"),
-                Some(json!({"ttl": "365d"})),
-            )
+            .admin_post(&format!("/v1/admin/licenses/{id}/export"), json!({"ttl": "365d"}))
             .await;
         let key = s.public_key.clone();
         drop(s);
@@ -659,11 +647,7 @@ backend_tests! {
         let validations = s.validations().await;
 
         let started = std::time::Instant::now();
-        s.admin(
-            "POST",
-            &format!("/v1/admin/licenses/{id}/extend"),
-            Some(json!({"by": "30d"})),
-        )
+        s.admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "30d"}))
         .await;
         until(&client, "revision 2 pushed", |v| {
             v.license.as_ref().is_some_and(|l| l.revision == 2)

@@ -63,7 +63,7 @@ backend_tests! {
         }
         // The license is untouched.
         let (_, v) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
+            .admin_get(&format!("/v1/admin/licenses/{id}"))
             .await;
         assert_eq!(v["revision"], 1);
         let res = s
@@ -78,10 +78,10 @@ backend_tests! {
     async fn policies_create_list_and_refuse_bad_input(backend: Backend) {
         let s = TestServer::start_on(backend.clone()).await;
         let (status, v) = s
-            .admin("POST", "/v1/admin/policies", Some(json!({
+            .admin_post("/v1/admin/policies", json!({
                 "name": "gold", "duration": "365d", "features": ["sso", "sso", "audit"], "max_users": 50,
                 "refresh_interval": "30m", "offline_grace": "14d", "renewal_basis": "from_now"
-            })))
+            }))
             .await;
         assert_eq!(status, 201, "{v}");
         assert_eq!(v["name"], "gold");
@@ -92,59 +92,43 @@ backend_tests! {
         assert_eq!(v["renewal_basis"], "from_now");
 
         assert_error(
-            &s.admin("POST", "/v1/admin/policies", Some(json!({"name": "gold"})))
+            &s.admin_post("/v1/admin/policies", json!({"name": "gold"}))
                 .await,
             409,
             "policy_exists",
         );
         assert_error(
-            &s.admin("POST", "/v1/admin/policies", Some(json!({"name": ""})))
+            &s.admin_post("/v1/admin/policies", json!({"name": ""}))
                 .await,
             422,
             "missing_field",
         );
         assert_error(
-            &s.admin(
-                "POST",
-                "/v1/admin/policies",
-                Some(json!({"name": "x", "duration": "soon"})),
-            )
+            &s.admin_post("/v1/admin/policies", json!({"name": "x", "duration": "soon"}))
             .await,
             422,
             "invalid_duration",
         );
         assert_error(
-            &s.admin(
-                "POST",
-                "/v1/admin/policies",
-                Some(json!({"name": "x", "refresh_interval": "2d", "offline_grace": "1d"})),
-            )
+            &s.admin_post("/v1/admin/policies", json!({"name": "x", "refresh_interval": "2d", "offline_grace": "1d"}))
             .await,
             422,
             "invalid_duration",
         );
         assert_error(
-            &s.admin(
-                "POST",
-                "/v1/admin/policies",
-                Some(json!({"name": "x", "auto_renew": true})),
-            )
+            &s.admin_post("/v1/admin/policies", json!({"name": "x", "auto_renew": true}))
             .await,
             422,
             "invalid_field",
         );
         assert_error(
-            &s.admin(
-                "POST",
-                "/v1/admin/policies",
-                Some(json!({"name": "x", "renewal_basis": "sometimes"})),
-            )
+            &s.admin_post("/v1/admin/policies", json!({"name": "x", "renewal_basis": "sometimes"}))
             .await,
             400,
             "invalid_json",
         );
 
-        let (status, v) = s.admin("GET", "/v1/admin/policies", None).await;
+        let (status, v) = s.admin_get("/v1/admin/policies").await;
         assert_eq!(status, 200);
         let names: Vec<_> = v["items"]
             .as_array()
@@ -159,7 +143,7 @@ backend_tests! {
             .issue(json!({"customer": "Acme", "plan": "p", "policy": "gold"}))
             .await;
         let (_, l) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
+            .admin_get(&format!("/v1/admin/licenses/{id}"))
             .await;
         assert_eq!(l["features"], json!(["sso", "audit"]));
         assert_eq!(l["max_users"], 50);
@@ -221,17 +205,13 @@ backend_tests! {
         ];
         for (body, status, code) in cases {
             assert_error(
-                &s.admin("POST", "/v1/admin/licenses", Some(body)).await,
+                &s.admin_post("/v1/admin/licenses", body).await,
                 status,
                 code,
             );
         }
         let (status, v) = s
-            .admin(
-                "POST",
-                "/v1/admin/licenses",
-                Some(json!({"customer": "A", "plan": "p", "perpetual": true})),
-            )
+            .admin_post("/v1/admin/licenses", json!({"customer": "A", "plan": "p", "perpetual": true}))
             .await;
         assert_eq!(status, 201);
         assert_eq!(v["license"]["expires_at"], Value::Null);
@@ -241,10 +221,10 @@ backend_tests! {
         // The token is shown once: no read answer contains it.
         let id = v["license"]["id"].as_str().unwrap();
         let (_, shown) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
+            .admin_get(&format!("/v1/admin/licenses/{id}"))
             .await;
         assert!(!shown.to_string().contains(token));
-        let (_, listed) = s.admin("GET", "/v1/admin/licenses", None).await;
+        let (_, listed) = s.admin_get("/v1/admin/licenses").await;
         assert!(!listed.to_string().contains(token));
     }
 
@@ -262,23 +242,23 @@ backend_tests! {
         s.admin("POST", &format!("/v1/admin/licenses/{c}/suspend"), None)
             .await;
 
-        let (_, v) = s.admin("GET", "/v1/admin/licenses", None).await;
+        let (_, v) = s.admin_get("/v1/admin/licenses").await;
         assert_eq!(ids(&v), [a.as_str(), b.as_str(), c.as_str()]);
         let (_, v) = s
-            .admin("GET", "/v1/admin/licenses?customer=Acme", None)
+            .admin_get("/v1/admin/licenses?customer=Acme")
             .await;
         assert_eq!(ids(&v), [a.as_str(), b.as_str()]);
         let (_, v) = s
-            .admin("GET", "/v1/admin/licenses?state=suspended", None)
+            .admin_get("/v1/admin/licenses?state=suspended")
             .await;
         assert_eq!(ids(&v), [c.as_str()]);
         let (_, v) = s
-            .admin("GET", "/v1/admin/licenses?expiring_within=30d", None)
+            .admin_get("/v1/admin/licenses?expiring_within=30d")
             .await;
         assert_eq!(ids(&v), [a.as_str(), c.as_str()]);
         s.clock.advance(Duration::days(7));
         let (_, v) = s
-            .admin("GET", "/v1/admin/licenses?expiring_within=30d", None)
+            .admin_get("/v1/admin/licenses?expiring_within=30d")
             .await;
         assert_eq!(
             ids(&v),
@@ -286,52 +266,44 @@ backend_tests! {
             "already expired licenses are not 'expiring'"
         );
 
-        let (_, v) = s.admin("GET", "/v1/admin/licenses?limit=2", None).await;
+        let (_, v) = s.admin_get("/v1/admin/licenses?limit=2").await;
         assert_eq!(ids(&v), [a.as_str(), b.as_str()]);
         let cursor = v["next_cursor"].as_str().unwrap().to_owned();
         let (_, v) = s
-            .admin(
-                "GET",
-                &format!("/v1/admin/licenses?limit=2&cursor={cursor}"),
-                None,
-            )
+            .admin_get(&format!("/v1/admin/licenses?limit=2&cursor={cursor}"))
             .await;
         assert_eq!(ids(&v), [c.as_str()]);
         assert_eq!(v["next_cursor"], Value::Null);
 
         assert_error(
-            &s.admin("GET", "/v1/admin/licenses?state=happy", None).await,
+            &s.admin_get("/v1/admin/licenses?state=happy").await,
             400,
             "invalid_state",
         );
         assert_error(
-            &s.admin("GET", "/v1/admin/licenses?expiring_within=soon", None)
+            &s.admin_get("/v1/admin/licenses?expiring_within=soon")
                 .await,
             400,
             "invalid_duration",
         );
         assert_error(
-            &s.admin("GET", "/v1/admin/licenses?limit=x", None).await,
+            &s.admin_get("/v1/admin/licenses?limit=x").await,
             400,
             "invalid_query",
         );
         assert_error(
-            &s.admin("GET", "/v1/admin/licenses/lic_nope", None).await,
+            &s.admin_get("/v1/admin/licenses/lic_nope").await,
             400,
             "invalid_license_id",
         );
         assert_error(
-            &s.admin(
-                "GET",
-                "/v1/admin/licenses/lic_01936b2e-7c3a-7def-8a12-0123456789ab",
-                None,
-            )
+            &s.admin_get("/v1/admin/licenses/lic_01936b2e-7c3a-7def-8a12-0123456789ab")
             .await,
             404,
             "license_not_found",
         );
         let (_, v) = s
-            .admin("GET", &format!("/v1/admin/licenses/{a}"), None)
+            .admin_get(&format!("/v1/admin/licenses/{a}"))
             .await;
         for field in [
             "id",
@@ -346,17 +318,13 @@ backend_tests! {
         ] {
             assert!(v.get(field).is_some(), "show lacks {field}: {v}");
         }
-        let (_, v) = s.admin("GET", "/v1/admin/customers", None).await;
+        let (_, v) = s.admin_get("/v1/admin/customers").await;
         assert_eq!(v["items"].as_array().unwrap().len(), 2);
     }
 
     async fn extend_to_a_date_or_by_a_duration_per_renewal_basis(backend: Backend) {
         let s = TestServer::start_on(backend.clone()).await;
-        s.admin(
-            "POST",
-            "/v1/admin/policies",
-            Some(json!({"name": "now", "renewal_basis": "from_now"})),
-        )
+        s.admin_post("/v1/admin/policies", json!({"name": "now", "renewal_basis": "from_now"}))
         .await;
         let (a, _) = s
             .issue(json!({"customer": "A", "plan": "p", "duration": "10d"}))
@@ -367,52 +335,40 @@ backend_tests! {
         let start = s.now();
 
         let (status, v) = s
-            .admin(
-                "POST",
-                &format!("/v1/admin/licenses/{a}/extend"),
-                Some(json!({"by": "30d"})),
-            )
+            .admin_post(&format!("/v1/admin/licenses/{a}/extend"), json!({"by": "30d"}))
             .await;
         assert_eq!(status, 200, "{v}");
         assert_eq!(expires(&v), start + Duration::days(40), "from expiry");
         let (_, v) = s
-            .admin(
-                "POST",
-                &format!("/v1/admin/licenses/{b}/extend"),
-                Some(json!({"by": "30d"})),
-            )
+            .admin_post(&format!("/v1/admin/licenses/{b}/extend"), json!({"by": "30d"}))
             .await;
         assert_eq!(expires(&v), start + Duration::days(30), "from now");
         let (_, v) = s
-            .admin(
-                "POST",
-                &format!("/v1/admin/licenses/{a}/extend"),
-                Some(json!({"to": "2099-01-01"})),
-            )
+            .admin_post(&format!("/v1/admin/licenses/{a}/extend"), json!({"to": "2099-01-01"}))
             .await;
         assert_eq!(v["expires_at"], "2099-01-01T00:00:00Z");
         assert_eq!(v["revision"], 3);
 
         let path = format!("/v1/admin/licenses/{a}/extend");
         assert_error(
-            &s.admin("POST", &path, Some(json!({}))).await,
+            &s.admin_post(&path, json!({})).await,
             422,
             "conflicting_fields",
         );
         assert_error(
-            &s.admin("POST", &path, Some(json!({"to": "2099-01-01", "by": "1d"})))
+            &s.admin_post(&path, json!({"to": "2099-01-01", "by": "1d"}))
                 .await,
             422,
             "conflicting_fields",
         );
         assert_error(
-            &s.admin("POST", &path, Some(json!({"to": "2001-01-01"})))
+            &s.admin_post(&path, json!({"to": "2001-01-01"}))
                 .await,
             422,
             "expiry_in_past",
         );
         assert_error(
-            &s.admin("POST", &path, Some(json!({"by": "1 day"}))).await,
+            &s.admin_post(&path, json!({"by": "1 day"})).await,
             422,
             "invalid_duration",
         );
@@ -420,11 +376,7 @@ backend_tests! {
             .issue(json!({"customer": "A", "plan": "p", "perpetual": true}))
             .await;
         assert_error(
-            &s.admin(
-                "POST",
-                &format!("/v1/admin/licenses/{p}/extend"),
-                Some(json!({"by": "1d"})),
-            )
+            &s.admin_post(&format!("/v1/admin/licenses/{p}/extend"), json!({"by": "1d"}))
             .await,
             409,
             "license_perpetual",
@@ -432,13 +384,13 @@ backend_tests! {
         s.admin("POST", &format!("/v1/admin/licenses/{a}/revoke"), None)
             .await;
         assert_error(
-            &s.admin("POST", &path, Some(json!({"by": "1d"}))).await,
+            &s.admin_post(&path, json!({"by": "1d"})).await,
             409,
             "license_revoked",
         );
         // Failed changes leave the revision alone.
         let (_, v) = s
-            .admin("GET", &format!("/v1/admin/licenses/{a}"), None)
+            .admin_get(&format!("/v1/admin/licenses/{a}"))
             .await;
         assert_eq!(v["revision"], 4);
     }
@@ -540,11 +492,7 @@ backend_tests! {
             assert_eq!(d["verdict"]["rev"], i as u64 + 2);
         }
         let (_, v) = s
-            .admin(
-                "GET",
-                &format!("/v1/admin/events?license={id}&after=0"),
-                None,
-            )
+            .admin_get(&format!("/v1/admin/events?license={id}&after=0"))
             .await;
         let events = v["items"].as_array().unwrap();
         let kinds: Vec<_> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
@@ -582,11 +530,7 @@ backend_tests! {
             let id = id.clone();
             tasks.push(tokio::spawn(async move {
                 let (status, v) = s
-                    .admin(
-                        "POST",
-                        &format!("/v1/admin/licenses/{id}/extend"),
-                        Some(json!({"by": "1d"})),
-                    )
+                    .admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "1d"}))
                     .await;
                 assert_eq!(status, 200, "{v}");
                 v["revision"].as_u64().unwrap()
@@ -599,7 +543,7 @@ backend_tests! {
         revs.sort_unstable();
         assert_eq!(revs, (2..=21).collect::<Vec<u64>>());
         let (_, v) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
+            .admin_get(&format!("/v1/admin/licenses/{id}"))
             .await;
         assert_eq!(
             expires(&v),
@@ -614,32 +558,28 @@ backend_tests! {
         let (b, _) = s.issue_default().await;
         s.admin("POST", &format!("/v1/admin/licenses/{a}/suspend"), None)
             .await;
-        let (_, v) = s.admin("GET", "/v1/admin/events?limit=2", None).await;
+        let (_, v) = s.admin_get("/v1/admin/events?limit=2").await;
         let items = v["items"].as_array().unwrap();
         assert_eq!(items[0]["kind"], "license.suspended");
         assert_eq!(items[1]["license"], b.as_str());
         let before = v["next_cursor"].as_str().unwrap();
         let (_, v) = s
-            .admin(
-                "GET",
-                &format!("/v1/admin/events?limit=2&before={before}"),
-                None,
-            )
+            .admin_get(&format!("/v1/admin/events?limit=2&before={before}"))
             .await;
         assert_eq!(v["items"][0]["license"], a.as_str());
         assert_eq!(v["items"][0]["kind"], "license.issued");
         let (_, v) = s
-            .admin("GET", &format!("/v1/admin/events?license={b}"), None)
+            .admin_get(&format!("/v1/admin/events?license={b}"))
             .await;
         assert_eq!(v["items"].as_array().unwrap().len(), 1);
         assert_error(
-            &s.admin("GET", "/v1/admin/events?after=1&before=3", None)
+            &s.admin_get("/v1/admin/events?after=1&before=3")
                 .await,
             400,
             "conflicting_fields",
         );
         assert_error(
-            &s.admin("GET", "/v1/admin/events?license=x", None).await,
+            &s.admin_get("/v1/admin/events?license=x").await,
             400,
             "invalid_license_id",
         );
@@ -649,11 +589,7 @@ backend_tests! {
         let s = TestServer::start_on(backend.clone()).await;
         let (id, token) = s.issue_default().await;
         let (status, v) = s
-            .admin(
-                "POST",
-                &format!("/v1/admin/licenses/{id}/export"),
-                Some(json!({"ttl": "365d"})),
-            )
+            .admin_post(&format!("/v1/admin/licenses/{id}/export"), json!({"ttl": "365d"}))
             .await;
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["format"], "tessera-license-export/1");
@@ -669,21 +605,17 @@ backend_tests! {
         .unwrap();
         assert_eq!(doc.claims().exp, s.now() + Duration::days(365));
         assert_error(
-            &s.admin(
-                "POST",
-                &format!("/v1/admin/licenses/{id}/export"),
-                Some(json!({"ttl": "forever"})),
-            )
+            &s.admin_post(&format!("/v1/admin/licenses/{id}/export"), json!({"ttl": "forever"}))
             .await,
             422,
             "invalid_duration",
         );
         let (_, events) = s
-            .admin("GET", &format!("/v1/admin/events?license={id}"), None)
+            .admin_get(&format!("/v1/admin/events?license={id}"))
             .await;
         assert_eq!(events["items"][0]["kind"], "license.exported");
         let (_, l) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
+            .admin_get(&format!("/v1/admin/licenses/{id}"))
             .await;
         assert_eq!(l["revision"], 1, "an export is not a change");
     }
@@ -701,7 +633,7 @@ backend_tests! {
         s.validate(json!({"token": token, "instance_id": "i-1", "usage": {"users": 4}}))
             .await;
         let (status, v) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}/instances"), None)
+            .admin_get(&format!("/v1/admin/licenses/{id}/instances"))
             .await;
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["summary"]["total"], 2);

@@ -134,12 +134,12 @@ backend_tests! {
         assert_eq!(status, 403, "wrong token");
         let (status, _, _) = c.post(&path, &[("csrf", &csrf)], Some("https://evil.example")).await;
         assert_eq!(status, 403, "another site");
-        let (_, l) = s.admin("GET", &format!("/v1/admin/licenses/{id}"), None).await;
+        let (_, l) = s.admin_get(&format!("/v1/admin/licenses/{id}")).await;
         assert_eq!(l["state"], "active", "nothing changed");
         let origin = format!("http://{}", s.addr);
         let (status, _, headers) = c.post(&path, &[("csrf", &csrf), ("reason", "late payment")], Some(&origin)).await;
         assert_eq!((status, headers["location"].to_str().unwrap()), (303, format!("/licenses/{id}?done=suspended").as_str()));
-        let (_, events) = s.admin("GET", &format!("/v1/admin/events?license={id}"), None).await;
+        let (_, events) = s.admin_get(&format!("/v1/admin/events?license={id}")).await;
         assert_eq!(events["items"][0]["kind"], "license.suspended");
         assert_eq!(events["items"][0]["actor"], "admin");
         assert_eq!(events["items"][0]["after"]["reason"], "late payment");

@@ -177,10 +177,9 @@ async fn a_healthy_stream_outlives_every_timeout() {
             "the stream ended"
         );
     }
-    s.admin(
-        "POST",
+    s.admin_post(
         &format!("/v1/admin/licenses/{id}/extend"),
-        Some(json!({"by": "1d"})),
+        json!({"by": "1d"}),
     )
     .await;
     assert_eq!(
@@ -296,32 +295,28 @@ backend_tests! {
     async fn dates_past_year_9999_are_refused(backend: Backend) {
         let s = TestServer::start_on(backend).await;
         let (status, v) = s
-            .admin(
-                "POST",
-                "/v1/admin/licenses",
-                Some(json!({"customer": "Acme", "plan": "p", "expires_at": "9999-12-31T23:00:00Z"})),
-            )
+            .admin_post("/v1/admin/licenses", json!({"customer": "Acme", "plan": "p", "expires_at": "9999-12-31T23:00:00Z"}))
             .await;
         assert_eq!(status, 201, "{v}");
         let id = v["license"]["id"].as_str().unwrap().to_owned();
         let got = s
-            .admin("POST", &format!("/v1/admin/licenses/{id}/extend"), Some(json!({"by": "1y"})))
+            .admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "1y"}))
             .await;
         assert_error(&got, 400, "date_out_of_range");
         let got = s
-            .admin("POST", &format!("/v1/admin/licenses/{id}/extend"), Some(json!({"to": "1969-01-01"})))
+            .admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"to": "1969-01-01"}))
             .await;
         assert_error(&got, 400, "date_out_of_range");
         // Unchanged, and its documents still verify.
-        let (_, v) = s.admin("GET", &format!("/v1/admin/licenses/{id}"), None).await;
+        let (_, v) = s.admin_get(&format!("/v1/admin/licenses/{id}")).await;
         assert_eq!(v["revision"], 1);
         // Document lifetimes are capped (the bound a retired key lives by).
         let got = s
-            .admin("POST", &format!("/v1/admin/licenses/{id}/export"), Some(json!({"ttl": "401d"})))
+            .admin_post(&format!("/v1/admin/licenses/{id}/export"), json!({"ttl": "401d"}))
             .await;
         assert_error(&got, 422, "invalid_duration");
         let got = s
-            .admin("POST", "/v1/admin/policies", Some(json!({"name": "long", "offline_grace": "2y"})))
+            .admin_post("/v1/admin/policies", json!({"name": "long", "offline_grace": "2y"}))
             .await;
         assert_error(&got, 422, "invalid_duration");
     }
@@ -332,16 +327,12 @@ backend_tests! {
         let s = TestServer::start_on(backend).await;
         for name in ["Acme\u{202E}moc.evil", "Ac\u{200B}me", "\u{2066}Acme\u{2069}", "\u{FEFF}Acme"] {
             let got = s
-                .admin(
-                    "POST",
-                    "/v1/admin/licenses",
-                    Some(json!({"customer": name, "plan": "p", "duration": "30d"})),
-                )
+                .admin_post("/v1/admin/licenses", json!({"customer": name, "plan": "p", "duration": "30d"}))
                 .await;
             assert_error(&got, 400, "invalid_characters");
         }
         let got = s
-            .admin("POST", "/v1/admin/policies", Some(json!({"name": "gold\u{202D}"})))
+            .admin_post("/v1/admin/policies", json!({"name": "gold\u{202D}"}))
             .await;
         assert_error(&got, 400, "invalid_characters");
     }
@@ -406,7 +397,7 @@ backend_tests! {
             .await;
         assert_error(&got, 403, "instance_limit");
         // Audited once.
-        let (_, events) = s.admin("GET", &format!("/v1/admin/events?license={id}"), None).await;
+        let (_, events) = s.admin_get(&format!("/v1/admin/events?license={id}")).await;
         let refusals: Vec<&Value> = events["items"]
             .as_array()
             .unwrap()
@@ -418,7 +409,7 @@ backend_tests! {
 
         // Paginated fleet.
         let (_, page) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}/instances?limit=1"), None)
+            .admin_get(&format!("/v1/admin/licenses/{id}/instances?limit=1"))
             .await;
         assert_eq!(page["instances"].as_array().unwrap().len(), 1);
         assert_eq!(page["summary"]["total"], 2);
@@ -426,7 +417,7 @@ backend_tests! {
         assert_eq!(page["summary"]["max_instances"], 2);
         assert_eq!(page["next_offset"], 1);
         let (_, page2) = s
-            .admin("GET", &format!("/v1/admin/licenses/{id}/instances?limit=1&offset=1"), None)
+            .admin_get(&format!("/v1/admin/licenses/{id}/instances?limit=1&offset=1"))
             .await;
         assert_eq!(page2["instances"].as_array().unwrap().len(), 1);
         assert!(page2["next_offset"].is_null());
@@ -457,11 +448,7 @@ backend_tests! {
         let s = TestServer::start_on(backend).await;
         let secret = "whsec_a-very-recognisable-secret-0123";
         let (status, v) = s
-            .admin(
-                "POST",
-                "/v1/admin/webhooks",
-                Some(json!({"url": "https://hooks.example.com/x", "events": ["*"], "secret": secret})),
-            )
+            .admin_post("/v1/admin/webhooks", json!({"url": "https://hooks.example.com/x", "events": ["*"], "secret": secret}))
             .await;
         assert_eq!(status, 201, "{v}");
         let stored: Vec<String> = if is_pg {
@@ -522,7 +509,7 @@ backend_tests! {
             "https://user:pass@hooks.example.com/x",
         ] {
             let got = s
-                .admin("POST", "/v1/admin/webhooks", Some(json!({"url": url, "events": ["*"]})))
+                .admin_post("/v1/admin/webhooks", json!({"url": url, "events": ["*"]}))
                 .await;
             assert_eq!(got.0.as_u16(), 422, "{url}: {}", got.1);
         }
@@ -531,11 +518,7 @@ backend_tests! {
         receiver.set_nonblocking(true).unwrap();
         let port = receiver.local_addr().unwrap().port();
         let (status, hook) = s
-            .admin(
-                "POST",
-                "/v1/admin/webhooks",
-                Some(json!({"url": format!("http://localhost:{port}/hook"), "events": ["*"]})),
-            )
+            .admin_post("/v1/admin/webhooks", json!({"url": format!("http://localhost:{port}/hook"), "events": ["*"]}))
             .await;
         assert_eq!(status, 201, "{hook}");
         let hook_id = hook["id"].as_str().unwrap().to_owned();
@@ -543,7 +526,7 @@ backend_tests! {
         let deadline = Instant::now() + StdDuration::from_secs(10);
         let attempt = loop {
             let (_, d) = s
-                .admin("GET", &format!("/v1/admin/webhooks/{hook_id}/deliveries"), None)
+                .admin_get(&format!("/v1/admin/webhooks/{hook_id}/deliveries"))
                 .await;
             if let Some(e) = d["items"].as_array().and_then(|a| a.first()).and_then(|x| x["last_error"].as_str().map(str::to_owned)) {
                 break e;
@@ -635,10 +618,9 @@ async fn the_held_revision_never_goes_back_across_replicas() {
     let [a, b] = <[TestServer; 2]>::try_from(replicas).ok().unwrap();
     let (id, token) = a.issue_default().await;
     for _ in 0..2 {
-        a.admin(
-            "POST",
+        a.admin_post(
             &format!("/v1/admin/licenses/{id}/extend"),
-            Some(json!({"by": "1d"})),
+            json!({"by": "1d"}),
         )
         .await;
     }
@@ -679,9 +661,7 @@ async fn following_the_audit_log_never_skips_an_event() {
     let Some(replicas) = TestServer::postgres_replicas("audit log cursor", 3).await else {
         return;
     };
-    let (_, start) = replicas[0]
-        .admin("GET", "/v1/admin/events?limit=1", None)
-        .await;
+    let (_, start) = replicas[0].admin_get("/v1/admin/events?limit=1").await;
     let start_seq = start["items"][0]["seq"].as_i64().unwrap_or(0);
     let mut ids = Vec::new();
     for _ in 0..4 {
@@ -698,11 +678,7 @@ async fn following_the_audit_log_never_skips_an_event() {
             loop {
                 let finished = done.load(std::sync::atomic::Ordering::SeqCst);
                 let (_, page) = replicas[0]
-                    .admin(
-                        "GET",
-                        &format!("/v1/admin/events?after={after}&limit=1000"),
-                        None,
-                    )
+                    .admin_get(&format!("/v1/admin/events?after={after}&limit=1000"))
                     .await;
                 for e in page["items"].as_array().unwrap() {
                     let seq = e["seq"].as_i64().unwrap();
@@ -724,10 +700,9 @@ async fn following_the_audit_log_never_skips_an_event() {
             for i in 0..150 {
                 let r = &replicas[(n + i) % 3];
                 let (status, v) = r
-                    .admin(
-                        "POST",
+                    .admin_post(
                         &format!("/v1/admin/licenses/{id}/extend"),
-                        Some(json!({"by": "1d"})),
+                        json!({"by": "1d"}),
                     )
                     .await;
                 assert!(status == 200 || status == 409, "{status} {v}");
@@ -740,11 +715,7 @@ async fn following_the_audit_log_never_skips_an_event() {
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     let seen = follower.await.unwrap();
     let (_, all) = replicas[1]
-        .admin(
-            "GET",
-            &format!("/v1/admin/events?after={start_seq}&limit=1000"),
-            None,
-        )
+        .admin_get(&format!("/v1/admin/events?after={start_seq}&limit=1000"))
         .await;
     let committed: BTreeSet<i64> = all["items"]
         .as_array()
@@ -833,11 +804,9 @@ async fn a_connection_lost_mid_change_is_503_and_retryable() {
     assert_eq!(body["error"]["code"], "database_unavailable");
     sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
     // Nothing was committed; the retry succeeds.
-    let (_, v) = s
-        .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
-        .await;
+    let (_, v) = s.admin_get(&format!("/v1/admin/licenses/{id}")).await;
     assert_eq!(v["revision"], 1);
-    let (status, v) = s.admin("POST", &path, Some(json!({"by": "30d"}))).await;
+    let (status, v) = s.admin_post(&path, json!({"by": "30d"})).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["revision"], 2);
 }

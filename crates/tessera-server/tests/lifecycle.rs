@@ -38,11 +38,7 @@ async fn start(backend: Backend) -> TestServer {
 
 async fn events_of(s: &TestServer, license: &str, kind: &str) -> Vec<Value> {
     let (status, page) = s
-        .admin(
-            "GET",
-            &format!("/v1/admin/events?license={license}&limit=1000"),
-            None,
-        )
+        .admin_get(&format!("/v1/admin/events?license={license}&limit=1000"))
         .await;
     assert_eq!(status, 200, "{page}");
     page["items"]
@@ -60,9 +56,7 @@ async fn settle() {
 }
 
 async fn license(s: &TestServer, id: &str) -> Value {
-    let (status, v) = s
-        .admin("GET", &format!("/v1/admin/licenses/{id}"), None)
-        .await;
+    let (status, v) = s.admin_get(&format!("/v1/admin/licenses/{id}")).await;
     assert_eq!(status, 200, "{v}");
     v
 }
@@ -170,9 +164,9 @@ backend_tests! {
 
     async fn auto_renew_extends_once_per_period_and_pushes(backend: Backend) {
         let s = start(backend).await;
-        let (status, p) = s.admin("POST", "/v1/admin/policies", Some(json!({
+        let (status, p) = s.admin_post("/v1/admin/policies", json!({
             "name": "monthly", "duration": "30d", "auto_renew": true, "renew_before": "3d"
-        }))).await;
+        })).await;
         assert_eq!(status, 201, "{p}");
         assert_eq!(p["renew_before"], "3d");
         let (id, token) = s.issue(json!({"customer": "Acme", "plan": "gold", "policy": "monthly"})).await;
@@ -207,7 +201,7 @@ backend_tests! {
         settle().await;
         assert_eq!(events_of(&s, &id, "license.auto_renewed").await.len(), 2);
         // A suspended license is not renewed.
-        let (status, _) = s.admin("POST", &format!("/v1/admin/licenses/{id}/suspend"), Some(json!({}))).await;
+        let (status, _) = s.admin_post(&format!("/v1/admin/licenses/{id}/suspend"), json!({})).await;
         assert_eq!(status, 200);
         s.clock.advance(Duration::days(29));
         settle().await;
@@ -217,13 +211,13 @@ backend_tests! {
     async fn webhooks_are_signed_retried_and_logged(backend: Backend) {
         let s = start(backend).await;
         let (receiver, url) = Receiver::start(2).await;
-        let (status, hook) = s.admin("POST", "/v1/admin/webhooks", Some(json!({
+        let (status, hook) = s.admin_post("/v1/admin/webhooks", json!({
             "url": url, "events": ["license.extended", "license.revoked"]
-        }))).await;
+        })).await;
         assert_eq!(status, 201, "{hook}");
         let secret = hook["secret"].as_str().unwrap().to_owned();
         let hook_id = hook["id"].as_str().unwrap().to_owned();
-        let (_, list) = s.admin("GET", "/v1/admin/webhooks", None).await;
+        let (_, list) = s.admin_get("/v1/admin/webhooks").await;
         assert!(list["items"][0].get("secret").is_none(), "the secret is shown once");
         let (id, _) = s.issue(json!({"customer": "Acme", "plan": "gold", "duration": "30d"})).await;
         s.extend(&id, json!({"by": "30d"})).await;
@@ -251,16 +245,16 @@ backend_tests! {
             delivery_ids.push(payload["delivery"].clone());
         }
         assert!(delivery_ids.windows(2).all(|w| w[0] == w[1]), "a retry keeps its delivery id");
-        let (_, log) = s.admin("GET", &format!("/v1/admin/webhooks/{hook_id}/deliveries"), None).await;
+        let (_, log) = s.admin_get(&format!("/v1/admin/webhooks/{hook_id}/deliveries")).await;
         let d = &log["items"][0];
         assert_eq!((d["state"].as_str(), d["attempts"].as_u64(), d["last_status"].as_u64()), (Some("delivered"), Some(3), Some(200)), "{log}");
         assert_eq!(log["items"].as_array().unwrap().len(), 1, "issued is not subscribed");
 
         // An endpoint that never accepts is given up after 24 hours.
         let (never, never_url) = Receiver::start(usize::MAX).await;
-        let (_, dead) = s.admin("POST", "/v1/admin/webhooks", Some(json!({"url": never_url, "events": ["*"]}))).await;
+        let (_, dead) = s.admin_post("/v1/admin/webhooks", json!({"url": never_url, "events": ["*"]})).await;
         let dead_id = dead["id"].as_str().unwrap().to_owned();
-        let (status, _) = s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), Some(json!({"reason": "test"}))).await;
+        let (status, _) = s.admin_post(&format!("/v1/admin/licenses/{id}/revoke"), json!({"reason": "test"})).await;
         assert_eq!(status, 200);
         eventually("the first failing attempt", WAIT, async || (never.count() >= 1).then_some(())).await;
         for _ in 0..30 {
@@ -268,7 +262,7 @@ backend_tests! {
             tokio::time::sleep(StdDuration::from_millis(120)).await;
         }
         let log = eventually("the delivery marked failed", WAIT, async || {
-            let (_, log) = s.admin("GET", &format!("/v1/admin/webhooks/{dead_id}/deliveries"), None).await;
+            let (_, log) = s.admin_get(&format!("/v1/admin/webhooks/{dead_id}/deliveries")).await;
             (log["items"][0]["state"] == "failed").then_some(log)
         })
         .await;
@@ -285,9 +279,9 @@ backend_tests! {
         })
         .await;
         // Bad input is explained.
-        let (status, v) = s.admin("POST", "/v1/admin/webhooks", Some(json!({"url": "ftp://x", "events": ["*"]}))).await;
+        let (status, v) = s.admin_post("/v1/admin/webhooks", json!({"url": "ftp://x", "events": ["*"]})).await;
         assert_eq!((status.as_u16(), v["error"]["code"].as_str()), (422, Some("invalid_url")));
-        let (status, v) = s.admin("POST", "/v1/admin/webhooks", Some(json!({"url": url, "events": ["license.exploded"]}))).await;
+        let (status, v) = s.admin_post("/v1/admin/webhooks", json!({"url": url, "events": ["license.exploded"]})).await;
         assert_eq!((status.as_u16(), v["error"]["code"].as_str()), (422, Some("unknown_event_kind")));
         let (status, _) = s.admin("DELETE", &format!("/v1/admin/webhooks/{dead_id}"), None).await;
         assert_eq!(status, 204);
@@ -329,7 +323,7 @@ backend_tests! {
         assert!(verified.claims().seats_exceeded, "signed into the document");
         // The day's maximum stays when the count drops.
         report("i-bbbbbbbb", 2).await;
-        let (_, usage) = s.admin("GET", &format!("/v1/admin/licenses/{id}/usage"), None).await;
+        let (_, usage) = s.admin_get(&format!("/v1/admin/licenses/{id}/usage")).await;
         assert_eq!(usage["days"][0]["max_users"], 7, "{usage}");
         assert_eq!(usage["seats_in_use"], 3);
         assert_eq!(usage["seats_exceeded"], false);

@@ -298,11 +298,7 @@ backend_tests! {
             "a nonce forces a fresh signature"
         );
         assert_eq!(forced["verdict"]["nonce"], "fresh");
-        s.admin(
-            "POST",
-            &format!("/v1/admin/licenses/{id}/extend"),
-            Some(json!({"by": "1d"})),
-        )
+        s.admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "1d"}))
         .await;
         let (_, changed) = s
             .validate(json!({"token": token, "instance_id": "a"}))

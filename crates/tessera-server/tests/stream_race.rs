@@ -36,9 +36,7 @@ async fn stream_change_races(
         let shift = StdDuration::from_micros(rand::random_range(0..spread_ms * 1_000));
         let (opened, (status, v)) = tokio::join!(SseStream::open(&watch_on.url, &headers), async {
             tokio::time::sleep(shift).await;
-            change_on
-                .admin("POST", &path, Some(json!({"by": "1d"})))
-                .await
+            change_on.admin_post(&path, json!({"by": "1d"})).await
         });
         assert_eq!(status, 200, "{v}");
         let mut stream = opened.unwrap_or_else(|_| panic!("trial {trial}: stream refused"));

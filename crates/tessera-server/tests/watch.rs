@@ -45,11 +45,7 @@ backend_tests! {
             "one signature serves every watcher"
         );
 
-        s.admin(
-            "POST",
-            &format!("/v1/admin/licenses/{id}/extend"),
-            Some(json!({"by": "1d"})),
-        )
+        s.admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "1d"}))
         .await;
         let (rev, doc) = stream.next_status(T).await.unwrap();
         assert_eq!(rev, 2);
@@ -104,22 +100,14 @@ backend_tests! {
     async fn last_event_id_resumes_without_repeating_the_held_revision(backend: Backend) {
         let s = TestServer::start_on(backend.clone()).await;
         let (id, token) = s.issue_default().await;
-        s.admin(
-            "POST",
-            &format!("/v1/admin/licenses/{id}/extend"),
-            Some(json!({"by": "1d"})),
-        )
+        s.admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "1d"}))
         .await;
         // Holding revision 1: the current (2) comes first.
         let mut behind = open(&s, &token, &[("last-event-id", "1")]).await;
         assert_eq!(behind.next_status(T).await.unwrap().0, 2);
         // Holding 2: nothing until the next change.
         let mut current = open(&s, &token, &[("last-event-id", "2")]).await;
-        s.admin(
-            "POST",
-            &format!("/v1/admin/licenses/{id}/extend"),
-            Some(json!({"by": "1d"})),
-        )
+        s.admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "1d"}))
         .await;
         assert_eq!(current.next_status(T).await.unwrap().0, 3);
         assert_eq!(behind.next_status(T).await.unwrap().0, 3);
@@ -231,11 +219,7 @@ backend_tests! {
         assert_eq!(fleet["summary"]["total"], 2);
         assert_eq!(fleet["summary"]["current"], 1);
         assert_eq!(fleet["summary"]["connected"], 2);
-        s.admin(
-            "POST",
-            &format!("/v1/admin/licenses/{id}/extend"),
-            Some(json!({"by": "1d"})),
-        )
+        s.admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "1d"}))
         .await;
         assert_eq!(a.next_status(T).await.unwrap().0, 2);
         let fleet = s.fleet(&id).await;
@@ -296,11 +280,7 @@ backend_tests! {
             assert_eq!(stream.next_status(T).await.unwrap().0, 1);
             streams.push(stream);
         }
-        s.admin(
-            "POST",
-            &format!("/v1/admin/licenses/{id}/extend"),
-            Some(json!({"by": "1d"})),
-        )
+        s.admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "1d"}))
         .await;
         let tasks: Vec<_> = streams
             .into_iter()

@@ -308,6 +308,16 @@ impl TestServer {
             .await
     }
 
+    /// `GET` an admin route.
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
+        self.admin("GET", path, None).await
+    }
+
+    /// `POST` `body` to an admin route.
+    pub async fn admin_post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.admin("POST", path, Some(body)).await
+    }
+
     /// Extend license `id` (`{"by": …}` or `{"to": …}`), which must answer 200.
     pub async fn extend(&self, id: &str, body: Value) -> Value {
         let (status, v) = self
