@@ -118,18 +118,7 @@ fn a_new_user_issues_checks_and_extends() {
         .to_owned();
 
     let show = json(&env.tessera(&s, &["license", "show", &id, "--json"]));
-    for field in [
-        "id",
-        "customer",
-        "plan",
-        "features",
-        "state",
-        "revision",
-        "valid_from",
-        "expires_at",
-    ] {
-        assert!(show.get(field).is_some(), "show --json lacks {field}");
-    }
+    tessera_testkit::assert_license_view(&show);
     assert_eq!(show["revision"], 1);
     assert_eq!(show["features"], serde_json::json!(["sso", "audit"]));
 

@@ -1,6 +1,8 @@
 //! The client against the real authority (in process, sharing a hand-moved
 //! clock) and against a fake one for hostile answers.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -59,11 +61,7 @@ async fn fake_client(dir: &tempfile::TempDir) -> (FakeAuthority, Client, Arc<Man
     let token = LicenseToken::generate(&mut rand::rng())
         .expose_secret()
         .to_owned();
-    let client = Client::builder()
-        .server(&fake.url)
-        .public_key(fake.fake.public_key())
-        .state_dir(dir.path())
-        .clock(clock.clone())
+    let client = common::builder(&fake.url, fake.fake.public_key(), dir.path(), clock.clone())
         .start()
         .unwrap();
     client.activate(&token).await.unwrap();
@@ -332,11 +330,7 @@ async fn clock_set_back_is_caught() {
     drop(client);
     let key = _fake.fake.public_key();
     let restart = || {
-        Client::builder()
-            .server(&_fake.url)
-            .public_key(key.clone())
-            .state_dir(dir.path())
-            .clock(clock.clone())
+        common::builder(&_fake.url, key.clone(), dir.path(), clock.clone())
             .tick(TICK)
             .start()
             .unwrap()
@@ -368,11 +362,7 @@ async fn grace_runs_out_offline_the_verdict_goes_stale() {
     let (fake, client, clock, _) = fake_client(&dir).await;
     drop(client);
     fake.fake.answer_raw(503, "text/plain", "down");
-    let client = Client::builder()
-        .server(&fake.url)
-        .public_key(fake.fake.public_key())
-        .state_dir(dir.path())
-        .clock(clock.clone())
+    let client = common::builder(&fake.url, fake.fake.public_key(), dir.path(), clock.clone())
         .tick(TICK)
         .start()
         .unwrap();
@@ -449,11 +439,7 @@ backend_tests! {
         let url = s.url.clone();
         let key = s.public_key.clone();
         let start = |server: &str| {
-            Client::builder()
-                .server(server)
-                .public_key(key.clone())
-                .state_dir(dir.path())
-                .clock(clock.clone())
+            common::builder(server, key.clone(), dir.path(), clock.clone())
                 .tick(TICK)
                 .request_timeout(StdDuration::from_secs(2))
         };

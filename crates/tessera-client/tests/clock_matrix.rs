@@ -2,14 +2,14 @@
 //! forward, and an authority whose clock runs ahead. Each case asserts the
 //! verdict and prints a row; run with `--nocapture` to see the table.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
-use serde_json::json;
 use tessera_client::clock::ManualClock;
-use tessera_client::{Client, Verdict, VerdictState, Watching};
-use tessera_testkit::{Options, TestServer};
+use tessera_client::{Verdict, VerdictState};
 
 struct Case {
     name: &'static str,
@@ -34,27 +34,9 @@ fn label(v: &Verdict) -> String {
 
 async fn run(case: &Case) -> (String, String, Option<String>) {
     let server_clock = Arc::new(ManualClock::new(Utc::now()));
-    let s = TestServer::start_with(Options {
-        clock: Some(server_clock.clone()),
-        ..Options::default()
-    })
-    .await;
-    let (_, token) = s
-        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d"}))
-        .await;
     let client_clock = Arc::new(ManualClock::new(Utc::now()));
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::builder()
-        .server(&s.url)
-        .public_key(s.public_key.clone())
-        .state_dir(dir.path())
-        .token(&token)
-        .clock(client_clock.clone())
-        .tick(StdDuration::from_millis(20))
-        .watch(Watching::Off)
-        .start()
-        .unwrap();
-    client.refresh().await.unwrap();
+    let (_server, client) = common::licensed(&server_clock, &client_clock, dir.path()).await;
     assert_eq!(client.verdict().state, VerdictState::Valid);
     // Let the running client see (and persist) the present as its clock mark.
     tokio::time::sleep(StdDuration::from_millis(100)).await;

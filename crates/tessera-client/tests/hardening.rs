@@ -1,6 +1,8 @@
 //! Regression tests for the hostile review of the client (RELIABILITY.md,
 //! "Hardening"): each test is named after the attack it pins.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,11 +59,7 @@ async fn activated(
     let token = LicenseToken::generate(&mut rand::rng())
         .expose_secret()
         .to_owned();
-    let client = Client::builder()
-        .server(&fake.url)
-        .public_key(fake.fake.public_key())
-        .state_dir(dir.path())
-        .clock(clock.clone())
+    let client = common::builder(&fake.url, fake.fake.public_key(), dir.path(), clock.clone())
         .tick(tick)
         .watch(Watching::Off)
         .start()
@@ -157,23 +155,21 @@ async fn a_removed_clock_mark_cannot_take_the_clock_back() {
             .expose_secret()
             .to_owned();
         let start = || {
-            Client::builder()
-                .server("http://127.0.0.1:9")
-                .public_key(fake.fake.public_key())
-                .state_dir(dir.path())
-                .clock(clock.clone())
-                .watch(Watching::Off)
+            common::builder(
+                "http://127.0.0.1:9",
+                fake.fake.public_key(),
+                dir.path(),
+                clock.clone(),
+            )
+            .watch(Watching::Off)
         };
         let signed_at = clock.now();
         {
-            let client = Client::builder()
-                .server(&fake.url)
-                .public_key(fake.fake.public_key())
-                .state_dir(dir.path())
-                .clock(clock.clone())
-                .watch(Watching::Off)
-                .start()
-                .unwrap();
+            let client =
+                common::builder(&fake.url, fake.fake.public_key(), dir.path(), clock.clone())
+                    .watch(Watching::Off)
+                    .start()
+                    .unwrap();
             client.activate(&token).await.unwrap();
             clock.advance(Duration::hours(2));
             published(&client, "expired", |v| v.state == VerdictState::Expired).await;
@@ -213,27 +209,9 @@ async fn a_removed_clock_mark_cannot_take_the_clock_back() {
 #[tokio::test]
 async fn a_clock_ahead_for_seconds_does_not_lock_the_client_out() {
     let server_clock = clock();
-    let s = TestServer::start_with(Options {
-        clock: Some(server_clock.clone()),
-        ..Options::default()
-    })
-    .await;
-    let (_, token) = s
-        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d"}))
-        .await;
     let client_clock = Arc::new(ManualClock::new(server_clock.now()));
     let dir = tempfile::tempdir().unwrap();
-    let client = Client::builder()
-        .server(&s.url)
-        .public_key(s.public_key.clone())
-        .state_dir(dir.path())
-        .token(&token)
-        .clock(client_clock.clone())
-        .tick(StdDuration::from_millis(20))
-        .watch(Watching::Off)
-        .start()
-        .unwrap();
-    client.refresh().await.unwrap();
+    let (s, client) = common::licensed(&server_clock, &client_clock, dir.path()).await;
     assert!(client.is_valid());
     // Ahead by a year, long enough for the loop to raise (and store) the mark.
     client_clock.advance(Duration::days(365));
@@ -250,14 +228,15 @@ async fn a_clock_ahead_for_seconds_does_not_lock_the_client_out() {
     assert!(client.is_valid());
     // And it stays valid across a restart (the re-based mark was stored).
     drop(client);
-    let again = Client::builder()
-        .server("http://127.0.0.1:9")
-        .public_key(s.public_key.clone())
-        .state_dir(dir.path())
-        .clock(client_clock.clone())
-        .watch(Watching::Off)
-        .start()
-        .unwrap();
+    let again = common::builder(
+        "http://127.0.0.1:9",
+        s.public_key.clone(),
+        dir.path(),
+        client_clock.clone(),
+    )
+    .watch(Watching::Off)
+    .start()
+    .unwrap();
     assert_eq!(again.verdict().state, VerdictState::Valid);
 }
 

@@ -305,19 +305,7 @@ backend_tests! {
         let (_, v) = s
             .admin_get(&format!("/v1/admin/licenses/{a}"))
             .await;
-        for field in [
-            "id",
-            "customer",
-            "plan",
-            "features",
-            "state",
-            "status",
-            "revision",
-            "valid_from",
-            "expires_at",
-        ] {
-            assert!(v.get(field).is_some(), "show lacks {field}: {v}");
-        }
+        tessera_testkit::assert_license_view(&v);
         let (_, v) = s.admin_get("/v1/admin/customers").await;
         assert_eq!(v["items"].as_array().unwrap().len(), 2);
     }

@@ -113,3 +113,21 @@ pub fn promtool_check(text: &str) {
         "promtool check metrics:\n{complaints}"
     );
 }
+
+/// Assert that `v` is a license as the admin API shows it (`LicenseView`):
+/// every field an operator reads is there.
+pub fn assert_license_view(v: &serde_json::Value) {
+    for field in [
+        "id",
+        "customer",
+        "plan",
+        "features",
+        "state",
+        "status",
+        "revision",
+        "valid_from",
+        "expires_at",
+    ] {
+        assert!(v.get(field).is_some(), "the license lacks {field}: {v}");
+    }
+}

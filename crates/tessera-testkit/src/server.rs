@@ -308,6 +308,13 @@ impl TestServer {
             .await
     }
 
+    /// The decoded verdict of validating `token` (which must answer 200).
+    pub async fn verdict(&self, token: &str) -> Value {
+        let (status, v) = self.validate(serde_json::json!({ "token": token })).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v["verdict"].clone()
+    }
+
     /// `GET` an admin route.
     pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
         self.admin("GET", path, None).await
