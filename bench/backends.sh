@@ -53,19 +53,8 @@ measure_backend() { # label url data-dir
   local id token
   id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["license"]["id"])' "$issued")
   token=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["token"])' "$issued")
-  cat >"$work/validate.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"token":"$token","instance_id":"bench-1"}'
-LUA
-  cat >"$work/nonce.lua" <<LUA
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("POST", "/v1/validate", {["Content-Type"] = "application/json"},
-    '{"token":"$token","instance_id":"bench-1","nonce":"n' .. n .. '-' .. math.random(1e9) .. '"}')
-end
-LUA
+  post_script "$work/validate.lua" '{"token":"'"$token"'","instance_id":"bench-1"}'
+  nonce_script "$work/nonce.lua" "$token"
   cat >"$work/show.lua" <<LUA
 wrk.headers["Authorization"] = "Bearer $admin"
 LUA

@@ -23,3 +23,25 @@ start_server() {
 stop_servers() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 }
+
+# post_script FILE BODY: a wrk script POSTing the JSON BODY to the URL given.
+post_script() {
+  cat >"$1" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '$2'
+LUA
+}
+
+# nonce_script FILE TOKEN: a wrk script validating TOKEN (instance bench-1)
+# with a new nonce each request, so every answer is signed anew.
+nonce_script() {
+  cat >"$1" <<LUA
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"token":"$2","instance_id":"bench-1","nonce":"n' .. n .. '-' .. math.random(1e9) .. '"}'
+  return wrk.format("POST", "/v1/validate", {["Content-Type"] = "application/json"}, body)
+end
+LUA
+}

@@ -40,24 +40,9 @@ print('tsr_' + body + out)
 PY
 )
 
-cat >"$work/plain.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"token":"$token","instance_id":"bench-1","app_version":"1.0"}'
-LUA
-cat >"$work/unknown.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"token":"$unknown"}'
-LUA
-cat >"$work/nonce.lua" <<LUA
-local n = 0
-request = function()
-  n = n + 1
-  local body = '{"token":"$token","instance_id":"bench-1","nonce":"n' .. n .. '-' .. math.random(1e9) .. '"}'
-  return wrk.format("POST", "/v1/validate", {["Content-Type"] = "application/json"}, body)
-end
-LUA
+post_script "$work/plain.lua" '{"token":"'"$token"'","instance_id":"bench-1","app_version":"1.0"}'
+post_script "$work/unknown.lua" '{"token":"'"$unknown"'"}'
+nonce_script "$work/nonce.lua" "$token"
 
 measure() { # name, script-or-empty, path
   local out
