@@ -9,7 +9,7 @@ use tessera_protocol::LicenseId;
 use tessera_protocol::wire::{
     DeliveryView, ErrorBody, EventView, ExportRequest, ExtendRequest, Fleet, IssueLicenseRequest,
     IssuedLicense, KeysResponse, LicenseExport, LicenseState, LicenseView, Page, PolicyInput,
-    PolicyView, ReasonRequest, UsageView, WebhookInput, WebhookView,
+    PolicyView, ReasonRequest, StateAction, UsageView, WebhookInput, WebhookView,
 };
 
 use crate::Connection;
@@ -180,14 +180,11 @@ impl AdminClient {
     pub async fn set_state(
         &self,
         id: &LicenseId,
-        action: StateChange,
+        action: StateAction,
         req: &ReasonRequest,
     ) -> anyhow::Result<LicenseView> {
-        self.post(
-            &format!("/v1/admin/licenses/{id}/{}", action.segment()),
-            req,
-        )
-        .await
+        self.post(&format!("/v1/admin/licenses/{id}/{action}"), req)
+            .await
     }
 
     /// `POST /v1/admin/licenses/{id}/export`.
@@ -301,25 +298,4 @@ pub struct LicenseList {
     /// Only expiring within this duration (`30d`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expiring_within: Option<String>,
-}
-
-/// Suspend, reinstate or revoke.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateChange {
-    /// Reversible.
-    Suspend,
-    /// Undo a suspension.
-    Reinstate,
-    /// Final.
-    Revoke,
-}
-
-impl StateChange {
-    fn segment(self) -> &'static str {
-        match self {
-            Self::Suspend => "suspend",
-            Self::Reinstate => "reinstate",
-            Self::Revoke => "revoke",
-        }
-    }
 }

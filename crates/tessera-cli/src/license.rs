@@ -9,12 +9,12 @@ use clap::{Args, Subcommand};
 use tessera_protocol::LicenseId;
 use tessera_protocol::wire::{
     ExportRequest, ExtendRequest, Fleet, IssueLicenseRequest, LicenseState, LicenseView,
-    ReasonRequest,
+    ReasonRequest, StateAction,
 };
 
 use crate::Connection;
 use crate::args::{parse_license_id, split_list};
-use crate::client::{AdminClient, LicenseList, StateChange};
+use crate::client::{AdminClient, LicenseList};
 use crate::output;
 
 #[derive(Debug, Subcommand)]
@@ -253,10 +253,10 @@ pub async fn run(cmd: LicenseCommand) -> anyhow::Result<()> {
             Ok(())
         }
         LicenseCommand::Suspend(a) => {
-            state_change(a.license, StateChange::Suspend, a.reason, "Suspended").await
+            state_change(a.license, StateAction::Suspend, a.reason, "Suspended").await
         }
         LicenseCommand::Reinstate(a) => {
-            state_change(a.license, StateChange::Reinstate, a.reason, "Reinstated").await
+            state_change(a.license, StateAction::Reinstate, a.reason, "Reinstated").await
         }
         LicenseCommand::Revoke(a) => {
             if !a.yes {
@@ -270,7 +270,7 @@ pub async fn run(cmd: LicenseCommand) -> anyhow::Result<()> {
                     bail!("not revoked");
                 }
             }
-            state_change(a.license, StateChange::Revoke, a.reason, "Revoked").await
+            state_change(a.license, StateAction::Revoke, a.reason, "Revoked").await
         }
         LicenseCommand::Export(a) => export(a).await,
         LicenseCommand::Instances(a) => {
@@ -393,7 +393,7 @@ async fn export(a: ExportArgs) -> anyhow::Result<()> {
 
 async fn state_change(
     target: IdArgs,
-    action: StateChange,
+    action: StateAction,
     reason: Option<String>,
     done: &str,
 ) -> anyhow::Result<()> {

@@ -23,7 +23,13 @@ macro_rules! serde_text {
     )+};
 }
 
-serde_text!(RenewalBasis, LicenseState, DeliveryState, EventKind);
+serde_text!(
+    RenewalBasis,
+    LicenseState,
+    DeliveryState,
+    EventKind,
+    StateAction
+);
 
 /// How an extension by a duration is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -153,6 +159,35 @@ impl EventKind {
     ];
 }
 
+/// An administrator's change of a license's state. Its name is the last
+/// segment of its admin route (`/v1/admin/licenses/{id}/suspend`); what it
+/// may change from is docs/PROTOCOL.md §15's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateAction {
+    /// Active → suspended.
+    Suspend,
+    /// Suspended → active.
+    Reinstate,
+    /// Active or suspended → revoked, for good.
+    Revoke,
+}
+
+impl StateAction {
+    /// Every action.
+    pub const ALL: [Self; 3] = [Self::Suspend, Self::Reinstate, Self::Revoke];
+
+    /// The audit event it records.
+    #[must_use]
+    pub fn event(self) -> EventKind {
+        match self {
+            Self::Suspend => EventKind::LicenseSuspended,
+            Self::Reinstate => EventKind::LicenseReinstated,
+            Self::Revoke => EventKind::LicenseRevoked,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +212,7 @@ mod tests {
         round_trips(&LicenseState::ALL);
         round_trips(&DeliveryState::ALL);
         round_trips(&EventKind::ALL);
+        round_trips(&StateAction::ALL);
         for s in LicenseState::ALL {
             assert_eq!(s.as_str(), s.to_string());
         }

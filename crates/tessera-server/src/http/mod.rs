@@ -41,43 +41,59 @@ use crate::auth::AdminAuth;
 use crate::licenses::{Changes, Metering, Push, Validator};
 use ratelimit::IpRateLimiter;
 
-/// Everything handlers may need; each takes its slice via `FromRef`.
-pub struct Parts {
+/// Declares [`Parts`] and a `FromRef` for each of its fields, from one list:
+/// a handler's `State<T>` clones only its part.
+macro_rules! parts {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty,)*) => {
+        /// Everything handlers may need; each takes its slice via `FromRef`.
+        pub struct Parts {
+            $($(#[$doc])* pub $field: $ty,)*
+        }
+
+        $(impl FromRef<AppState> for $ty {
+            fn from_ref(state: &AppState) -> Self {
+                state.0.$field.clone()
+            }
+        })*
+    };
+}
+
+parts! {
     /// Policies, issuing, changes.
-    pub changes: Arc<Changes>,
+    changes: Arc<Changes>,
     /// Validation.
-    pub validator: Arc<Validator>,
+    validator: Arc<Validator>,
     /// Push and change streams.
-    pub push: Arc<Push>,
+    push: Arc<Push>,
     /// Metering and the fleet.
-    pub metering: Arc<Metering>,
+    metering: Arc<Metering>,
     /// Metrics.
-    pub metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Webhook endpoints.
-    pub webhooks: Arc<crate::webhooks::Webhooks>,
+    webhooks: Arc<crate::webhooks::Webhooks>,
     /// The signer (its public keys for `/v1/keys`).
-    pub signer: Arc<crate::signer::DocumentSigner>,
+    signer: Arc<crate::signer::DocumentSigner>,
     /// The store (for readiness).
-    pub store: Arc<crate::store::Store>,
+    store: Arc<crate::store::Store>,
     /// The clock (pages show "now").
-    pub clock: Arc<dyn crate::clock::Clock>,
+    clock: Arc<dyn crate::clock::Clock>,
     /// Admin key check.
-    pub admin: Arc<AdminAuth>,
+    admin: Arc<AdminAuth>,
     /// Console sessions.
-    pub sessions: Arc<crate::auth::Sessions>,
+    sessions: Arc<crate::auth::Sessions>,
     /// Per-IP limiter for validation (`None` = off).
-    pub limiter: Option<Arc<IpRateLimiter>>,
+    limiter: Option<Arc<IpRateLimiter>>,
     /// Per-IP limiter of failed admin authentications.
-    pub auth_failures: AuthFailures,
+    auth_failures: AuthFailures,
     /// Open change streams per client address.
-    pub watch_slots: Arc<WatchSlots>,
+    watch_slots: Arc<WatchSlots>,
     /// Proxies whose forwarding headers name the client.
-    pub trusted_proxies: Arc<client::TrustedProxies>,
+    trusted_proxies: Arc<client::TrustedProxies>,
     /// Limits.
-    pub limits: Limits,
+    limits: Limits,
     /// Cancelled when the server begins to shut down: ends change streams,
     /// which would otherwise keep the graceful shutdown waiting forever.
-    pub shutdown: CancellationToken,
+    shutdown: CancellationToken,
 }
 
 /// The app state: one `Arc`, so the per-request clone axum makes of it is
@@ -99,37 +115,6 @@ impl std::ops::Deref for AppState {
     fn deref(&self) -> &Parts {
         &self.0
     }
-}
-
-/// `FromRef` for each part: a handler's `State<T>` clones only its part.
-macro_rules! parts_from_ref {
-    ($($field:ident: $ty:ty,)*) => {$(
-        impl FromRef<AppState> for $ty {
-            fn from_ref(state: &AppState) -> Self {
-                state.0.$field.clone()
-            }
-        }
-    )*};
-}
-
-parts_from_ref! {
-    changes: Arc<Changes>,
-    validator: Arc<Validator>,
-    push: Arc<Push>,
-    metering: Arc<Metering>,
-    metrics: Arc<crate::metrics::Metrics>,
-    webhooks: Arc<crate::webhooks::Webhooks>,
-    signer: Arc<crate::signer::DocumentSigner>,
-    store: Arc<crate::store::Store>,
-    clock: Arc<dyn crate::clock::Clock>,
-    admin: Arc<AdminAuth>,
-    sessions: Arc<crate::auth::Sessions>,
-    limiter: Option<Arc<IpRateLimiter>>,
-    auth_failures: AuthFailures,
-    watch_slots: Arc<WatchSlots>,
-    trusted_proxies: Arc<client::TrustedProxies>,
-    limits: Limits,
-    shutdown: CancellationToken,
 }
 
 /// The whole HTTP surface.

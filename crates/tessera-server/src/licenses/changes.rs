@@ -187,11 +187,7 @@ impl Changes {
     /// # Errors
     /// 404 when unknown.
     pub async fn license(&self, id: &LicenseId) -> Result<License> {
-        self.shared
-            .store
-            .license(id)
-            .await?
-            .ok_or_else(|| Error::not_found("license", id.as_str()))
+        self.shared.license(id).await
     }
 
     /// Licenses matching `q`, one page.

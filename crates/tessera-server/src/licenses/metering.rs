@@ -203,15 +203,7 @@ impl Metering {
     /// # Errors
     /// 404 unknown license; the store's.
     pub async fn usage(&self, id: &LicenseId, days: u32) -> Result<UsageView> {
-        self.usage_of(&self.license(id).await?, days).await
-    }
-
-    async fn license(&self, id: &LicenseId) -> Result<License> {
-        self.shared
-            .store
-            .license(id)
-            .await?
-            .ok_or_else(|| Error::not_found("license", id.as_str()))
+        self.usage_of(&self.shared.license(id).await?, days).await
     }
 
     async fn usage_of(&self, license: &License, days: u32) -> Result<UsageView> {
@@ -251,7 +243,7 @@ impl Metering {
         limit: u32,
         offset: u64,
     ) -> Result<Vec<Instance>> {
-        self.license(id).await?;
+        self.shared.license(id).await?;
         self.shared.installations.recorder().flush().await?;
         self.shared.store.instances(id, limit, offset).await
     }
@@ -262,7 +254,7 @@ impl Metering {
     /// # Errors
     /// 404 unknown license; the store's.
     pub async fn fleet(&self, id: &LicenseId, limit: u32, offset: u64) -> Result<Fleet> {
-        let license = self.license(id).await?;
+        let license = self.shared.license(id).await?;
         let instances = self.instances(id, limit, offset).await?;
         let gate = self.shared.installations.gate();
         let since = self.now() - gate.window();

@@ -62,6 +62,22 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
 }
 
+impl Shared {
+    /// One license, or 404.
+    ///
+    /// # Errors
+    /// 404 when unknown; the store's.
+    pub async fn license(
+        &self,
+        id: &tessera_protocol::LicenseId,
+    ) -> crate::Result<crate::model::License> {
+        self.store
+            .license(id)
+            .await?
+            .ok_or_else(|| crate::Error::not_found("license", id.as_str()))
+    }
+}
+
 /// The license components, wired to one store, signer and clock.
 #[derive(Debug, Clone)]
 pub struct Components {

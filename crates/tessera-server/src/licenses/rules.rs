@@ -3,7 +3,7 @@
 //! module call them; the HTTP layer never does.
 
 use chrono::Duration;
-use tessera_protocol::wire::EventKind;
+pub use tessera_protocol::wire::StateAction;
 use tessera_protocol::wire::{
     ExtendRequest, IssueLicenseRequest, LicenseState, PolicyInput, RenewalBasis,
 };
@@ -198,29 +198,6 @@ impl Extension {
             ));
         }
         Ok(new_expiry)
-    }
-}
-
-/// A change of a license's state by an administrator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StateAction {
-    /// Active → suspended.
-    Suspend,
-    /// Suspended → active.
-    Reinstate,
-    /// Active or suspended → revoked, for good.
-    Revoke,
-}
-
-impl StateAction {
-    /// The audit event kind it records.
-    #[must_use]
-    pub fn event(self) -> EventKind {
-        match self {
-            Self::Suspend => EventKind::LicenseSuspended,
-            Self::Reinstate => EventKind::LicenseReinstated,
-            Self::Revoke => EventKind::LicenseRevoked,
-        }
     }
 }
 

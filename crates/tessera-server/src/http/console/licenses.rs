@@ -227,12 +227,12 @@ pub async fn extend(
     Ok(Redirect::to(&format!("/licenses/{id}?done=extended")))
 }
 
-/// The path segment and the `done` word of a state change.
-fn words(action: StateAction) -> (&'static str, &'static str) {
+/// The `done` word a license page shows after a state change.
+fn done_word(action: StateAction) -> &'static str {
     match action {
-        StateAction::Suspend => ("suspend", "suspended"),
-        StateAction::Reinstate => ("reinstate", "reinstated"),
-        StateAction::Revoke => ("revoke", "revoked"),
+        StateAction::Suspend => "suspended",
+        StateAction::Reinstate => "reinstated",
+        StateAction::Revoke => "revoked",
     }
 }
 
@@ -240,6 +240,7 @@ async fn confirm_state(svc: &Changes, console: &Console, id: &str, action: State
     let id = license_id(id)?;
     let license = svc.license(&id).await?;
     let (title, consequence, danger) = templates::state_consequence(action);
+    let path = action.to_string();
     Ok(templates::confirm(
         &console.chrome("licenses", svc),
         &console.session.csrf,
@@ -247,7 +248,7 @@ async fn confirm_state(svc: &Changes, console: &Console, id: &str, action: State
         templates::Confirm {
             title,
             consequence,
-            action: words(action).0,
+            action: &path,
             hidden: &[],
             with_reason: true,
             danger,
@@ -268,7 +269,7 @@ async fn change_state(
         .map_err(|e| ConsoleError::from(e).back(format!("/licenses/{id}")))?;
     Ok(Redirect::to(&format!(
         "/licenses/{id}?done={}",
-        words(action).1
+        done_word(action)
     )))
 }
 
