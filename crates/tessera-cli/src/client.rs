@@ -3,6 +3,7 @@
 //! here and nowhere else in the CLI.
 
 use anyhow::Context;
+use reqwest::{Method, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tessera_protocol::LicenseId;
@@ -127,30 +128,22 @@ impl AdminClient {
         format!("{}{path}", self.base)
     }
 
-    async fn get<T: DeserializeOwned, Q: Serialize + ?Sized>(
-        &self,
-        path: &str,
-        query: &Q,
-    ) -> anyhow::Result<T> {
-        let req = self
+    /// A request to `path` carrying the admin key.
+    fn authed(&self, method: Method, path: &str) -> anyhow::Result<RequestBuilder> {
+        Ok(self
             .http
-            .get(self.url(path))
-            .bearer_auth(self.key()?)
-            .query(query);
-        self.send(req).await
+            .request(method, self.url(path))
+            .bearer_auth(self.key()?))
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: &B,
-    ) -> anyhow::Result<T> {
-        let req = self
-            .http
-            .post(self.url(path))
-            .bearer_auth(self.key()?)
-            .json(body);
-        self.send(req).await
+    /// `GET path?q`, answered with `T`.
+    async fn get<T: DeserializeOwned>(&self, path: &str, q: &impl Serialize) -> anyhow::Result<T> {
+        self.send(self.authed(Method::GET, path)?.query(q)).await
+    }
+
+    /// `POST path` with the JSON body `b`, answered with `T`.
+    async fn post<T: DeserializeOwned>(&self, path: &str, b: &impl Serialize) -> anyhow::Result<T> {
+        self.send(self.authed(Method::POST, path)?.json(b)).await
     }
 
     // ----- licenses -------------------------------------------------------

@@ -141,9 +141,7 @@ pub(crate) async fn ack_loop(inner: Arc<Inner>) {
         return;
     };
     let mut reported: Option<(String, u64)> = None;
-    let mut every = tokio::time::interval(REACK_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    every.tick().await;
+    let mut every = ticker(REACK_EVERY).await;
     loop {
         tokio::select! {
             () = inner.cancel.cancelled() => return,
@@ -176,6 +174,15 @@ pub(crate) async fn ack_loop(inner: Arc<Inner>) {
     }
 }
 
+/// A tick every `period` from one period from now; a late tick is not
+/// made up for with a burst.
+async fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut every = tokio::time::interval(period);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    every
+}
+
 /// Metering: report the product's user count when it changes and every
 /// `interval`. Failures are logged and retried at the next interval; they
 /// never touch the verdict.
@@ -183,9 +190,7 @@ pub(crate) async fn usage_loop(inner: Arc<Inner>, interval: Duration) {
     let Some(transport) = inner.transport.as_ref() else {
         return;
     };
-    let mut every = tokio::time::interval(interval);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    every.tick().await;
+    let mut every = ticker(interval).await;
     loop {
         tokio::select! {
             () = inner.cancel.cancelled() => return,

@@ -45,12 +45,6 @@ impl LicenseId {
         }
         Ok(Self(text.to_owned()))
     }
-
-    /// The id text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 impl FromStr for LicenseId {
@@ -60,24 +54,7 @@ impl FromStr for LicenseId {
     }
 }
 
-impl TryFrom<String> for LicenseId {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Self, Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<LicenseId> for String {
-    fn from(id: LicenseId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for LicenseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(LicenseId, parsed);
 
 fn check_safe_text(what: &'static str, text: &str, max: usize) -> Result<(), Error> {
     if text.is_empty() || text.len() > max {
@@ -115,32 +92,9 @@ impl InstanceId {
         check_safe_text("instance id", text, Self::MAX_LEN)?;
         Ok(Self(text.to_owned()))
     }
-
-    /// The id text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for InstanceId {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Self, Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<InstanceId> for String {
-    fn from(id: InstanceId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for InstanceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(InstanceId, parsed);
 
 /// What a [`PrefixedId`] names: its prefix and its name in errors.
 pub trait IdKind {

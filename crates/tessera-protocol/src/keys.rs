@@ -24,18 +24,14 @@ use crate::{Error, Timestamp};
 #[serde(transparent)]
 pub struct KeyId(String);
 
-impl KeyId {
-    /// The hex text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+text_newtype!(KeyId);
 
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// A key's PASERK text.
+fn paserk(key: &impl FormatAsPaserk) -> String {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let _ = key.fmt(&mut out);
+    out
 }
 
 /// An Ed25519 public key for verifying status documents.
@@ -72,10 +68,7 @@ impl PublicKey {
     /// The PASERK text (`k4.public.…`).
     #[must_use]
     pub fn to_paserk(&self) -> String {
-        let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = self.key.fmt(&mut out);
-        out
+        paserk(&self.key)
     }
 
     /// This key's id.
@@ -175,9 +168,7 @@ impl SigningKey {
     /// The PASERK text (`k4.secret.…`). Secret: write it only to a 0600 file.
     #[must_use]
     pub fn to_paserk(&self) -> String {
-        let mut out = String::new();
-        let _ = self.secret.fmt(&mut out);
-        out
+        paserk(&self.secret)
     }
 
     /// The matching public key.

@@ -21,6 +21,43 @@
 //! - [`time`]: timestamp encoding;
 //! - [`clock`]: the `Clock` trait and a hand-moved `ManualClock` (no real clock here).
 
+/// `as_str` and `Display` for a newtype over `String`; with `parsed`, also
+/// the `TryFrom<String>` / `Into<String>` pair its serde attributes name
+/// (the type supplies `parse`).
+macro_rules! text_newtype {
+    ($name:ident) => {
+        impl $name {
+            /// The text.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+    ($name:ident, parsed) => {
+        text_newtype!($name);
+
+        impl TryFrom<String> for $name {
+            type Error = crate::Error;
+            fn try_from(s: String) -> Result<Self, crate::Error> {
+                Self::parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+    };
+}
+
 mod error;
 
 pub mod clock;

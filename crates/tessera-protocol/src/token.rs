@@ -236,19 +236,7 @@ impl TokenHash {
 #[serde(transparent)]
 pub struct TokenFingerprint(String);
 
-impl TokenFingerprint {
-    /// The hex text.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TokenFingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(TokenFingerprint);
 
 #[cfg(test)]
 mod tests {

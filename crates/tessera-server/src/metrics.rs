@@ -6,7 +6,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Label: the status a validation answered.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,14 +78,20 @@ pub struct Metrics {
     pub http_latency: HistogramFamily<RouteLabel>,
 }
 
+/// Register `metric` and keep a handle to it (the registry holds a clone).
+fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
-        let validations = Family::<StatusLabel, Counter>::default();
-        registry.register(
+        let validations = register(
+            &mut registry,
             "tessera_validations",
             "Validations answered, by status",
-            validations.clone(),
+            Family::<StatusLabel, Counter>::default(),
         );
         // Every series exists from the start, at zero: rate() and alerts
         // need no special case for "never happened yet".
@@ -100,64 +106,63 @@ impl Default for Metrics {
         ] {
             let _ = validations.get_or_create(&StatusLabel { status });
         }
-        let propagation = Histogram::new([
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-        ]);
-        registry.register(
+        let propagation = register(
+            &mut registry,
             "tessera_propagation_seconds",
             "Time from a license change's commit to its document being handed to a watch stream",
-            propagation.clone(),
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
         );
-        let watchers = Gauge::default();
-        registry.register(
+        let watchers = register(
+            &mut registry,
             "tessera_watchers",
             "Change streams open on this replica",
-            watchers.clone(),
+            Gauge::default(),
         );
-        let licenses = Family::<StateLabel, Gauge>::default();
-        registry.register(
+        let licenses = register(
+            &mut registry,
             "tessera_licenses",
             "Licenses by stored state",
-            licenses.clone(),
+            Family::<StateLabel, Gauge>::default(),
         );
         for state in ["active", "suspended", "revoked"] {
             let _ = licenses.get_or_create(&StateLabel {
                 state: state.into(),
             });
         }
-        let expiring = Family::<HorizonLabel, Gauge>::default();
-        registry.register(
+        let expiring = register(
+            &mut registry,
             "tessera_licenses_expiring",
             "Active licenses whose expiry falls within the horizon (within=\"expired\": already past it)",
-            expiring.clone(),
+            Family::<HorizonLabel, Gauge>::default(),
         );
-        let horizon_events = Family::<HorizonLabel, Counter>::default();
-        registry.register(
+        let horizon_events = register(
+            &mut registry,
             "tessera_horizon_events",
             "Expiry horizon events raised by the scheduler",
-            horizon_events.clone(),
+            Family::<HorizonLabel, Counter>::default(),
         );
-        let auto_renewals = Counter::default();
-        registry.register(
+        let auto_renewals = register(
+            &mut registry,
             "tessera_auto_renewals",
             "Licenses renewed automatically",
-            auto_renewals.clone(),
+            Counter::default(),
         );
-        let webhook_deliveries = Family::<ResultLabel, Counter>::default();
-        registry.register(
+        let webhook_deliveries = register(
+            &mut registry,
             "tessera_webhook_deliveries",
             "Webhook delivery attempts by result (delivered, retry, failed)",
-            webhook_deliveries.clone(),
+            Family::<ResultLabel, Counter>::default(),
         );
         for result in ["delivered", "retry", "failed"] {
             let _ = webhook_deliveries.get_or_create(&ResultLabel { result });
         }
-        let http_latency: HistogramFamily<RouteLabel> =
-            Family::new_with_constructor(latency_histogram);
-        registry.register(
+        let http_latency: HistogramFamily<RouteLabel> = register(
+            &mut registry,
             "tessera_http_request_duration_seconds",
             "HTTP request latency by route pattern and method",
-            http_latency.clone(),
+            Family::new_with_constructor(latency_histogram),
         );
         Self {
             registry,

@@ -118,48 +118,35 @@ mod tests {
         DateTime::from_timestamp(1_800_000_000, 0).unwrap()
     }
 
+    /// When the document says to refresh, as a span from now.
+    fn after(status: Status, interval: Duration, expires_in: Option<Duration>) -> Duration {
+        refresh_after(status, interval, expires_in.map(|d| now() + d), now()) - now()
+    }
+
     #[test]
     fn refresh_follows_the_policy_far_from_expiry() {
-        let r = refresh_after(
-            Status::Active,
-            Duration::hours(1),
-            Some(now() + Duration::days(30)),
-            now(),
-        );
-        assert_eq!(r, now() + Duration::hours(1));
-        let r = refresh_after(Status::Active, Duration::hours(6), None, now());
-        assert_eq!(r, now() + Duration::hours(6));
+        let (active, hour) = (Status::Active, Duration::hours(1));
+        assert_eq!(after(active, hour, Some(Duration::days(30))), hour);
+        assert_eq!(after(active, Duration::hours(6), None), Duration::hours(6));
     }
 
     #[test]
     fn refresh_is_shortened_near_expiry_and_while_not_plainly_active() {
-        let r = refresh_after(
-            Status::Active,
-            Duration::hours(1),
-            Some(now() + Duration::hours(20)),
-            now(),
-        );
-        assert_eq!(r, now() + SHORT_REFRESH);
-        let r = refresh_after(
-            Status::Active,
-            Duration::hours(1),
-            Some(now() + Duration::minutes(5)),
-            now(),
-        );
+        let (active, hour) = (Status::Active, Duration::hours(1));
         assert_eq!(
-            r,
-            now() + Duration::minutes(5),
+            after(active, hour, Some(Duration::hours(20))),
+            SHORT_REFRESH
+        );
+        let soon = Duration::minutes(5);
+        assert_eq!(
+            after(active, hour, Some(soon)),
+            soon,
             "never past the expiry itself"
         );
         for status in [Status::Expired, Status::Suspended, Status::Trial] {
-            let r = refresh_after(status, Duration::hours(1), None, now());
-            assert_eq!(r, now() + SHORT_REFRESH, "{status}");
+            assert_eq!(after(status, hour, None), SHORT_REFRESH, "{status}");
         }
-        let r = refresh_after(Status::Expired, Duration::minutes(5), None, now());
-        assert_eq!(
-            r,
-            now() + Duration::minutes(5),
-            "a shorter policy interval stays"
-        );
+        let shorter = after(Status::Expired, soon, None);
+        assert_eq!(shorter, soon, "a shorter policy interval stays");
     }
 }

@@ -66,12 +66,7 @@ backend_tests! {
             .admin_get(&format!("/v1/admin/licenses/{id}"))
             .await;
         assert_eq!(v["revision"], 1);
-        let res = s
-            .http
-            .get(format!("{}/v1/admin/policies", s.url))
-            .send()
-            .await
-            .unwrap();
+        let res = s.get("/v1/admin/policies").await;
         assert_eq!(res.headers()["www-authenticate"], "Bearer");
     }
 

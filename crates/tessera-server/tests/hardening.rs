@@ -11,7 +11,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
 use serde_json::{Value, json};
-use tessera_protocol::{Expectations, LicenseToken, verify};
+use tessera_protocol::{Expectations, LicenseToken};
 use tessera_server::Limits;
 use tessera_testkit::sse::SseStream;
 use tessera_testkit::{Backend, Options, TestServer, assert_error, backend_tests};
@@ -360,8 +360,7 @@ backend_tests! {
             if let Some(n) = nonce {
                 expect = expect.with_nonce(n);
             }
-            verify(v["document"].as_str().unwrap().as_bytes(), &s.keys(), &expect, s.now())
-                .unwrap()
+            s.verified(v["document"].as_str().unwrap(), &expect)
                 .claims()
                 .clone()
         };

@@ -2,8 +2,10 @@
 
 use chrono::Duration;
 use serde_json::json;
-use tessera_protocol::{Expectations, LicenseToken, Status, verify};
+use tessera_protocol::{Expectations, LicenseToken, Status};
 use tessera_testkit::{Options, TestServer, assert_error, backend_tests};
+
+const JSON: &str = "application/json";
 
 backend_tests! {
     async fn validate_returns_a_signed_document_that_verifies(backend: Backend) {
@@ -15,13 +17,7 @@ backend_tests! {
         assert_eq!(status, 200, "{v}");
         let token = LicenseToken::parse(&token).unwrap();
         let expect = Expectations::for_token(token.fingerprint()).with_nonce("n0nce");
-        let doc = verify(
-            v["document"].as_str().unwrap().as_bytes(),
-            &s.keys(),
-            &expect,
-            s.now(),
-        )
-        .unwrap();
+        let doc = s.verified(v["document"].as_str().unwrap(), &expect);
         let c = doc.claims();
         assert_eq!(c.lic.as_deref(), Some(id.as_str()));
         assert_eq!(c.status, Status::Active);
@@ -45,13 +41,7 @@ backend_tests! {
         let (status, v) = s.validate(json!({"token": token.expose_secret()})).await;
         assert_eq!(status, 200, "{v}");
         let expect = Expectations::for_token(token.fingerprint());
-        let doc = verify(
-            v["document"].as_str().unwrap().as_bytes(),
-            &s.keys(),
-            &expect,
-            s.now(),
-        )
-        .unwrap();
+        let doc = s.verified(v["document"].as_str().unwrap(), &expect);
         assert_eq!(doc.claims().status, Status::NotFound);
         assert!(!doc.claims().valid);
         assert!(doc.claims().lic.is_none());
@@ -105,22 +95,9 @@ backend_tests! {
             "invalid_json",
         );
 
-        let res = s
-            .http
-            .post(format!("{}/v1/validate", s.url))
-            .body("{")
-            .header("content-type", "application/json")
-            .send()
-            .await
-            .unwrap();
+        let res = s.post_body("/v1/validate", Some(JSON), "{").await;
         assert_eq!(res.status(), 400);
-        let res = s
-            .http
-            .post(format!("{}/v1/validate", s.url))
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
+        let res = s.post_body("/v1/validate", None, "{}").await;
         assert_eq!(res.status(), 415);
         let body: serde_json::Value = res.json().await.unwrap();
         assert_eq!(body["error"]["code"], "unsupported_media_type");
@@ -181,14 +158,9 @@ backend_tests! {
         })
         .await;
         let (_, token) = s.issue_default().await;
+        let body = json!({"token": token}).to_string();
         for i in 0..5 {
-            let res = s
-                .http
-                .post(format!("{}/v1/validate", s.url))
-                .json(&json!({"token": token}))
-                .send()
-                .await
-                .unwrap();
+            let res = s.post_body("/v1/validate", Some(JSON), body.clone()).await;
             assert_eq!(res.status(), 200, "request {i}");
             assert_eq!(res.headers()["ratelimit-limit"], "5");
             assert_eq!(
@@ -196,13 +168,7 @@ backend_tests! {
                 (4 - i).to_string().as_str()
             );
         }
-        let res = s
-            .http
-            .post(format!("{}/v1/validate", s.url))
-            .json(&json!({"token": token}))
-            .send()
-            .await
-            .unwrap();
+        let res = s.post_body("/v1/validate", Some(JSON), body).await;
         assert_eq!(res.status(), 429);
         let retry: u64 = res.headers()["retry-after"]
             .to_str()

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tessera_protocol::{Expectations, LicenseToken, verify};
+use tessera_protocol::LicenseToken;
 use tessera_testkit::sse::{Item, SseStream};
 use tessera_testkit::{Options, TestServer, assert_error, backend_tests};
 
@@ -31,17 +31,10 @@ backend_tests! {
 
         let (rev, doc) = stream.next_status(T).await.unwrap();
         assert_eq!(rev, 1);
-        let tfp = LicenseToken::parse(&token).unwrap().fingerprint();
-        let verified = verify(
-            doc.as_bytes(),
-            &s.keys(),
-            &Expectations::for_token(tfp.clone()),
-            s.now(),
-        )
-        .unwrap();
-        assert_eq!(verified.claims().rev, 1);
+        let verified = s.claims(&doc, &token);
+        assert_eq!(verified.rev, 1);
         assert!(
-            verified.claims().iid.is_none(),
+            verified.iid.is_none(),
             "one signature serves every watcher"
         );
 
@@ -49,30 +42,13 @@ backend_tests! {
         .await;
         let (rev, doc) = stream.next_status(T).await.unwrap();
         assert_eq!(rev, 2);
-        assert_eq!(
-            verify(
-                doc.as_bytes(),
-                &s.keys(),
-                &Expectations::for_token(tfp.clone()),
-                s.now()
-            )
-            .unwrap()
-            .claims()
-            .rev,
-            2
-        );
+        assert_eq!(s.claims(&doc, &token).rev, 2);
         s.admin("POST", &format!("/v1/admin/licenses/{id}/suspend"), None)
             .await;
         let (rev, doc) = stream.next_status(T).await.unwrap();
         assert_eq!(rev, 3);
-        let c = verify(
-            doc.as_bytes(),
-            &s.keys(),
-            &Expectations::for_token(tfp.clone()),
-            s.now(),
-        )
-        .unwrap();
-        assert_eq!(c.claims().status, tessera_protocol::Status::Suspended);
+        let c = s.claims(&doc, &token);
+        assert_eq!(c.status, tessera_protocol::Status::Suspended);
         s.admin("POST", &format!("/v1/admin/licenses/{id}/reinstate"), None)
             .await;
         assert_eq!(stream.next_status(T).await.unwrap().0, 4);
@@ -82,14 +58,8 @@ backend_tests! {
             .await;
         let (rev, doc) = stream.next_status(T).await.unwrap();
         assert_eq!(rev, 5);
-        let c = verify(
-            doc.as_bytes(),
-            &s.keys(),
-            &Expectations::for_token(tfp),
-            s.now(),
-        )
-        .unwrap();
-        assert_eq!(c.claims().status, tessera_protocol::Status::Revoked);
+        let c = s.claims(&doc, &token);
+        assert_eq!(c.status, tessera_protocol::Status::Revoked);
         assert_eq!(
             stream.next(T).await,
             None,

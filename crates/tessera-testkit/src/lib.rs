@@ -29,6 +29,14 @@ pub use server::{Backend, Options, Stopped, TestDatabase, TestServer, assert_err
 
 /// Sum of `tessera_validations_total` in a metrics text. Panics when the
 /// family is not there at all, so a count of zero is a real zero.
+/// A response's status and body: JSON when it parses, else the text.
+pub async fn answer(res: reqwest::Response) -> (reqwest::StatusCode, serde_json::Value) {
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, value)
+}
+
 pub fn count_validations(metrics: &str) -> u64 {
     assert!(
         metrics.contains("# TYPE tessera_validations counter")

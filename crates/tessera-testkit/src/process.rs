@@ -112,18 +112,9 @@ impl Process {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let res = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let res = self.http.get(format!("{}{path}", self.url)).send().await;
+        let (status, value) = crate::answer(res.unwrap()).await;
+        (status.as_u16(), value)
     }
 
     pub async fn post(&self, path: &str, body: Value, bearer: Option<&str>) -> (u16, Value) {
@@ -131,13 +122,8 @@ impl Process {
         if let Some(b) = bearer {
             req = req.bearer_auth(b);
         }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        let (status, value) = crate::answer(req.send().await.unwrap()).await;
+        (status.as_u16(), value)
     }
 
     /// Validations the server answered so far (its `/metrics`).

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tessera_protocol::{PublicKey, Timestamp, TrustedKeys};
+use tessera_protocol::{
+    Expectations, PublicKey, StatusClaims, Timestamp, TrustedKeys, VerifiedDocument,
+};
 use tessera_server::clock::ManualClock;
 use tessera_server::{Server, ServerConfig};
 use tokio::sync::oneshot;
@@ -362,24 +364,50 @@ impl TestServer {
         if let Some(body) = body {
             req = req.json(&body);
         }
-        let res = req.send().await.unwrap();
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, value)
+        crate::answer(req.send().await.unwrap()).await
+    }
+
+    /// `POST path` of `body` as `content_type` (none: no header), with no
+    /// credentials: the raw response.
+    pub async fn post_body(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut req = self.http.post(format!("{}{path}", self.url)).body(body);
+        if let Some(t) = content_type {
+            req = req.header("content-type", t);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// `document` verified with this server's keys at its clock's now;
+    /// panics when it does not verify.
+    pub fn verified(&self, document: &str, expect: &Expectations) -> VerifiedDocument {
+        tessera_protocol::verify(document.as_bytes(), &self.keys(), expect, self.now())
+            .unwrap_or_else(|e| panic!("the document does not verify: {e}"))
+    }
+
+    /// The claims of `document`, verified as an answer for `token` (no nonce).
+    pub fn claims(&self, document: &str, token: &str) -> StatusClaims {
+        let tfp = tessera_protocol::LicenseToken::parse(token)
+            .unwrap()
+            .fingerprint();
+        self.verified(document, &Expectations::for_token(tfp))
+            .claims()
+            .clone()
+    }
+
+    /// `GET path` with no credentials: the raw response.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.url);
+        self.http.get(url).send().await.unwrap()
     }
 
     /// Validations answered so far, from `/metrics`.
     pub async fn validations(&self) -> u64 {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.get("/metrics").await.text().await.unwrap();
         crate::count_validations(&text)
     }
 

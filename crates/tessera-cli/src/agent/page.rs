@@ -1,8 +1,9 @@
 //! The agent's status page: server-rendered (maud escapes everything), a
 //! few lines of script for the two buttons and to notice changes.
 
-use maud::{DOCTYPE, Markup, PreEscaped, html};
+use maud::{Markup, PreEscaped, html};
 use tessera_client::Timestamp;
+use tessera_server::http::console::document;
 
 use super::view::StatusView;
 
@@ -113,58 +114,54 @@ pub fn render(v: &StatusView) -> Markup {
         (None, _) if v.revision.is_some() => "never (perpetual)".into(),
         (None, _) => "—".into(),
     };
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "License status" }
-                style { (PreEscaped(STYLE)) }
-            }
-            body data-revision=(v.revision.map(|r| r.to_string()).unwrap_or_default()) data-state=(v.state) {
-                main {
-                    h1 { "License status" }
-                    p { span #state class={"state " (v.state)} { (state_label(v)) } }
-                    @if let Some((text, urgent)) = warning(v) {
-                        p #warning class=(if urgent { "warning urgent" } else { "warning" }) { (text) }
+    let head = html! { style { (PreEscaped(STYLE)) } };
+    document(
+        "License status",
+        head,
+        html! {
+                body data-revision=(v.revision.map(|r| r.to_string()).unwrap_or_default()) data-state=(v.state) {
+                    main {
+                        h1 { "License status" }
+                        p { span #state class={"state " (v.state)} { (state_label(v)) } }
+                        @if let Some((text, urgent)) = warning(v) {
+                            p #warning class=(if urgent { "warning urgent" } else { "warning" }) { (text) }
+                        }
+                        dl {
+                            dt { "Customer" } dd #customer { (v.customer.as_deref().unwrap_or("—")) }
+                            dt { "Plan" } dd #plan { (v.plan.as_deref().unwrap_or("—")) }
+                            dt { "Features" } dd #features {
+                                @if v.features.is_empty() { "—" } @else { (v.features.join(", ")) }
+                            }
+                            dt { "Users" } dd #max-users {
+                                (v.max_users.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()))
+                                @if v.seats_exceeded { " — " strong { "more users reported than the license allows" } }
+                            }
+                            dt { "Expires" } dd #expires { (expires) }
+                            dt { "Revision" } dd #revision { (v.revision.map_or_else(|| "—".to_owned(), |r| r.to_string())) }
+                            dt { "Last verified" } dd #last-verified { (when(v.last_verified_at)) }
+                            dt { "Updates" } dd #updates {
+                                @if v.stream_connected { "live (pushed by the authority)" } @else { "polling" }
+                            }
+                            dt { "Offline since" } dd #offline-since {
+                                @if v.offline_since.is_some() { (when(v.offline_since)) } @else { "online" }
+                            }
+                            dt { "Last error" } dd #last-error {
+                                @if let Some(e) = &v.last_error { (e.message) " (" (when(Some(e.at))) ")" } @else { "none" }
+                            }
+                            dt { "Instance" } dd #instance { (v.instance_id) }
+                        }
+                        button #refresh type="button" { "Refresh now" }
+                        form #activate-form {
+                            div {
+                                label for="token" { "License token" }
+                                input #token name="token" autocomplete="off" spellcheck="false" placeholder="tsr_…";
+                            }
+                            button #activate type="submit" { "Activate" }
+                        }
+                        p #message role="status" {}
                     }
-                    dl {
-                        dt { "Customer" } dd #customer { (v.customer.as_deref().unwrap_or("—")) }
-                        dt { "Plan" } dd #plan { (v.plan.as_deref().unwrap_or("—")) }
-                        dt { "Features" } dd #features {
-                            @if v.features.is_empty() { "—" } @else { (v.features.join(", ")) }
-                        }
-                        dt { "Users" } dd #max-users {
-                            (v.max_users.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()))
-                            @if v.seats_exceeded { " — " strong { "more users reported than the license allows" } }
-                        }
-                        dt { "Expires" } dd #expires { (expires) }
-                        dt { "Revision" } dd #revision { (v.revision.map_or_else(|| "—".to_owned(), |r| r.to_string())) }
-                        dt { "Last verified" } dd #last-verified { (when(v.last_verified_at)) }
-                        dt { "Updates" } dd #updates {
-                            @if v.stream_connected { "live (pushed by the authority)" } @else { "polling" }
-                        }
-                        dt { "Offline since" } dd #offline-since {
-                            @if v.offline_since.is_some() { (when(v.offline_since)) } @else { "online" }
-                        }
-                        dt { "Last error" } dd #last-error {
-                            @if let Some(e) = &v.last_error { (e.message) " (" (when(Some(e.at))) ")" } @else { "none" }
-                        }
-                        dt { "Instance" } dd #instance { (v.instance_id) }
-                    }
-                    button #refresh type="button" { "Refresh now" }
-                    form #activate-form {
-                        div {
-                            label for="token" { "License token" }
-                            input #token name="token" autocomplete="off" spellcheck="false" placeholder="tsr_…";
-                        }
-                        button #activate type="submit" { "Activate" }
-                    }
-                    p #message role="status" {}
+                    script { (PreEscaped(SCRIPT)) }
                 }
-                script { (PreEscaped(SCRIPT)) }
-            }
-        }
-    }
+        },
+    )
 }

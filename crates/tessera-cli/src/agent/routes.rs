@@ -135,11 +135,22 @@ fn client_error(e: &Error) -> Response {
     error(status, code, e.to_string())
 }
 
-async fn refresh(State(s): State<AgentState>) -> Response {
-    match s.client.refresh().await {
+/// The 400 for a body that is not the JSON expected.
+fn bad_json(expected: &str) -> Response {
+    let message = format!("expected {expected}");
+    error(StatusCode::BAD_REQUEST, "invalid_json", message)
+}
+
+/// A round trip's answer: the status after it, or what went wrong.
+fn answer<T>(s: &AgentState, result: Result<T, Error>) -> Response {
+    match result {
         Ok(_) => Json(StatusView::of(&s.client)).into_response(),
         Err(e) => client_error(&e),
     }
+}
+
+async fn refresh(State(s): State<AgentState>) -> Response {
+    answer(&s, s.client.refresh().await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,16 +160,9 @@ struct ActivateRequest {
 
 async fn activate(State(s): State<AgentState>, body: axum::body::Bytes) -> Response {
     let Ok(req) = serde_json::from_slice::<ActivateRequest>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "expected {\"token\": \"tsr_…\"}",
-        );
+        return bad_json(r#"{"token": "tsr_…"}"#);
     };
-    match s.client.activate(&req.token).await {
-        Ok(_) => Json(StatusView::of(&s.client)).into_response(),
-        Err(e) => client_error(&e),
-    }
+    answer(&s, s.client.activate(&req.token).await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -170,11 +174,7 @@ struct UsageRequest {
 /// the authority now and every usage interval.
 async fn usage(State(s): State<AgentState>, body: axum::body::Bytes) -> Response {
     let Ok(req) = serde_json::from_slice::<UsageRequest>(&body) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_json",
-            "expected {\"users\": <whole number>}",
-        );
+        return bad_json(r#"{"users": <whole number>}"#);
     };
     s.client.set_users(req.users);
     StatusCode::ACCEPTED.into_response()

@@ -40,6 +40,7 @@ use crate::licenses::{Changes, Metering, StateAction};
 use errors::ConsoleError;
 use session::Console;
 use templates::Chrome;
+pub use templates::document;
 
 /// Rows per page in the console's tables.
 const PAGE_SIZE: u32 = 25;

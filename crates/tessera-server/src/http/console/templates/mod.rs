@@ -50,34 +50,48 @@ pub fn layout(c: &Chrome, title: &str, body: Markup) -> Markup {
         ("policies", "/policies", "Policies"),
         ("events", "/events", "Events"),
     ];
+    let head = html! { link rel="stylesheet" href="/console.css"; };
+    let title = format!("{title} · Tessera");
+    document(
+        &title,
+        head,
+        html! {
+                body {
+                    header {
+                        a.brand href="/" { "Tessera" }
+                        @if let Some(session) = c.session {
+                            @for (key, href, label) in nav {
+                                a href=(href) class=[(key == c.here).then_some("here")] { (label) }
+                            }
+                            span.who {
+                                span { "signed in with key " strong { (session.key_name) } }
+                                form.inline method="post" action="/logout" {
+                                    input type="hidden" name="csrf" value=(session.csrf);
+                                    button #logout type="submit" { "Log out" }
+                                }
+                            }
+                        }
+                    }
+                    main { (body) }
+                    script src="/console.js" {}
+                }
+        },
+    )
+}
+
+/// The HTML document around a page's `body`: one head for the console and
+/// the agent's status page, which adds its `head` items.
+pub fn document(title: &str, head: Markup, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · Tessera" }
-                link rel="stylesheet" href="/console.css";
+                title { (title) }
+                (head)
             }
-            body {
-                header {
-                    a.brand href="/" { "Tessera" }
-                    @if let Some(session) = c.session {
-                        @for (key, href, label) in nav {
-                            a href=(href) class=[(key == c.here).then_some("here")] { (label) }
-                        }
-                        span.who {
-                            span { "signed in with key " strong { (session.key_name) } }
-                            form.inline method="post" action="/logout" {
-                                input type="hidden" name="csrf" value=(session.csrf);
-                                button #logout type="submit" { "Log out" }
-                            }
-                        }
-                    }
-                }
-                main { (body) }
-                script src="/console.js" {}
-            }
+            (body)
         }
     }
 }
