@@ -1,72 +1,16 @@
 //! `tessera agent` end to end: the real server binary, the real agent binary,
 //! a temp directory each; the status page in headless Chromium.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tessera_testkit::browser::Browser;
 use tessera_testkit::process::{Process, ServerProcess, eventually, free_addr};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+mod common;
+
+use common::{BIN, Workdir};
 const WAIT: Duration = Duration::from_secs(30);
-
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn data(&self) -> std::path::PathBuf {
-        self.dir.path().join("data")
-    }
-
-    fn server(&self, addr: std::net::SocketAddr, log: &str) -> ServerProcess {
-        ServerProcess::start(BIN, &self.data(), addr, log)
-    }
-
-    fn token_file(&self, token: &str) -> std::path::PathBuf {
-        let path = self.dir.path().join("token");
-        std::fs::write(&path, format!("{token}\n")).unwrap();
-        path
-    }
-
-    fn agent(
-        &self,
-        server_url: &str,
-        public_key: &str,
-        token_file: Option<&Path>,
-        log: &str,
-    ) -> Process {
-        let state = self.dir.path().join("agent-state");
-        let mut args = vec![
-            "agent",
-            "--server",
-            server_url,
-            "--public-key",
-            public_key,
-            "--listen",
-            "127.0.0.1:0",
-            "--state-dir",
-            state.to_str().unwrap(),
-        ];
-        if let Some(f) = token_file {
-            args.extend(["--token-file", f.to_str().unwrap()]);
-        }
-        Process::spawn(BIN, &args, &self.dir.path().join(log), &[])
-    }
-
-    /// An agent of `server` holding `token` (from a token file).
-    fn agent_for(&self, server: &ServerProcess, token: &str, log: &str) -> Process {
-        let token_file = self.token_file(token);
-        self.agent(server.url(), &server.public_key, Some(&token_file), log)
-    }
-}
 
 async fn status(agent: &Process) -> Value {
     let (code, v) = agent.get("/v1/status").await;
@@ -91,7 +35,7 @@ async fn seed_bug_metabase_56808_renewal_shows_on_refresh_and_on_reentering_the_
     // The seed bug: a license cache keyed by the token text and held for
     // 12 hours kept a renewed license "expired" until a restart, and entering
     // the same token again changed nothing.
-    let setup = Setup::new();
+    let setup = Workdir::new();
     let addr = free_addr();
     let server = setup.server(addr, "server1.log");
     let (id, token) = server
@@ -136,12 +80,10 @@ async fn seed_bug_metabase_56808_renewal_shows_on_refresh_and_on_reentering_the_
 
 #[tokio::test]
 async fn offline_the_agent_restarts_valid_from_disk_and_recovers_by_itself() {
-    let setup = Setup::new();
+    let setup = Workdir::new();
     let addr = free_addr();
     let server = setup.server(addr, "server1.log");
-    let (_, token) = server
-        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d"}))
-        .await;
+    let (_, token) = server.issue_for("Acme", "30d").await;
     let token_file = setup.token_file(&token);
     let agent = setup.agent(
         server.url(),
@@ -180,11 +122,9 @@ async fn offline_the_agent_restarts_valid_from_disk_and_recovers_by_itself() {
 
 #[tokio::test]
 async fn a_typo_is_refused_without_a_request_and_answers_are_applied() {
-    let setup = Setup::new();
+    let setup = Workdir::new();
     let server = setup.server(free_addr(), "server.log");
-    let (id, token) = server
-        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d"}))
-        .await;
+    let (id, token) = server.issue_for("Acme", "30d").await;
     let agent = setup.agent(server.url(), &server.public_key, None, "agent.log");
     let v = status(&agent).await;
     assert_eq!(
@@ -238,7 +178,7 @@ async fn a_typo_is_refused_without_a_request_and_answers_are_applied() {
 
 #[tokio::test]
 async fn the_local_api_reports_metrics_and_refuses_foreign_pages() {
-    let setup = Setup::new();
+    let setup = Workdir::new();
     let server = setup.server(free_addr(), "server.log");
     let (_, token) = server
         .issue(json!({"customer": "Acme", "plan": "p", "features": ["a"], "duration": "10d"}))
@@ -330,7 +270,7 @@ async fn the_local_api_reports_metrics_and_refuses_foreign_pages() {
 
 #[tokio::test]
 async fn status_page_in_chromium_shows_the_renewal_after_refresh_now() {
-    let setup = Setup::new();
+    let setup = Workdir::new();
     let server = setup.server(free_addr(), "server.log");
     let (id, token) = server.issue(json!({"customer": "Acme", "plan": "enterprise", "features": ["sso", "audit"], "duration": "20d"})).await;
     let agent = setup.agent_for(&server, &token, "agent.log");
@@ -393,7 +333,7 @@ async fn forged_and_rolled_back_answers_leave_the_agent_and_its_disk_unchanged()
     fake.fake
         .revision
         .store(7, std::sync::atomic::Ordering::SeqCst);
-    let setup = Setup::new();
+    let setup = Workdir::new();
     let token = tessera_protocol::LicenseToken::generate(&mut rand::rng());
     let key = fake.fake.public_key().to_paserk();
     let agent = setup.agent(
@@ -457,12 +397,10 @@ async fn forged_and_rolled_back_answers_leave_the_agent_and_its_disk_unchanged()
 
 #[tokio::test]
 async fn changes_reach_the_agent_pushed_and_survive_an_authority_restart() {
-    let setup = Setup::new();
+    let setup = Workdir::new();
     let addr = free_addr();
     let server = setup.server(addr, "server1.log");
-    let (id, token) = server
-        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d"}))
-        .await;
+    let (id, token) = server.issue_for("Acme", "30d").await;
     let agent = setup.agent_for(&server, &token, "agent.log");
     wait_state(&agent, "valid and live", |v| {
         v["state"] == "valid" && v["stream_connected"] == true
@@ -556,7 +494,7 @@ async fn changes_reach_the_agent_pushed_and_survive_an_authority_restart() {
 /// `seats_exceeded`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_sees_an_automatic_renewal_pushed_and_reports_usage() {
-    let s = Setup::new();
+    let s = Workdir::new();
     let server = ServerProcess::start_with(
         BIN,
         &s.data(),

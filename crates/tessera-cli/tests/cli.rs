@@ -1,42 +1,19 @@
 //! The `tessera` binary end to end: a real server process on port 0, the CLI
 //! against it, a temp directory each.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use tessera_testkit::process::ServerProcess;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+mod common;
+
+use common::{BIN, Workdir};
 
 /// The server binary on any free port, logging at debug level.
 fn start_server(data_dir: &Path, log_name: &str) -> ServerProcess {
     ServerProcess::start(BIN, data_dir, "127.0.0.1:0".parse().unwrap(), log_name)
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-    fn tessera(&self, server: &ServerProcess, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .env("TESSERA_SERVER", server.url())
-            .env("TESSERA_DATA_DIR", self.data())
-            .env_remove("TESSERA_ADMIN_KEY")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
 }
 
 fn ok(out: &Output) -> String {
@@ -54,7 +31,7 @@ fn json(out: &Output) -> Value {
     serde_json::from_str(&ok(out)).unwrap()
 }
 
-fn issue(env: &Env, s: &ServerProcess, extra: &[&str]) -> (String, String) {
+fn issue(env: &Workdir, s: &ServerProcess, extra: &[&str]) -> (String, String) {
     let mut args = vec![
         "license",
         "issue",
@@ -74,8 +51,7 @@ fn issue(env: &Env, s: &ServerProcess, extra: &[&str]) -> (String, String) {
 
 #[test]
 fn a_new_user_issues_checks_and_extends() {
-    let env = Env::new();
-    let s = start_server(&env.data(), "server.log");
+    let (env, s) = Workdir::with_server();
     assert!(s.public_key.starts_with("k4.public."));
     for file in ["signing.key", "admin.key", "tessera.db"] {
         assert!(env.data().join(file).exists(), "{file}");
@@ -153,8 +129,7 @@ fn a_new_user_issues_checks_and_extends() {
 
 #[test]
 fn check_exit_codes_follow_the_verdict() {
-    let env = Env::new();
-    let s = start_server(&env.data(), "server.log");
+    let (env, s) = Workdir::with_server();
     let (id, token) = issue(&env, &s, &["--duration", "10d"]);
     let check = |t: &str| env.tessera(&s, &["check", "--public-key", &s.public_key, t]);
     assert_eq!(check(&token).status.code(), Some(0));
@@ -231,8 +206,7 @@ fn check_exit_codes_follow_the_verdict() {
 
 #[test]
 fn tokens_and_keys_never_reach_logs_or_the_database() {
-    let env = Env::new();
-    let s = start_server(&env.data(), "server.log");
+    let (env, s) = Workdir::with_server();
     let admin_key = std::fs::read_to_string(env.data().join("admin.key"))
         .unwrap()
         .trim()
@@ -282,8 +256,7 @@ fn tokens_and_keys_never_reach_logs_or_the_database() {
 
 #[test]
 fn an_acknowledged_extension_survives_kill_9() {
-    let env = Env::new();
-    let s = start_server(&env.data(), "server.log");
+    let (env, s) = Workdir::with_server();
     let (id, _) = issue(&env, &s, &["--duration", "10d"]);
     let extended = json(&env.tessera(&s, &["license", "extend", &id, "--by", "365d", "--json"]));
     s.process.kill9();
@@ -295,7 +268,7 @@ fn an_acknowledged_extension_survives_kill_9() {
 
 #[test]
 fn a_second_server_on_the_same_data_directory_is_refused() {
-    let env = Env::new();
+    let env = Workdir::new();
     let _s = start_server(&env.data(), "server.log");
     let out = Command::new(BIN)
         .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -312,8 +285,7 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
 
 #[test]
 fn sigterm_stops_the_server_cleanly() {
-    let env = Env::new();
-    let s = start_server(&env.data(), "server.log");
+    let (_env, s) = Workdir::with_server();
     let log = s.process.log_path.clone();
     let status = s.process.terminate();
     assert!(status.success(), "{status:?}");
@@ -326,8 +298,7 @@ fn sigterm_stops_the_server_cleanly() {
 
 #[test]
 fn mistakes_get_clear_errors() {
-    let env = Env::new();
-    let s = start_server(&env.data(), "server.log");
+    let (env, s) = Workdir::with_server();
     let (id, _) = issue(&env, &s, &["--duration", "10d"]);
     let err = |out: Output| {
         assert!(!out.status.success());
@@ -362,8 +333,7 @@ fn mistakes_get_clear_errors() {
 
 #[test]
 fn policies_and_export_from_the_cli() {
-    let env = Env::new();
-    let s = start_server(&env.data(), "server.log");
+    let (env, s) = Workdir::with_server();
     ok(&env.tessera(
         &s,
         &[
@@ -434,8 +404,7 @@ fn help_explains_options_and_their_environment_variables() {
 #[test]
 fn keys_rotate_activates_a_new_key_and_retires_the_old_one() {
     use tessera_protocol::{Expectations, SigningKey, TrustedKeys, verify};
-    let env = Env::new();
-    let s = start_server(&env.data(), "server.log");
+    let (env, s) = Workdir::with_server();
     let (_, token) = issue(&env, &s, &["--duration", "30d"]);
     let old_public = s.public_key.clone();
     let old_secret = std::fs::read_to_string(env.data().join("signing.key")).unwrap();

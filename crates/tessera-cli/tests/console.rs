@@ -263,9 +263,7 @@ async fn a_desk_issues_extends_and_revokes_a_license_and_watches_the_renewal_arr
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let (other, _) = server
-        .issue(json!({"customer": "Beta", "plan": "p", "duration": "10d"}))
-        .await;
+    let (other, _) = server.issue_for("Beta", "10d").await;
     let res = http
         .post(format!("{url}/licenses/{other}/suspend"))
         .header("cookie", format!("tessera_session={}", cookie.value()))

@@ -21,6 +21,15 @@ struct Cluster {
     admin_key: String,
 }
 
+/// A cluster with one license of `duration` issued through A:
+/// `(cluster, license id, token)`.
+async fn licensed_cluster(test: &str, duration: &str) -> Option<(Cluster, String, String)> {
+    let c = cluster(test).await?;
+    let body = json!({"customer": "Acme", "plan": "p", "duration": duration});
+    let (id, token) = c.a().issue(body).await;
+    Some((c, id, token))
+}
+
 async fn cluster(test: &str) -> Option<Cluster> {
     let Backend::Postgres(url) = Backend::postgres(test)? else {
         return None;
@@ -72,26 +81,30 @@ impl Cluster {
     fn a(&self) -> &ServerProcess {
         self.a.as_ref().unwrap()
     }
+
+    /// A change stream on B for `token`, past its first document (rev 1).
+    async fn watch_on_b(&self, token: &str) -> SseStream {
+        let auth = format!("Bearer {token}");
+        let mut stream = SseStream::open(self.b.url(), &[("authorization", &auth)])
+            .await
+            .unwrap_or_else(|r| panic!("watch on B refused: {}", r.status()));
+        let first = stream.next_status(Duration::from_secs(5)).await.unwrap();
+        assert_eq!(first.0, 1);
+        stream
+    }
 }
 
 #[tokio::test]
 async fn a_watcher_on_one_replica_sees_a_change_made_through_the_other() {
-    let Some(c) = cluster("a_watcher_on_one_replica_sees_a_change_made_through_the_other").await
+    let Some((c, id, token)) = licensed_cluster(
+        "a_watcher_on_one_replica_sees_a_change_made_through_the_other",
+        "30d",
+    )
+    .await
     else {
         return;
     };
-    let (id, token) = c
-        .a()
-        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d"}))
-        .await;
-    let auth = format!("Bearer {token}");
-    let mut stream = SseStream::open(c.b.url(), &[("authorization", &auth)])
-        .await
-        .unwrap_or_else(|r| panic!("watch on B refused: {}", r.status()));
-    assert_eq!(
-        stream.next_status(Duration::from_secs(5)).await.unwrap().0,
-        1
-    );
+    let mut stream = c.watch_on_b(&token).await;
     let started = std::time::Instant::now();
     let (code, v) = c
         .a()
@@ -101,10 +114,7 @@ async fn a_watcher_on_one_replica_sees_a_change_made_through_the_other() {
         )
         .await;
     assert_eq!(code, 200, "{v}");
-    assert_eq!(
-        stream.next_status(Duration::from_secs(5)).await.unwrap().0,
-        2
-    );
+    assert_eq!(stream.next_revision(Duration::from_secs(5)).await, 2);
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "crossed replicas in {:?}",
@@ -128,10 +138,7 @@ async fn killing_a_replica_mid_use_leaves_the_client_on_the_other_with_no_wrong_
     else {
         return;
     };
-    let (id, token) = c
-        .a()
-        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d"}))
-        .await;
+    let (id, token) = c.a().issue_for("Acme", "30d").await;
     let key = tessera_protocol::PublicKey::from_paserk(&c.b.public_key).unwrap();
     let state = tempfile::tempdir().unwrap();
     let client = Client::builder()
@@ -200,15 +207,14 @@ async fn killing_a_replica_mid_use_leaves_the_client_on_the_other_with_no_wrong_
 
 #[tokio::test]
 async fn concurrent_extends_on_both_replicas_never_duplicate_or_skip_a_revision() {
-    let Some(c) =
-        cluster("concurrent_extends_on_both_replicas_never_duplicate_or_skip_a_revision").await
+    let Some((c, id, _)) = licensed_cluster(
+        "concurrent_extends_on_both_replicas_never_duplicate_or_skip_a_revision",
+        "1d",
+    )
+    .await
     else {
         return;
     };
-    let (id, _) = c
-        .a()
-        .issue(json!({"customer": "Acme", "plan": "p", "duration": "1d"}))
-        .await;
     let (_, before) = c
         .a()
         .admin(
@@ -274,23 +280,15 @@ async fn concurrent_extends_on_both_replicas_never_duplicate_or_skip_a_revision(
 
 #[tokio::test]
 async fn notifications_lost_while_a_listener_reconnects_are_recovered_by_resync() {
-    let Some(c) =
-        cluster("notifications_lost_while_a_listener_reconnects_are_recovered_by_resync").await
+    let Some((c, id, token)) = licensed_cluster(
+        "notifications_lost_while_a_listener_reconnects_are_recovered_by_resync",
+        "30d",
+    )
+    .await
     else {
         return;
     };
-    let (id, token) = c
-        .a()
-        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d"}))
-        .await;
-    let auth = format!("Bearer {token}");
-    let mut stream = SseStream::open(c.b.url(), &[("authorization", &auth)])
-        .await
-        .unwrap_or_else(|r| panic!("watch on B refused: {}", r.status()));
-    assert_eq!(
-        stream.next_status(Duration::from_secs(5)).await.unwrap().0,
-        1
-    );
+    let mut stream = c.watch_on_b(&token).await;
     // Cut B's LISTEN connection, and change the license at once through A:
     // the notification is sent while B is not listening.
     let replica = c.b.process.banner_value("replica");
@@ -311,10 +309,7 @@ async fn notifications_lost_while_a_listener_reconnects_are_recovered_by_resync(
             json!({"by": "1d"}),
         )
         .await;
-    assert_eq!(
-        stream.next_status(Duration::from_secs(15)).await.unwrap().0,
-        2
-    );
+    assert_eq!(stream.next_revision(Duration::from_secs(15)).await, 2);
     let logs = c.b.process.logs();
     assert!(
         logs.contains("resynchronised after a listener reconnect"),

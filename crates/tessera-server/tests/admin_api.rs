@@ -86,42 +86,18 @@ backend_tests! {
         assert_eq!(v["offline_grace"], "14d");
         assert_eq!(v["renewal_basis"], "from_now");
 
-        assert_error(
-            &s.admin_post("/v1/admin/policies", json!({"name": "gold"}))
-                .await,
-            409,
-            "policy_exists",
-        );
-        assert_error(
-            &s.admin_post("/v1/admin/policies", json!({"name": ""}))
-                .await,
-            422,
-            "missing_field",
-        );
-        assert_error(
-            &s.admin_post("/v1/admin/policies", json!({"name": "x", "duration": "soon"}))
-            .await,
-            422,
-            "invalid_duration",
-        );
-        assert_error(
-            &s.admin_post("/v1/admin/policies", json!({"name": "x", "refresh_interval": "2d", "offline_grace": "1d"}))
-            .await,
-            422,
-            "invalid_duration",
-        );
-        assert_error(
-            &s.admin_post("/v1/admin/policies", json!({"name": "x", "auto_renew": true}))
-            .await,
-            422,
-            "invalid_field",
-        );
-        assert_error(
-            &s.admin_post("/v1/admin/policies", json!({"name": "x", "renewal_basis": "sometimes"}))
-            .await,
-            400,
-            "invalid_json",
-        );
+        let got = s.admin_post("/v1/admin/policies", json!({"name": "gold"})).await;
+        assert_error(&got, 409, "policy_exists");
+        let got = s.admin_post("/v1/admin/policies", json!({"name": ""})).await;
+        assert_error(&got, 422, "missing_field");
+        let got = s.admin_post("/v1/admin/policies", json!({"name": "x", "duration": "soon"})).await;
+        assert_error(&got, 422, "invalid_duration");
+        let got = s.admin_post("/v1/admin/policies", json!({"name": "x", "refresh_interval": "2d", "offline_grace": "1d"})).await;
+        assert_error(&got, 422, "invalid_duration");
+        let got = s.admin_post("/v1/admin/policies", json!({"name": "x", "auto_renew": true})).await;
+        assert_error(&got, 422, "invalid_field");
+        let got = s.admin_post("/v1/admin/policies", json!({"name": "x", "renewal_basis": "sometimes"})).await;
+        assert_error(&got, 400, "invalid_json");
 
         let (status, v) = s.admin_get("/v1/admin/policies").await;
         assert_eq!(status, 200);
@@ -157,46 +133,14 @@ backend_tests! {
     async fn issuing_checks_its_input(backend: Backend) {
         let s = TestServer::start_on(backend.clone()).await;
         let cases = [
-            (
-                json!({"customer": "A", "plan": "p"}),
-                422,
-                "expiry_required",
-            ),
-            (
-                json!({"customer": "A", "plan": "p", "duration": "30d", "perpetual": true}),
-                422,
-                "conflicting_fields",
-            ),
-            (
-                json!({"customer": "A", "plan": "p", "expires_at": "2001-01-01"}),
-                422,
-                "expiry_in_past",
-            ),
-            (
-                json!({"customer": "A", "plan": "p", "expires_at": "someday"}),
-                422,
-                "invalid_date",
-            ),
-            (
-                json!({"customer": "", "plan": "p", "duration": "1d"}),
-                422,
-                "missing_field",
-            ),
-            (
-                json!({"customer": "A", "plan": "p\u{0007}", "duration": "1d"}),
-                422,
-                "invalid_field",
-            ),
-            (
-                json!({"customer": "A", "plan": "p", "duration": "1d", "policy": "nope"}),
-                404,
-                "policy_not_found",
-            ),
-            (
-                json!({"customer": "A", "duration": "1d"}),
-                400,
-                "invalid_json",
-            ),
+            (json!({"customer": "A", "plan": "p"}), 422, "expiry_required"),
+            (json!({"customer": "A", "plan": "p", "duration": "30d", "perpetual": true}), 422, "conflicting_fields"),
+            (json!({"customer": "A", "plan": "p", "expires_at": "2001-01-01"}), 422, "expiry_in_past"),
+            (json!({"customer": "A", "plan": "p", "expires_at": "someday"}), 422, "invalid_date"),
+            (json!({"customer": "", "plan": "p", "duration": "1d"}), 422, "missing_field"),
+            (json!({"customer": "A", "plan": "p\u{0007}", "duration": "1d"}), 422, "invalid_field"),
+            (json!({"customer": "A", "plan": "p", "duration": "1d", "policy": "nope"}), 404, "policy_not_found"),
+            (json!({"customer": "A", "duration": "1d"}), 400, "invalid_json"),
         ];
         for (body, status, code) in cases {
             assert_error(
@@ -225,15 +169,9 @@ backend_tests! {
 
     async fn show_and_list_with_filters_and_pages(backend: Backend) {
         let s = TestServer::start_on(backend.clone()).await;
-        let (a, _) = s
-            .issue(json!({"customer": "Acme", "plan": "p", "duration": "10d"}))
-            .await;
-        let (b, _) = s
-            .issue(json!({"customer": "Acme", "plan": "p", "duration": "60d"}))
-            .await;
-        let (c, _) = s
-            .issue(json!({"customer": "Beta", "plan": "p", "duration": "5d"}))
-            .await;
+        let (a, _) = s.issue_for("Acme", "10d").await;
+        let (b, _) = s.issue_for("Acme", "60d").await;
+        let (c, _) = s.issue_for("Beta", "5d").await;
         s.admin("POST", &format!("/v1/admin/licenses/{c}/suspend"), None)
             .await;
 
@@ -270,33 +208,16 @@ backend_tests! {
         assert_eq!(ids(&v), [c.as_str()]);
         assert_eq!(v["next_cursor"], Value::Null);
 
-        assert_error(
-            &s.admin_get("/v1/admin/licenses?state=happy").await,
-            400,
-            "invalid_state",
-        );
-        assert_error(
-            &s.admin_get("/v1/admin/licenses?expiring_within=soon")
-                .await,
-            400,
-            "invalid_duration",
-        );
-        assert_error(
-            &s.admin_get("/v1/admin/licenses?limit=x").await,
-            400,
-            "invalid_query",
-        );
-        assert_error(
-            &s.admin_get("/v1/admin/licenses/lic_nope").await,
-            400,
-            "invalid_license_id",
-        );
-        assert_error(
-            &s.admin_get("/v1/admin/licenses/lic_01936b2e-7c3a-7def-8a12-0123456789ab")
-            .await,
-            404,
-            "license_not_found",
-        );
+        let got = s.admin_get("/v1/admin/licenses?state=happy").await;
+        assert_error(&got, 400, "invalid_state");
+        let got = s.admin_get("/v1/admin/licenses?expiring_within=soon").await;
+        assert_error(&got, 400, "invalid_duration");
+        let got = s.admin_get("/v1/admin/licenses?limit=x").await;
+        assert_error(&got, 400, "invalid_query");
+        let got = s.admin_get("/v1/admin/licenses/lic_nope").await;
+        assert_error(&got, 400, "invalid_license_id");
+        let got = s.admin_get("/v1/admin/licenses/lic_01936b2e-7c3a-7def-8a12-0123456789ab").await;
+        assert_error(&got, 404, "license_not_found");
         let (_, v) = s
             .admin_get(&format!("/v1/admin/licenses/{a}"))
             .await;
@@ -309,9 +230,7 @@ backend_tests! {
         let s = TestServer::start_on(backend.clone()).await;
         s.admin_post("/v1/admin/policies", json!({"name": "now", "renewal_basis": "from_now"}))
         .await;
-        let (a, _) = s
-            .issue(json!({"customer": "A", "plan": "p", "duration": "10d"}))
-            .await;
+        let (a, _) = s.issue_for("A", "10d").await;
         let (b, _) = s
             .issue(json!({"customer": "A", "plan": "p", "duration": "10d", "policy": "now"}))
             .await;
@@ -333,44 +252,23 @@ backend_tests! {
         assert_eq!(v["revision"], 3);
 
         let path = format!("/v1/admin/licenses/{a}/extend");
-        assert_error(
-            &s.admin_post(&path, json!({})).await,
-            422,
-            "conflicting_fields",
-        );
-        assert_error(
-            &s.admin_post(&path, json!({"to": "2099-01-01", "by": "1d"}))
-                .await,
-            422,
-            "conflicting_fields",
-        );
-        assert_error(
-            &s.admin_post(&path, json!({"to": "2001-01-01"}))
-                .await,
-            422,
-            "expiry_in_past",
-        );
-        assert_error(
-            &s.admin_post(&path, json!({"by": "1 day"})).await,
-            422,
-            "invalid_duration",
-        );
+        let got = s.admin_post(&path, json!({})).await;
+        assert_error(&got, 422, "conflicting_fields");
+        let got = s.admin_post(&path, json!({"to": "2099-01-01", "by": "1d"})).await;
+        assert_error(&got, 422, "conflicting_fields");
+        let got = s.admin_post(&path, json!({"to": "2001-01-01"})).await;
+        assert_error(&got, 422, "expiry_in_past");
+        let got = s.admin_post(&path, json!({"by": "1 day"})).await;
+        assert_error(&got, 422, "invalid_duration");
         let (p, _) = s
             .issue(json!({"customer": "A", "plan": "p", "perpetual": true}))
             .await;
-        assert_error(
-            &s.admin_post(&format!("/v1/admin/licenses/{p}/extend"), json!({"by": "1d"}))
-            .await,
-            409,
-            "license_perpetual",
-        );
+        let got = s.admin_post(&format!("/v1/admin/licenses/{p}/extend"), json!({"by": "1d"})).await;
+        assert_error(&got, 409, "license_perpetual");
         s.admin("POST", &format!("/v1/admin/licenses/{a}/revoke"), None)
             .await;
-        assert_error(
-            &s.admin_post(&path, json!({"by": "1d"})).await,
-            409,
-            "license_revoked",
-        );
+        let got = s.admin_post(&path, json!({"by": "1d"})).await;
+        assert_error(&got, 409, "license_revoked");
         // Failed changes leave the revision alone.
         let (_, v) = s
             .admin_get(&format!("/v1/admin/licenses/{a}"))
@@ -379,14 +277,10 @@ backend_tests! {
     }
 
     async fn suspend_reinstate_revoke_transitions(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s.issue_default().await;
+        let (s, id, token) = TestServer::with_license(backend.clone()).await;
         let act = |action: &str| format!("/v1/admin/licenses/{id}/{action}");
-        assert_error(
-            &s.admin("POST", &act("reinstate"), None).await,
-            409,
-            "not_suspended",
-        );
+        let got = s.admin("POST", &act("reinstate"), None).await;
+        assert_error(&got, 409, "not_suspended");
         let (status, v) = s
             .admin(
                 "POST",
@@ -406,53 +300,28 @@ backend_tests! {
             ),
             (Some("suspended"), Some(false))
         );
-        assert_error(
-            &s.admin("POST", &act("suspend"), None).await,
-            409,
-            "already_suspended",
-        );
+        let got = s.admin("POST", &act("suspend"), None).await;
+        assert_error(&got, 409, "already_suspended");
         let (_, v) = s.admin("POST", &act("reinstate"), None).await;
         assert_eq!(v["state"], "active");
         let (_, v) = s.admin("POST", &act("revoke"), None).await;
         assert_eq!(v["state"], "revoked");
         let (_, d) = s.validate(json!({"token": token})).await;
         assert_eq!(d["verdict"]["status"], "revoked");
-        assert_error(
-            &s.admin("POST", &act("revoke"), None).await,
-            409,
-            "already_revoked",
-        );
-        assert_error(
-            &s.admin("POST", &act("suspend"), None).await,
-            409,
-            "license_revoked",
-        );
-        assert_error(
-            &s.admin("POST", &act("reinstate"), None).await,
-            409,
-            "license_revoked",
-        );
-        assert_error(
-            &s.admin("POST", &act("suspend"), Some(json!({"reason": 5})))
-                .await,
-            400,
-            "invalid_json",
-        );
-        assert_error(
-            &s.admin(
-                "POST",
-                "/v1/admin/licenses/lic_01936b2e-7c3a-7def-8a12-0123456789ab/revoke",
-                None,
-            )
-            .await,
-            404,
-            "license_not_found",
-        );
+        let got = s.admin("POST", &act("revoke"), None).await;
+        assert_error(&got, 409, "already_revoked");
+        let got = s.admin("POST", &act("suspend"), None).await;
+        assert_error(&got, 409, "license_revoked");
+        let got = s.admin("POST", &act("reinstate"), None).await;
+        assert_error(&got, 409, "license_revoked");
+        let got = s.admin("POST", &act("suspend"), Some(json!({"reason": 5}))).await;
+        assert_error(&got, 400, "invalid_json");
+        let got = s.admin("POST", "/v1/admin/licenses/lic_01936b2e-7c3a-7def-8a12-0123456789ab/revoke", None).await;
+        assert_error(&got, 404, "license_not_found");
     }
 
     async fn revision_rises_by_exactly_one_per_change_with_one_event_each(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s.issue_default().await;
+        let (s, id, token) = TestServer::with_license(backend.clone()).await;
         let steps = [
             ("extend", Some(json!({"by": "1d"}))),
             ("suspend", None),
@@ -504,9 +373,7 @@ backend_tests! {
 
     async fn concurrent_changes_never_duplicate_or_skip_a_revision(backend: Backend) {
         let s = std::sync::Arc::new(TestServer::start_on(backend.clone()).await);
-        let (id, _) = s
-            .issue(json!({"customer": "A", "plan": "p", "duration": "1d"}))
-            .await;
+        let (id, _) = s.issue_for("A", "1d").await;
         let mut tasks = Vec::new();
         for _ in 0..20 {
             let s = s.clone();
@@ -536,8 +403,7 @@ backend_tests! {
     }
 
     async fn events_list_newest_first_and_page(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (a, _) = s.issue_default().await;
+        let (s, a, _) = TestServer::with_license(backend.clone()).await;
         let (b, _) = s.issue_default().await;
         s.admin("POST", &format!("/v1/admin/licenses/{a}/suspend"), None)
             .await;
@@ -555,22 +421,14 @@ backend_tests! {
             .admin_get(&format!("/v1/admin/events?license={b}"))
             .await;
         assert_eq!(v["items"].as_array().unwrap().len(), 1);
-        assert_error(
-            &s.admin_get("/v1/admin/events?after=1&before=3")
-                .await,
-            400,
-            "conflicting_fields",
-        );
-        assert_error(
-            &s.admin_get("/v1/admin/events?license=x").await,
-            400,
-            "invalid_license_id",
-        );
+        let got = s.admin_get("/v1/admin/events?after=1&before=3").await;
+        assert_error(&got, 400, "conflicting_fields");
+        let got = s.admin_get("/v1/admin/events?license=x").await;
+        assert_error(&got, 400, "invalid_license_id");
     }
 
     async fn export_signs_a_long_lived_document(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s.issue_default().await;
+        let (s, id, token) = TestServer::with_license(backend.clone()).await;
         let (status, v) = s
             .admin_post(&format!("/v1/admin/licenses/{id}/export"), json!({"ttl": "365d"}))
             .await;
@@ -587,12 +445,8 @@ backend_tests! {
         )
         .unwrap();
         assert_eq!(doc.claims().exp, s.now() + Duration::days(365));
-        assert_error(
-            &s.admin_post(&format!("/v1/admin/licenses/{id}/export"), json!({"ttl": "forever"}))
-            .await,
-            422,
-            "invalid_duration",
-        );
+        let got = s.admin_post(&format!("/v1/admin/licenses/{id}/export"), json!({"ttl": "forever"})).await;
+        assert_error(&got, 422, "invalid_duration");
         let (_, events) = s
             .admin_get(&format!("/v1/admin/events?license={id}"))
             .await;
@@ -604,8 +458,7 @@ backend_tests! {
     }
 
     async fn validations_record_instances_for_the_fleet_view(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s.issue_default().await;
+        let (s, id, token) = TestServer::with_license(backend.clone()).await;
         s.validate(
             json!({"token": token, "instance_id": "i-1", "app_version": "2.0", "usage": {"users": 3}}),
         )

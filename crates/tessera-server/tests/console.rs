@@ -121,8 +121,7 @@ backend_tests! {
     }
 
     async fn forms_need_the_session_csrf_token_and_a_same_site_origin(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, _) = s.issue_default().await;
+        let (s, id, _) = TestServer::with_license(backend.clone()).await;
         let mut c = Browserless::new(&s);
         c.sign_in(&s.admin_key).await;
         let csrf = c.csrf().await;
@@ -236,8 +235,7 @@ backend_tests! {
     /// Hardening item 9: 603 instances made the license page 120 KB. The
     /// console's fleet table is paginated (25 a page) with links between pages.
     async fn the_fleet_table_is_paginated(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s.issue_default().await;
+        let (s, id, token) = TestServer::with_license(backend.clone()).await;
         for i in 0..30 {
             let (status, _) = s
                 .validate(json!({"token": token, "instance_id": format!("i-page{i:04}")}))

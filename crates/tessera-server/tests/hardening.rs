@@ -32,6 +32,14 @@ async fn with_limits(backend: Backend, edit: impl FnOnce(&mut Limits)) -> TestSe
     .await
 }
 
+/// Headers and bodies must arrive within a second; idle connections
+/// close after `idle_secs`.
+fn short_timeouts(l: &mut Limits, idle_secs: u64) {
+    l.header_read_timeout = StdDuration::from_secs(1);
+    l.body_read_timeout = StdDuration::from_secs(1);
+    l.idle_timeout = StdDuration::from_secs(idle_secs);
+}
+
 /// A blocking connection from a loopback source address.
 async fn tcp_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
     tokio::task::spawn_blocking(move || tessera_testkit::connect_from(from, to))
@@ -92,12 +100,7 @@ async fn get_from(from: [u8; 4], to: SocketAddr, path: &str) -> String {
 /// were all still open after 75 s. Each is now closed by its timeout.
 #[tokio::test]
 async fn slow_and_silent_connections_are_closed_by_their_timeouts() {
-    let s = with_limits(Backend::Sqlite, |l| {
-        l.header_read_timeout = StdDuration::from_secs(1);
-        l.body_read_timeout = StdDuration::from_secs(1);
-        l.idle_timeout = StdDuration::from_secs(30);
-    })
-    .await;
+    let s = with_limits(Backend::Sqlite, |l| short_timeouts(l, 30)).await;
     let addr = s.addr;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("silence", Vec::new()),
@@ -152,9 +155,7 @@ async fn slow_and_silent_connections_are_closed_by_their_timeouts() {
 #[tokio::test]
 async fn a_healthy_stream_outlives_every_timeout() {
     let s = with_limits(Backend::Sqlite, |l| {
-        l.header_read_timeout = StdDuration::from_secs(1);
-        l.body_read_timeout = StdDuration::from_secs(1);
-        l.idle_timeout = StdDuration::from_secs(3);
+        short_timeouts(l, 3);
         l.keep_alive = StdDuration::from_secs(1);
     })
     .await;
@@ -162,14 +163,7 @@ async fn a_healthy_stream_outlives_every_timeout() {
     let mut stream = SseStream::open(&s.url, &[("authorization", &format!("Bearer {token}"))])
         .await
         .unwrap();
-    assert_eq!(
-        stream
-            .next_status(StdDuration::from_secs(5))
-            .await
-            .unwrap()
-            .0,
-        1
-    );
+    assert_eq!(stream.next_revision(StdDuration::from_secs(5)).await, 1);
     let held_until = Instant::now() + StdDuration::from_secs(5);
     while Instant::now() < held_until {
         assert!(
@@ -183,11 +177,7 @@ async fn a_healthy_stream_outlives_every_timeout() {
     )
     .await;
     assert_eq!(
-        stream
-            .next_status(StdDuration::from_secs(5))
-            .await
-            .unwrap()
-            .0,
+        stream.next_revision(StdDuration::from_secs(5)).await,
         2,
         "a change after 5 s still arrives"
     );

@@ -173,7 +173,7 @@ backend_tests! {
         let (other, _) = s.issue(json!({"customer": "Manual", "plan": "gold", "duration": "30d"})).await;
         let first_expiry = license(&s, &id).await["expires_at"].as_str().unwrap().to_owned();
         let mut stream = SseStream::open(&s.url, &[("authorization", &format!("Bearer {token}"))]).await.unwrap();
-        assert_eq!(stream.next_status(WAIT).await.unwrap().0, 1);
+        assert_eq!(stream.next_revision(WAIT).await, 1);
         // 26 days: outside the 3-day window, nothing happens.
         s.clock.advance(Duration::days(26));
         settle().await;

@@ -9,8 +9,7 @@ const JSON: &str = "application/json";
 
 backend_tests! {
     async fn validate_returns_a_signed_document_that_verifies(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s.issue_default().await;
+        let (s, id, token) = TestServer::with_license(backend.clone()).await;
         let (status, v) = s
             .validate(json!({"token": token, "instance_id": "inst-1", "nonce": "n0nce", "app_version": "1.2.3", "usage": {"users": 7}}))
             .await;
@@ -48,52 +47,26 @@ backend_tests! {
     }
 
     async fn malformed_requests_get_json_errors(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (_, token) = s.issue_default().await;
+        let (s, _, token) = TestServer::with_license(backend.clone()).await;
         let typo = format!(
             "{}{}",
             &token[..token.len() - 1],
             if token.ends_with('a') { 'b' } else { 'a' }
         );
-        assert_error(
-            &s.validate(json!({"token": typo})).await,
-            400,
-            "token_checksum",
-        );
-        assert_error(
-            &s.validate(json!({"token": "hello"})).await,
-            400,
-            "malformed_token",
-        );
-        assert_error(
-            &s.validate(json!({"token": token, "instance_id": "has space"}))
-                .await,
-            400,
-            "malformed",
-        );
-        assert_error(
-            &s.validate(json!({"token": token, "nonce": "x".repeat(200)}))
-                .await,
-            400,
-            "malformed",
-        );
-        assert_error(
-            &s.validate(json!({"token": token, "app_version": "v".repeat(65)}))
-                .await,
-            400,
-            "invalid_app_version",
-        );
-        assert_error(
-            &s.validate(json!({"tokn": token})).await,
-            400,
-            "invalid_json",
-        );
-        assert_error(
-            &s.validate(json!({"token": token, "usage": {"users": -1}}))
-                .await,
-            400,
-            "invalid_json",
-        );
+        let got = s.validate(json!({"token": typo})).await;
+        assert_error(&got, 400, "token_checksum");
+        let got = s.validate(json!({"token": "hello"})).await;
+        assert_error(&got, 400, "malformed_token");
+        let got = s.validate(json!({"token": token, "instance_id": "has space"})).await;
+        assert_error(&got, 400, "malformed");
+        let got = s.validate(json!({"token": token, "nonce": "x".repeat(200)})).await;
+        assert_error(&got, 400, "malformed");
+        let got = s.validate(json!({"token": token, "app_version": "v".repeat(65)})).await;
+        assert_error(&got, 400, "invalid_app_version");
+        let got = s.validate(json!({"tokn": token})).await;
+        assert_error(&got, 400, "invalid_json");
+        let got = s.validate(json!({"token": token, "usage": {"users": -1}})).await;
+        assert_error(&got, 400, "invalid_json");
 
         let res = s.post_body("/v1/validate", Some(JSON), "{").await;
         assert_eq!(res.status(), 400);
@@ -104,8 +77,7 @@ backend_tests! {
     }
 
     async fn bodies_over_16_kib_are_refused_with_413(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (_, token) = s.issue_default().await;
+        let (s, _, token) = TestServer::with_license(backend.clone()).await;
         let big = json!({"token": token, "app_version": "x".repeat(17 * 1024)});
         assert_error(&s.validate(big).await, 413, "payload_too_large");
         // Just under the limit is parsed (and refused for its content, not its size).
@@ -115,16 +87,10 @@ backend_tests! {
 
     async fn unknown_routes_and_methods_answer_json(backend: Backend) {
         let s = TestServer::start_on(backend.clone()).await;
-        assert_error(
-            &s.request("GET", "/nope", None, None).await,
-            404,
-            "route_not_found",
-        );
-        assert_error(
-            &s.request("GET", "/v1/validate", None, None).await,
-            405,
-            "method_not_allowed",
-        );
+        let got = s.request("GET", "/nope", None, None).await;
+        assert_error(&got, 404, "route_not_found");
+        let got = s.request("GET", "/v1/validate", None, None).await;
+        assert_error(&got, 405, "method_not_allowed");
     }
 
     async fn keys_health_and_readiness(backend: Backend) {
@@ -186,9 +152,7 @@ backend_tests! {
 
     async fn documents_follow_the_clock_expiry_shortens_refresh(backend: Backend) {
         let s = TestServer::start_on(backend.clone()).await;
-        let (_, token) = s
-            .issue(json!({"customer": "Acme", "plan": "p", "duration": "2d"}))
-            .await;
+        let (_, token) = s.issue_for("Acme", "2d").await;
         // 30 h before expiry: normal interval.
         assert_eq!(s.verdict(&token).await["status"], "active");
         // 20 h before expiry: within a day, shortened to 15 min.
@@ -215,9 +179,7 @@ backend_tests! {
     async fn a_change_is_answered_with_the_new_revision_at_once(backend: Backend) {
         // The seed bug: answers cached by token kept "expired" after a renewal.
         let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s
-            .issue(json!({"customer": "Acme", "plan": "p", "duration": "1d"}))
-            .await;
+        let (id, token) = s.issue_for("Acme", "1d").await;
         let (_, v) = s
             .validate(json!({"token": token, "instance_id": "a"}))
             .await;
@@ -236,8 +198,7 @@ backend_tests! {
     }
 
     async fn nonce_less_documents_are_reused_briefly_but_never_across_a_change(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s.issue_default().await;
+        let (s, id, token) = TestServer::with_license(backend.clone()).await;
         let doc = |v: &serde_json::Value| v["document"].as_str().unwrap().to_owned();
         let (_, first) = s
             .validate(json!({"token": token, "instance_id": "a"}))
@@ -278,8 +239,7 @@ backend_tests! {
     }
 
     async fn if_none_match_with_the_current_revision_gets_304(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s.issue_default().await;
+        let (s, id, token) = TestServer::with_license(backend.clone()).await;
         let post = |tag: Option<String>, body: serde_json::Value| {
             let mut req = s.http.post(format!("{}/v1/validate", s.url)).json(&body);
             if let Some(tag) = tag {

@@ -21,8 +21,7 @@ async fn open(s: &TestServer, token: &str, extra: &[(&str, &str)]) -> SseStream 
 
 backend_tests! {
     async fn the_first_event_is_the_current_document_then_every_change(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s.issue_default().await;
+        let (s, id, token) = TestServer::with_license(backend.clone()).await;
         let mut stream = open(&s, &token, &[("tessera-instance", "i-1")]).await;
         let headers = stream.response.headers().clone();
         assert_eq!(headers["content-type"], "text/event-stream");
@@ -51,7 +50,7 @@ backend_tests! {
         assert_eq!(c.status, tessera_protocol::Status::Suspended);
         s.admin("POST", &format!("/v1/admin/licenses/{id}/reinstate"), None)
             .await;
-        assert_eq!(stream.next_status(T).await.unwrap().0, 4);
+        assert_eq!(stream.next_revision(T).await, 4);
 
         // Revoked: the revoked document, then the end of the stream.
         s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
@@ -68,8 +67,7 @@ backend_tests! {
     }
 
     async fn last_event_id_resumes_without_repeating_the_held_revision(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s.issue_default().await;
+        let (s, id, token) = TestServer::with_license(backend.clone()).await;
         s.admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "1d"}))
         .await;
         // Holding revision 1: the current (2) comes first.
@@ -90,8 +88,7 @@ backend_tests! {
     }
 
     async fn wrong_or_revoked_tokens_cannot_open_a_stream(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s.issue_default().await;
+        let (s, id, token) = TestServer::with_license(backend.clone()).await;
         let unknown = LicenseToken::generate(&mut rand::rng());
         for auth in [
             None,
@@ -171,8 +168,7 @@ backend_tests! {
     }
 
     async fn the_fleet_view_shows_streams_and_delivery_after_ack(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s.issue_default().await;
+        let (s, id, token) = TestServer::with_license(backend.clone()).await;
         let mut a = open(&s, &token, &[("tessera-instance", "i-a")]).await;
         let _b = open(&s, &token, &[("tessera-instance", "i-b")]).await;
         a.next_status(T).await.unwrap();
@@ -228,26 +224,16 @@ backend_tests! {
         assert!(disconnected, "a closed stream shows as disconnected");
         // Bad acks.
         assert_error(&ack("i-a", 9).await, 422, "revision_from_the_future");
-        assert_error(
-            &s.request(
-                "POST",
-                "/v1/instances/ack",
-                Some(json!({"token": "tsr_x", "instance_id": "i", "revision": 1})),
-                None,
-            )
-            .await,
-            401,
-            "unauthorized",
-        );
+        let got = s.request("POST", "/v1/instances/ack", Some(json!({"token": "tsr_x", "instance_id": "i", "revision": 1})), None).await;
+        assert_error(&got, 401, "unauthorized");
     }
 
     async fn a_thousand_watchers_all_receive_one_change(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
-        let (id, token) = s.issue_default().await;
+        let (s, id, token) = TestServer::with_license(backend.clone()).await;
         let mut streams = Vec::new();
         for _ in 0..1000 {
             let mut stream = open(&s, &token, &[]).await;
-            assert_eq!(stream.next_status(T).await.unwrap().0, 1);
+            assert_eq!(stream.next_revision(T).await, 1);
             streams.push(stream);
         }
         s.admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "1d"}))

@@ -225,6 +225,13 @@ impl ServerProcess {
     }
 
     /// Issue a license; (id, token).
+    /// Issue a license to `customer` on plan `p` for `duration`; returns
+    /// (id, token).
+    pub async fn issue_for(&self, customer: &str, duration: &str) -> (String, String) {
+        let body = serde_json::json!({"customer": customer, "plan": "p", "duration": duration});
+        self.issue(body).await
+    }
+
     pub async fn issue(&self, body: Value) -> (String, String) {
         let (status, v) = self.admin("/v1/admin/licenses", body).await;
         assert_eq!(status, 201, "{v}");

@@ -154,6 +154,14 @@ impl TestServer {
         .await
     }
 
+    /// A server on `backend` with one license of the default shape:
+    /// `(server, license id, token)`.
+    pub async fn with_license(backend: Backend) -> (Self, String, String) {
+        let s = Self::start_on(backend).await;
+        let (id, token) = s.issue_default().await;
+        (s, id, token)
+    }
+
     pub async fn start_with(options: Options) -> Self {
         let dir = tempfile::tempdir().unwrap();
         Self::start_in(dir, options).await
@@ -413,6 +421,13 @@ impl TestServer {
 
     pub async fn validate(&self, body: Value) -> (StatusCode, Value) {
         self.request("POST", "/v1/validate", Some(body), None).await
+    }
+
+    /// Issue a license to `customer` on plan `p` for `duration`; returns
+    /// (id, token).
+    pub async fn issue_for(&self, customer: &str, duration: &str) -> (String, String) {
+        let body = serde_json::json!({"customer": customer, "plan": "p", "duration": duration});
+        self.issue(body).await
     }
 
     /// Issue a license; returns (id, token).

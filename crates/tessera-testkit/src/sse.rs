@@ -84,4 +84,14 @@ impl SseStream {
             }
         }
     }
+
+    /// The revision of the next `status` event; panics when none arrives
+    /// within `timeout`.
+    pub async fn next_revision(&mut self, timeout: Duration) -> u64 {
+        let (rev, _) = self
+            .next_status(timeout)
+            .await
+            .expect("no status event in time");
+        rev
+    }
 }
