@@ -35,9 +35,8 @@ async fn seed_bug_metabase_56808_renewal_shows_on_refresh_and_on_reentering_the_
     // The seed bug: a license cache keyed by the token text and held for
     // 12 hours kept a renewed license "expired" until a restart, and entering
     // the same token again changed nothing.
-    let setup = Workdir::new();
     let addr = free_addr();
-    let server = setup.server(addr, "server1.log");
+    let (setup, server) = Workdir::serving(addr, "server1.log");
     let (id, token) = server
         .issue(json!({"customer": "Acme", "plan": "enterprise", "features": ["sso"], "duration": "4s"}))
         .await;
@@ -80,9 +79,8 @@ async fn seed_bug_metabase_56808_renewal_shows_on_refresh_and_on_reentering_the_
 
 #[tokio::test]
 async fn offline_the_agent_restarts_valid_from_disk_and_recovers_by_itself() {
-    let setup = Workdir::new();
     let addr = free_addr();
-    let server = setup.server(addr, "server1.log");
+    let (setup, server) = Workdir::serving(addr, "server1.log");
     let (_, token) = server.issue_for("Acme", "30d").await;
     let token_file = setup.token_file(&token);
     let agent = setup.agent(
@@ -122,8 +120,7 @@ async fn offline_the_agent_restarts_valid_from_disk_and_recovers_by_itself() {
 
 #[tokio::test]
 async fn a_typo_is_refused_without_a_request_and_answers_are_applied() {
-    let setup = Workdir::new();
-    let server = setup.server(free_addr(), "server.log");
+    let (setup, server) = Workdir::serving(free_addr(), "server.log");
     let (id, token) = server.issue_for("Acme", "30d").await;
     let agent = setup.agent(server.url(), &server.public_key, None, "agent.log");
     let v = status(&agent).await;
@@ -178,8 +175,7 @@ async fn a_typo_is_refused_without_a_request_and_answers_are_applied() {
 
 #[tokio::test]
 async fn the_local_api_reports_metrics_and_refuses_foreign_pages() {
-    let setup = Workdir::new();
-    let server = setup.server(free_addr(), "server.log");
+    let (setup, server) = Workdir::serving(free_addr(), "server.log");
     let (_, token) = server
         .issue(json!({"customer": "Acme", "plan": "p", "features": ["a"], "duration": "10d"}))
         .await;
@@ -270,8 +266,7 @@ async fn the_local_api_reports_metrics_and_refuses_foreign_pages() {
 
 #[tokio::test]
 async fn status_page_in_chromium_shows_the_renewal_after_refresh_now() {
-    let setup = Workdir::new();
-    let server = setup.server(free_addr(), "server.log");
+    let (setup, server) = Workdir::serving(free_addr(), "server.log");
     let (id, token) = server.issue(json!({"customer": "Acme", "plan": "enterprise", "features": ["sso", "audit"], "duration": "20d"})).await;
     let agent = setup.agent_for(&server, &token, "agent.log");
     wait_state(&agent, "valid", |v| v["state"] == "valid").await;
@@ -286,14 +281,7 @@ async fn status_page_in_chromium_shows_the_renewal_after_refresh_now() {
     browser.screenshot("agent-status-before").await;
 
     server.extend(&id, json!({"by": "30d"})).await;
-    browser
-        .client
-        .find(fantoccini::Locator::Css("#refresh"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.click("#refresh").await;
     let after = browser
         .wait_text("#expires", "the new expiry", |t| t.contains("50 days left"))
         .await;
@@ -302,22 +290,8 @@ async fn status_page_in_chromium_shows_the_renewal_after_refresh_now() {
     browser.screenshot("agent-status-after-refresh").await;
 
     // A typo in the activate form is explained on the page.
-    browser
-        .client
-        .find(fantoccini::Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys("tsr_typo")
-        .await
-        .unwrap();
-    browser
-        .client
-        .find(fantoccini::Locator::Css("#activate"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.fill("#token", "tsr_typo").await;
+    browser.click("#activate").await;
     browser
         .wait_text("#message", "the error", |t| t.contains("malformed token"))
         .await;
@@ -397,9 +371,8 @@ async fn forged_and_rolled_back_answers_leave_the_agent_and_its_disk_unchanged()
 
 #[tokio::test]
 async fn changes_reach_the_agent_pushed_and_survive_an_authority_restart() {
-    let setup = Workdir::new();
     let addr = free_addr();
-    let server = setup.server(addr, "server1.log");
+    let (setup, server) = Workdir::serving(addr, "server1.log");
     let (id, token) = server.issue_for("Acme", "30d").await;
     let agent = setup.agent_for(&server, &token, "agent.log");
     wait_state(&agent, "valid and live", |v| {

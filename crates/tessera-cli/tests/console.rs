@@ -11,26 +11,6 @@ use tessera_testkit::process::{Process, ServerProcess, eventually, free_addr};
 
 const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 
-async fn click(b: &Browser, css: &str) {
-    b.client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .unwrap();
-}
-
-async fn fill(b: &Browser, css: &str, text: &str) {
-    let el = b
-        .client
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"));
-    el.clear().await.unwrap();
-    el.send_keys(text).await.unwrap();
-}
-
 async fn path(b: &Browser) -> String {
     b.client.current_url().await.unwrap().path().to_owned()
 }
@@ -38,8 +18,8 @@ async fn path(b: &Browser) -> String {
 async fn sign_in(b: &Browser, url: &str, key: &str) {
     b.client.goto(&format!("{url}/")).await.unwrap();
     assert_eq!(path(b).await, "/login", "the console asks to sign in first");
-    fill(b, "#key", key).await;
-    click(b, "#sign-in").await;
+    b.fill("#key", key).await;
+    b.click("#sign-in").await;
     b.wait_text("h1", "the dashboard", |t| t == "Dashboard")
         .await;
 }
@@ -55,8 +35,8 @@ async fn a_desk_issues_extends_and_revokes_a_license_and_watches_the_renewal_arr
     b.client.goto(&format!("{url}/login")).await.unwrap();
     b.screenshot("console-login").await;
     let wrong = tessera_protocol::AdminKey::generate(&mut rand::rng());
-    fill(&b, "#key", wrong.expose_secret()).await;
-    click(&b, "#sign-in").await;
+    b.fill("#key", wrong.expose_secret()).await;
+    b.click("#sign-in").await;
     let error = b
         .wait_text("#login-error", "the refusal", |t| !t.is_empty())
         .await;
@@ -69,27 +49,19 @@ async fn a_desk_issues_extends_and_revokes_a_license_and_watches_the_renewal_arr
     b.screenshot("console-dashboard-empty").await;
 
     // Issue: the token is shown once, with a warning and a copy button.
-    click(&b, "header a[href='/licenses/new']").await;
+    b.click("header a[href='/licenses/new']").await;
     b.wait_text("h1", "the issue form", |t| t == "Issue a license")
         .await;
-    fill(&b, "#customer", "Acme Corp").await;
-    fill(&b, "#plan", "enterprise").await;
-    fill(&b, "#features", "sso, audit").await;
-    fill(&b, "#max_users", "25").await;
-    fill(&b, "#duration", "20d").await;
+    b.fill("#customer", "Acme Corp").await;
+    b.fill("#plan", "enterprise").await;
+    b.fill("#features", "sso, audit").await;
+    b.fill("#max_users", "25").await;
+    b.fill("#duration", "20d").await;
     b.screenshot("console-issue").await;
-    click(&b, "#issue").await;
+    b.click("#issue").await;
     b.wait_text("h1", "the issued page", |t| t == "License issued")
         .await;
-    let token = b
-        .client
-        .find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .prop("value")
-        .await
-        .unwrap()
-        .unwrap();
+    let token = b.value("#token").await;
     assert!(
         tessera_protocol::LicenseToken::parse(&token).is_ok(),
         "{token}"
@@ -101,7 +73,7 @@ async fn a_desk_issues_extends_and_revokes_a_license_and_watches_the_renewal_arr
     );
     assert!(b.client.find(Locator::Css("#copy")).await.is_ok());
     b.screenshot("console-issued").await;
-    click(&b, "#to-license").await;
+    b.click("#to-license").await;
     b.wait_text("h1", "the license page", |t| t.starts_with("License lic_"))
         .await;
     let license_path = path(&b).await;
@@ -167,7 +139,7 @@ async fn a_desk_issues_extends_and_revokes_a_license_and_watches_the_renewal_arr
         .goto(&format!("{url}{license_path}"))
         .await
         .unwrap();
-    click(&b, "#extend").await;
+    b.click("#extend").await;
     let consequence = b
         .wait_text("#consequence", "the confirmation", |t| {
             t.contains("moves from")
@@ -175,7 +147,7 @@ async fn a_desk_issues_extends_and_revokes_a_license_and_watches_the_renewal_arr
         .await;
     assert!(consequence.contains("to"), "{consequence}");
     b.screenshot("console-confirm-extend").await;
-    click(&b, "#confirm").await;
+    b.click("#confirm").await;
     b.wait_text("#done", "the result", |t| t.starts_with("Extended"))
         .await;
     assert_eq!(b.text("#revision").await, "3");
@@ -190,16 +162,16 @@ async fn a_desk_issues_extends_and_revokes_a_license_and_watches_the_renewal_arr
     .await;
 
     // Revoke, with confirmation and a reason.
-    click(&b, "#revoke").await;
+    b.click("#revoke").await;
     let warning = b
         .wait_text("#consequence", "the revoke warning", |t| {
             t.contains("cannot be undone")
         })
         .await;
     assert!(warning.contains("token stops working"));
-    fill(&b, "#reason", "contract ended").await;
+    b.fill("#reason", "contract ended").await;
     b.screenshot("console-confirm-revoke").await;
-    click(&b, "#confirm").await;
+    b.click("#confirm").await;
     b.wait_text("#done", "revoked", |t| t.starts_with("Revoked"))
         .await;
     assert!(b.text("#status").await.contains("revoked"));
@@ -232,9 +204,9 @@ async fn a_desk_issues_extends_and_revokes_a_license_and_watches_the_renewal_arr
         .unwrap();
     assert!(b.text("#no-licenses").await.contains("No license matches"));
     b.client.goto(&format!("{url}/policies")).await.unwrap();
-    fill(&b, "#name", "gold").await;
-    fill(&b, "#duration", "365d").await;
-    click(&b, "#create-policy").await;
+    b.fill("#name", "gold").await;
+    b.fill("#duration", "365d").await;
+    b.click("#create-policy").await;
     b.wait_text("#done", "policy created", |t| t == "Policy created.")
         .await;
     assert!(b.text("#policies").await.contains("gold"));
@@ -286,7 +258,7 @@ async fn a_desk_issues_extends_and_revokes_a_license_and_watches_the_renewal_arr
 
     // Log out: the session is gone.
     b.client.goto(&format!("{url}/")).await.unwrap();
-    click(&b, "#logout").await;
+    b.click("#logout").await;
     b.wait_text("h1", "the sign-in page", |t| t.starts_with("Sign in"))
         .await;
     let res = http

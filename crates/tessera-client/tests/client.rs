@@ -58,9 +58,7 @@ async fn fake_client(dir: &tempfile::TempDir) -> (FakeAuthority, Client, Arc<Man
     fake.fake
         .revision
         .store(5, std::sync::atomic::Ordering::SeqCst);
-    let token = LicenseToken::generate(&mut rand::rng())
-        .expose_secret()
-        .to_owned();
+    let token = tessera_testkit::random_token();
     let client = common::builder(&fake.url, fake.fake.public_key(), dir.path(), clock.clone())
         .start()
         .unwrap();
@@ -496,17 +494,14 @@ backend_tests! {
             .start()
             .unwrap();
         until(&client, "valid", Verdict::is_valid).await;
-        s.admin("POST", &format!("/v1/admin/licenses/{id}/suspend"), None)
-            .await;
+        s.act(&id, "suspend").await;
         assert_eq!(
             client.refresh().await.unwrap().state,
             VerdictState::Suspended
         );
-        s.admin("POST", &format!("/v1/admin/licenses/{id}/reinstate"), None)
-            .await;
+        s.act(&id, "reinstate").await;
         assert_eq!(client.refresh().await.unwrap().state, VerdictState::Valid);
-        s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
-            .await;
+        s.act(&id, "revoke").await;
         let v = client.refresh().await.unwrap();
         assert_eq!(v.state, VerdictState::Revoked);
         assert!(!client.has_feature("sso"));
@@ -667,8 +662,7 @@ backend_tests! {
         }
         assert!(delivered, "fleet view shows delivery");
 
-        s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
-            .await;
+        s.act(&id, "revoke").await;
         let v = until(&client, "revoked pushed", |v| {
             v.state == VerdictState::Revoked
         })

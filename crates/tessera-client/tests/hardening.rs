@@ -14,8 +14,7 @@ use chrono::{Duration, Utc};
 use serde_json::json;
 use tessera_client::clock::{Clock, ManualClock};
 use tessera_client::{Client, UnverifiedReason, Verdict, VerdictState, Watching};
-use tessera_protocol::LicenseToken;
-use tessera_testkit::fake::{Fake, FakeAuthority};
+use tessera_testkit::fake::FakeAuthority;
 use tessera_testkit::{Options, TestServer};
 
 fn clock() -> Arc<ManualClock> {
@@ -51,14 +50,8 @@ async fn activated(
     tick: StdDuration,
 ) -> (FakeAuthority, Client, String) {
     let fake = FakeAuthority::start(clock.clone()).await;
-    fake.fake.set(|f, req, _| {
-        let mut claims = f.claims_for(req);
-        claims.expires_at = Some(claims.iat + Duration::days(1));
-        Fake::answer(claims, &f.key)
-    });
-    let token = LicenseToken::generate(&mut rand::rng())
-        .expose_secret()
-        .to_owned();
+    fake.fake.answer_expiring(Duration::days(1));
+    let token = tessera_testkit::random_token();
     let client = common::builder(&fake.url, fake.fake.public_key(), dir.path(), clock.clone())
         .tick(tick)
         .watch(Watching::Off)
@@ -146,14 +139,8 @@ async fn a_removed_clock_mark_cannot_take_the_clock_back() {
         let dir = tempfile::tempdir().unwrap();
         let fake = FakeAuthority::start(clock.clone()).await;
         // A license that expires an hour after the document is signed.
-        fake.fake.set(|f, req, _| {
-            let mut claims = f.claims_for(req);
-            claims.expires_at = Some(claims.iat + Duration::hours(1));
-            Fake::answer(claims, &f.key)
-        });
-        let token = LicenseToken::generate(&mut rand::rng())
-            .expose_secret()
-            .to_owned();
+        fake.fake.answer_expiring(Duration::hours(1));
+        let token = tessera_testkit::random_token();
         let start = || {
             common::builder(
                 "http://127.0.0.1:9",
@@ -280,9 +267,7 @@ fn huge_error_server() -> (String, Arc<AtomicU64>) {
 #[tokio::test]
 async fn huge_error_bodies_are_cut_off_not_read() {
     let (url, written) = huge_error_server();
-    let token = LicenseToken::generate(&mut rand::rng())
-        .expose_secret()
-        .to_owned();
+    let token = tessera_testkit::random_token();
     let client = Client::builder()
         .server(&url)
         .public_key(

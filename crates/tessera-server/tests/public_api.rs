@@ -279,8 +279,7 @@ backend_tests! {
             .unwrap();
         assert_eq!(res.status(), 200);
         // A change makes the tag stale at once.
-        s.admin("POST", &format!("/v1/admin/licenses/{id}/suspend"), None)
-            .await;
+        s.act(&id, "suspend").await;
         let res = post(Some(tag), json!({"token": token})).await.unwrap();
         assert_eq!(res.status(), 200);
         let v: serde_json::Value = res.json().await.unwrap();

@@ -19,6 +19,22 @@ async fn open(s: &TestServer, token: &str, extra: &[(&str, &str)]) -> SseStream 
     }
 }
 
+/// A watch for `token` that must be refused: its status and error code.
+async fn refused(s: &TestServer, token: &str) -> (u16, String) {
+    let auth = format!("Bearer {token}");
+    let opened = SseStream::open(&s.url, &[("authorization", &auth)]).await;
+    let res = opened.err().expect("the watch was accepted");
+    let status = res.status().as_u16();
+    let body: serde_json::Value = res.json().await.unwrap();
+    (
+        status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
 backend_tests! {
     async fn the_first_event_is_the_current_document_then_every_change(backend: Backend) {
         let (s, id, token) = TestServer::with_license(backend.clone()).await;
@@ -42,19 +58,16 @@ backend_tests! {
         let (rev, doc) = stream.next_status(T).await.unwrap();
         assert_eq!(rev, 2);
         assert_eq!(s.claims(&doc, &token).rev, 2);
-        s.admin("POST", &format!("/v1/admin/licenses/{id}/suspend"), None)
-            .await;
+        s.act(&id, "suspend").await;
         let (rev, doc) = stream.next_status(T).await.unwrap();
         assert_eq!(rev, 3);
         let c = s.claims(&doc, &token);
         assert_eq!(c.status, tessera_protocol::Status::Suspended);
-        s.admin("POST", &format!("/v1/admin/licenses/{id}/reinstate"), None)
-            .await;
+        s.act(&id, "reinstate").await;
         assert_eq!(stream.next_revision(T).await, 4);
 
         // Revoked: the revoked document, then the end of the stream.
-        s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
-            .await;
+        s.act(&id, "revoke").await;
         let (rev, doc) = stream.next_status(T).await.unwrap();
         assert_eq!(rev, 5);
         let c = s.claims(&doc, &token);
@@ -106,16 +119,8 @@ backend_tests! {
             let body: serde_json::Value = res.json().await.unwrap();
             assert_eq!(body["error"]["code"], "unauthorized");
         }
-        s.admin("POST", &format!("/v1/admin/licenses/{id}/revoke"), None)
-            .await;
-        let auth = format!("Bearer {token}");
-        let res = SseStream::open(&s.url, &[("authorization", &auth)])
-            .await
-            .err()
-            .expect("refused");
-        assert_eq!(res.status(), 403);
-        let body: serde_json::Value = res.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "license_revoked");
+        s.act(&id, "revoke").await;
+        assert_eq!(refused(&s, &token).await, (403, "license_revoked".into()));
     }
 
     async fn watcher_limits_answer_503_and_keep_alives_flow(backend: Backend) {
@@ -135,21 +140,11 @@ backend_tests! {
         let (_, b) = s.issue_default().await;
         let mut first = open(&s, &a, &[]).await;
         let _second = open(&s, &a, &[]).await;
-        let auth = format!("Bearer {a}");
-        let res = SseStream::open(&s.url, &[("authorization", &auth)])
-            .await
-            .err()
-            .expect("per-license limit");
-        assert_eq!(res.status(), 503);
-        let body: serde_json::Value = res.json().await.unwrap();
-        assert_eq!(body["error"]["code"], "too_many_watchers");
+        let per_license = refused(&s, &a).await;
+        assert_eq!(per_license, (503, "too_many_watchers".into()));
         let _third = open(&s, &b, &[]).await;
+        assert_eq!(refused(&s, &b).await.0, 503, "total limit");
         let auth = format!("Bearer {b}");
-        let res = SseStream::open(&s.url, &[("authorization", &auth)])
-            .await
-            .err()
-            .expect("total limit");
-        assert_eq!(res.status(), 503);
         // A closed stream frees its place.
         drop(_third);
         let mut freed = None;

@@ -92,6 +92,30 @@ impl Browser {
             .unwrap()
     }
 
+    /// The element with this CSS selector; panics when there is none.
+    pub async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        let found = self.client.find(Locator::Css(css)).await;
+        found.unwrap_or_else(|e| panic!("{css}: {e}"))
+    }
+
+    /// Click the element with this CSS selector.
+    pub async fn click(&self, css: &str) {
+        self.element(css).await.click().await.unwrap();
+    }
+
+    /// Replace the text of the input with this CSS selector.
+    pub async fn fill(&self, css: &str, text: &str) {
+        let el = self.element(css).await;
+        el.clear().await.unwrap();
+        el.send_keys(text).await.unwrap();
+    }
+
+    /// The current value of the input with this CSS selector.
+    pub async fn value(&self, css: &str) -> String {
+        let value = self.element(css).await.prop("value").await.unwrap();
+        value.unwrap_or_default()
+    }
+
     /// Wait (bounded) until the element's text satisfies `pred`; the text.
     pub async fn wait_text(&self, css: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);

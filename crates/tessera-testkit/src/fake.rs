@@ -85,6 +85,15 @@ impl Fake {
     }
 
     /// Answer every request with this status, content type and body.
+    /// Answer valid documents whose license expires `after` the signing.
+    pub fn answer_expiring(&self, after: chrono::Duration) {
+        self.set(move |f, req, _| {
+            let mut claims = f.claims_for(req);
+            claims.expires_at = Some(claims.iat + after);
+            Fake::answer(claims, &f.key)
+        });
+    }
+
     pub fn answer_raw(&self, status: u16, content_type: &'static str, body: &'static str) {
         self.set(move |_, _, _| {
             (

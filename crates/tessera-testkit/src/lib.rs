@@ -29,6 +29,13 @@ pub use server::{Backend, Options, Stopped, TestDatabase, TestServer, assert_err
 
 /// Sum of `tessera_validations_total` in a metrics text. Panics when the
 /// family is not there at all, so a count of zero is a real zero.
+/// A new, well-formed license token that no authority has issued.
+#[must_use]
+pub fn random_token() -> String {
+    let token = tessera_protocol::LicenseToken::generate(&mut rand::rng());
+    token.expose_secret().to_owned()
+}
+
 /// A response's status and body: JSON when it parses, else the text.
 pub async fn answer(res: reqwest::Response) -> (reqwest::StatusCode, serde_json::Value) {
     let status = res.status();

@@ -348,6 +348,13 @@ impl TestServer {
         v
     }
 
+    /// `POST /v1/admin/licenses/{id}/{action}` with no body (suspend,
+    /// reinstate, revoke).
+    pub async fn act(&self, id: &str, action: &str) -> (StatusCode, Value) {
+        let path = format!("/v1/admin/licenses/{id}/{action}");
+        self.admin("POST", &path, None).await
+    }
+
     /// The fleet view of license `id` (`GET …/instances`), which must answer 200.
     pub async fn fleet(&self, id: &str) -> Value {
         let (status, fleet) = self

@@ -36,6 +36,13 @@ impl Workdir {
         (dir, server)
     }
 
+    /// A fresh temp directory and a server on it at `addr`.
+    pub fn serving(addr: std::net::SocketAddr, log: &str) -> (Self, ServerProcess) {
+        let dir = Self::new();
+        let server = dir.server(addr, log);
+        (dir, server)
+    }
+
     /// The server's data directory.
     pub fn data(&self) -> PathBuf {
         self.dir.path().join("data")
