@@ -210,33 +210,22 @@ async fn the_local_api_reports_metrics_and_refuses_foreign_pages() {
     }
 
     let http = reqwest::Client::new();
-    let res = http
-        .post(format!("{}/v1/refresh", agent.url))
-        .header("origin", "http://evil.example")
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 403, "cross-origin post");
-    let res = http
-        .get(format!("{}/v1/status", agent.url))
-        .header("host", "evil.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 403, "DNS rebinding: foreign Host");
-    let res = http
-        .post(format!("{}/v1/refresh", agent.url))
-        .body("token=x")
-        .header("content-type", "application/x-www-form-urlencoded")
-        .send()
-        .await
-        .unwrap();
+    let status = async |req: reqwest::RequestBuilder| req.send().await.unwrap().status();
+    let refresh = format!("{}/v1/refresh", agent.url);
+    let cross_origin = http.post(&refresh).header("origin", "http://evil.example");
+    let cross_origin = cross_origin.json(&json!({}));
+    assert_eq!(status(cross_origin).await, 403, "cross-origin post");
+    let foreign_host = http.get(format!("{}/v1/status", agent.url));
+    let foreign_host = foreign_host.header("host", "evil.example");
     assert_eq!(
-        res.status(),
-        415,
-        "form posts (cross-site forms) are refused"
+        status(foreign_host).await,
+        403,
+        "DNS rebinding: foreign Host"
     );
+    let form = http.post(&refresh).body("token=x");
+    let form = form.header("content-type", "application/x-www-form-urlencoded");
+    let why = "form posts (cross-site forms) are refused";
+    assert_eq!(status(form).await, 415, "{why}");
     let (code, page) = agent.get("/").await;
     assert_eq!(code, 200);
     let page = page.as_str().unwrap().to_owned();

@@ -31,16 +31,19 @@ fn json(out: &Output) -> Value {
     serde_json::from_str(&ok(out)).unwrap()
 }
 
+/// `tessera license issue` for Acme on the enterprise plan.
+const ISSUE_ACME: [&str; 6] = [
+    "license",
+    "issue",
+    "--customer",
+    "Acme",
+    "--plan",
+    "enterprise",
+];
+
 fn issue(env: &Workdir, s: &ServerProcess, extra: &[&str]) -> (String, String) {
-    let mut args = vec![
-        "license",
-        "issue",
-        "--customer",
-        "Acme",
-        "--plan",
-        "enterprise",
-        "--json",
-    ];
+    let mut args = ISSUE_ACME.to_vec();
+    args.push("--json");
     args.extend_from_slice(extra);
     let v = json(&env.tessera(s, &args));
     (
@@ -68,17 +71,10 @@ fn a_new_user_issues_checks_and_extends() {
     let out = ok(&env.tessera(
         &s,
         &[
-            "license",
-            "issue",
-            "--customer",
-            "Acme",
-            "--plan",
-            "enterprise",
-            "--features",
-            "sso,audit",
-            "--duration",
-            "30d",
-        ],
+            &ISSUE_ACME[..],
+            &["--features", "sso,audit", "--duration", "30d"],
+        ]
+        .concat(),
     ));
     assert!(out.contains("Token (shown only now"), "{out}");
     assert!(out.contains("in 30 days"), "{out}");

@@ -388,9 +388,7 @@ backend_tests! {
         // kept saying "expired" until a restart.
         let clock = clock();
         let s = server(&clock, backend.clone()).await;
-        let (id, token) = s
-            .issue(json!({"customer": "Acme", "plan": "p", "features": ["sso"], "duration": "2d"}))
-            .await;
+        let (id, token) = s.issue(json!({"customer": "Acme", "plan": "p", "features": ["sso"], "duration": "2d"})).await;
         let dir = tempfile::tempdir().unwrap();
         let client = on(&s, &clock)
             .state_dir(dir.path())
@@ -536,9 +534,7 @@ backend_tests! {
     async fn offline_file_mode_needs_no_server(backend: Backend) {
         let clock = clock();
         let s = server(&clock, backend.clone()).await;
-        let (id, token) = s
-            .issue(json!({"customer": "Acme", "plan": "p", "features": ["sso"], "duration": "400d"}))
-            .await;
+        let (id, token) = s.issue(json!({"customer": "Acme", "plan": "p", "features": ["sso"], "duration": "400d"})).await;
         let (_, export) = s
             .admin_post(&format!("/v1/admin/licenses/{id}/export"), json!({"ttl": "365d"}))
             .await;

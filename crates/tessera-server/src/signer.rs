@@ -22,11 +22,21 @@ use crate::status::{self, Echo};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum CacheKey {
-    /// License, revision, instance, seats exceeded.
-    License(LicenseId, u64, Option<String>, bool),
+    /// License, revision, instance, answer.
+    License(LicenseId, u64, Option<String>, Answer),
     Unknown(TokenFingerprint, Option<String>),
-    /// License, revision, instance: a refusal past the instance limit.
-    Refused(LicenseId, u64, String),
+}
+
+/// What the document for a known license answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Answer {
+    /// The license as it stands, with what metering says of its seats.
+    License {
+        /// More users reported than the license allows.
+        seats_exceeded: bool,
+    },
+    /// A refusal for an installation past the license's instance limit.
+    InstanceLimit,
 }
 
 /// A signed document with its claims and the serialized validation answer.
@@ -141,7 +151,9 @@ impl DocumentSigner {
         echo.nonce.is_none() && self.reuse_for > Duration::zero()
     }
 
-    /// The document for a known license.
+    /// The document for a known license: the license's claims, or, for an
+    /// installation past its instance limit, the refusal: `instance_limit`
+    /// status, no features, bound to the instance (and nonce) that asked.
     ///
     /// # Errors
     /// As [`DocumentSigner::sign`].
@@ -151,50 +163,28 @@ impl DocumentSigner {
         tfp: TokenFingerprint,
         echo: Echo,
         now: Timestamp,
-        seats_exceeded: bool,
+        answer: Answer,
     ) -> Result<Arc<SignedDocument>> {
         let key = self.reusable(&echo).then(|| {
-            CacheKey::License(
-                license.id.clone(),
-                license.revision,
-                echo.instance_id.clone(),
-                seats_exceeded,
-            )
+            let iid = echo.instance_id.clone();
+            CacheKey::License(license.id.clone(), license.revision, iid, answer)
         });
-        self.cached(key, license.status_at(now), now, || {
+        let status = match answer {
+            Answer::License { .. } => license.status_at(now),
+            Answer::InstanceLimit => Status::InstanceLimit,
+        };
+        self.cached(key, status, now, || {
             let mut claims = status::license_claims(license, tfp, echo, now, None);
-            claims.seats_exceeded = seats_exceeded;
-            claims
-        })
-    }
-
-    /// The refusal for an installation past the license's instance limit:
-    /// the license's own claims with `instance_limit` status, no features,
-    /// bound to the instance (and nonce) that asked.
-    ///
-    /// # Errors
-    /// As [`DocumentSigner::sign`].
-    pub fn for_refused_instance(
-        &self,
-        license: &License,
-        tfp: TokenFingerprint,
-        echo: Echo,
-        now: Timestamp,
-    ) -> Result<Arc<SignedDocument>> {
-        let key = self.reusable(&echo).then(|| {
-            CacheKey::Refused(
-                license.id.clone(),
-                license.revision,
-                echo.instance_id.clone().unwrap_or_default(),
-            )
-        });
-        self.cached(key, Status::InstanceLimit, now, || {
-            let mut claims = status::license_claims(license, tfp, echo, now, None);
-            claims.status = Status::InstanceLimit;
-            claims.valid = false;
-            claims.features = Vec::new();
-            // Ask again within the hour: instances going quiet free places.
-            claims.refresh_after = claims.refresh_after.min(now + Duration::hours(1));
+            match answer {
+                Answer::License { seats_exceeded } => claims.seats_exceeded = seats_exceeded,
+                Answer::InstanceLimit => {
+                    claims.status = Status::InstanceLimit;
+                    claims.valid = false;
+                    claims.features = Vec::new();
+                    // Ask again within the hour: instances going quiet free places.
+                    claims.refresh_after = claims.refresh_after.min(now + Duration::hours(1));
+                }
+            }
             claims
         })
     }

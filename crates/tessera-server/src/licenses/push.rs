@@ -13,6 +13,7 @@ use crate::error::{Error, Result, STREAM_CREDENTIAL};
 use crate::feed::{ChangeFeed, Pushed, Subscription};
 use crate::metrics::Metrics;
 use crate::model::{InstanceSeen, License};
+use crate::signer::Answer;
 use crate::status::Echo;
 
 /// Hands each committed revision to the license's watchers.
@@ -92,7 +93,9 @@ impl Push {
             license.token_hash.fingerprint(),
             Echo::default(),
             now,
-            self.shared.seats.exceeded_cached(license),
+            Answer::License {
+                seats_exceeded: self.shared.seats.exceeded_cached(license),
+            },
         )?;
         Ok(Arc::new(Pushed {
             revision: signed.claims.rev,

@@ -215,30 +215,18 @@ impl Extension {
 pub fn transition(state: LicenseState, action: StateAction) -> Result<LicenseState> {
     use LicenseState::{Active, Revoked, Suspended};
     use StateAction::{Reinstate, Revoke, Suspend};
+    let refused = |code, message| Err(Error::conflict(code, message));
     match (state, action) {
         (Active, Suspend) => Ok(Suspended),
         (Suspended, Reinstate) => Ok(Active),
         (Active | Suspended, Revoke) => Ok(Revoked),
-        (Suspended, Suspend) => Err(Error::conflict(
-            "already_suspended",
-            "the license is already suspended",
-        )),
-        (Active, Reinstate) => Err(Error::conflict(
-            "not_suspended",
-            "the license is not suspended",
-        )),
-        (Revoked, Revoke) => Err(Error::conflict(
-            "already_revoked",
-            "the license is already revoked",
-        )),
-        (Revoked, Suspend) => Err(Error::conflict(
-            "license_revoked",
-            "a revoked license cannot be suspended",
-        )),
-        (Revoked, Reinstate) => Err(Error::conflict(
-            "license_revoked",
-            "a revoked license cannot be reinstated",
-        )),
+        (Suspended, Suspend) => refused("already_suspended", "the license is already suspended"),
+        (Active, Reinstate) => refused("not_suspended", "the license is not suspended"),
+        (Revoked, Revoke) => refused("already_revoked", "the license is already revoked"),
+        (Revoked, Suspend) => refused("license_revoked", "a revoked license cannot be suspended"),
+        (Revoked, Reinstate) => {
+            refused("license_revoked", "a revoked license cannot be reinstated")
+        }
     }
 }
 
@@ -352,46 +340,27 @@ mod tests {
             Err(Error::Unprocessable { code, .. }) => code,
             other => panic!("{other:?}"),
         };
-        assert_eq!(
-            refused(PolicyInput {
-                refresh_interval: Some("30s".into()),
-                ..base.clone()
-            }),
-            "invalid_duration"
-        );
-        assert_eq!(
-            refused(PolicyInput {
-                refresh_interval: Some("2h".into()),
-                offline_grace: Some("1h".into()),
-                ..base.clone()
-            }),
-            "invalid_duration"
-        );
-        assert_eq!(
-            refused(PolicyInput {
-                auto_renew: true,
-                ..base.clone()
-            }),
-            "invalid_field"
-        );
-        assert_eq!(
-            refused(PolicyInput {
-                auto_renew: true,
-                duration: Some("30d".into()),
-                renew_before: Some("30d".into()),
-                ..base.clone()
-            }),
-            "invalid_duration"
-        );
-        assert!(
-            make(PolicyInput {
-                auto_renew: true,
-                duration: Some("30d".into()),
-                renew_before: Some("7d".into()),
-                ..base
-            })
-            .is_ok()
-        );
+        let with = |edit: fn(&mut PolicyInput)| {
+            let mut input = base.clone();
+            edit(&mut input);
+            input
+        };
+        let fast = with(|i| i.refresh_interval = Some("30s".into()));
+        assert_eq!(refused(fast), "invalid_duration");
+        let grace_below_refresh = with(|i| {
+            i.refresh_interval = Some("2h".into());
+            i.offline_grace = Some("1h".into());
+        });
+        assert_eq!(refused(grace_below_refresh), "invalid_duration");
+        assert_eq!(refused(with(|i| i.auto_renew = true)), "invalid_field");
+        let renew = |before: &str| {
+            let mut input = with(|i| i.auto_renew = true);
+            input.duration = Some("30d".into());
+            input.renew_before = Some(before.into());
+            input
+        };
+        assert_eq!(refused(renew("30d")), "invalid_duration");
+        assert!(make(renew("7d")).is_ok());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::Shared;
 use super::rules;
 use crate::error::Result;
 use crate::model::InstanceSeen;
-use crate::signer::SignedDocument;
+use crate::signer::{Answer, SignedDocument};
 use crate::status::Echo;
 
 /// Answers `POST /v1/validate`.
@@ -118,11 +118,12 @@ impl Validator {
         };
         if let Some(iid) = instance_id {
             if !self.shared.installations.admit(&license, &iid).await? {
-                let signed = self.shared.signer.for_refused_instance(
+                let signed = self.shared.signer.for_license(
                     &license,
                     hash.fingerprint(),
                     echo,
                     now,
+                    Answer::InstanceLimit,
                 )?;
                 return Ok(Validation::Document(signed));
             }
@@ -147,11 +148,10 @@ impl Validator {
             self.shared.metrics.validation("not_modified");
             return Ok(Validation::NotModified(tag));
         }
-        let exceeded = self.shared.seats.exceeded(&license).await;
+        let seats_exceeded = self.shared.seats.exceeded(&license).await;
+        let answer = Answer::License { seats_exceeded };
         let signed =
-            self.shared
-                .signer
-                .for_license(&license, hash.fingerprint(), echo, now, exceeded)?;
+            (self.shared.signer).for_license(&license, hash.fingerprint(), echo, now, answer)?;
         self.shared
             .metrics
             .validation(signed.claims.status.as_str());

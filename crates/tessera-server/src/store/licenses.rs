@@ -26,6 +26,29 @@ macro_rules! license_where {
     };
 }
 
+/// A page of licenses after a cursor, oldest first.
+const LICENSES_AFTER: &str = concat!(
+    license_select!(),
+    license_where!(),
+    "ORDER BY l.id LIMIT $8"
+);
+
+/// A page of licenses at an offset, newest first.
+const LICENSES_AT_OFFSET: &str = concat!(
+    license_select!(),
+    license_where!(),
+    "ORDER BY l.created_at DESC, l.id DESC LIMIT $8 OFFSET $9"
+);
+
+/// License `id` as `tx` sees it: read back after writing it, before commit.
+async fn license_in(tx: &mut sqlx::AnyConnection, id: &LicenseId) -> Result<License> {
+    let row: LicenseRow = sqlx::query_as(concat!(license_select!(), "WHERE l.id = $1"))
+        .bind(id.as_str())
+        .fetch_one(tx)
+        .await?;
+    License::try_from(row)
+}
+
 impl Store {
     /// Insert a license (creating its customer if new) with its audit event.
     pub async fn insert_license(&self, l: &NewLicense, event: NewEvent) -> Result<License> {
@@ -68,12 +91,9 @@ impl Store {
         .await?;
         self.insert_event(&mut tx, Some(&l.id), Some(1), &event)
             .await?;
-        let row: LicenseRow = sqlx::query_as(concat!(license_select!(), "WHERE l.id = $1"))
-            .bind(l.id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
+        let license = license_in(&mut tx, &l.id).await?;
         tx.commit().await?;
-        License::try_from(row)
+        Ok(license)
     }
 
     /// One license by id.
@@ -126,12 +146,9 @@ impl Store {
         self.backend
             .notify_change(&mut tx, &c.id, c.expected_revision + 1)
             .await?;
-        let row: LicenseRow = sqlx::query_as(concat!(license_select!(), "WHERE l.id = $1"))
-            .bind(c.id.as_str())
-            .fetch_one(&mut *tx)
-            .await?;
+        let license = license_in(&mut tx, &c.id).await?;
         tx.commit().await?;
-        License::try_from(row).map(Some)
+        Ok(Some(license))
     }
 
     /// Licenses matching `q`, one page: oldest first after a cursor, or
@@ -139,29 +156,15 @@ impl Store {
     pub async fn licenses(&self, q: &LicenseQuery) -> Result<Vec<License>> {
         let w = WhereArgs::of(q);
         let limit = i64::from(q.limit);
-        let rows: Vec<LicenseRow> = match &q.page {
-            LicensePage::After(_) => {
-                w.bind(sqlx::query_as(concat!(
-                    license_select!(),
-                    license_where!(),
-                    "ORDER BY l.id LIMIT $8"
-                )))
-                .bind(limit)
-                .fetch_all(self.reader())
-                .await?
-            }
-            LicensePage::Offset(offset) => {
-                w.bind(sqlx::query_as(concat!(
-                    license_select!(),
-                    license_where!(),
-                    "ORDER BY l.created_at DESC, l.id DESC LIMIT $8 OFFSET $9"
-                )))
-                .bind(limit)
-                .bind(i64::from(*offset))
-                .fetch_all(self.reader())
-                .await?
-            }
+        let (sql, offset) = match &q.page {
+            LicensePage::After(_) => (LICENSES_AFTER, None),
+            LicensePage::Offset(offset) => (LICENSES_AT_OFFSET, Some(i64::from(*offset))),
         };
+        let mut query = w.bind(sqlx::query_as(sql)).bind(limit);
+        if let Some(offset) = offset {
+            query = query.bind(offset);
+        }
+        let rows: Vec<LicenseRow> = query.fetch_all(self.reader()).await?;
         collect(rows)
     }
 
