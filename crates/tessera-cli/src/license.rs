@@ -306,6 +306,7 @@ pub async fn run(cmd: LicenseCommand) -> anyhow::Result<()> {
 }
 
 async fn issue(a: IssueArgs) -> anyhow::Result<()> {
+    let client = AdminClient::new(&a.conn)?;
     let req = IssueLicenseRequest {
         customer: a.customer,
         customer_email: a.email,
@@ -319,7 +320,7 @@ async fn issue(a: IssueArgs) -> anyhow::Result<()> {
         perpetual: a.perpetual,
         auto_renew: a.auto_renew.then_some(true),
     };
-    let issued = AdminClient::new(&a.conn)?.issue(&req).await?;
+    let issued = client.issue(&req).await?;
     if a.conn.json {
         return output::json(&issued);
     }
@@ -339,13 +340,14 @@ async fn issue(a: IssueArgs) -> anyhow::Result<()> {
 }
 
 async fn list(a: ListArgs) -> anyhow::Result<()> {
+    let client = AdminClient::new(&a.conn)?;
     let query = LicenseList {
         limit: a.limit,
         customer: a.customer,
         state: a.state,
         expiring_within: a.expiring_within,
     };
-    let page = AdminClient::new(&a.conn)?.licenses(&query).await?;
+    let page = client.licenses(&query).await?;
     if a.conn.json {
         return output::json(&page.items);
     }

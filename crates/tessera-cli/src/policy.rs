@@ -60,6 +60,7 @@ pub struct PolicyCreateArgs {
 pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
     match cmd {
         PolicyCommand::Create(a) => {
+            let client = AdminClient::new(&a.conn)?;
             let input = PolicyInput {
                 name: a.name,
                 duration: a.duration,
@@ -73,7 +74,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 auto_renew_period: a.auto_renew_period,
                 renew_before: a.renew_before,
             };
-            let p = AdminClient::new(&a.conn)?.create_policy(&input).await?;
+            let p = client.create_policy(&input).await?;
             if a.conn.json {
                 return output::json(&p);
             }

@@ -67,12 +67,13 @@ pub struct DeliveriesArgs {
 pub async fn run(cmd: WebhookCommand) -> anyhow::Result<()> {
     match cmd {
         WebhookCommand::Add(a) => {
+            let client = AdminClient::new(&a.conn)?;
             let input = WebhookInput {
                 url: a.url,
                 events: split_list(&a.events),
                 secret: a.secret,
             };
-            let created = AdminClient::new(&a.conn)?.create_webhook(&input).await?;
+            let created = client.create_webhook(&input).await?;
             if a.conn.json {
                 return output::json(&created);
             }

@@ -25,7 +25,7 @@ use crate::clock::Clock;
 use crate::error::Error;
 use crate::state::{DiskState, StateFile};
 use crate::transport::{Answer, Transport};
-use crate::verdict::{self, Context, LastError, Verdict};
+use crate::verdict::{self, Contact, Context, LastError, Verdict};
 
 /// How often the high-water mark is written while the clock merely advances.
 const HWM_PERSIST_EVERY: Duration = Duration::minutes(10);
@@ -185,10 +185,12 @@ impl Inner {
                 high_water_mark: held.hwm,
                 tolerance: self.settings.clock_tolerance,
                 max_clock_drift: self.settings.max_clock_drift,
-                offline_since: held.offline_since,
-                last_verified_at: held.last_verified_at,
-                last_error: held.last_error.clone(),
-                connected: held.stream_connected,
+                contact: Contact {
+                    offline_since: held.offline_since,
+                    last_verified_at: held.last_verified_at,
+                    last_error: held.last_error.clone(),
+                    connected: held.stream_connected,
+                },
             },
         )
     }

@@ -202,6 +202,20 @@ impl Verdict {
     }
 }
 
+/// What the client knows of its contact with the authority: carried into
+/// every verdict as it is.
+#[derive(Debug, Clone, Default)]
+pub struct Contact {
+    /// Since when no verified answer could be had.
+    pub offline_since: Option<Timestamp>,
+    /// When the authority last confirmed the held state.
+    pub last_verified_at: Option<Timestamp>,
+    /// The last failure, cleared by the next verified answer.
+    pub last_error: Option<LastError>,
+    /// Whether a change stream is open.
+    pub connected: bool,
+}
+
 /// Inputs of [`compute`] besides the document and the time.
 #[derive(Debug, Clone, Default)]
 pub struct Context {
@@ -214,14 +228,8 @@ pub struct Context {
     /// state file with its mark removed cannot take the clock back before
     /// the document was signed.
     pub max_clock_drift: Duration,
-    /// Carried into the verdict.
-    pub offline_since: Option<Timestamp>,
-    /// Carried into the verdict.
-    pub last_verified_at: Option<Timestamp>,
-    /// Carried into the verdict.
-    pub last_error: Option<LastError>,
-    /// Carried into the verdict.
-    pub connected: bool,
+    /// The client's contact with the authority, carried into the verdict.
+    pub contact: Contact,
 }
 
 /// The verdict for `doc` at `now`, in the order of docs/PROTOCOL.md, "7. The verdict": no document, clock
@@ -256,10 +264,10 @@ pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) ->
         state,
         reason,
         license,
-        offline_since: ctx.offline_since,
-        last_verified_at: ctx.last_verified_at,
-        last_error: ctx.last_error.clone(),
-        connected: ctx.connected,
+        offline_since: ctx.contact.offline_since,
+        last_verified_at: ctx.contact.last_verified_at,
+        last_error: ctx.contact.last_error.clone(),
+        connected: ctx.contact.connected,
         changes_at,
     }
 }
