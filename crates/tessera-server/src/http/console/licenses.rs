@@ -2,10 +2,11 @@
 //! (each a confirmation page, then the form it posts).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use tessera_protocol::LicenseId;
 use tessera_protocol::human::parse_duration;
 use tessera_protocol::wire::LicenseState;
 
@@ -13,7 +14,7 @@ use super::errors::{ConsoleError, sentence};
 use super::forms::{DoneQuery, ExtendForm, IssueForm, ListQuery, ReasonForm, optional};
 use super::session::{Console, Posted};
 use super::templates;
-use super::{Meter, PAGE_SIZE, Page, Svc, license_id};
+use super::{LicenseAt, Meter, PAGE_SIZE, Page, Svc};
 use crate::error::Error;
 use crate::licenses::{Changes, StateAction};
 use crate::model::{EventFilter, LicensePage, LicenseQuery};
@@ -135,10 +136,9 @@ pub async fn license(
     State(svc): Svc,
     State(metering): Meter,
     console: Console,
-    Path(id): Path<String>,
+    LicenseAt(id): LicenseAt,
     Query(q): Query<DoneQuery>,
 ) -> Page {
-    let id = license_id(&id)?;
     let license = svc.license(&id).await?;
     let fleet = metering.fleet(&id, PAGE_SIZE, q.offset).await?;
     let events = svc
@@ -172,10 +172,9 @@ pub async fn license(
 pub async fn fleet(
     State(svc): Meter,
     _: Console,
-    Path(id): Path<String>,
+    LicenseAt(id): LicenseAt,
     Query(q): Query<DoneQuery>,
 ) -> Result<Response, ConsoleError> {
-    let id = license_id(&id)?;
     Ok(Json(svc.fleet(&id, PAGE_SIZE, q.offset).await?).into_response())
 }
 
@@ -183,10 +182,9 @@ pub async fn fleet(
 pub async fn confirm_extend(
     State(svc): Svc,
     console: Console,
-    Path(id): Path<String>,
+    LicenseAt(id): LicenseAt,
     Query(form): Query<ExtendForm>,
 ) -> Page {
-    let id = license_id(&id)?;
     let back = format!("/licenses/{id}");
     let (license, new_expiry) = svc
         .extend_preview(&id, &form.request())
@@ -217,10 +215,9 @@ pub async fn confirm_extend(
 /// Extend, as confirmed.
 pub async fn extend(
     State(svc): Svc,
-    Path(id): Path<String>,
+    LicenseAt(id): LicenseAt,
     Posted { console, form }: Posted<ExtendForm>,
 ) -> Result<Redirect, ConsoleError> {
-    let id = license_id(&id)?;
     svc.extend(&id, form.request(), &console.session.key_name)
         .await
         .map_err(|e| ConsoleError::from(e).back(format!("/licenses/{id}")))?;
@@ -236,9 +233,13 @@ fn done_word(action: StateAction) -> &'static str {
     }
 }
 
-async fn confirm_state(svc: &Changes, console: &Console, id: &str, action: StateAction) -> Page {
-    let id = license_id(id)?;
-    let license = svc.license(&id).await?;
+async fn confirm_state(
+    svc: &Changes,
+    console: &Console,
+    id: &LicenseId,
+    action: StateAction,
+) -> Page {
+    let license = svc.license(id).await?;
     let (title, consequence, danger) = templates::state_consequence(action);
     let path = action.to_string();
     Ok(templates::confirm(
@@ -258,13 +259,12 @@ async fn confirm_state(svc: &Changes, console: &Console, id: &str, action: State
 
 async fn change_state(
     svc: &Changes,
-    id: &str,
+    id: &LicenseId,
     posted: Posted<ReasonForm>,
     action: StateAction,
 ) -> Result<Redirect, ConsoleError> {
-    let id = license_id(id)?;
     let reason = optional(&posted.form.reason);
-    svc.set_state(&id, action, &posted.console.session.key_name, reason)
+    svc.set_state(id, action, &posted.console.session.key_name, reason)
         .await
         .map_err(|e| ConsoleError::from(e).back(format!("/licenses/{id}")))?;
     Ok(Redirect::to(&format!(
@@ -276,12 +276,12 @@ async fn change_state(
 /// The confirmation page (GET) and the form it posts (POST) of one state change.
 pub fn state_routes(action: StateAction) -> axum::routing::MethodRouter<crate::http::AppState> {
     get(
-        move |State(svc): Svc, console: Console, Path(id): Path<String>| async move {
+        move |State(svc): Svc, console: Console, LicenseAt(id): LicenseAt| async move {
             confirm_state(&svc, &console, &id, action).await
         },
     )
     .post(
-        move |State(svc): Svc, Path(id): Path<String>, posted: Posted<ReasonForm>| async move {
+        move |State(svc): Svc, LicenseAt(id): LicenseAt, posted: Posted<ReasonForm>| async move {
             change_state(&svc, &id, posted, action).await
         },
     )

@@ -53,7 +53,7 @@ type Page = Result<Markup, ConsoleError>;
 pub fn router(state: &AppState) -> Router<AppState> {
     let limited =
         axum::middleware::from_fn_with_state(state.limiter.clone(), super::ratelimit::limit);
-    Router::new()
+    let router = Router::new()
         .route("/", get(events::dashboard))
         .route("/console.css", get(assets::style))
         .route("/console.js", get(assets::script))
@@ -73,22 +73,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(licenses::confirm_extend).post(licenses::extend),
         )
         .route(
-            "/licenses/{id}/suspend",
-            licenses::state_routes(StateAction::Suspend),
-        )
-        .route(
-            "/licenses/{id}/reinstate",
-            licenses::state_routes(StateAction::Reinstate),
-        )
-        .route(
-            "/licenses/{id}/revoke",
-            licenses::state_routes(StateAction::Revoke),
-        )
-        .route(
             "/policies",
             get(policies::policies).post(policies::create_policy),
         )
-        .route("/events", get(events::events))
+        .route("/events", get(events::events));
+    let router = StateAction::ALL.into_iter().fold(router, |router, action| {
+        let path = format!("/licenses/{{id}}/{action}");
+        router.route(&path, licenses::state_routes(action))
+    });
+    router
         .layer(axum::middleware::from_fn_with_state(
             state.clock.clone(),
             errors::render_errors,
@@ -130,6 +123,25 @@ impl Console {
             here,
             now: svc.now(),
         }
+    }
+}
+
+/// The license id of a console path (`/licenses/{id}…`): a malformed one
+/// gets the console's "not found" page.
+pub struct LicenseAt(pub LicenseId);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LicenseAt {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ConsoleError> {
+        let text = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|p| p.0)
+            .unwrap_or_default();
+        license_id(&text).map(Self)
     }
 }
 
