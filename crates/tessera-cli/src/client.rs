@@ -50,7 +50,9 @@ impl AdminClient {
         } else if let Ok(key) = std::env::var("TESSERA_ADMIN_KEY") {
             Some(key.trim().to_owned())
         } else {
-            let path = conn.data_dir.join("admin.key");
+            let path = conn
+                .data_dir
+                .join(tessera_server::datadir::DataDir::ADMIN_KEY);
             path.exists().then(|| read_key_file(&path)).transpose()?
         };
         Self::with_key(&conn.server, key)

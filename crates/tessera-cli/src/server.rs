@@ -221,10 +221,10 @@ pub fn rotate(r: &RotateArgs) -> anyhow::Result<()> {
     // Holding the data directory's lock proves no server runs on it.
     let _lock = tessera_server::datadir::DataDir::open(&r.data_dir)
         .map_err(|e| anyhow::anyhow!("{e}; stop the authority before rotating its key"))?;
-    let path = r
-        .signing_key_file
-        .clone()
-        .unwrap_or_else(|| r.data_dir.join("signing.key"));
+    let path = r.signing_key_file.clone().unwrap_or_else(|| {
+        r.data_dir
+            .join(tessera_server::datadir::DataDir::SIGNING_KEY)
+    });
     let now = chrono::Utc::now();
     let (old, new) = tessera_server::datadir::rotate_signing_key(&path, now)?;
     println!("Rotated the signing key in {}.", path.display());

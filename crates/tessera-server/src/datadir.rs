@@ -58,7 +58,7 @@ impl DataDir {
             }
         }
         warn_if_shared(&path);
-        secure_database_files(&path.join("tessera.db"))?;
+        secure_database_files(&path.join(Self::DATABASE))?;
         Ok(Self { path, _lock: lock })
     }
 
@@ -68,28 +68,19 @@ impl DataDir {
         &self.path
     }
 
-    /// The SQLite database file.
-    #[must_use]
-    pub fn database_path(&self) -> PathBuf {
-        self.path.join("tessera.db")
-    }
-
+    /// The SQLite database.
+    pub const DATABASE: &str = "tessera.db";
     /// The default key file sealing webhook secrets.
-    #[must_use]
-    pub fn secrets_key_path(&self) -> PathBuf {
-        self.path.join("secrets.key")
-    }
-
+    pub const SECRETS_KEY: &str = "secrets.key";
     /// The default signing key file.
-    #[must_use]
-    pub fn signing_key_path(&self) -> PathBuf {
-        self.path.join("signing.key")
-    }
+    pub const SIGNING_KEY: &str = "signing.key";
+    /// The bootstrap admin key file (the CLI reads it from here too).
+    pub const ADMIN_KEY: &str = "admin.key";
 
-    /// The bootstrap admin key file.
+    /// The file `name` (one of the constants above) in the directory.
     #[must_use]
-    pub fn admin_key_path(&self) -> PathBuf {
-        self.path.join("admin.key")
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
     }
 }
 

@@ -108,7 +108,7 @@ async fn ensure_admin_key(
     data_dir: &DataDir,
     now: tessera_protocol::Timestamp,
 ) -> Result<bool> {
-    let path = data_dir.admin_key_path();
+    let path = data_dir.file(DataDir::ADMIN_KEY);
     let file_key = if path.exists() {
         let text = datadir::read_secret_file(&path)?;
         Some(
@@ -204,7 +204,7 @@ impl Server {
         let data_dir = DataDir::open(&config.data_dir)?;
         let (signing_key_path, may_create) = match &config.signing_key_file {
             Some(path) => (path.clone(), false),
-            None => (data_dir.signing_key_path(), true),
+            None => (data_dir.file(DataDir::SIGNING_KEY), true),
         };
         let (key, signing_key_created) =
             datadir::load_or_create_signing_key(&signing_key_path, may_create)?;
@@ -215,7 +215,7 @@ impl Server {
                 store::postgres::redacted(url),
             ),
             None => {
-                let path = data_dir.database_path();
+                let path = data_dir.file(DataDir::DATABASE);
                 (
                     Arc::new(Store::sqlite(&path, replica.clone()).await?),
                     path.display().to_string(),
@@ -240,7 +240,7 @@ impl Server {
         );
         let secrets = Arc::new(match &config.secrets_key_file {
             Some(path) => SecretBox::load_or_create(path, false)?,
-            None => SecretBox::load_or_create(&data_dir.secrets_key_path(), true)?,
+            None => SecretBox::load_or_create(&data_dir.file(DataDir::SECRETS_KEY), true)?,
         });
         seal_plain_secrets(store.as_ref(), &secrets).await?;
         let licenses = Components::new(
@@ -265,7 +265,7 @@ impl Server {
                 replica,
                 signing_key_path,
                 signing_key_created,
-                admin_key_path: data_dir.admin_key_path(),
+                admin_key_path: data_dir.file(DataDir::ADMIN_KEY),
                 admin_key_created,
                 public_key,
             },

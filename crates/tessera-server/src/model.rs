@@ -385,6 +385,16 @@ impl InstanceSeen {
     }
 }
 
+/// Expiries from `from` (usually now; `None`: also those already past) to
+/// `until`, both included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryWindow {
+    /// Earliest expiry listed.
+    pub from: Option<Timestamp>,
+    /// Latest expiry listed.
+    pub until: Timestamp,
+}
+
 /// Which licenses to list (every filter optional), and which page: the
 /// admin API pages by id cursor, oldest first; the console by offset,
 /// newest first.
@@ -396,11 +406,8 @@ pub struct LicenseQuery {
     pub customer: Option<String>,
     /// Stored state.
     pub state: Option<LicenseState>,
-    /// Only licenses expiring at or before this time (and not yet expired
-    /// before `not_before`).
-    pub expiring_before: Option<Timestamp>,
-    /// Lower bound used with `expiring_before` (usually now).
-    pub not_before: Option<Timestamp>,
+    /// Only licenses whose expiry falls in this window.
+    pub expiring: Option<ExpiryWindow>,
     /// Which page.
     pub page: LicensePage,
     /// Page size.

@@ -8,13 +8,13 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use tessera_protocol::LicenseId;
 use tessera_protocol::human::parse_duration;
 use tessera_protocol::wire::{
     CustomerView, DeliveryView, ErrorBody, EventView, ExportRequest, ExtendRequest,
     IssueLicenseRequest, IssuedLicense, LicenseExport, LicenseState, LicenseView, Page,
     PolicyInput, PolicyView, ReasonRequest, UsageView, WebhookInput, WebhookView,
 };
-use tessera_protocol::{LicenseId, Timestamp};
 
 use super::{Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState};
 use crate::Limits;
@@ -257,12 +257,15 @@ async fn list_licenses(
         })
         .transpose()?;
     let now = svc.now();
-    let expiring_before: Option<Timestamp> = q
+    let expiring = q
         .expiring_within
         .as_deref()
         .map(|d| {
             parse_duration(d)
-                .map(|d| now + d)
+                .map(|d| model::ExpiryWindow {
+                    from: Some(now),
+                    until: now + d,
+                })
                 .map_err(|e| ApiError(Error::bad_request("invalid_duration", e.to_string())))
         })
         .transpose()?;
@@ -271,8 +274,7 @@ async fn list_licenses(
         text: None,
         customer: q.customer,
         state,
-        expiring_before,
-        not_before: expiring_before.map(|_| now),
+        expiring,
         page: LicensePage::After(q.cursor),
         limit,
     };

@@ -263,8 +263,11 @@ impl WhereArgs {
             text,
             customer: q.customer.clone(),
             state: q.state.map(LicenseState::as_str),
-            before: q.expiring_before.map(|t| t.timestamp()),
-            not_before: q.not_before.map_or(i64::MIN, |t| t.timestamp()),
+            before: q.expiring.map(|w| w.until.timestamp()),
+            not_before: q
+                .expiring
+                .and_then(|w| w.from)
+                .map_or(i64::MIN, |t| t.timestamp()),
             after: match &q.page {
                 LicensePage::After(after) => after.clone(),
                 LicensePage::Offset(_) => None,

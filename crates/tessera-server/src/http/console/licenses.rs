@@ -17,7 +17,7 @@ use super::templates;
 use super::{LicenseAt, Meter, PAGE_SIZE, Page, Svc};
 use crate::error::Error;
 use crate::licenses::{Changes, StateAction};
-use crate::model::{EventFilter, LicensePage, LicenseQuery};
+use crate::model::{EventFilter, ExpiryWindow, LicensePage, LicenseQuery};
 
 fn bad_filter(message: impl Into<String>) -> ConsoleError {
     ConsoleError::new(StatusCode::BAD_REQUEST, "Please check the filter", message).back("/licenses")
@@ -33,12 +33,18 @@ pub async fn licenses(State(svc): Svc, console: Console, Query(q): Query<ListQue
                 .map_err(|_| bad_filter("Choose a state from the list."))?,
         ),
     };
-    let (expiring_before, not_before) = match q.expiring.as_str() {
-        "" => (None, None),
-        "expired" => (Some(now), Some(chrono::DateTime::<chrono::Utc>::MIN_UTC)),
+    let expiring = match q.expiring.as_str() {
+        "" => None,
+        "expired" => Some(ExpiryWindow {
+            from: None,
+            until: now,
+        }),
         d => {
             let d = parse_duration(d).map_err(|e| bad_filter(sentence(&e.to_string())))?;
-            (Some(now + d), Some(now))
+            Some(ExpiryWindow {
+                from: Some(now),
+                until: now + d,
+            })
         }
     };
     let page = q.page.unwrap_or(1).max(1);
@@ -46,8 +52,7 @@ pub async fn licenses(State(svc): Svc, console: Console, Query(q): Query<ListQue
         text: Some(q.q.clone()).filter(|t| !t.trim().is_empty()),
         customer: None,
         state,
-        expiring_before,
-        not_before,
+        expiring,
         page: LicensePage::Offset((page - 1) * PAGE_SIZE),
         limit: PAGE_SIZE,
     };
