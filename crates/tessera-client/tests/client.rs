@@ -98,12 +98,12 @@ async fn start_never_waits_and_without_a_token_says_no_document() {
 async fn a_typo_is_refused_without_any_request() {
     let clock = clock();
     let fake = FakeAuthority::start(clock.clone()).await;
-    let client = Client::builder()
-        .server(&fake.url)
-        .public_key(fake.fake.public_key())
-        .clock(clock)
-        .start()
-        .unwrap();
+    let of_fake = || {
+        Client::builder()
+            .server(&fake.url)
+            .public_key(fake.fake.public_key())
+    };
+    let client = of_fake().clock(clock).start().unwrap();
     let token = LicenseToken::generate(&mut rand::rng());
     let text = token.expose_secret();
     let typo = format!(
@@ -115,12 +115,7 @@ async fn a_typo_is_refused_without_any_request() {
     assert!(matches!(err, Error::InvalidToken(_)), "{err}");
     assert_eq!(fake.fake.requests(), 0);
     // And a typo in configuration is refused at start.
-    let err = Client::builder()
-        .server(&fake.url)
-        .public_key(fake.fake.public_key())
-        .token(typo)
-        .start()
-        .unwrap_err();
+    let err = of_fake().token(typo).start().unwrap_err();
     assert!(matches!(err, Error::InvalidToken(_)));
 }
 
@@ -487,10 +482,7 @@ backend_tests! {
         let clock = clock();
         let s = server(&clock, backend.clone()).await;
         let (id, token) = s.issue_default().await;
-        let client = on(&s, &clock)
-            .token(&token)
-            .start()
-            .unwrap();
+        let client = on(&s, &clock).token(&token).start().unwrap();
         until(&client, "valid", Verdict::is_valid).await;
         s.act(&id, "suspend").await;
         assert_eq!(
@@ -613,10 +605,7 @@ backend_tests! {
         let clock = clock();
         let s = server(&clock, backend.clone()).await;
         let (id, token) = s.issue_default().await;
-        let client = on(&s, &clock)
-            .token(&token)
-            .start()
-            .unwrap();
+        let client = on(&s, &clock).token(&token).start().unwrap();
         until(&client, "valid and connected", |v| {
             v.is_valid() && v.connected
         })

@@ -84,6 +84,18 @@ impl From<Error> for ConsoleError {
 }
 
 /// An error message as a sentence: capitalised, with a full stop.
+/// A refusal the person can fix on the form they posted (bad input, a
+/// name already taken) as the sentence to show there; anything else is the
+/// error page.
+pub fn on_form(e: Error) -> Result<String, ConsoleError> {
+    match e {
+        Error::Unprocessable { .. } | Error::Conflict { .. } | Error::BadRequest { .. } => {
+            Ok(sentence(&e.to_string()))
+        }
+        other => Err(other.into()),
+    }
+}
+
 pub fn sentence(text: &str) -> String {
     let mut out = text.to_owned();
     if let Some(first) = out.get(..1) {

@@ -4,17 +4,17 @@
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use tessera_protocol::LicenseId;
 use tessera_protocol::human::parse_duration;
 use tessera_protocol::wire::LicenseState;
 
-use super::errors::{ConsoleError, sentence};
+use super::errors::{ConsoleError, on_form, sentence};
 use super::forms::{DoneQuery, ExtendForm, IssueForm, ListQuery, ReasonForm, optional};
 use super::session::{Console, Posted};
 use super::templates;
-use super::{LicenseAt, Meter, PAGE_SIZE, Page, Svc};
+use super::{LicenseAt, Meter, PAGE_SIZE, Page, Reply, Svc};
 use crate::error::Error;
 use crate::licenses::{Changes, StateAction};
 use crate::model::{EventFilter, ExpiryWindow, LicensePage, LicenseQuery};
@@ -81,7 +81,6 @@ pub async fn issue_form(State(svc): Svc, console: Console) -> Page {
     let policies = svc.policies().await?;
     Ok(templates::issue_form(
         &console.chrome("issue", &svc),
-        &console.session.csrf,
         &policies,
         &IssueForm::blank(),
         None,
@@ -89,46 +88,26 @@ pub async fn issue_form(State(svc): Svc, console: Console) -> Page {
 }
 
 /// Issue: the token is shown once; a refusal comes back on the form.
-pub async fn issue(
-    State(svc): Svc,
-    Posted { console, form }: Posted<IssueForm>,
-) -> Result<Response, ConsoleError> {
-    let req = match form.request() {
-        Ok(req) => req,
-        Err(message) => return issue_again(&svc, &console, &form, message).await,
+pub async fn issue(State(svc): Svc, Posted { console, form }: Posted<IssueForm>) -> Reply {
+    let refused = match form.request() {
+        Err(message) => message.to_owned(),
+        Ok(req) => match svc.issue(req, &console.session.key_name).await {
+            Ok((license, token)) => {
+                let chrome = console.chrome("issue", &svc);
+                let page = templates::issued(&chrome, &license, token.expose_secret());
+                return Ok((StatusCode::CREATED, page).into_response());
+            }
+            Err(Error::NotFound { .. }) => "That policy does not exist.".to_owned(),
+            Err(e) => on_form(e)?,
+        },
     };
-    match svc.issue(req, &console.session.key_name).await {
-        Ok((license, token)) => {
-            let page = templates::issued(
-                &console.chrome("issue", &svc),
-                &license,
-                token.expose_secret(),
-            );
-            Ok((StatusCode::CREATED, page).into_response())
-        }
-        Err(
-            e @ (Error::Unprocessable { .. } | Error::NotFound { .. } | Error::BadRequest { .. }),
-        ) => {
-            let message = match &e {
-                Error::NotFound { .. } => "That policy does not exist.".to_owned(),
-                other => sentence(&other.to_string()),
-            };
-            issue_again(&svc, &console, &form, &message).await
-        }
-        Err(e) => Err(e.into()),
-    }
+    issue_again(&svc, &console, &form, &refused).await
 }
 
-async fn issue_again(
-    svc: &Changes,
-    console: &Console,
-    form: &IssueForm,
-    message: &str,
-) -> Result<Response, ConsoleError> {
+async fn issue_again(svc: &Changes, console: &Console, form: &IssueForm, message: &str) -> Reply {
     let policies = svc.policies().await?;
     let page = templates::issue_form(
         &console.chrome("issue", svc),
-        &console.session.csrf,
         &policies,
         form,
         Some(message),
@@ -179,7 +158,7 @@ pub async fn fleet(
     _: Console,
     LicenseAt(id): LicenseAt,
     Query(q): Query<DoneQuery>,
-) -> Result<Response, ConsoleError> {
+) -> Reply {
     Ok(Json(svc.fleet(&id, PAGE_SIZE, q.offset).await?).into_response())
 }
 
@@ -204,7 +183,6 @@ pub async fn confirm_extend(
     }
     Ok(templates::confirm(
         &console.chrome("licenses", &svc),
-        &console.session.csrf,
         &license,
         templates::Confirm {
             title: "Extend the license",
@@ -249,7 +227,6 @@ async fn confirm_state(
     let path = action.to_string();
     Ok(templates::confirm(
         &console.chrome("licenses", svc),
-        &console.session.csrf,
         &license,
         templates::Confirm {
             title,

@@ -48,6 +48,8 @@ const PAGE_SIZE: u32 = 25;
 type Svc = State<Arc<Changes>>;
 type Meter = State<Arc<Metering>>;
 type Page = Result<Markup, ConsoleError>;
+/// What a handler that redirects or sets a status answers.
+type Reply = Result<Response, ConsoleError>;
 
 /// The console's routes. Sign-in attempts share the per-IP rate limit.
 pub fn router(state: &AppState) -> Router<AppState> {

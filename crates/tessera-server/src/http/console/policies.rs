@@ -2,14 +2,13 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 
-use super::errors::{ConsoleError, sentence};
+use super::errors::on_form;
 use super::forms::PolicyForm;
 use super::session::{Console, Posted};
 use super::templates;
-use super::{Page, Svc};
-use crate::error::Error;
+use super::{Page, Reply, Svc};
 
 /// The list and the form.
 pub async fn policies(
@@ -21,7 +20,6 @@ pub async fn policies(
     let done = (q.done == "created").then_some("Policy created.");
     Ok(templates::policies(
         &console.chrome("policies", &svc),
-        &console.session.csrf,
         &list,
         None,
         done,
@@ -29,24 +27,17 @@ pub async fn policies(
 }
 
 /// Create a policy; a refusal comes back on the same page.
-pub async fn create_policy(
-    State(svc): Svc,
-    Posted { console, form }: Posted<PolicyForm>,
-) -> Result<Response, ConsoleError> {
+pub async fn create_policy(State(svc): Svc, Posted { console, form }: Posted<PolicyForm>) -> Reply {
     let refused = match form.input() {
         Err(message) => message,
         Ok(input) => match svc.create_policy(input, &console.session.key_name).await {
             Ok(_) => return Ok(Redirect::to("/policies?done=created").into_response()),
-            Err(e @ (Error::Unprocessable { .. } | Error::Conflict { .. })) => {
-                sentence(&e.to_string())
-            }
-            Err(e) => return Err(e.into()),
+            Err(e) => on_form(e)?,
         },
     };
     let list = svc.policies().await?;
     let page = templates::policies(
         &console.chrome("policies", &svc),
-        &console.session.csrf,
         &list,
         Some(&refused),
         None,

@@ -8,11 +8,10 @@ use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use super::Svc;
-use super::errors::ConsoleError;
 use super::forms::{CsrfForm, LoginForm};
 use super::session::{COOKIE_NAME, Posted, check_origin, cleared_cookie, cookie, session_cookie};
 use super::templates::{self, Chrome};
+use super::{Reply, Svc};
 use crate::auth::{AdminAuth, Sessions};
 
 fn signed_out(svc: &crate::licenses::Changes) -> Chrome<'static> {
@@ -44,7 +43,7 @@ pub async fn login(
     State(sessions): State<Arc<Sessions>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
-) -> Result<Response, ConsoleError> {
+) -> Reply {
     check_origin(&headers)?;
     let Some(name) = admin.authenticate(form.key.trim()) else {
         let page = templates::login(
@@ -67,7 +66,7 @@ pub async fn login(
 pub async fn logout(
     State(sessions): State<Arc<Sessions>>,
     Posted { console, .. }: Posted<CsrfForm>,
-) -> Result<Response, ConsoleError> {
+) -> Reply {
     sessions.end(&console.session).await?;
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().insert(SET_COOKIE, cleared_cookie()?);

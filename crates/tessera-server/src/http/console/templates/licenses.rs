@@ -85,13 +85,7 @@ pub fn licenses(c: &Chrome, v: &ListView, rows: &[License]) -> Markup {
     )
 }
 
-pub fn issue_form(
-    c: &Chrome,
-    csrf: &str,
-    policies: &[Policy],
-    f: &IssueForm,
-    error: Option<&str>,
-) -> Markup {
+pub fn issue_form(c: &Chrome, policies: &[Policy], f: &IssueForm, error: Option<&str>) -> Markup {
     layout(
         c,
         "Issue a license",
@@ -99,7 +93,7 @@ pub fn issue_form(
             h1 { "Issue a license" }
             @if let Some(e) = error { p.banner.error #form-error { (e) } }
             form.card method="post" action="/licenses" {
-                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="csrf" value=(c.csrf());
                 div.fields {
                     div { label for="customer" { "Customer" } input #customer name="customer" required value=(f.customer); }
                     div { label for="email" { "Customer e-mail (optional)" } input #email type="email" name="email" value=(f.email); }
@@ -299,7 +293,7 @@ fn seats_text(s: &crate::model::FleetSummary) -> String {
 }
 
 /// A confirmation page: what will happen, and the form that does it.
-pub fn confirm(c: &Chrome, csrf: &str, l: &License, confirm: Confirm<'_>) -> Markup {
+pub fn confirm(c: &Chrome, l: &License, confirm: Confirm<'_>) -> Markup {
     let Confirm {
         title,
         consequence,
@@ -317,7 +311,7 @@ pub fn confirm(c: &Chrome, csrf: &str, l: &License, confirm: Confirm<'_>) -> Mar
                 p { "License " span.mono { (l.id) } " for " strong { (l.customer) } " (plan " (l.plan) ", revision " (l.revision) ")." }
                 (consequence)
                 form method="post" action={"/licenses/" (l.id) "/" (action)} {
-                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="csrf" value=(c.csrf());
                     @for (name, value) in hidden { input type="hidden" name=(name) value=(value); }
                     @if with_reason {
                         div style="margin-bottom: 1rem;" {

@@ -23,6 +23,13 @@ pub struct Chrome<'a> {
     pub now: Timestamp,
 }
 
+impl Chrome<'_> {
+    /// The session's CSRF token, for the forms of the page.
+    pub fn csrf(&self) -> &str {
+        self.session.map_or("", |s| s.csrf.as_str())
+    }
+}
+
 pub fn when(t: &Timestamp) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }

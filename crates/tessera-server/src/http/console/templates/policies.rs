@@ -7,7 +7,6 @@ use crate::model::Policy;
 
 pub fn policies(
     c: &Chrome,
-    csrf: &str,
     policies: &[Policy],
     error: Option<&str>,
     done: Option<&str>,
@@ -38,7 +37,7 @@ pub fn policies(
             }
             h2 { "New policy" }
             form.card method="post" action="/policies" {
-                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="csrf" value=(c.csrf());
                 div.fields {
                     div { label for="name" { "Name" } input #name name="name" required; }
                     div { label for="duration" { "Default duration (e.g. 365d; empty = none)" } input #duration name="duration"; }
