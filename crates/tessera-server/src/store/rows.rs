@@ -7,6 +7,19 @@ use tessera_protocol::{LicenseId, Timestamp, TokenHash};
 use crate::error::{Error, Result};
 use crate::model::{Customer, Instance, License, LicensePolicy, Policy};
 
+/// `TryFrom<$row> for $model`: a stored row to its domain type, `r` being
+/// the row (a malformed value is [`Error::Corrupt`]).
+macro_rules! from_row {
+    ($row:ty => $model:ty, |$r:ident| $body:block) => {
+        impl TryFrom<$row> for $model {
+            type Error = Error;
+            fn try_from($r: $row) -> Result<$model> {
+                $body
+            }
+        }
+    };
+}
+
 pub(crate) fn ts(secs: i64) -> Result<Timestamp> {
     DateTime::from_timestamp(secs, 0).ok_or_else(|| Error::Corrupt(format!("timestamp {secs}")))
 }
@@ -51,26 +64,23 @@ pub(crate) struct PolicyRow {
     created_at: i64,
 }
 
-impl TryFrom<PolicyRow> for Policy {
-    type Error = Error;
-    fn try_from(r: PolicyRow) -> Result<Policy> {
-        Ok(Policy {
-            id: parsed(&r.id, "policy id")?,
-            name: r.name,
-            duration: r.duration_secs.map(Duration::seconds),
-            features: features_of(&r.features)?,
-            max_users: u32_opt(r.max_users, "max_users")?,
-            trial: r.trial.0,
-            refresh_interval: Duration::seconds(r.refresh_interval_secs),
-            offline_grace: Duration::seconds(r.offline_grace_secs),
-            renewal_basis: parsed(&r.renewal_basis, "renewal basis")?,
-            auto_renew: r.auto_renew.0,
-            auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
-            renew_before: Duration::seconds(r.renew_before_secs),
-            created_at: ts(r.created_at)?,
-        })
-    }
-}
+from_row!(PolicyRow => Policy, |r| {
+    Ok(Policy {
+        id: parsed(&r.id, "policy id")?,
+        name: r.name,
+        duration: r.duration_secs.map(Duration::seconds),
+        features: features_of(&r.features)?,
+        max_users: u32_opt(r.max_users, "max_users")?,
+        trial: r.trial.0,
+        refresh_interval: Duration::seconds(r.refresh_interval_secs),
+        offline_grace: Duration::seconds(r.offline_grace_secs),
+        renewal_basis: parsed(&r.renewal_basis, "renewal basis")?,
+        auto_renew: r.auto_renew.0,
+        auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
+        renew_before: Duration::seconds(r.renew_before_secs),
+        created_at: ts(r.created_at)?,
+    })
+});
 
 /// The policy columns, as a literal for `concat!` (sqlx takes only static SQL).
 macro_rules! policy_columns {
@@ -110,40 +120,37 @@ pub(crate) struct LicenseRow {
     updated_at: i64,
 }
 
-impl TryFrom<LicenseRow> for License {
-    type Error = Error;
-    fn try_from(r: LicenseRow) -> Result<License> {
-        Ok(License {
-            id: LicenseId::parse(&r.id).map_err(|e| Error::Corrupt(e.to_string()))?,
-            token_hash: TokenHash::from_hex(&r.token_hash)
-                .map_err(|e| Error::Corrupt(e.to_string()))?,
-            token_last4: r.token_last4,
-            customer_id: parsed(&r.customer_id, "customer id")?,
-            customer: r.customer,
-            policy: LicensePolicy {
-                name: r.policy_name,
-                refresh_interval: Duration::seconds(r.refresh_interval_secs),
-                offline_grace: Duration::seconds(r.offline_grace_secs),
-                renewal_basis: parsed(&r.renewal_basis, "renewal basis")?,
-                duration: r.policy_duration_secs.map(Duration::seconds),
-                auto_renew: r.policy_auto_renew.0,
-                auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
-                renew_before: Duration::seconds(r.renew_before_secs),
-            },
-            auto_renew: r.auto_renew.map(|f| f.0),
-            plan: r.plan,
-            features: features_of(&r.features)?,
-            max_users: u32_opt(r.max_users, "max_users")?,
-            trial: r.trial.0,
-            valid_from: ts(r.valid_from)?,
-            expires_at: r.expires_at.map(ts).transpose()?,
-            state: parsed(&r.state, "state")?,
-            revision: u64_of(r.revision, "revision")?,
-            created_at: ts(r.created_at)?,
-            updated_at: ts(r.updated_at)?,
-        })
-    }
-}
+from_row!(LicenseRow => License, |r| {
+    Ok(License {
+        id: LicenseId::parse(&r.id).map_err(|e| Error::Corrupt(e.to_string()))?,
+        token_hash: TokenHash::from_hex(&r.token_hash)
+            .map_err(|e| Error::Corrupt(e.to_string()))?,
+        token_last4: r.token_last4,
+        customer_id: parsed(&r.customer_id, "customer id")?,
+        customer: r.customer,
+        policy: LicensePolicy {
+            name: r.policy_name,
+            refresh_interval: Duration::seconds(r.refresh_interval_secs),
+            offline_grace: Duration::seconds(r.offline_grace_secs),
+            renewal_basis: parsed(&r.renewal_basis, "renewal basis")?,
+            duration: r.policy_duration_secs.map(Duration::seconds),
+            auto_renew: r.policy_auto_renew.0,
+            auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
+            renew_before: Duration::seconds(r.renew_before_secs),
+        },
+        auto_renew: r.auto_renew.map(|f| f.0),
+        plan: r.plan,
+        features: features_of(&r.features)?,
+        max_users: u32_opt(r.max_users, "max_users")?,
+        trial: r.trial.0,
+        valid_from: ts(r.valid_from)?,
+        expires_at: r.expires_at.map(ts).transpose()?,
+        state: parsed(&r.state, "state")?,
+        revision: u64_of(r.revision, "revision")?,
+        created_at: ts(r.created_at)?,
+        updated_at: ts(r.updated_at)?,
+    })
+});
 
 /// The license columns, joined with customer name and policy settings, as a
 /// literal for `concat!`. Callers append `WHERE …`.
@@ -173,25 +180,22 @@ pub(crate) struct EventRow {
     after: Option<String>,
 }
 
-impl TryFrom<EventRow> for EventView {
-    type Error = Error;
-    fn try_from(r: EventRow) -> Result<EventView> {
-        let json = |s: Option<String>| -> Result<Option<serde_json::Value>> {
-            s.map(|s| serde_json::from_str(&s).map_err(|e| Error::Corrupt(format!("event: {e}"))))
-                .transpose()
-        };
-        Ok(EventView {
-            seq: r.seq,
-            at: ts(r.at)?,
-            actor: r.actor,
-            kind: r.kind,
-            license: r.license_id,
-            revision: r.revision.map(|v| u64_of(v, "revision")).transpose()?,
-            before: json(r.before)?,
-            after: json(r.after)?,
-        })
-    }
-}
+from_row!(EventRow => EventView, |r| {
+    let json = |s: Option<String>| -> Result<Option<serde_json::Value>> {
+        s.map(|s| serde_json::from_str(&s).map_err(|e| Error::Corrupt(format!("event: {e}"))))
+            .transpose()
+    };
+    Ok(EventView {
+        seq: r.seq,
+        at: ts(r.at)?,
+        actor: r.actor,
+        kind: r.kind,
+        license: r.license_id,
+        revision: r.revision.map(|v| u64_of(v, "revision")).transpose()?,
+        before: json(r.before)?,
+        after: json(r.after)?,
+    })
+});
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct InstanceRow {
@@ -204,23 +208,20 @@ pub(crate) struct InstanceRow {
     stream_connected: Flag,
 }
 
-impl TryFrom<InstanceRow> for Instance {
-    type Error = Error;
-    fn try_from(r: InstanceRow) -> Result<Instance> {
-        Ok(Instance {
-            instance_id: r.instance_id,
-            first_seen: ts(r.first_seen)?,
-            last_seen: ts(r.last_seen)?,
-            app_version: r.app_version,
-            users: u32_opt(r.users, "users")?,
-            held_revision: r
-                .held_revision
-                .map(|v| u64_of(v, "held revision"))
-                .transpose()?,
-            stream_connected: r.stream_connected.0,
-        })
-    }
-}
+from_row!(InstanceRow => Instance, |r| {
+    Ok(Instance {
+        instance_id: r.instance_id,
+        first_seen: ts(r.first_seen)?,
+        last_seen: ts(r.last_seen)?,
+        app_version: r.app_version,
+        users: u32_opt(r.users, "users")?,
+        held_revision: r
+            .held_revision
+            .map(|v| u64_of(v, "held revision"))
+            .transpose()?,
+        stream_connected: r.stream_connected.0,
+    })
+});
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct CustomerRow {
@@ -230,17 +231,14 @@ pub(crate) struct CustomerRow {
     created_at: i64,
 }
 
-impl TryFrom<CustomerRow> for Customer {
-    type Error = Error;
-    fn try_from(r: CustomerRow) -> Result<Customer> {
-        Ok(Customer {
-            id: parsed(&r.id, "customer id")?,
-            name: r.name,
-            email: r.email,
-            created_at: ts(r.created_at)?,
-        })
-    }
-}
+from_row!(CustomerRow => Customer, |r| {
+    Ok(Customer {
+        id: parsed(&r.id, "customer id")?,
+        name: r.name,
+        email: r.email,
+        created_at: ts(r.created_at)?,
+    })
+});
 
 pub(crate) fn collect<R, T>(rows: Vec<R>) -> Result<Vec<T>>
 where
