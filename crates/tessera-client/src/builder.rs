@@ -20,7 +20,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
-use crate::verdict::Verdict;
+use crate::verdict::{Contact, Verdict};
 use crate::{Client, NEXT_CLIENT_ID, StopOnDrop};
 use tessera_protocol::{PublicKey, Timestamp};
 
@@ -389,18 +389,19 @@ impl Builder {
         Held {
             token,
             configured: configured_fp,
-            // The authority vouched for the stored document when it signed it.
-            last_verified_at: document.as_ref().map(|d| d.claims().iat),
+            contact: Contact {
+                // The authority vouched for the stored document when it signed it.
+                last_verified_at: document.as_ref().map(|d| d.claims().iat),
+                last_error,
+                ..Contact::default()
+            },
             document,
             hwm,
             persisted_hwm: hwm,
             instance_id,
-            last_error,
-            offline_since: None,
             poll_at: None,
             failures: 0,
             retry_at: None,
-            stream_connected: false,
             clock_suspect: false,
         }
     }
@@ -454,7 +455,7 @@ impl Builder {
         held.document = Some(doc);
         held.hwm = Some(hwm);
         held.persisted_hwm = Some(hwm);
-        held.last_verified_at = Some(now);
+        held.contact.last_verified_at = Some(now);
         Ok(())
     }
 }

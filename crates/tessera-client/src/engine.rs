@@ -64,9 +64,8 @@ pub(crate) struct Held {
     pub hwm: Option<Timestamp>,
     pub persisted_hwm: Option<Timestamp>,
     pub instance_id: InstanceId,
-    pub last_verified_at: Option<Timestamp>,
-    pub last_error: Option<LastError>,
-    pub offline_since: Option<Timestamp>,
+    /// Offline since, last verified, last error, stream open.
+    pub contact: Contact,
     /// When the loop polls next: `refresh_after` plus jitter for a new
     /// document, one interval later after an unchanged answer.
     pub poll_at: Option<Timestamp>,
@@ -74,8 +73,6 @@ pub(crate) struct Held {
     /// is a span of real time, whatever the wall clock does.
     pub failures: u32,
     pub retry_at: Option<tokio::time::Instant>,
-    /// A change stream is open: pushes replace polling.
-    pub stream_connected: bool,
     /// The last verdict said `clock_tampered`: the next round trip carries
     /// a nonce, whose answer re-bases the mark to the authority's time.
     pub clock_suspect: bool,
@@ -96,7 +93,9 @@ impl Held {
     /// mark ahead of the clock. Only such an answer clears those flags, so
     /// a fake endpoint answering `304` cannot silence them.
     pub(crate) fn needs_proof(&self) -> bool {
-        self.last_error.is_some() || self.offline_since.is_some() || self.clock_suspect
+        self.contact.last_error.is_some()
+            || self.contact.offline_since.is_some()
+            || self.clock_suspect
     }
 
     pub(crate) fn disk_state(&self) -> DiskState {
@@ -185,12 +184,7 @@ impl Inner {
                 high_water_mark: held.hwm,
                 tolerance: self.settings.clock_tolerance,
                 max_clock_drift: self.settings.max_clock_drift,
-                contact: Contact {
-                    offline_since: held.offline_since,
-                    last_verified_at: held.last_verified_at,
-                    last_error: held.last_error.clone(),
-                    connected: held.stream_connected,
-                },
+                contact: held.contact.clone(),
             },
         )
     }
@@ -253,13 +247,13 @@ impl Inner {
         let now = self.now();
         {
             let mut held = self.lock();
-            held.last_error = Some(LastError {
+            held.contact.last_error = Some(LastError {
                 kind: e.kind(),
                 message: e.to_string(),
                 at: now,
             });
-            if e.is_unreachable() && held.offline_since.is_none() {
-                held.offline_since = Some(now);
+            if e.is_unreachable() && held.contact.offline_since.is_none() {
+                held.contact.offline_since = Some(now);
             }
         }
         tracing::warn!(kind = e.kind(), error = %e, "license refresh failed");
@@ -272,11 +266,11 @@ impl Inner {
         let now = self.now();
         {
             let mut held = self.lock();
-            held.last_error = None;
-            held.offline_since = None;
+            held.contact.last_error = None;
+            held.contact.offline_since = None;
             held.failures = 0;
             held.retry_at = None;
-            held.last_verified_at = Some(now);
+            held.contact.last_verified_at = Some(now);
         }
         self.publish();
     }
@@ -550,10 +544,10 @@ impl Inner {
     pub(crate) fn set_stream(&self, connected: bool) {
         {
             let mut held = self.lock();
-            if held.stream_connected == connected {
+            if held.contact.connected == connected {
                 return;
             }
-            held.stream_connected = connected;
+            held.contact.connected = connected;
         }
         self.publish();
         // The refresh loop re-plans: polling stops or resumes.

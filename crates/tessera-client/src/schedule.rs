@@ -21,7 +21,7 @@ impl Inner {
         self.transport.as_ref()?;
         let held = self.lock();
         held.token.as_ref()?;
-        if held.stream_connected && held.document.is_some() {
+        if held.contact.connected && held.document.is_some() {
             // Pushes arrive on the stream: no polling while it is open.
             return None;
         }
