@@ -3,7 +3,7 @@
 use tessera_protocol::{LicenseId, Timestamp};
 
 use super::Store;
-use super::rows::{InstanceRow, collect, i64_of};
+use super::rows::{InstanceRow, i64_of};
 use crate::error::Result;
 use crate::model::{Instance, InstanceSeen};
 
@@ -80,17 +80,17 @@ impl Store {
         limit: u32,
         offset: u64,
     ) -> Result<Vec<Instance>> {
-        let rows: Vec<InstanceRow> = sqlx::query_as(
-            "SELECT instance_id, first_seen, last_seen, app_version, users, held_revision, \
+        self.all(
+            sqlx::query_as::<_, InstanceRow>(
+                "SELECT instance_id, first_seen, last_seen, app_version, users, held_revision, \
              stream_connected FROM instances WHERE license_id = $1 \
              ORDER BY last_seen DESC, instance_id LIMIT $2 OFFSET $3",
+            )
+            .bind(license.as_str())
+            .bind(i64::from(limit))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX)),
         )
-        .bind(license.as_str())
-        .bind(i64::from(limit))
-        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
-        .fetch_all(self.reader())
-        .await?;
-        collect(rows)
+        .await
     }
 
     /// The fleet's counts: all known, holding `revision`, connected, and

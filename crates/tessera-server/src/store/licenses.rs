@@ -4,7 +4,7 @@ use tessera_protocol::wire::LicenseState;
 use tessera_protocol::{LicenseId, Timestamp, TokenHash};
 
 use super::Store;
-use super::rows::{LicenseRow, collect, features_json, i64_of, license_select};
+use super::rows::{LicenseRow, features_json, i64_of, license_select};
 use crate::error::Result;
 use crate::model::{
     License, LicenseChange, LicensePage, LicenseQuery, NewEvent, NewLicense, Overview,
@@ -160,12 +160,11 @@ impl Store {
             LicensePage::After(_) => (LICENSES_AFTER, None),
             LicensePage::Offset(offset) => (LICENSES_AT_OFFSET, Some(i64::from(*offset))),
         };
-        let mut query = w.bind(sqlx::query_as(sql)).bind(limit);
+        let mut query = w.bind(sqlx::query_as::<_, LicenseRow>(sql)).bind(limit);
         if let Some(offset) = offset {
             query = query.bind(offset);
         }
-        let rows: Vec<LicenseRow> = query.fetch_all(self.reader()).await?;
-        collect(rows)
+        self.all(query).await
     }
 
     /// How many licenses match `q` (its page aside).

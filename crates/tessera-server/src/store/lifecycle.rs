@@ -3,7 +3,7 @@
 use tessera_protocol::Timestamp;
 
 use super::Store;
-use super::rows::{LicenseRow, collect, license_select};
+use super::rows::{LicenseRow, license_select};
 use crate::error::Result;
 use crate::model::{License, NewEvent};
 
@@ -16,19 +16,19 @@ impl Store {
         until: Timestamp,
         limit: u32,
     ) -> Result<Vec<License>> {
-        let rows: Vec<LicenseRow> = sqlx::query_as(concat!(
-            license_select!(),
-            "WHERE l.state = 'active' AND l.expires_at IS NOT NULL AND l.expires_at <= $1 \
+        self.all(
+            sqlx::query_as::<_, LicenseRow>(concat!(
+                license_select!(),
+                "WHERE l.state = 'active' AND l.expires_at IS NOT NULL AND l.expires_at <= $1 \
              AND NOT EXISTS (SELECT 1 FROM horizons_fired h WHERE h.license_id = l.id \
                              AND h.horizon = $2 AND h.expires_at = l.expires_at) \
              ORDER BY l.expires_at, l.id LIMIT $3"
-        ))
-        .bind(until.timestamp())
-        .bind(horizon)
-        .bind(i64::from(limit))
-        .fetch_all(self.reader())
-        .await?;
-        collect(rows)
+            ))
+            .bind(until.timestamp())
+            .bind(horizon)
+            .bind(i64::from(limit)),
+        )
+        .await
     }
 
     /// Record that `license` reached `horizon` for its expiry `expires_at`,
@@ -72,17 +72,17 @@ impl Store {
 
     /// Active auto-renewing licenses inside their renew-before window at `now`.
     pub async fn auto_renew_due(&self, now: Timestamp, limit: u32) -> Result<Vec<License>> {
-        let rows: Vec<LicenseRow> = sqlx::query_as(concat!(
-            license_select!(),
-            "WHERE l.state = 'active' AND l.expires_at IS NOT NULL \
+        self.all(
+            sqlx::query_as::<_, LicenseRow>(concat!(
+                license_select!(),
+                "WHERE l.state = 'active' AND l.expires_at IS NOT NULL \
              AND COALESCE(l.auto_renew, p.auto_renew) \
              AND l.expires_at - p.renew_before_secs <= $1 \
              ORDER BY l.expires_at, l.id LIMIT $2"
-        ))
-        .bind(now.timestamp())
-        .bind(i64::from(limit))
-        .fetch_all(self.reader())
-        .await?;
-        collect(rows)
+            ))
+            .bind(now.timestamp())
+            .bind(i64::from(limit)),
+        )
+        .await
     }
 }

@@ -164,6 +164,18 @@ impl Store {
         &self.reader
     }
 
+    /// Every row `query` finds on the reader, as domain values.
+    async fn all<'q, R, T>(
+        &self,
+        query: sqlx::query::QueryAs<'q, sqlx::Any, R, sqlx::any::AnyArguments>,
+    ) -> Result<Vec<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+        T: TryFrom<R, Error = crate::Error>,
+    {
+        rows::collect(query.fetch_all(self.reader()).await?)
+    }
+
     fn replica(&self) -> &str {
         &self.replica
     }

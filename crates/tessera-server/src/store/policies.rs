@@ -1,7 +1,7 @@
 //! Policies and customers.
 
 use super::Store;
-use super::rows::{CustomerRow, PolicyRow, collect, features_json, policy_columns};
+use super::rows::{CustomerRow, PolicyRow, features_json, policy_columns};
 use crate::error::{Error, Result};
 use crate::model::{Customer, NewEvent, Policy};
 
@@ -44,14 +44,12 @@ impl Store {
 
     /// All policies by name.
     pub async fn policies(&self) -> Result<Vec<Policy>> {
-        let rows: Vec<PolicyRow> = sqlx::query_as(concat!(
+        self.all(sqlx::query_as::<_, PolicyRow>(concat!(
             "SELECT ",
             policy_columns!(),
             " FROM policies ORDER BY name"
-        ))
-        .fetch_all(self.reader())
-        .await?;
-        collect(rows)
+        )))
+        .await
     }
 
     /// One policy by name.
@@ -69,10 +67,9 @@ impl Store {
 
     /// All customers by name.
     pub async fn customers(&self) -> Result<Vec<Customer>> {
-        let rows: Vec<CustomerRow> =
-            sqlx::query_as("SELECT id, name, email, created_at FROM customers ORDER BY name")
-                .fetch_all(self.reader())
-                .await?;
-        collect(rows)
+        self.all(sqlx::query_as::<_, CustomerRow>(
+            "SELECT id, name, email, created_at FROM customers ORDER BY name",
+        ))
+        .await
     }
 }
