@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Metric, Registry};
+use tessera_protocol::wire::LicenseState;
 
 /// Label: the status a validation answered.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -78,24 +79,42 @@ pub struct Metrics {
     pub http_latency: HistogramFamily<RouteLabel>,
 }
 
-/// Register `metric` and keep a handle to it (the registry holds a clone).
-fn register<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
-    registry.register(name, help, metric.clone());
-    metric
+/// The registry being filled: each metric is registered and a handle kept
+/// (the registry holds a clone).
+struct Registrar(Registry);
+
+impl Registrar {
+    /// A new metric of type `M`, starting at zero.
+    fn add<M: Metric + Clone + Default>(&mut self, name: &str, help: &str) -> M {
+        self.add_with(name, help, M::default())
+    }
+
+    /// `metric` as built.
+    fn add_with<M: Metric + Clone>(&mut self, name: &str, help: &str, metric: M) -> M {
+        self.0.register(name, help, metric.clone());
+        metric
+    }
+
+    /// A family whose `series` exist from the start, at zero: rate() and
+    /// alerts need no special case for "never happened yet".
+    fn family<L, M>(&mut self, name: &str, help: &str, series: &[L]) -> Family<L, M>
+    where
+        L: Clone + std::hash::Hash + Eq,
+        M: Default,
+        Family<L, M>: Metric,
+    {
+        let family: Family<L, M> = self.add(name, help);
+        for labels in series {
+            let _ = family.get_or_create(labels);
+        }
+        family
+    }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::default();
-        let validations = register(
-            &mut registry,
-            "tessera_validations",
-            "Validations answered, by status",
-            Family::<StatusLabel, Counter>::default(),
-        );
-        // Every series exists from the start, at zero: rate() and alerts
-        // need no special case for "never happened yet".
-        for status in [
+        let mut r = Registrar(Registry::default());
+        let statuses = [
             "active",
             "trial",
             "expired",
@@ -103,69 +122,45 @@ impl Default for Metrics {
             "revoked",
             "not_found",
             "not_modified",
-        ] {
-            let _ = validations.get_or_create(&StatusLabel { status });
-        }
-        let propagation = register(
-            &mut registry,
+        ];
+        let validations = r.family(
+            "tessera_validations",
+            "Validations answered, by status",
+            &statuses.map(|status| StatusLabel { status }),
+        );
+        let propagation = r.add_with(
             "tessera_propagation_seconds",
             "Time from a license change's commit to its document being handed to a watch stream",
             Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
             ]),
         );
-        let watchers = register(
-            &mut registry,
-            "tessera_watchers",
-            "Change streams open on this replica",
-            Gauge::default(),
-        );
-        let licenses = register(
-            &mut registry,
-            "tessera_licenses",
-            "Licenses by stored state",
-            Family::<StateLabel, Gauge>::default(),
-        );
-        for state in ["active", "suspended", "revoked"] {
-            let _ = licenses.get_or_create(&StateLabel {
-                state: state.into(),
-            });
-        }
-        let expiring = register(
-            &mut registry,
+        let watchers = r.add("tessera_watchers", "Change streams open on this replica");
+        let states = LicenseState::ALL.map(|state| StateLabel {
+            state: state.to_string(),
+        });
+        let licenses = r.family("tessera_licenses", "Licenses by stored state", &states);
+        let expiring = r.add(
             "tessera_licenses_expiring",
             "Active licenses whose expiry falls within the horizon (within=\"expired\": already past it)",
-            Family::<HorizonLabel, Gauge>::default(),
         );
-        let horizon_events = register(
-            &mut registry,
+        let horizon_events = r.add(
             "tessera_horizon_events",
             "Expiry horizon events raised by the scheduler",
-            Family::<HorizonLabel, Counter>::default(),
         );
-        let auto_renewals = register(
-            &mut registry,
-            "tessera_auto_renewals",
-            "Licenses renewed automatically",
-            Counter::default(),
-        );
-        let webhook_deliveries = register(
-            &mut registry,
+        let auto_renewals = r.add("tessera_auto_renewals", "Licenses renewed automatically");
+        let webhook_deliveries = r.family(
             "tessera_webhook_deliveries",
             "Webhook delivery attempts by result (delivered, retry, failed)",
-            Family::<ResultLabel, Counter>::default(),
+            &["delivered", "retry", "failed"].map(|result| ResultLabel { result }),
         );
-        for result in ["delivered", "retry", "failed"] {
-            let _ = webhook_deliveries.get_or_create(&ResultLabel { result });
-        }
-        let http_latency: HistogramFamily<RouteLabel> = register(
-            &mut registry,
+        let http_latency = r.add_with(
             "tessera_http_request_duration_seconds",
             "HTTP request latency by route pattern and method",
-            Family::new_with_constructor(latency_histogram),
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram),
         );
         Self {
-            registry,
+            registry: r.0,
             validations,
             propagation,
             watchers,
