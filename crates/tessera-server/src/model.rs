@@ -395,6 +395,18 @@ pub struct ExpiryWindow {
     pub until: Timestamp,
 }
 
+impl ExpiryWindow {
+    /// Expiries from `now` to `span` later.
+    #[must_use]
+    pub fn within(now: Timestamp, span: Duration) -> Self {
+        let until = now + span;
+        Self {
+            from: Some(now),
+            until,
+        }
+    }
+}
+
 /// Which licenses to list (every filter optional), and which page: the
 /// admin API pages by id cursor, oldest first; the console by offset,
 /// newest first.

@@ -262,10 +262,7 @@ async fn list_licenses(
         .as_deref()
         .map(|d| {
             parse_duration(d)
-                .map(|d| model::ExpiryWindow {
-                    from: Some(now),
-                    until: now + d,
-                })
+                .map(|d| model::ExpiryWindow::within(now, d))
                 .map_err(|e| ApiError(Error::bad_request("invalid_duration", e.to_string())))
         })
         .transpose()?;

@@ -41,10 +41,7 @@ pub async fn licenses(State(svc): Svc, console: Console, Query(q): Query<ListQue
         }),
         d => {
             let d = parse_duration(d).map_err(|e| bad_filter(sentence(&e.to_string())))?;
-            Some(ExpiryWindow {
-                from: Some(now),
-                until: now + d,
-            })
+            Some(ExpiryWindow::within(now, d))
         }
     };
     let page = q.page.unwrap_or(1).max(1);
