@@ -13,7 +13,7 @@ use tessera_protocol::wire::{
 };
 
 use crate::Connection;
-use crate::args::{parse_license_id, split_list};
+use crate::args::{MachineArgs, parse_license_id, split_list};
 use crate::client::{AdminClient, LicenseList};
 use crate::output;
 
@@ -83,6 +83,8 @@ pub struct IssueArgs {
     /// Renew automatically by the policy's period before it lapses (default: the policy's setting).
     #[arg(long)]
     auto_renew: bool,
+    #[command(flatten)]
+    machines: MachineArgs,
     /// Policy name (default: the built-in "default").
     #[arg(long, env = "TESSERA_POLICY")]
     policy: Option<String>,
@@ -319,6 +321,7 @@ async fn issue(a: IssueArgs) -> anyhow::Result<()> {
         duration: a.duration,
         perpetual: a.perpetual,
         auto_renew: a.auto_renew.then_some(true),
+        machines: a.machines.input(),
     };
     let issued = client.issue(&req).await?;
     if a.conn.json {

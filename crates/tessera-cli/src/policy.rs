@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use tessera_protocol::wire::{PolicyInput, RenewalBasis};
 
 use crate::Connection;
-use crate::args::split_list;
+use crate::args::{MachineArgs, split_list};
 use crate::client::AdminClient;
 use crate::output;
 
@@ -47,6 +47,8 @@ pub struct PolicyCreateArgs {
     /// Renew licenses automatically.
     #[arg(long)]
     auto_renew: bool,
+    #[command(flatten)]
+    machines: MachineArgs,
     /// Period of each automatic renewal (default: the duration).
     #[arg(long)]
     auto_renew_period: Option<String>,
@@ -73,6 +75,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 auto_renew: a.auto_renew,
                 auto_renew_period: a.auto_renew_period,
                 renew_before: a.renew_before,
+                machines: a.machines.input(),
             };
             let p = client.create_policy(&input).await?;
             if a.conn.json {

@@ -21,6 +21,8 @@ fn offline_client(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> C
         tfp: token.fingerprint(),
         iid: None,
         nonce: None,
+        mfp: None,
+        machine: None,
         status: Status::Active,
         valid: true,
         plan: Some("enterprise".into()),

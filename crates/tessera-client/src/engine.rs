@@ -454,6 +454,7 @@ impl Inner {
             nonce: nonce.clone(),
             app_version: self.settings.app_version.clone(),
             usage: None,
+            fingerprint: None,
         };
         let answer = match transport.validate(&request, tag.as_deref()).await {
             Ok(a) => a,

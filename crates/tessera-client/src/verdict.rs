@@ -22,6 +22,14 @@ pub enum VerdictState {
     /// The license's instance limit is reached and this installation was
     /// not admitted (see the authority's `--max-instances-per-license`).
     InstanceLimit,
+    /// Every machine place of the license is taken: this machine was not
+    /// activated (it tries again when a place is freed).
+    TooManyMachines,
+    /// The license admits only activated machines and this one is not
+    /// (deactivated, or released by the vendor).
+    NotActivated,
+    /// This machine's floating lease ran out.
+    LeaseExpired,
     /// No trustworthy answer: see [`UnverifiedReason`].
     Unverified,
 }
@@ -37,6 +45,9 @@ impl VerdictState {
             VerdictState::Revoked => "revoked",
             VerdictState::NotFound => "not_found",
             VerdictState::InstanceLimit => "instance_limit",
+            VerdictState::TooManyMachines => "too_many_machines",
+            VerdictState::NotActivated => "not_activated",
+            VerdictState::LeaseExpired => "lease_expired",
             VerdictState::Unverified => "unverified",
         }
     }
@@ -249,6 +260,9 @@ pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) ->
             Status::Suspended => (VerdictState::Suspended, None),
             Status::NotFound => (VerdictState::NotFound, None),
             Status::InstanceLimit => (VerdictState::InstanceLimit, None),
+            Status::TooManyMachines => (VerdictState::TooManyMachines, None),
+            Status::NotActivated => (VerdictState::NotActivated, None),
+            Status::LeaseExpired => (VerdictState::LeaseExpired, None),
             Status::Expired => (VerdictState::Expired, None),
             Status::Active | Status::Trial => match c.expires_at {
                 Some(exp) if exp <= now => (VerdictState::Expired, None),
@@ -325,6 +339,8 @@ mod tests {
             tfp: token.fingerprint(),
             iid: None,
             nonce: None,
+            mfp: None,
+            machine: None,
             status,
             valid: status.is_valid(),
             plan: Some("p".into()),

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::keys::{KeyId, SigningKey, TrustedKeys};
 use crate::token::TokenFingerprint;
+use crate::wire::MachineMode;
 use crate::{Error, Timestamp};
 
 /// What the authority says of a license token.
@@ -35,6 +36,14 @@ pub enum Status {
     /// The license's instance limit is reached: this installation (the
     /// document's `iid`) was not admitted. Others keep their status.
     InstanceLimit,
+    /// Every machine place of the license is taken: this machine (the
+    /// document's `mfp`) was not activated.
+    TooManyMachines,
+    /// The license admits only activated machines, and this one (`mfp`) is
+    /// not (never activated, deactivated, or released by the vendor).
+    NotActivated,
+    /// This machine's floating lease ran out (no heartbeat in time).
+    LeaseExpired,
 }
 
 impl Status {
@@ -55,6 +64,9 @@ impl Status {
             Status::Revoked => "revoked",
             Status::NotFound => "not_found",
             Status::InstanceLimit => "instance_limit",
+            Status::TooManyMachines => "too_many_machines",
+            Status::NotActivated => "not_activated",
+            Status::LeaseExpired => "lease_expired",
         }
     }
 }
@@ -63,6 +75,30 @@ impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Where a machine stands (docs/PROTOCOL.md, "19. Machines").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MachineClaim {
+    /// `node_locked` or `floating`.
+    pub mode: MachineMode,
+    /// Machines active on the license when this was signed.
+    pub used: u32,
+    /// The license's machine limit; `None` = unlimited.
+    #[serde(default)]
+    pub max: Option<u32>,
+    /// Floating: the lease's length in seconds (heartbeat at a third of it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ttl: Option<u64>,
+    /// Floating: the lease ends then unless renewed (or borrowed longer).
+    #[serde(
+        default,
+        with = "crate::time::rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub lease_expires_at: Option<Timestamp>,
 }
 
 /// The claims of a status document (docs/PROTOCOL.md, "2. Status documents"). Plain data: trusted only when
@@ -82,6 +118,13 @@ pub struct StatusClaims {
     /// Echo of the request's nonce.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// The machine this answers for (its fingerprint hash), for a license
+    /// that counts machines: another machine refuses the document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mfp: Option<String>,
+    /// Where this machine stands, for a license that counts machines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<MachineClaim>,
     /// The license's status as of `iat`.
     pub status: Status,
     /// Whether the status grants the entitlements as of `iat`.
@@ -141,6 +184,8 @@ impl StatusClaims {
             tfp,
             iid: None,
             nonce: None,
+            mfp: None,
+            machine: None,
             status: Status::Active,
             valid: true,
             plan: Some("enterprise".into()),
@@ -227,6 +272,7 @@ pub enum Freshness {
 pub struct Expectations {
     token: TokenFingerprint,
     nonce: Option<String>,
+    machine: Option<String>,
     max_clock_drift: Duration,
     freshness: Freshness,
     limits: Limits,
@@ -242,6 +288,7 @@ impl Expectations {
         Self {
             token,
             nonce: None,
+            machine: None,
             max_clock_drift: Self::DEFAULT_MAX_CLOCK_DRIFT,
             freshness: Freshness::Enforce,
             limits: Limits::default(),
@@ -252,6 +299,15 @@ impl Expectations {
     #[must_use]
     pub fn with_nonce(mut self, nonce: impl Into<String>) -> Self {
         self.nonce = Some(nonce.into());
+        self
+    }
+
+    /// Refuse a document bound to another machine: one whose `mfp` is set
+    /// and is not this machine's fingerprint hash (a document without
+    /// `mfp`, for a license that does not count machines, is accepted).
+    #[must_use]
+    pub fn with_machine(mut self, mfp: impl Into<String>) -> Self {
+        self.machine = Some(mfp.into());
         self
     }
 
@@ -393,6 +449,11 @@ pub fn verify(
         && claims.nonce.as_deref() != Some(nonce.as_str())
     {
         return Err(Error::NonceMismatch);
+    }
+    if let (Some(own), Some(mfp)) = (&expect.machine, &claims.mfp)
+        && own != mfp
+    {
+        return Err(Error::FingerprintMismatch);
     }
     if expect.freshness == Freshness::Enforce {
         if now > claims.exp {

@@ -62,6 +62,9 @@ pub enum Error {
     /// The document does not echo the nonce that was sent.
     #[error("status document does not echo the request's nonce")]
     NonceMismatch,
+    /// The document is bound to another machine (`mfp`).
+    #[error("status document is bound to another machine")]
+    FingerprintMismatch,
     /// The document's hard freshness bound has passed.
     #[error("status document expired at {exp} (now {now})")]
     DocumentExpired {
@@ -130,6 +133,7 @@ impl Error {
             Error::BadSignature => "bad_signature",
             Error::TokenMismatch => "token_mismatch",
             Error::NonceMismatch => "nonce_mismatch",
+            Error::FingerprintMismatch => "fingerprint_mismatch",
             Error::DocumentExpired { .. } => "document_expired",
             Error::IssuedInFuture { .. } => "issued_in_future",
             Error::Signing { .. } => "signing_failed",

@@ -74,8 +74,8 @@ pub mod webhook;
 pub mod wire;
 
 pub use document::{
-    Expectations, Freshness, Limits, MAX_DOCUMENT_LIFETIME, MAX_REVISION, Status, StatusClaims,
-    VerifiedDocument, sign, verify,
+    Expectations, Freshness, Limits, MAX_DOCUMENT_LIFETIME, MAX_REVISION, MachineClaim, Status,
+    StatusClaims, VerifiedDocument, sign, verify,
 };
 pub use error::Error;
 pub use ids::{CustomerId, InstanceId, LicenseId, PolicyId, WebhookId};

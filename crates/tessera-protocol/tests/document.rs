@@ -19,6 +19,8 @@ fn claims(token: &LicenseToken, nonce: Option<&str>) -> StatusClaims {
     StatusClaims {
         iid: Some("inst-1".into()),
         nonce: nonce.map(str::to_owned),
+        mfp: None,
+        machine: None,
         max_users: Some(50),
         valid_from: Some(t0() - Duration::days(10)),
         expires_at: Some(t0() + Duration::days(20)),

@@ -36,11 +36,15 @@ pub struct Pushed {
 }
 
 impl Pushed {
-    /// The `status` event for a document: `event`, `id` (the revision), `data`.
+    /// The event for a document: `event`, `id` (the revision), `data`.
+    /// `status` carries a document to hold; `machines` (for a license that
+    /// counts machines) announces a change a machine must ask about with
+    /// its own fingerprint: its document is not bound to any machine, so
+    /// no machine may hold it (docs/PROTOCOL.md §19).
     #[must_use]
-    pub fn encode_frame(revision: u64, document: &str) -> bytes::Bytes {
+    pub fn encode_frame(event: &str, revision: u64, document: &str) -> bytes::Bytes {
         bytes::Bytes::from(format!(
-            "event: status\nid: {revision}\ndata: {document}\n\n"
+            "event: {event}\nid: {revision}\ndata: {document}\n\n"
         ))
     }
 

@@ -306,6 +306,7 @@ impl Server {
             validator: self.licenses.validator.clone(),
             push: self.licenses.push.clone(),
             metering: self.licenses.metering.clone(),
+            machines: self.licenses.machines.clone(),
             metrics: self.licenses.shared.metrics.clone(),
             webhooks: self.webhooks.clone(),
             signer: self.signer.clone(),
@@ -357,6 +358,7 @@ impl Server {
         };
         let lifecycle = tokio::spawn(lifecycle_tasks(
             scheduler,
+            self.licenses.machines.clone(),
             self.webhooks.clone(),
             self.config.lifecycle.clone(),
             cancel.clone(),
@@ -468,11 +470,12 @@ async fn replica_tasks(
     }
 }
 
-/// The scheduler (expiry horizons, auto-renewal) and the webhook
-/// dispatcher, each under its job lock so one replica runs it at a time.
+/// The scheduler (expiry horizons, auto-renewal), the lease reaper and the
+/// webhook dispatcher, each under its job lock so one replica runs it at a time.
 /// A tick that finds the lock taken just waits for the next.
 async fn lifecycle_tasks(
     scheduler: scheduler::Scheduler,
+    machines: Arc<licenses::Machines>,
     webhooks: Arc<webhooks::Webhooks>,
     settings: Lifecycle,
     cancel: CancellationToken,
@@ -492,6 +495,8 @@ async fn lifecycle_tasks(
         settings.scheduler_interval,
     );
     let mut deliver = tokio::time::interval(settings.webhook_poll);
+    let mut reap = tokio::time::interval(settings.lease_reap_interval);
+    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     schedule.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     deliver.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -500,6 +505,11 @@ async fn lifecycle_tasks(
             _ = schedule.tick() => {
                 if let Some(Err(e)) = locked(store.as_ref(), "scheduler", &cancel, scheduler::tick(&scheduler, &settings.horizons)).await {
                     tracing::warn!(error = %e, "scheduler tick failed");
+                }
+            }
+            _ = reap.tick() => {
+                if let Some(Err(e)) = locked(store.as_ref(), "leases", &cancel, machines.reap(500)).await {
+                    tracing::warn!(error = %e, "lease reaper failed");
                 }
             }
             _ = deliver.tick(), if dispatcher.is_some() => {

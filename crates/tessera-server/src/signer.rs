@@ -27,6 +27,19 @@ enum CacheKey {
     Unknown(TokenFingerprint, Option<String>),
 }
 
+/// What the document for one machine answers.
+#[derive(Debug, Clone)]
+pub struct MachineAnswer {
+    /// The machine's fingerprint hash.
+    pub mfp: String,
+    /// Where it stands.
+    pub claim: tessera_protocol::MachineClaim,
+    /// `None`: it holds a place; else the refusal status.
+    pub refused: Option<Status>,
+    /// Metering's word on seats.
+    pub seats_exceeded: bool,
+}
+
 /// What the document for a known license answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Answer {
@@ -187,6 +200,46 @@ impl DocumentSigner {
             }
             claims
         })
+    }
+
+    /// The document for one machine of a license that counts machines
+    /// (docs/PROTOCOL.md §19): bound to it (`mfp`), saying where it stands
+    /// (`machine`), never reused. A refusal (`too_many_machines`,
+    /// `not_activated`, `lease_expired`) grants nothing and asks again
+    /// soon; a floating lease bounds the document's `exp`, so a machine
+    /// that stops heartbeating loses the license offline too.
+    ///
+    /// # Errors
+    /// As [`DocumentSigner::sign`].
+    pub fn for_machine(
+        &self,
+        license: &License,
+        tfp: TokenFingerprint,
+        echo: Echo,
+        now: Timestamp,
+        machine: MachineAnswer,
+    ) -> Result<Arc<SignedDocument>> {
+        let mut claims = status::license_claims(license, tfp, echo, now, None);
+        claims.seats_exceeded = machine.seats_exceeded;
+        claims.mfp = Some(machine.mfp);
+        if let Some(refusal) = machine.refused {
+            claims.status = refusal;
+            claims.valid = false;
+            claims.features = Vec::new();
+            // Places free up as machines leave: ask again within minutes.
+            claims.refresh_after = claims.refresh_after.min(now + Duration::minutes(5));
+        }
+        if let Some(end) = machine.claim.lease_expires_at {
+            claims.exp = claims.exp.min(end).max(now);
+            if let Some(ttl) = machine.claim.lease_ttl {
+                // Renew at a third of the lease: two heartbeats may be lost.
+                let third = Duration::seconds(i64::try_from(ttl / 3).unwrap_or(i64::MAX).max(1));
+                claims.refresh_after = claims.refresh_after.min(now + third);
+            }
+        }
+        claims.refresh_after = claims.refresh_after.min(claims.exp);
+        claims.machine = Some(machine.claim);
+        self.signed(claims)
     }
 
     /// The `not_found` document for a well-formed token nobody issued.

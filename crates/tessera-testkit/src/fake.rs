@@ -51,6 +51,8 @@ impl Fake {
         StatusClaims {
             iid: req.instance_id.clone(),
             nonce: req.nonce.clone(),
+            mfp: None,
+            machine: None,
             rev: self.revision.load(Ordering::SeqCst) as u64,
             ..StatusClaims::sample(tfp, now)
         }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{LicenseState, RenewalBasis};
+use super::{LicenseState, MachineInput, MachineSettingsView, RenewalBasis};
 use crate::Timestamp;
 use crate::document::Status;
 use crate::ids::{CustomerId, PolicyId};
@@ -43,6 +43,10 @@ pub struct PolicyInput {
     /// How long before expiry an automatic renewal happens (default 7d).
     #[serde(default)]
     pub renew_before: Option<String>,
+    /// Machine limit and mode of its licenses (default: unlimited,
+    /// node-locked).
+    #[serde(flatten)]
+    pub machines: MachineInput,
 }
 
 /// A policy as the admin API shows it.
@@ -74,6 +78,9 @@ pub struct PolicyView {
     pub auto_renew_period: Option<String>,
     /// How long before expiry an automatic renewal happens.
     pub renew_before: String,
+    /// Machine settings its licenses get.
+    #[serde(flatten)]
+    pub machines: MachineSettingsView,
     /// Created.
     #[serde(with = "crate::time::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
@@ -116,6 +123,9 @@ pub struct IssueLicenseRequest {
     /// Renew automatically (default: the policy's setting).
     #[serde(default)]
     pub auto_renew: Option<bool>,
+    /// Machine limit and mode (default: the policy's).
+    #[serde(flatten)]
+    pub machines: MachineInput,
 }
 
 /// A license as the admin API shows it. The token is never part of it.
@@ -163,6 +173,9 @@ pub struct LicenseView {
     #[serde(with = "crate::time::rfc3339")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub updated_at: Timestamp,
+    /// Machine limit and mode.
+    #[serde(flatten)]
+    pub machines: MachineSettingsView,
 }
 
 /// Answer to issuing: the token, shown this once and never again.

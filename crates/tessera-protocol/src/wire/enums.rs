@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::machines::{MachineMode, MachineState};
+
 /// `Display` and `FromStr` from the serde names of a unit-variant enum.
 macro_rules! serde_text {
     ($($enum:ty),+ $(,)?) => {$(
@@ -28,7 +30,9 @@ serde_text!(
     LicenseState,
     DeliveryState,
     EventKind,
-    StateAction
+    StateAction,
+    MachineMode,
+    MachineState
 );
 
 /// How an extension by a duration is counted.
@@ -129,6 +133,18 @@ pub enum EventKind {
     /// An installation was refused past the instance limit.
     #[serde(rename = "license.instance_refused")]
     LicenseInstanceRefused,
+    /// A machine was activated (it took a place).
+    #[serde(rename = "machine.activated")]
+    MachineActivated,
+    /// A machine gave its place back, or the vendor released it.
+    #[serde(rename = "machine.released")]
+    MachineReleased,
+    /// A floating machine's lease ran out.
+    #[serde(rename = "lease.expired")]
+    LeaseExpired,
+    /// A machine was refused: every place is taken.
+    #[serde(rename = "machine.refused")]
+    MachineRefused,
     /// A policy was created.
     #[serde(rename = "policy.created")]
     PolicyCreated,
@@ -142,7 +158,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 17] = [
         Self::LicenseIssued,
         Self::LicenseExtended,
         Self::LicenseAutoRenewed,
@@ -153,6 +169,10 @@ impl EventKind {
         Self::LicenseExpiring,
         Self::LicenseExpired,
         Self::LicenseInstanceRefused,
+        Self::MachineActivated,
+        Self::MachineReleased,
+        Self::LeaseExpired,
+        Self::MachineRefused,
         Self::PolicyCreated,
         Self::WebhookCreated,
         Self::WebhookRemoved,
@@ -213,6 +233,8 @@ mod tests {
         round_trips(&DeliveryState::ALL);
         round_trips(&EventKind::ALL);
         round_trips(&StateAction::ALL);
+        round_trips(&MachineMode::ALL);
+        round_trips(&MachineState::ALL);
         for s in LicenseState::ALL {
             assert_eq!(s.as_str(), s.to_string());
         }

@@ -7,17 +7,20 @@
 //! - [`admin`]: the admin API's bodies;
 //! - [`fleet`]: the fleet view;
 //! - [`webhooks`]: webhook endpoints, deliveries and payloads;
+//! - [`machines`]: machine settings, activation and the admin view;
 //! - [`enums`]: the wire's enums, each with one spelling.
 
 pub mod admin;
 pub mod enums;
 pub mod fleet;
+pub mod machines;
 pub mod public;
 pub mod webhooks;
 
 pub use admin::*;
 pub use enums::*;
 pub use fleet::*;
+pub use machines::*;
 pub use public::*;
 pub use webhooks::*;
 

@@ -23,6 +23,10 @@ pub struct ValidateRequest {
     /// Reported usage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    /// The machine's fingerprint: required by a license that counts
+    /// machines (the answer is then bound to it, `mfp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// Usage a product reports.

@@ -53,14 +53,14 @@ type Hooks = State<Arc<Webhooks>>;
 /// The error answers every admin route shares (documented once).
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
-enum AdminErrors {
+pub(super) enum AdminErrors {
     /// `{"error": {code, message}}`.
     #[response(status = "4XX")]
     Error(ErrorBody),
 }
 
 /// Every admin route takes the admin key: set on each operation here, once.
-struct AdminSecurity;
+pub(super) struct AdminSecurity;
 
 impl utoipa::Modify for AdminSecurity {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -84,7 +84,7 @@ impl utoipa::Modify for AdminSecurity {
 }
 
 /// A license id in the path; 400 `invalid_license_id` when malformed.
-struct LicensePath(LicenseId);
+pub(super) struct LicensePath(pub(super) LicenseId);
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LicensePath {
     type Rejection = ApiError;
@@ -103,7 +103,7 @@ fn license_id(text: &str) -> Result<LicenseId, ApiError> {
         .map_err(|e| ApiError(Error::bad_request("invalid_license_id", e.to_string())))
 }
 
-fn page_size(limit: Option<u32>, limits: &Limits) -> u32 {
+pub(super) fn page_size(limit: Option<u32>, limits: &Limits) -> u32 {
     limit.unwrap_or(100).clamp(1, limits.max_page_size)
 }
 

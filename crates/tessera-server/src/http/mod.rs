@@ -16,6 +16,7 @@ pub mod client;
 pub mod console;
 mod error;
 mod extract;
+pub mod machines;
 pub mod openapi;
 pub mod public;
 pub mod ratelimit;
@@ -38,7 +39,7 @@ pub use watch::WatchSlots;
 
 use crate::Limits;
 use crate::auth::AdminAuth;
-use crate::licenses::{Changes, Metering, Push, Validator};
+use crate::licenses::{Changes, Machines, Metering, Push, Validator};
 use ratelimit::IpRateLimiter;
 
 /// Declares [`Parts`] and a `FromRef` for each of its fields, from one list:
@@ -67,6 +68,8 @@ parts! {
     push: Arc<Push>,
     /// Metering and the fleet.
     metering: Arc<Metering>,
+    /// Machines: activations and leases.
+    machines: Arc<Machines>,
     /// Metrics.
     metrics: Arc<crate::metrics::Metrics>,
     /// Webhook endpoints.
@@ -119,9 +122,12 @@ impl std::ops::Deref for AppState {
 
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let public =
-        public::router(state.clone()).layer(DefaultBodyLimit::max(state.limits.public_body_bytes));
-    let admin = admin::router().layer(DefaultBodyLimit::max(state.limits.admin_body_bytes));
+    let public = public::router(state.clone())
+        .merge(machines::public_router(&state))
+        .layer(DefaultBodyLimit::max(state.limits.public_body_bytes));
+    let admin = admin::router()
+        .merge(machines::admin_router())
+        .layer(DefaultBodyLimit::max(state.limits.admin_body_bytes));
     let streams = public::streams(state.clone());
     Router::new()
         .merge(public)

@@ -12,6 +12,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = Root::openapi();
     doc.merge(super::public::PublicApi::openapi());
     doc.merge(super::admin::AdminApi::openapi());
+    doc.merge(super::machines::MachinesApi::openapi());
+    doc.merge(super::machines::MachinesAdminApi::openapi());
     doc.merge(super::backstage::BackstageApi::openapi());
     doc
 }

@@ -146,6 +146,7 @@ impl Changes {
         let now = self.now();
         let expires_at = rules::issue_expiry(&req, &policy, now)?;
         let features = check_features(req.features.as_deref().unwrap_or(&policy.features))?;
+        let machines = super::machine_rules::machine_settings(&req.machines, policy.machines)?;
         let token = LicenseToken::generate(&mut rand::rng());
         let id = LicenseId::from_uuid_text(&uuid::Uuid::now_v7().to_string())?;
         let new = NewLicense {
@@ -163,6 +164,7 @@ impl Changes {
             valid_from: now,
             expires_at,
             auto_renew: req.auto_renew,
+            machines,
         };
         let event = NewEvent {
             at: now,

@@ -10,6 +10,7 @@
 //! - [`push`]: the documents pushed to watchers and the `/v1/watch` streams;
 //! - [`metering`]: seats, usage reports, acks and the fleet view;
 //! - [`installations`]: the instance limit and sightings;
+//! - [`machines`], [`machine_rules`]: activations, leases and their rules;
 //! - [`cache`]: licenses by token hash, shared by the above.
 //!
 //! [`Components::new`] wires them; each handler takes only the one it
@@ -19,6 +20,8 @@ pub mod cache;
 pub mod changes;
 pub mod fields;
 pub mod installations;
+pub mod machine_rules;
+pub mod machines;
 pub mod metering;
 pub mod push;
 pub mod rules;
@@ -28,6 +31,7 @@ use std::sync::Arc;
 
 pub use changes::Changes;
 pub use installations::Installations;
+pub use machines::Machines;
 pub use metering::{Metering, Seats};
 pub use push::{Push, Watch};
 pub use rules::StateAction;
@@ -89,6 +93,8 @@ pub struct Components {
     pub push: Arc<Push>,
     /// Metering and the fleet.
     pub metering: Arc<Metering>,
+    /// Machines: activations and leases.
+    pub machines: Arc<Machines>,
     /// What they share.
     pub shared: Shared,
 }
@@ -136,9 +142,11 @@ impl Components {
             total: limits.max_watchers,
         }));
         let push = Arc::new(Push::new(&shared, feed));
+        let machines = Arc::new(Machines::new(&shared, push.clone()));
         Self {
             changes: Arc::new(Changes::new(&shared, push.clone())),
-            validator: Arc::new(Validator::new(&shared)),
+            validator: Arc::new(Validator::new(&shared, machines.clone())),
+            machines,
             metering: Arc::new(Metering::new(
                 &shared,
                 push.clone(),

@@ -103,7 +103,15 @@ impl Push {
             issued_at: signed.claims.iat,
             refresh_after: signed.claims.refresh_after,
             document: Arc::from(signed.document.as_str()),
-            frame: Pushed::encode_frame(signed.claims.rev, &signed.document),
+            frame: Pushed::encode_frame(
+                if license.machines.counts_machines() {
+                    "machines"
+                } else {
+                    "status"
+                },
+                signed.claims.rev,
+                &signed.document,
+            ),
             committed_at,
         }))
     }

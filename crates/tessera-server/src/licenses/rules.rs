@@ -83,6 +83,10 @@ pub fn new_policy(input: PolicyInput, id: PolicyId, now: Timestamp) -> Result<Po
         auto_renew: input.auto_renew,
         auto_renew_period,
         renew_before,
+        machines: super::machine_rules::machine_settings(
+            &input.machines,
+            crate::model::MachineSettings::default(),
+        )?,
         created_at: now,
     })
 }

@@ -18,6 +18,7 @@ use crate::status::Echo;
 #[derive(Debug)]
 pub struct Validator {
     shared: Shared,
+    machines: Arc<super::Machines>,
 }
 
 /// The document a client holds, as it names it in `If-None-Match`:
@@ -70,9 +71,10 @@ pub enum Validation {
 impl Validator {
     /// A validator over the shared parts.
     #[must_use]
-    pub fn new(shared: &Shared) -> Self {
+    pub fn new(shared: &Shared, machines: Arc<super::Machines>) -> Self {
         Self {
             shared: shared.clone(),
+            machines,
         }
     }
 
@@ -135,6 +137,15 @@ impl Validator {
                     ..InstanceSeen::new(license.id.clone(), iid.as_str().to_owned(), now)
                 })
                 .await?;
+        }
+        if license.machines.counts_machines() {
+            // Every answer is this machine's own: no 304 (a floating lease
+            // is renewed by each validation, as by a heartbeat).
+            let fingerprint = req.fingerprint.as_deref();
+            let signed = (self.machines)
+                .validate(&license, hash.fingerprint(), fingerprint, echo)
+                .await?;
+            return Ok(Validation::Document(signed));
         }
         if let Some(tag) = held
             && rules::held_is_current(

@@ -4,7 +4,7 @@ use tessera_protocol::wire::LicenseState;
 use tessera_protocol::{LicenseId, Timestamp, TokenHash};
 
 use super::Store;
-use super::rows::{LicenseRow, features_json, i64_of, license_select};
+use super::rows::{LicenseRow, bind_machines, features_json, i64_of, license_select};
 use crate::error::Result;
 use crate::model::{
     License, LicenseChange, LicensePage, LicenseQuery, NewEvent, NewLicense, Overview,
@@ -68,11 +68,13 @@ impl Store {
             .bind(&l.customer)
             .fetch_one(&mut *tx)
             .await?;
-        sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO licenses (id, token_hash, token_last4, customer_id, policy_id, plan, \
              features, max_users, trial, valid_from, expires_at, state, revision, created_at, \
-             updated_at, auto_renew) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', 1, $12, $12, $13)",
+             updated_at, auto_renew, max_machines, machine_mode, lease_ttl_secs, \
+             max_borrow_secs, fingerprint_match) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', 1, $12, $12, $13, \
+             $14, $15, $16, $17, $18)",
         )
         .bind(l.id.as_str())
         .bind(l.token_hash.as_str())
@@ -86,9 +88,8 @@ impl Store {
         .bind(l.valid_from.timestamp())
         .bind(l.expires_at.map(|t| t.timestamp()))
         .bind(now)
-        .bind(l.auto_renew)
-        .execute(&mut *tx)
-        .await?;
+        .bind(l.auto_renew);
+        bind_machines(insert, &l.machines).execute(&mut *tx).await?;
         self.insert_event(&mut tx, Some(&l.id), Some(1), &event)
             .await?;
         let license = license_in(&mut tx, &l.id).await?;

@@ -21,6 +21,7 @@ mod events;
 mod instances;
 mod licenses;
 mod lifecycle;
+mod machines;
 mod policies;
 pub mod postgres;
 mod replicas;
@@ -28,6 +29,7 @@ mod rows;
 pub mod sqlite;
 mod webhooks;
 
+pub use machines::{Activation, Decision, MachineKey};
 use std::fmt::Debug;
 
 use async_trait::async_trait;
@@ -119,6 +121,11 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// Called in a transaction before it inserts an event: event sequence
     /// numbers must become visible in their order.
     async fn order_events(&self, tx: &mut AnyConnection) -> Result<()>;
+
+    /// Lock license `id`'s row for the rest of the transaction, so that
+    /// activations on it are counted one after another (PostgreSQL: `FOR
+    /// UPDATE`; SQLite's single writer already serialises them).
+    async fn lock_license(&self, tx: &mut AnyConnection, id: &LicenseId) -> Result<()>;
 
     /// Work at start (SQLite marks every stream closed; PostgreSQL leaves
     /// that to the reaper).

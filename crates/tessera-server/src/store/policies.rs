@@ -1,7 +1,7 @@
 //! Policies and customers.
 
 use super::Store;
-use super::rows::{CustomerRow, PolicyRow, features_json, policy_columns};
+use super::rows::{CustomerRow, PolicyRow, bind_machines, features_json, policy_columns};
 use crate::error::{Error, Result};
 use crate::model::{Customer, NewEvent, Policy};
 
@@ -12,8 +12,10 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO policies (id, name, duration_secs, features, max_users, trial, \
              refresh_interval_secs, offline_grace_secs, renewal_basis, auto_renew, \
-             auto_renew_period_secs, created_at, renew_before_secs) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             auto_renew_period_secs, created_at, renew_before_secs, \
+             max_machines, machine_mode, lease_ttl_secs, max_borrow_secs, fingerprint_match) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+             $14, $15, $16, $17, $18) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(p.id.as_str())
@@ -28,9 +30,10 @@ impl Store {
         .bind(p.auto_renew)
         .bind(p.auto_renew_period.map(|d| d.num_seconds()))
         .bind(p.created_at.timestamp())
-        .bind(p.renew_before.num_seconds())
-        .execute(&mut *tx)
-        .await?;
+        .bind(p.renew_before.num_seconds());
+        let inserted = bind_machines(inserted, &p.machines)
+            .execute(&mut *tx)
+            .await?;
         if inserted.rows_affected() == 0 {
             return Err(Error::conflict(
                 "policy_exists",

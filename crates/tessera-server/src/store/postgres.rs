@@ -194,6 +194,14 @@ impl Backend for Postgres {
         Ok(())
     }
 
+    async fn lock_license(&self, tx: &mut AnyConnection, id: &LicenseId) -> Result<()> {
+        sqlx::query("SELECT id FROM licenses WHERE id = $1 FOR UPDATE")
+            .bind(id.as_str())
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
+
     /// Other replicas' streams are theirs: the reaper handles dead ones.
     async fn startup_cleanup(&self, _: &AnyPool) -> Result<()> {
         Ok(())

@@ -5,7 +5,7 @@ use tessera_protocol::wire::EventView;
 use tessera_protocol::{LicenseId, Timestamp, TokenHash};
 
 use crate::error::{Error, Result};
-use crate::model::{Customer, Instance, License, LicensePolicy, Policy};
+use crate::model::{Customer, Instance, License, LicensePolicy, Machine, MachineSettings, Policy};
 
 /// `TryFrom<$row> for $model`: a stored row to its domain type, `r` being
 /// the row (a malformed value is [`Error::Corrupt`]).
@@ -62,6 +62,8 @@ pub(crate) struct PolicyRow {
     auto_renew_period_secs: Option<i64>,
     renew_before_secs: i64,
     created_at: i64,
+    #[sqlx(flatten)]
+    machines: MachineRow,
 }
 
 from_row!(PolicyRow => Policy, |r| {
@@ -78,6 +80,7 @@ from_row!(PolicyRow => Policy, |r| {
         auto_renew: r.auto_renew.0,
         auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
         renew_before: Duration::seconds(r.renew_before_secs),
+        machines: r.machines.settings()?,
         created_at: ts(r.created_at)?,
     })
 });
@@ -87,7 +90,8 @@ macro_rules! policy_columns {
     () => {
         "id, name, duration_secs, features, max_users, trial, \
          refresh_interval_secs, offline_grace_secs, renewal_basis, auto_renew, \
-         auto_renew_period_secs, renew_before_secs, created_at"
+         auto_renew_period_secs, renew_before_secs, created_at, \
+         max_machines, machine_mode, lease_ttl_secs, max_borrow_secs, fingerprint_match"
     };
 }
 pub(crate) use policy_columns;
@@ -118,6 +122,8 @@ pub(crate) struct LicenseRow {
     revision: i64,
     created_at: i64,
     updated_at: i64,
+    #[sqlx(flatten)]
+    machines: MachineRow,
 }
 
 from_row!(LicenseRow => License, |r| {
@@ -149,6 +155,75 @@ from_row!(LicenseRow => License, |r| {
         revision: u64_of(r.revision, "revision")?,
         created_at: ts(r.created_at)?,
         updated_at: ts(r.updated_at)?,
+        machines: r.machines.settings()?,
+    })
+});
+
+/// The machine settings columns, the same on `policies` and `licenses`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct MachineRow {
+    max_machines: Option<i64>,
+    machine_mode: String,
+    lease_ttl_secs: i64,
+    max_borrow_secs: i64,
+    fingerprint_match: String,
+}
+
+impl MachineRow {
+    fn settings(self) -> Result<MachineSettings> {
+        Ok(MachineSettings {
+            max_machines: u32_opt(self.max_machines, "max_machines")?,
+            mode: parsed(&self.machine_mode, "machine mode")?,
+            lease_ttl: Duration::seconds(self.lease_ttl_secs),
+            max_borrow: Duration::seconds(self.max_borrow_secs),
+            fingerprint_match: parsed(&self.fingerprint_match, "fingerprint match")?,
+        })
+    }
+}
+
+/// Bind the machine settings columns, in the order `MachineRow` lists them.
+pub(crate) fn bind_machines<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    m: &MachineSettings,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    query
+        .bind(m.max_machines.map(i64::from))
+        .bind(m.mode.to_string())
+        .bind(m.lease_ttl.num_seconds())
+        .bind(m.max_borrow.num_seconds())
+        .bind(m.fingerprint_match.to_string())
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct MachineActivationRow {
+    id: String,
+    license_id: String,
+    mfp: String,
+    name: Option<String>,
+    hostname: Option<String>,
+    platform: Option<String>,
+    components: String,
+    state: String,
+    activated_at: i64,
+    last_heartbeat: i64,
+    lease_expires_at: Option<i64>,
+    ended_at: Option<i64>,
+}
+
+from_row!(MachineActivationRow => Machine, |r| {
+    Ok(Machine {
+        id: r.id,
+        license_id: parsed(&r.license_id, "license id")?,
+        mfp: r.mfp,
+        name: r.name,
+        hostname: r.hostname,
+        platform: r.platform,
+        components: features_of(&r.components)?,
+        state: parsed(&r.state, "machine state")?,
+        activated_at: ts(r.activated_at)?,
+        last_heartbeat: ts(r.last_heartbeat)?,
+        lease_expires_at: r.lease_expires_at.map(ts).transpose()?,
+        ended_at: r.ended_at.map(ts).transpose()?,
     })
 });
 
@@ -161,7 +236,8 @@ macro_rules! license_select {
      p.offline_grace_secs, p.renewal_basis, p.duration_secs AS policy_duration_secs, \
      p.auto_renew AS policy_auto_renew, p.auto_renew_period_secs, p.renew_before_secs, \
      l.auto_renew, l.plan, l.features, l.max_users, l.trial, \
-     l.valid_from, l.expires_at, l.state, l.revision, l.created_at, l.updated_at \
+     l.valid_from, l.expires_at, l.state, l.revision, l.created_at, l.updated_at, \
+     l.max_machines, l.machine_mode, l.lease_ttl_secs, l.max_borrow_secs, l.fingerprint_match \
      FROM licenses l JOIN customers c ON c.id = l.customer_id \
      JOIN policies p ON p.id = l.policy_id "
     };

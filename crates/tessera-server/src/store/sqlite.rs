@@ -47,6 +47,10 @@ impl Backend for Sqlite {
         Ok(())
     }
 
+    async fn lock_license(&self, _: &mut AnyConnection, _: &LicenseId) -> Result<()> {
+        Ok(())
+    }
+
     /// No stream survives a restart, and no other process shares the file.
     async fn startup_cleanup(&self, writer: &AnyPool) -> Result<()> {
         sqlx::query(

@@ -2,7 +2,9 @@
 //! requests (the same types the admin API takes).
 
 use serde::Deserialize;
-use tessera_protocol::wire::{ExtendRequest, IssueLicenseRequest, PolicyInput, RenewalBasis};
+use tessera_protocol::wire::{
+    ExtendRequest, IssueLicenseRequest, MachineInput, MachineMode, PolicyInput, RenewalBasis,
+};
 
 /// A form that carries the session's CSRF token (see `Posted`).
 pub trait HasCsrf {
@@ -104,6 +106,8 @@ pub struct PolicyForm {
     auto_renew: Option<String>,
     #[serde(default)]
     renew_before: String,
+    #[serde(flatten)]
+    machines: MachineFields,
 }
 
 impl PolicyForm {
@@ -126,6 +130,38 @@ impl PolicyForm {
             auto_renew: self.auto_renew.is_some(),
             auto_renew_period: None,
             renew_before: optional(&self.renew_before),
+            machines: self.machines.input().map_err(str::to_owned)?,
+        })
+    }
+}
+
+/// The machine fields of the policy and issue forms.
+#[derive(Debug, Default, Deserialize)]
+pub struct MachineFields {
+    #[serde(default)]
+    pub max_machines: String,
+    #[serde(default)]
+    pub floating: Option<String>,
+    #[serde(default)]
+    pub lease_ttl: String,
+    #[serde(default)]
+    pub max_borrow: String,
+}
+
+impl MachineFields {
+    /// The API's machine settings (blank fields: the policy's or the
+    /// defaults), or the sentence to show.
+    pub fn input(&self) -> Result<MachineInput, &'static str> {
+        let max_machines = optional(&self.max_machines)
+            .map(|n| n.parse::<u32>())
+            .transpose()
+            .map_err(|_| "The machine limit must be a whole number.")?;
+        Ok(MachineInput {
+            max_machines,
+            machine_mode: self.floating.is_some().then_some(MachineMode::Floating),
+            lease_ttl: optional(&self.lease_ttl),
+            max_borrow: optional(&self.max_borrow),
+            fingerprint_match: None,
         })
     }
 }
@@ -157,6 +193,8 @@ pub struct IssueForm {
     pub trial: Option<String>,
     #[serde(default)]
     pub auto_renew: Option<String>,
+    #[serde(flatten)]
+    pub machines: MachineFields,
 }
 
 impl IssueForm {
@@ -201,6 +239,7 @@ impl IssueForm {
             expires_at,
             perpetual,
             auto_renew: self.auto_renew.is_some().then_some(true),
+            machines: self.machines.input()?,
         })
     }
 }

@@ -7,6 +7,9 @@ use tessera_protocol::wire::{self, LicenseState, RenewalBasis};
 pub use tessera_protocol::wire::{Fleet, FleetSummary, Instance};
 use tessera_protocol::{CustomerId, LicenseId, PolicyId, Status, Timestamp, TokenHash, WebhookId};
 
+mod machines;
+pub use machines::{Machine, MachineSettings, NewMachine};
+
 /// A policy: defaults and client behaviour shared by many licenses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -34,6 +37,8 @@ pub struct Policy {
     pub auto_renew_period: Option<Duration>,
     /// How long before expiry an automatic renewal happens.
     pub renew_before: Duration,
+    /// Machine settings its licenses get.
+    pub machines: MachineSettings,
     /// Created.
     pub created_at: Timestamp,
 }
@@ -64,6 +69,7 @@ impl Policy {
             auto_renew: self.auto_renew,
             auto_renew_period: self.auto_renew_period.map(format_duration),
             renew_before: format_duration(self.renew_before),
+            machines: self.machines.view(),
             created_at: self.created_at,
         }
     }
@@ -127,6 +133,8 @@ pub struct License {
     pub updated_at: Timestamp,
     /// The license's own auto-renew setting (`None`: its policy's).
     pub auto_renew: Option<bool>,
+    /// Machine limit and mode.
+    pub machines: MachineSettings,
 }
 
 impl License {
@@ -167,6 +175,7 @@ impl License {
             created_at: at("2026-01-01T00:00:00Z"),
             updated_at: at("2026-01-01T00:00:00Z"),
             auto_renew: None,
+            machines: MachineSettings::default(),
         }
     }
 
@@ -257,6 +266,7 @@ impl License {
             auto_renew: self.auto_renew.unwrap_or(self.policy.auto_renew),
             created_at: self.created_at,
             updated_at: self.updated_at,
+            machines: self.machines.view(),
         }
     }
 
@@ -313,6 +323,8 @@ pub struct NewLicense {
     pub expires_at: Option<Timestamp>,
     /// Own auto-renew setting (`None`: the policy's).
     pub auto_renew: Option<bool>,
+    /// Machine limit and mode.
+    pub machines: MachineSettings,
 }
 
 /// A change to a license's mutable fields, applied only if the license is

@@ -1,0 +1,422 @@
+//! Machines (docs/PROTOCOL.md §19): activation, heartbeats, borrowing,
+//! deactivation and release, each answered with a signed document bound to
+//! the machine; the lease reaper; the admin list.
+
+use std::sync::Arc;
+
+use tessera_protocol::ids::check_nonce;
+use tessera_protocol::wire::{
+    ActivateRequest, BorrowRequest, MachineList, MachineMode, MachineRequest, MachineState,
+    MachineView,
+};
+use tessera_protocol::{
+    LicenseId, LicenseToken, MachineClaim, Status, Timestamp, TokenFingerprint,
+};
+
+use super::machine_rules::{borrow_until, lease_until, machine_identity, same_machine};
+use super::{Push, Shared};
+use crate::error::{Error, Result};
+use crate::model::{License, Machine, NewMachine};
+use crate::signer::{MachineAnswer, SignedDocument};
+use crate::status::Echo;
+use crate::store::{Activation, Decision, MachineKey};
+
+/// Applies the machine rules; every answer a signed document.
+#[derive(Debug)]
+pub struct Machines {
+    shared: Shared,
+    push: Arc<Push>,
+}
+
+/// The license and the machine a public request names, checked.
+struct Asked {
+    license: License,
+    tfp: TokenFingerprint,
+    mfp: String,
+    echo: Echo,
+}
+
+impl Machines {
+    /// Machines over the shared parts; changes are announced through `push`.
+    #[must_use]
+    pub fn new(shared: &Shared, push: Arc<Push>) -> Self {
+        Self {
+            shared: shared.clone(),
+            push,
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.shared.clock.now()
+    }
+
+    /// Check a public request: token, fingerprint, nonce. An unknown token
+    /// is answered at once with the signed `not_found` (`Err(document)`),
+    /// as `/v1/validate` answers it.
+    async fn asked(
+        &self,
+        token: &str,
+        fingerprint: &str,
+        components: &[String],
+        nonce: Option<String>,
+    ) -> Result<std::result::Result<(Asked, Vec<String>), Arc<SignedDocument>>> {
+        let token = LicenseToken::parse(token)?;
+        let (mfp, components) = machine_identity(fingerprint, components)?;
+        if let Some(n) = &nonce {
+            check_nonce(n)?;
+        }
+        let hash = token.hash();
+        let echo = Echo {
+            instance_id: None,
+            nonce,
+        };
+        let Some(license) = self.shared.cache.lookup(&hash).await? else {
+            let signed = (self.shared.signer).for_unknown(hash.fingerprint(), echo, self.now())?;
+            self.shared
+                .metrics
+                .validation(signed.claims.status.as_str());
+            return Ok(Err(signed));
+        };
+        let asked = Asked {
+            license: (*license).clone(),
+            tfp: hash.fingerprint(),
+            mfp,
+            echo,
+        };
+        Ok(Ok((asked, components)))
+    }
+
+    /// The claim of where `machine` (or, refused, the license) stands.
+    async fn claim(&self, license: &License, machine: Option<&Machine>) -> Result<MachineClaim> {
+        let s = &license.machines;
+        let floating = s.mode == MachineMode::Floating;
+        Ok(MachineClaim {
+            mode: s.mode,
+            used: self
+                .shared
+                .store
+                .active_machines(&license.id, self.now())
+                .await?,
+            max: s.max_machines,
+            lease_ttl: floating.then(|| u64::try_from(s.lease_ttl.num_seconds()).unwrap_or(0)),
+            lease_expires_at: machine.and_then(|m| m.lease_expires_at),
+        })
+    }
+
+    /// The signed answer for `asked`: its place, or `refused`.
+    async fn answer(
+        &self,
+        asked: Asked,
+        machine: Option<&Machine>,
+        refused: Option<Status>,
+    ) -> Result<Arc<SignedDocument>> {
+        let claim = self.claim(&asked.license, machine).await?;
+        let seats_exceeded = self.shared.seats.exceeded(&asked.license).await;
+        // A license that cannot be used answers with its own status.
+        let refused = match asked.license.status_at(self.now()) {
+            s if !s.is_valid() => Some(s),
+            _ => refused,
+        };
+        let answer = MachineAnswer {
+            mfp: asked.mfp,
+            claim,
+            refused,
+            seats_exceeded,
+        };
+        let signed = self.shared.signer.for_machine(
+            &asked.license,
+            asked.tfp,
+            asked.echo,
+            self.now(),
+            answer,
+        )?;
+        self.shared
+            .metrics
+            .validation(signed.claims.status.as_str());
+        Ok(signed)
+    }
+
+    /// `POST /v1/machines/activate`: take a place, or hold the one this
+    /// machine has; `too_many_machines` when every place is taken.
+    ///
+    /// # Errors
+    /// 400 for a malformed token, fingerprint, components or nonce; 404
+    /// for an unknown token.
+    pub async fn activate(&self, req: ActivateRequest) -> Result<Arc<SignedDocument>> {
+        let (asked, components) = match self
+            .asked(&req.token, &req.fingerprint, &req.components, req.nonce)
+            .await?
+        {
+            Ok(asked) => asked,
+            Err(unknown) => return Ok(unknown),
+        };
+        let now = self.now();
+        if !asked.license.status_at(now).is_valid() {
+            return self.answer(asked, None, None).await;
+        }
+        let settings = asked.license.machines;
+        let new = NewMachine {
+            id: format!("mch_{}", uuid::Uuid::now_v7()),
+            mfp: asked.mfp.clone(),
+            name: req.name.map(|n| clip(&n)),
+            hostname: req.hostname.map(|n| clip(&n)),
+            platform: req.platform.map(|n| clip(&n)),
+            components: components.clone(),
+        };
+        let mfp = asked.mfp.clone();
+        let activation =
+            self.shared
+                .store
+                .activate_machine(
+                    &asked.license.id,
+                    &new,
+                    lease_until(&settings, now),
+                    now,
+                    |active| {
+                        if let Some(m) = active.iter().find(|m| {
+                            same_machine(m, &mfp, &components, settings.fingerprint_match)
+                        }) {
+                            return Decision::Renew(m.id.clone());
+                        }
+                        let full = settings
+                            .max_machines
+                            .is_some_and(|max| active.len() >= max as usize);
+                        if full {
+                            Decision::Refuse
+                        } else {
+                            Decision::Insert
+                        }
+                    },
+                )
+                .await?;
+        match activation {
+            Activation::Activated(m) => {
+                tracing::info!(license = %asked.license.id, machine = %m.id, "machine activated");
+                self.announce(&asked.license);
+                self.answer(asked, Some(&m), None).await
+            }
+            Activation::Existing(m) => self.answer(asked, Some(&m), None).await,
+            Activation::Refused => {
+                self.answer(asked, None, Some(Status::TooManyMachines))
+                    .await
+            }
+        }
+    }
+
+    /// `POST /v1/machines/heartbeat`: renew a floating lease (note a
+    /// node-locked machine's heartbeat). A machine without a place gets
+    /// `not_activated`, or `lease_expired` when its lease ran out.
+    ///
+    /// # Errors
+    /// As [`Machines::activate`].
+    pub async fn heartbeat(&self, req: MachineRequest) -> Result<Arc<SignedDocument>> {
+        let (asked, _) = match self
+            .asked(&req.token, &req.fingerprint, &[], req.nonce)
+            .await?
+        {
+            Ok(asked) => asked,
+            Err(unknown) => return Ok(unknown),
+        };
+        self.held(asked).await
+    }
+
+    /// The answer for a machine that already activated (heartbeat, or a
+    /// validation that names its fingerprint).
+    async fn held(&self, asked: Asked) -> Result<Arc<SignedDocument>> {
+        let now = self.now();
+        let lease = lease_until(&asked.license.machines, now);
+        let renewed = self
+            .shared
+            .store
+            .heartbeat_machine(&asked.license.id, &asked.mfp, lease, now)
+            .await?;
+        match renewed {
+            Some(m) => self.answer(asked, Some(&m), None).await,
+            None => {
+                let refusal = self.why_not_held(&asked).await?;
+                self.answer(asked, None, Some(refusal)).await
+            }
+        }
+    }
+
+    /// `lease_expired` when this machine's latest activation ended by its
+    /// lease; `not_activated` otherwise.
+    async fn why_not_held(&self, asked: &Asked) -> Result<Status> {
+        let latest = self
+            .shared
+            .store
+            .latest_machine(&asked.license.id, &asked.mfp)
+            .await?;
+        Ok(match latest {
+            Some(m) if m.state == MachineState::Expired => Status::LeaseExpired,
+            Some(m) if m.state == MachineState::Active => Status::LeaseExpired,
+            _ => Status::NotActivated,
+        })
+    }
+
+    /// `/v1/validate` for a license that counts machines: the request must
+    /// name its machine; the answer is that machine's (a floating lease is
+    /// renewed, as by a heartbeat).
+    ///
+    /// # Errors
+    /// 400 for a malformed fingerprint.
+    pub async fn validate(
+        &self,
+        license: &License,
+        tfp: TokenFingerprint,
+        fingerprint: Option<&str>,
+        echo: Echo,
+    ) -> Result<Arc<SignedDocument>> {
+        let Some(fingerprint) = fingerprint else {
+            let asked = Asked {
+                license: license.clone(),
+                tfp,
+                mfp: String::new(),
+                echo,
+            };
+            return self.answer(asked, None, Some(Status::NotActivated)).await;
+        };
+        let (mfp, _) = machine_identity(fingerprint, &[])?;
+        let asked = Asked {
+            license: license.clone(),
+            tfp,
+            mfp,
+            echo,
+        };
+        self.held(asked).await
+    }
+
+    /// `POST /v1/machines/borrow`: keep a floating lease until `until` (at
+    /// most `max_borrow` ahead) to go offline.
+    ///
+    /// # Errors
+    /// As [`Machines::activate`]; 422 `borrow_not_allowed`,
+    /// `borrow_too_long` or `invalid_date`.
+    pub async fn borrow(&self, req: BorrowRequest) -> Result<Arc<SignedDocument>> {
+        let (asked, _) = match self
+            .asked(&req.token, &req.fingerprint, &[], req.nonce)
+            .await?
+        {
+            Ok(asked) => asked,
+            Err(unknown) => return Ok(unknown),
+        };
+        let now = self.now();
+        let until = borrow_until(&asked.license.machines, req.until, now)?;
+        let borrowed = self
+            .shared
+            .store
+            .borrow_lease(&asked.license.id, &asked.mfp, until, now)
+            .await?;
+        match borrowed {
+            Some(m) => self.answer(asked, Some(&m), None).await,
+            None => {
+                let refusal = self.why_not_held(&asked).await?;
+                self.answer(asked, None, Some(refusal)).await
+            }
+        }
+    }
+
+    /// `POST /v1/machines/deactivate`: give the place back.
+    ///
+    /// # Errors
+    /// As [`Machines::activate`]; 409 `not_activated` when the machine
+    /// holds no place (deactivating twice).
+    pub async fn deactivate(&self, req: MachineRequest) -> Result<Arc<SignedDocument>> {
+        let (asked, _) = match self
+            .asked(&req.token, &req.fingerprint, &[], req.nonce)
+            .await?
+        {
+            Ok(asked) => asked,
+            Err(unknown) => return Ok(unknown),
+        };
+        let ended = self
+            .shared
+            .store
+            .end_machine(
+                &asked.license.id,
+                MachineKey::Fingerprint(&asked.mfp),
+                MachineState::Deactivated,
+                "machine",
+                self.now(),
+            )
+            .await?;
+        if ended.is_none() {
+            return Err(Error::conflict(
+                "not_activated",
+                "this machine holds no place on the license (already deactivated?)",
+            ));
+        }
+        self.announce(&asked.license);
+        self.answer(asked, None, Some(Status::NotActivated)).await
+    }
+
+    /// `GET /v1/admin/licenses/{id}/machines`: one page.
+    ///
+    /// # Errors
+    /// 404 for an unknown license; the store's.
+    pub async fn list(&self, id: &LicenseId, limit: u32, offset: u64) -> Result<MachineList> {
+        let license = self.shared.license(id).await?;
+        let items = self.shared.store.machines(id, limit, offset).await?;
+        let next_offset = (items.len() == limit as usize).then(|| offset + u64::from(limit));
+        Ok(MachineList {
+            items: items.iter().map(Machine::view).collect(),
+            active: self.shared.store.active_machines(id, self.now()).await?,
+            max_machines: license.machines.max_machines,
+            machine_mode: license.machines.mode,
+            next_offset,
+        })
+    }
+
+    /// `DELETE /v1/admin/licenses/{id}/machines/{machine}`: free the place
+    /// of `machine` at once (its stream hears of it).
+    ///
+    /// # Errors
+    /// 404 for an unknown license or a machine holding no place.
+    pub async fn release(&self, id: &LicenseId, machine: &str, actor: &str) -> Result<MachineView> {
+        let license = self.shared.license(id).await?;
+        let ended = self
+            .shared
+            .store
+            .end_machine(
+                id,
+                MachineKey::Id(machine),
+                MachineState::Released,
+                actor,
+                self.now(),
+            )
+            .await?
+            .ok_or_else(|| Error::not_found("machine", machine))?;
+        tracing::info!(license = %id, machine, actor, "machine released");
+        self.announce(&license);
+        Ok(ended.view())
+    }
+
+    /// End the leases that ran out (the reaper, under its job lock);
+    /// returns how many.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn reap(&self, limit: u32) -> Result<usize> {
+        let expired = self.shared.store.expire_leases(self.now(), limit).await?;
+        let mut licenses: Vec<&LicenseId> = expired.iter().map(|m| &m.license_id).collect();
+        licenses.dedup();
+        for id in licenses {
+            if let Ok(license) = self.shared.license(id).await {
+                self.announce(&license);
+            }
+        }
+        Ok(expired.len())
+    }
+
+    /// A place was taken or freed: tell the license's streams, so the
+    /// machine concerned asks for its own answer and waiting machines try
+    /// again at once (docs/PROTOCOL.md §19).
+    fn announce(&self, license: &License) {
+        self.push.publish_same_revision(license);
+    }
+}
+
+/// Names and platforms are for people: kept short.
+fn clip(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
+}
