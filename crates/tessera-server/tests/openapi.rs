@@ -59,6 +59,7 @@ async fn every_api_route_is_described() {
         include_str!("../src/http/public.rs"),
         include_str!("../src/http/admin.rs"),
         include_str!("../src/http/backstage.rs"),
+        include_str!("../src/http/machines.rs"),
     ] {
         in_code.extend(routes_in(source));
     }
@@ -67,6 +68,7 @@ async fn every_api_route_is_described() {
         "the parser found the routes: {in_code:?}"
     );
     assert!(in_code.contains(&("DELETE".into(), "/v1/admin/webhooks/{id}".into())));
+    assert!(in_code.contains(&("POST".into(), "/v1/machines/activate".into())));
 
     let s = TestServer::start().await;
     let doc: Value = s.get("/openapi.json").await.json().await.unwrap();
