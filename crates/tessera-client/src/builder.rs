@@ -14,7 +14,7 @@ use chrono::Duration;
 use tessera_protocol::wire::LicenseExport;
 use tessera_protocol::{
     Expectations, Freshness, InstanceId, LicenseToken, RollbackDecision, TrustedKeys,
-    check_document_rollback, verify,
+    check_document_rollback, verify, wire::machine_fingerprint_hash,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -47,6 +47,7 @@ pub struct Builder {
     stream_read_timeout: StdDuration,
     watch: Watching,
     app_version: Option<String>,
+    fingerprint: Option<String>,
     usage_interval: StdDuration,
 }
 
@@ -77,6 +78,7 @@ impl Default for Builder {
             stream_read_timeout: StdDuration::from_millis(37_500),
             watch: Watching::On,
             app_version: None,
+            fingerprint: None,
             usage_interval: StdDuration::from_secs(15 * 60),
         }
     }
@@ -208,6 +210,18 @@ impl Builder {
         self
     }
 
+    /// This machine's fingerprint, for licenses that count machines
+    /// (docs/PROTOCOL.md §19): 1–256 printable ASCII characters. Default:
+    /// derived from the host's machine id (else the persisted instance id)
+    /// and the token, so it differs per license. Set it where the host id
+    /// means nothing — in a container: a value kept on a persistent volume,
+    /// or the StatefulSet ordinal, never the pod UID.
+    #[must_use]
+    pub fn fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
+        self.fingerprint = Some(fingerprint.into());
+        self
+    }
+
     /// How often the user count given to [`Client::set_users`] is reported
     /// to the authority (metering). Default 15 minutes.
     #[must_use]
@@ -235,6 +249,10 @@ impl Builder {
         }
         if self.tick.is_zero() {
             return Err(Error::Config("tick must be positive".into()));
+        }
+        if let Some(fp) = &self.fingerprint {
+            tessera_protocol::wire::check_fingerprint("fingerprint", fp)
+                .map_err(|e| Error::Config(e.to_string()))?;
         }
         if self.usage_interval.is_zero() {
             return Err(Error::Config("usage interval must be positive".into()));
@@ -267,6 +285,7 @@ impl Builder {
                 clock_tolerance: self.clock_tolerance,
                 tick: self.tick,
                 app_version: self.app_version,
+                fingerprint: self.fingerprint,
             },
             keys: self.keys,
             transport,
@@ -350,8 +369,16 @@ impl Builder {
         if let (Some(token), Some(text)) =
             (&token, disk.as_ref().and_then(|d| d.document.as_deref()))
         {
+            // A state copied from another machine holds a document bound to
+            // that machine: it is dropped, and this one asks for its own.
+            let fingerprint = engine::machine_fingerprint(
+                self.fingerprint.as_deref(),
+                instance_id.as_str(),
+                token,
+            );
             let expect = Expectations::for_token(token.fingerprint())
-                .with_freshness(Freshness::SkipForStoredState);
+                .with_freshness(Freshness::SkipForStoredState)
+                .with_machine(machine_fingerprint_hash(&fingerprint));
             match verify(text.as_bytes(), &self.keys, &expect, now) {
                 Ok(doc) => document = Some(doc),
                 Err(tessera_protocol::Error::TokenMismatch) => {}
@@ -403,6 +430,7 @@ impl Builder {
             failures: 0,
             retry_at: None,
             clock_suspect: false,
+            machine_given_up: false,
         }
     }
 

@@ -52,6 +52,7 @@ pub mod verdict;
 use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration as StdDuration;
 
 use tessera_protocol::LicenseToken;
 use tokio::sync::watch;
@@ -167,6 +168,55 @@ impl Client {
         self.inner.single_flight(token, true, true).await
     }
 
+    /// Where this machine stands on a license that counts machines
+    /// (docs/PROTOCOL.md §19), from the held document: `None` for a license
+    /// that does not count machines, or before any answer.
+    #[must_use]
+    pub fn machine(&self) -> Option<Machine> {
+        let held = self.inner.lock();
+        let c = held.document.as_ref()?.claims();
+        let m = c.machine.as_ref()?;
+        Some(Machine {
+            id: m.id.clone(),
+            fingerprint_hash: c.mfp.clone().unwrap_or_default(),
+            mode: m.mode,
+            activated_at: m.activated_at,
+            lease_expires_at: m.lease_expires_at,
+            lease_ttl: m.lease_ttl.map(StdDuration::from_secs),
+            used: m.used,
+            max: m.max,
+        })
+    }
+
+    /// Give this machine's place back (a floating license: call it on a
+    /// clean shutdown, so the place is free at once rather than when the
+    /// lease runs out). The client does not take a place again by itself
+    /// until [`Client::activate_machine`].
+    ///
+    /// # Errors
+    /// [`Error::NoToken`], [`Error::NoServer`], or why the authority could
+    /// not be asked (409 `not_activated` when it held no place).
+    pub async fn deactivate(&self) -> Result<Arc<Verdict>, Error> {
+        let token = self.inner.lock().token.clone().ok_or(Error::NoToken)?;
+        self.inner
+            .clone()
+            .machine_round_trip(token, "deactivate", false)
+            .await
+    }
+
+    /// Take a place for this machine now (it does so by itself on start;
+    /// this is for after [`Client::deactivate`] or a release).
+    ///
+    /// # Errors
+    /// As [`Client::deactivate`].
+    pub async fn activate_machine(&self) -> Result<Arc<Verdict>, Error> {
+        let token = self.inner.lock().token.clone().ok_or(Error::NoToken)?;
+        self.inner
+            .clone()
+            .machine_round_trip(token, "activate", false)
+            .await
+    }
+
     /// Tell the client how many users the product has now. It is reported
     /// to the authority (`POST /v1/usage`) at once when it first arrives or
     /// changes, then every usage interval (15 minutes by default). No
@@ -207,6 +257,28 @@ impl Client {
     pub fn shutdown(&self) {
         self.inner.cancel.cancel();
     }
+}
+
+/// Where this machine stands (see [`Client::machine`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// Its activation (`mch_…`); `None` while it holds no place.
+    pub id: Option<String>,
+    /// Its fingerprint hash (the documents' `mfp`).
+    pub fingerprint_hash: String,
+    /// Node-locked or floating.
+    pub mode: tessera_protocol::wire::MachineMode,
+    /// When it was activated.
+    pub activated_at: Option<Timestamp>,
+    /// Floating: when its lease ends unless renewed (the client renews it
+    /// at a third of the lease).
+    pub lease_expires_at: Option<Timestamp>,
+    /// Floating: the lease's length.
+    pub lease_ttl: Option<StdDuration>,
+    /// Machines holding a place on the license.
+    pub used: u32,
+    /// The license's machine limit; `None` = unlimited.
+    pub max: Option<u32>,
 }
 
 impl VerdictState {

@@ -21,8 +21,14 @@ impl Inner {
         self.transport.as_ref()?;
         let held = self.lock();
         held.token.as_ref()?;
-        if held.contact.connected && held.document.is_some() {
-            // Pushes arrive on the stream: no polling while it is open.
+        // Pushes arrive on the stream: no polling while it is open — except
+        // for a license that counts machines, whose answers are per machine
+        // (a floating lease lives by these refreshes: they are its heartbeats).
+        let per_machine = held
+            .document
+            .as_ref()
+            .is_some_and(|d| d.claims().machine.is_some());
+        if held.contact.connected && held.document.is_some() && !per_machine {
             return None;
         }
         if let Some(at) = held.retry_at {

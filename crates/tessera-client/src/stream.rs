@@ -80,6 +80,10 @@ pub(crate) async fn watch_loop(inner: Arc<Inner>, read_timeout: Duration) {
                         }
                         _ = epoch.changed() => break None,
                         event = events.next() => match event {
+                            Ok(event) if event.announcement => {
+                                // Not ours to hold: ask for this machine's answer now.
+                                inner.poll_now();
+                            }
                             Ok(event) => {
                                 // Errors are recorded by accept_pushed; the stream stays.
                                 let _ = inner.accept_pushed(&token, &event.data).await;

@@ -104,9 +104,30 @@ impl Transport {
         request: &ValidateRequest,
         if_none_match: Option<&str>,
     ) -> Result<Answer, Error> {
+        self.post_document("/v1/validate", request, if_none_match)
+            .await
+    }
+
+    /// `POST /v1/machines/{action}` (`activate`, `deactivate`): a document
+    /// bound to this machine, from the current URL.
+    pub(crate) async fn machine(
+        &self,
+        action: &str,
+        request: &impl serde::Serialize,
+    ) -> Result<Answer, Error> {
+        self.post_document(&format!("/v1/machines/{action}"), request, None)
+            .await
+    }
+
+    async fn post_document(
+        &self,
+        path: &str,
+        request: &impl serde::Serialize,
+        if_none_match: Option<&str>,
+    ) -> Result<Answer, Error> {
         let mut req = self
             .http
-            .post(format!("{}/v1/validate", self.current()))
+            .post(format!("{}{path}", self.current()))
             .json(request);
         if let Some(tag) = if_none_match {
             req = req.header(IF_NONE_MATCH, tag);
@@ -257,10 +278,13 @@ impl Transport {
     }
 }
 
-/// A server-sent event of type `status`.
+/// A server-sent event: `status` carries a document to hold; `machines`
+/// (a license that counts machines) announces that a place was taken or
+/// freed, and the machine asks for its own answer.
 #[derive(Debug)]
 pub(crate) struct StatusEvent {
     pub data: String,
+    pub announcement: bool,
 }
 
 /// An open change stream, read event by event.
@@ -350,8 +374,9 @@ fn parse_event(raw: &[u8]) -> Option<StatusEvent> {
             _ => {}
         }
     }
-    (kind == "status" && !data.is_empty()).then(|| StatusEvent {
+    (matches!(kind, "status" | "machines") && !data.is_empty()).then(|| StatusEvent {
         data: data.join("\n"),
+        announcement: kind == "machines",
     })
 }
 

@@ -81,6 +81,17 @@ impl std::fmt::Display for Status {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineClaim {
+    /// The machine's activation (`mch_…`); absent in a refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// When it was activated; absent in a refusal.
+    #[serde(
+        default,
+        with = "crate::time::rfc3339_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub activated_at: Option<Timestamp>,
     /// `node_locked` or `floating`.
     pub mode: MachineMode,
     /// Machines active on the license when this was signed.

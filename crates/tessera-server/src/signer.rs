@@ -178,7 +178,36 @@ impl DocumentSigner {
         now: Timestamp,
         answer: Answer,
     ) -> Result<Arc<SignedDocument>> {
-        let key = self.reusable(&echo).then(|| {
+        self.license_document(license, tfp, echo, now, answer, true)
+    }
+
+    /// As [`DocumentSigner::for_license`], signed anew at `now` whatever
+    /// was signed before: a document that must be newer than the last one
+    /// at the same revision (a place taken or freed).
+    ///
+    /// # Errors
+    /// As [`DocumentSigner::sign`].
+    pub fn for_license_anew(
+        &self,
+        license: &License,
+        tfp: TokenFingerprint,
+        echo: Echo,
+        now: Timestamp,
+        answer: Answer,
+    ) -> Result<Arc<SignedDocument>> {
+        self.license_document(license, tfp, echo, now, answer, false)
+    }
+
+    fn license_document(
+        &self,
+        license: &License,
+        tfp: TokenFingerprint,
+        echo: Echo,
+        now: Timestamp,
+        answer: Answer,
+        reuse: bool,
+    ) -> Result<Arc<SignedDocument>> {
+        let key = (reuse && self.reusable(&echo)).then(|| {
             let iid = echo.instance_id.clone();
             CacheKey::License(license.id.clone(), license.revision, iid, answer)
         });

@@ -26,6 +26,11 @@ use crate::store::{Activation, Decision, MachineKey};
 pub struct Machines {
     shared: Shared,
     push: Arc<Push>,
+    /// When each machine's latest document was signed: the next one is
+    /// signed at least a second later, so a holder takes it as newer by
+    /// (revision, `iat`) even when a release follows an activation within
+    /// the same second (machine changes do not move the revision).
+    issued: moka::sync::Cache<(LicenseId, String), Timestamp>,
 }
 
 /// The license and the machine a public request names, checked.
@@ -43,6 +48,10 @@ impl Machines {
         Self {
             shared: shared.clone(),
             push,
+            issued: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(std::time::Duration::from_secs(600))
+                .build(),
         }
     }
 
@@ -91,6 +100,8 @@ impl Machines {
         let s = &license.machines;
         let floating = s.mode == MachineMode::Floating;
         Ok(MachineClaim {
+            id: machine.map(|m| m.id.clone()),
+            activated_at: machine.map(|m| m.activated_at),
             mode: s.mode,
             used: self
                 .shared
@@ -117,19 +128,21 @@ impl Machines {
             s if !s.is_valid() => Some(s),
             _ => refused,
         };
+        let key = (asked.license.id.clone(), asked.mfp.clone());
+        let now = self.now();
+        let at = self
+            .issued
+            .get(&key)
+            .map_or(now, |last| now.max(last + chrono::Duration::seconds(1)));
+        self.issued.insert(key, at);
         let answer = MachineAnswer {
             mfp: asked.mfp,
             claim,
             refused,
             seats_exceeded,
         };
-        let signed = self.shared.signer.for_machine(
-            &asked.license,
-            asked.tfp,
-            asked.echo,
-            self.now(),
-            answer,
-        )?;
+        let signed =
+            (self.shared.signer).for_machine(&asked.license, asked.tfp, asked.echo, at, answer)?;
         self.shared
             .metrics
             .validation(signed.claims.status.as_str());

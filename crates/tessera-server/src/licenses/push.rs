@@ -13,7 +13,7 @@ use crate::error::{Error, Result, STREAM_CREDENTIAL};
 use crate::feed::{ChangeFeed, Pushed, Subscription};
 use crate::metrics::Metrics;
 use crate::model::{InstanceSeen, License};
-use crate::signer::Answer;
+use crate::signer::{Answer, DocumentSigner};
 use crate::status::Echo;
 
 /// Hands each committed revision to the license's watchers.
@@ -79,7 +79,7 @@ impl Push {
         license: &License,
         committed_at: Option<std::time::Instant>,
     ) -> Result<Arc<Pushed>> {
-        self.pushed_at(license, committed_at, self.now())
+        self.pushed_at(license, committed_at, self.now(), true)
     }
 
     fn pushed_at(
@@ -87,8 +87,15 @@ impl Push {
         license: &License,
         committed_at: Option<std::time::Instant>,
         now: Timestamp,
+        reuse: bool,
     ) -> Result<Arc<Pushed>> {
-        let signed = self.shared.signer.for_license(
+        let sign = if reuse {
+            DocumentSigner::for_license
+        } else {
+            DocumentSigner::for_license_anew
+        };
+        let signed = sign(
+            &self.shared.signer,
             license,
             license.token_hash.fingerprint(),
             Echo::default(),
@@ -184,7 +191,7 @@ impl Push {
             .feed
             .latest_issued_at(&license.id)
             .map_or(now, |held| now.max(held + Duration::seconds(1)));
-        self.send(license, self.pushed_at(license, None, at));
+        self.send(license, self.pushed_at(license, None, at, false));
     }
 
     /// Open a change stream for the license of `token` (from the
