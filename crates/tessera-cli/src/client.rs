@@ -9,8 +9,9 @@ use serde::de::DeserializeOwned;
 use tessera_protocol::LicenseId;
 use tessera_protocol::wire::{
     DeliveryView, ErrorBody, EventView, ExportRequest, ExtendRequest, Fleet, IssueLicenseRequest,
-    IssuedLicense, KeysResponse, LicenseExport, LicenseState, LicenseView, Page, PolicyInput,
-    PolicyView, ReasonRequest, StateAction, UsageView, WebhookInput, WebhookView,
+    IssuedLicense, KeysResponse, LicenseExport, LicenseState, LicenseView, MachineList,
+    MachineView, Page, PolicyInput, PolicyView, ReasonRequest, StateAction, UsageView,
+    WebhookInput, WebhookView,
 };
 
 use crate::Connection;
@@ -199,6 +200,26 @@ impl AdminClient {
             &[("limit", limit.to_string()), ("offset", offset.to_string())],
         )
         .await
+    }
+
+    /// `GET /v1/admin/licenses/{id}/machines`, one page.
+    pub async fn machines(
+        &self,
+        id: &LicenseId,
+        limit: u32,
+        offset: u64,
+    ) -> anyhow::Result<MachineList> {
+        self.get(
+            &format!("/v1/admin/licenses/{id}/machines"),
+            &[("limit", limit.to_string()), ("offset", offset.to_string())],
+        )
+        .await
+    }
+
+    /// `DELETE /v1/admin/licenses/{id}/machines/{machine}`.
+    pub async fn release(&self, id: &LicenseId, machine: &str) -> anyhow::Result<MachineView> {
+        let path = format!("/v1/admin/licenses/{id}/machines/{machine}");
+        self.send(self.authed(Method::DELETE, &path)?).await
     }
 
     /// `GET /v1/admin/licenses/{id}/usage`.

@@ -40,6 +40,12 @@ pub enum LicenseCommand {
     Instances(InstancesArgs),
     /// Show metering: seats in use against the limit, and daily maxima.
     Usage(UsageArgs),
+    /// Show the machines of a license ("3 of 5 machines"), those holding a
+    /// place first; for floating licenses, when each lease ends.
+    Machines(crate::machines::MachinesArgs),
+    /// Free a machine's place at once (force release); it hears so on its
+    /// stream.
+    Release(crate::machines::ReleaseArgs),
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +201,7 @@ fn print_license(l: &LicenseView) {
         l.max_users
             .map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
     );
+    println!("Machines  {}", crate::machines::settings_line(&l.machines));
     println!("Status    {} (state {})", l.status, l.state.as_str());
     println!("Valid     from {}", output::when(&l.valid_from));
     println!("Expires   {}", output::expiry(l.expires_at.as_ref()));
@@ -275,6 +282,8 @@ pub async fn run(cmd: LicenseCommand) -> anyhow::Result<()> {
             state_change(a.license, StateAction::Revoke, a.reason, "Revoked").await
         }
         LicenseCommand::Export(a) => export(a).await,
+        LicenseCommand::Machines(a) => crate::machines::list(a).await,
+        LicenseCommand::Release(a) => crate::machines::release(a).await,
         LicenseCommand::Instances(a) => {
             let IdArgs { id, conn } = a.license;
             let fleet = AdminClient::new(&conn)?

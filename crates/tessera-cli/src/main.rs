@@ -16,6 +16,7 @@ mod check;
 mod client;
 mod events;
 mod license;
+mod machines;
 mod output;
 mod policy;
 mod server;

@@ -493,3 +493,77 @@ fn keys_rotate_activates_a_new_key_and_retires_the_old_one() {
         "what it signed before still verifies"
     );
 }
+
+#[test]
+fn machines_are_set_listed_and_released_from_the_cli() {
+    let (env, s) = Workdir::with_server();
+    ok(&env.tessera(
+        &s,
+        &[
+            "policy",
+            "create",
+            "seats",
+            "--duration",
+            "30d",
+            "--max-machines",
+            "3",
+            "--floating",
+        ],
+    ));
+    // The license takes the policy's settings, and its own where given.
+    let (id, token) = issue(
+        &env,
+        &s,
+        &[
+            "--policy",
+            "seats",
+            "--max-machines",
+            "2",
+            "--lease-ttl",
+            "10m",
+            "--max-borrow",
+            "7d",
+        ],
+    );
+    let show = ok(&env.tessera(&s, &["license", "show", &id]));
+    assert!(
+        show.contains("at most 2, floating (lease 10m, borrow up to 7d)"),
+        "{show}"
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let body = serde_json::json!({"token": token, "fingerprint": "build-box", "name": "build box"});
+    let (status, v) = rt.block_on(s.process.post("/v1/machines/activate", body, None));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["verdict"]["status"], "active");
+    let list = ok(&env.tessera(&s, &["license", "machines", &id]));
+    assert!(list.contains("1 of 2 machines (floating)"), "{list}");
+    assert!(list.contains("build box"), "{list}");
+    let listed = json(&env.tessera(&s, &["license", "machines", &id, "--json"]));
+    let machine = listed["items"][0]["id"].as_str().unwrap().to_owned();
+    let out = ok(&env.tessera(&s, &["license", "release", &id, &machine]));
+    assert!(out.contains("Released"), "{out}");
+    let listed = json(&env.tessera(&s, &["license", "machines", &id, "--json"]));
+    assert_eq!(listed["active"], 0);
+    assert_eq!(listed["items"][0]["state"], "released");
+    // Releasing again, or a bad setting, is a clear error.
+    let again = env.tessera(&s, &["license", "release", &id, &machine]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("machine_not_found"));
+    let bad = env.tessera(
+        &s,
+        &[
+            "license",
+            "issue",
+            "--customer",
+            "A",
+            "--plan",
+            "p",
+            "--duration",
+            "1d",
+            "--fingerprint-match",
+            "fuzzy",
+        ],
+    );
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("fingerprint match"));
+}
