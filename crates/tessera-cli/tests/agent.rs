@@ -528,3 +528,72 @@ async fn the_agent_sees_an_automatic_renewal_pushed_and_reports_usage() {
         (400, Some("invalid_json"))
     );
 }
+
+/// Machines holding a place on license `id`.
+async fn active_machines(server: &ServerProcess, id: &str) -> Value {
+    let (_, list) = server
+        .admin_get(&format!("/v1/admin/licenses/{id}/machines"))
+        .await;
+    list["active"].clone()
+}
+
+#[tokio::test]
+async fn the_agent_holds_a_floating_place_shows_it_and_gives_it_back() {
+    let (setup, server) = Workdir::serving(free_addr(), "server.log");
+    let body = json!({"customer": "Acme", "plan": "p", "duration": "30d", "max_machines": 2, "machine_mode": "floating", "lease_ttl": "15m"});
+    let (id, token) = server.issue(body).await;
+    let token_file = setup.token_file(&token);
+    let envs = [("TESSERA_FINGERPRINT", "node-1")];
+    let agent = setup.agent_with(
+        server.url(),
+        &server.public_key,
+        Some(&token_file),
+        "agent.log",
+        &envs,
+    );
+    let v = wait_state(&agent, "the agent activated", |v| v["state"] == "valid").await;
+    let m = &v["machine"];
+    assert_eq!(
+        (m["used"].as_u64(), m["max"].as_u64()),
+        (Some(1), Some(2)),
+        "{v}"
+    );
+    assert_eq!(m["mode"], "floating");
+    assert_eq!(m["lease_renews_every_secs"], 300);
+    let (_, page) = agent.get("/").await;
+    let page = page.as_str().unwrap().to_owned();
+    assert!(
+        page.contains("machine 1 of 2 · lease renews every 5 min"),
+        "{page}"
+    );
+    assert_eq!(active_machines(&server, &id).await, 1);
+    let (code, v) = post(&agent, "/v1/deactivate", json!({})).await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["state"], "not_activated");
+    assert_eq!(active_machines(&server, &id).await, 0);
+
+    // Taken again, then given back by a clean stop (SIGTERM).
+    let (code, v) = post(&agent, "/v1/refresh", json!({})).await;
+    assert_eq!(
+        (code, &v["state"]),
+        (200, &json!("not_activated")),
+        "it stays without a place: {v}"
+    );
+    drop(agent);
+    let again = setup.agent_with(
+        server.url(),
+        &server.public_key,
+        Some(&token_file),
+        "agent2.log",
+        &envs,
+    );
+    wait_state(&again, "activated on start", |v| v["state"] == "valid").await;
+    assert_eq!(active_machines(&server, &id).await, 1);
+    let status = again.terminate();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        active_machines(&server, &id).await,
+        0,
+        "the place was given back on stop"
+    );
+}

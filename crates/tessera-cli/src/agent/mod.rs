@@ -57,6 +57,12 @@ pub struct AgentArgs {
     /// The product's version, shown in the authority's fleet view.
     #[arg(long, env = "TESSERA_APP_VERSION")]
     app_version: Option<String>,
+    /// This machine's fingerprint, for licenses that count machines (1–256
+    /// printable ASCII characters). Default: derived from the host's
+    /// machine id and the token. In a container set your own — a value kept
+    /// on a persistent volume, or the StatefulSet ordinal, never the pod UID.
+    #[arg(long, env = "TESSERA_FINGERPRINT")]
+    fingerprint: Option<String>,
     /// How often the user count posted to the agent's `/v1/usage` is
     /// reported to the authority (metering).
     #[arg(long, env = "TESSERA_USAGE_INTERVAL", default_value = "15m", value_parser = crate::parse_interval)]
@@ -98,6 +104,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if let Some(version) = &args.app_version {
         builder = builder.app_version(version);
     }
+    if let Some(fingerprint) = &args.fingerprint {
+        builder = builder.fingerprint(fingerprint);
+    }
     let client = builder.start().context("cannot start the license client")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -119,6 +128,18 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await
         .context("agent HTTP server failed")?;
+    // A floating place is given back on a clean stop, not left to its lease.
+    if client
+        .machine()
+        .is_some_and(|m| m.mode == tessera_protocol::wire::MachineMode::Floating && m.id.is_some())
+    {
+        match client.deactivate().await {
+            Ok(_) => tracing::info!("floating place given back"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not give the floating place back; its lease will end it")
+            }
+        }
+    }
     client.shutdown();
     tracing::info!("agent stopped");
     Ok(())

@@ -105,6 +105,23 @@ fn warning(v: &StatusView) -> Option<(String, bool)> {
     }
 }
 
+/// "machine 2 of 3 · lease renews every 5 min".
+fn machine_line(m: &super::view::MachineStatus) -> String {
+    let place = match (m.id.is_some(), m.max) {
+        (true, Some(max)) => format!("machine {} of {max}", m.used),
+        (true, None) => format!("machine {} (no limit)", m.used),
+        (false, Some(max)) => format!("no place ({} of {max} taken)", m.used),
+        (false, None) => "no place".to_owned(),
+    };
+    match m.lease_renews_every_secs {
+        Some(secs) if m.id.is_some() && secs >= 60 && secs % 60 == 0 => {
+            format!("{place} · lease renews every {} min", secs / 60)
+        }
+        Some(secs) if m.id.is_some() => format!("{place} · lease renews every {secs} s"),
+        _ => place,
+    }
+}
+
 /// The page.
 pub fn render(v: &StatusView) -> Markup {
     let expires = match (v.expires_at, v.days_left) {
@@ -135,6 +152,9 @@ pub fn render(v: &StatusView) -> Markup {
                             dt { "Users" } dd #max-users {
                                 (v.max_users.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()))
                                 @if v.seats_exceeded { " — " strong { "more users reported than the license allows" } }
+                            }
+                            @if let Some(m) = &v.machine {
+                                dt { "Machine" } dd #machine { (machine_line(m)) }
                             }
                             dt { "Expires" } dd #expires { (expires) }
                             dt { "Revision" } dd #revision { (v.revision.map_or_else(|| "—".to_owned(), |r| r.to_string())) }

@@ -47,6 +47,7 @@ pub fn router(client: Client, addr: SocketAddr) -> Router {
         .route("/v1/refresh", post(refresh))
         .route("/v1/activate", post(activate))
         .route("/v1/usage", post(usage))
+        .route("/v1/deactivate", post(deactivate))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -163,6 +164,11 @@ async fn activate(State(s): State<AgentState>, body: axum::body::Bytes) -> Respo
         return bad_json(r#"{"token": "tsr_…"}"#);
     };
     answer(&s, s.client.activate(&req.token).await)
+}
+
+/// Give this machine's place back (a license that counts machines).
+async fn deactivate(State(s): State<AgentState>) -> Response {
+    answer(&s, s.client.deactivate().await)
 }
 
 #[derive(Debug, Deserialize)]

@@ -35,15 +35,47 @@ pub struct StatusView {
     pub stream_connected: bool,
     pub instance_id: String,
     pub server: Option<String>,
+    /// Where this machine stands, for a license that counts machines.
+    pub machine: Option<MachineStatus>,
+}
+
+/// The machine part of `GET /v1/status`.
+#[derive(Debug, Serialize)]
+pub struct MachineStatus {
+    /// Its activation (`mch_…`), while it holds a place.
+    pub id: Option<String>,
+    /// `node_locked` or `floating`.
+    pub mode: tessera_protocol::wire::MachineMode,
+    /// Machines holding a place on the license.
+    pub used: u32,
+    /// The limit; null = unlimited.
+    pub max: Option<u32>,
+    #[serde(with = "tessera_protocol::time::rfc3339_opt")]
+    pub activated_at: Option<Timestamp>,
+    /// Floating: when the lease ends unless renewed.
+    #[serde(with = "tessera_protocol::time::rfc3339_opt")]
+    pub lease_expires_at: Option<Timestamp>,
+    /// Floating: how often the lease is renewed (a third of its length).
+    pub lease_renews_every_secs: Option<u64>,
 }
 
 impl StatusView {
     pub fn of(client: &Client) -> Self {
-        Self::from_verdict(
+        let mut view = Self::from_verdict(
             &client.verdict(),
             client.instance_id(),
             client.current_server(),
-        )
+        );
+        view.machine = client.machine().map(|m| MachineStatus {
+            id: m.id,
+            mode: m.mode,
+            used: m.used,
+            max: m.max,
+            activated_at: m.activated_at,
+            lease_expires_at: m.lease_expires_at,
+            lease_renews_every_secs: m.lease_ttl.map(|t| (t.as_secs() / 3).max(1)),
+        });
+        view
     }
 
     pub fn from_verdict(v: &Verdict, instance_id: String, server: Option<String>) -> Self {
@@ -68,6 +100,7 @@ impl StatusView {
             stream_connected: v.connected,
             instance_id,
             server,
+            machine: None,
         }
     }
 

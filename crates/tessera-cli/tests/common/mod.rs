@@ -65,6 +65,18 @@ impl Workdir {
         token_file: Option<&Path>,
         log: &str,
     ) -> Process {
+        self.agent_with(server_url, public_key, token_file, log, &[])
+    }
+
+    /// As [`Workdir::agent`], with these environment variables.
+    pub fn agent_with(
+        &self,
+        server_url: &str,
+        public_key: &str,
+        token_file: Option<&Path>,
+        log: &str,
+        envs: &[(&str, &str)],
+    ) -> Process {
         let state = self.dir.path().join("agent-state");
         let mut args = vec![
             "agent",
@@ -80,7 +92,7 @@ impl Workdir {
         if let Some(f) = token_file {
             args.extend(["--token-file", f.to_str().unwrap()]);
         }
-        Process::spawn(BIN, &args, &self.dir.path().join(log), &[])
+        Process::spawn(BIN, &args, &self.dir.path().join(log), envs)
     }
 
     /// An agent of `server` holding `token` (from a token file).
