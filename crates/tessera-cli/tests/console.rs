@@ -270,3 +270,66 @@ async fn a_desk_issues_extends_and_revokes_a_license_and_watches_the_renewal_arr
     assert_eq!(res.status(), 303, "the old session cookie no longer works");
     b.close().await;
 }
+
+#[tokio::test]
+async fn a_desk_issues_a_machine_license_and_releases_a_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(BIN, &dir.path().join("data"), free_addr(), "server.log");
+    let url = server.url().to_owned();
+    let b = Browser::start().await;
+    sign_in(&b, &url, &server.admin_key).await;
+    // Issue with a machine limit, floating, from the form.
+    b.click("header a[href='/licenses/new']").await;
+    b.wait_text("h1", "the issue form", |t| t == "Issue a license")
+        .await;
+    b.fill("#customer", "Acme Corp").await;
+    b.fill("#plan", "enterprise").await;
+    b.fill("#duration", "30d").await;
+    b.fill("#max_machines", "2").await;
+    b.fill("#lease_ttl", "10m").await;
+    b.click("#floating").await;
+    b.click("#issue").await;
+    b.wait_text("h1", "the issued page", |t| t == "License issued")
+        .await;
+    let token = b.value("#token").await;
+    b.click("#to-license").await;
+    b.wait_text("#machines-count", "no machines yet", |t| {
+        t.starts_with("0 of 2 machines")
+    })
+    .await;
+    // A machine activates; the page lists it with a Release button.
+    let body = json!({"token": token, "fingerprint": "desk-1", "name": "front desk"});
+    let (status, v) = server
+        .process
+        .post("/v1/machines/activate", body, None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["verdict"]["status"], "active");
+    b.client.refresh().await.unwrap();
+    let count = b
+        .wait_text("#machines-count", "one machine", |t| {
+            t.starts_with("1 of 2 machines")
+        })
+        .await;
+    assert!(count.contains("floating"), "{count}");
+    assert!(b.text("#machines").await.contains("front desk"));
+    b.screenshot("console-machines").await;
+    b.click("#machines button.release").await;
+    b.wait_text("#done", "the release", |t| t.starts_with("Released"))
+        .await;
+    let count = b.text("#machines-count").await;
+    assert!(count.starts_with("0 of 2 machines"), "{count}");
+    let (status, v) = server
+        .process
+        .post(
+            "/v1/machines/heartbeat",
+            json!({"token": token, "fingerprint": "desk-1"}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, &v["verdict"]["status"]),
+        (200, &json!("not_activated"))
+    );
+    b.close().await;
+}

@@ -1,8 +1,10 @@
 //! Licenses: the list, issuing, one license and its fleet, and the changes
 //! (each a confirmation page, then the form it posts).
 
+use std::sync::Arc;
+
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
@@ -16,7 +18,7 @@ use super::session::{Console, Posted};
 use super::templates;
 use super::{LicenseAt, Meter, PAGE_SIZE, Page, Reply, Svc};
 use crate::error::Error;
-use crate::licenses::{Changes, StateAction};
+use crate::licenses::{Changes, Machines, StateAction};
 use crate::model::{EventFilter, ExpiryWindow, LicensePage, LicenseQuery};
 
 fn bad_filter(message: impl Into<String>) -> ConsoleError {
@@ -116,12 +118,14 @@ async fn issue_again(svc: &Changes, console: &Console, form: &IssueForm, message
 pub async fn license(
     State(svc): Svc,
     State(metering): Meter,
+    State(machines): State<Arc<Machines>>,
     console: Console,
     LicenseAt(id): LicenseAt,
     Query(q): Query<DoneQuery>,
 ) -> Page {
     let license = svc.license(&id).await?;
     let fleet = metering.fleet(&id, PAGE_SIZE, q.offset).await?;
+    let machine_list = machines.list(&id, PAGE_SIZE, 0).await?;
     let events = svc
         .events(&EventFilter {
             license: Some(id.clone()),
@@ -135,6 +139,7 @@ pub async fn license(
         }
         "suspended" => Some("Suspended. Installations with a live stream already know."),
         "reinstated" => Some("Reinstated."),
+        "released" => Some("Released. The machine hears so on its stream; its place is free."),
         "revoked" => {
             Some("Revoked. Every installation loses the license as its next answer arrives.")
         }
@@ -144,6 +149,7 @@ pub async fn license(
         &console.chrome("licenses", &svc),
         &license,
         &fleet,
+        &machine_list,
         &events,
         done,
     ))
@@ -264,4 +270,19 @@ pub fn state_routes(action: StateAction) -> axum::routing::MethodRouter<crate::h
             change_state(&svc, &id, posted, action).await
         },
     )
+}
+
+/// Release a machine: its place is free at once.
+pub async fn release_machine(
+    State(machines): State<Arc<Machines>>,
+    Path((id, machine)): Path<(String, String)>,
+    posted: Posted<super::forms::CsrfForm>,
+) -> Result<Redirect, ConsoleError> {
+    let id = super::license_id(&id)?;
+    let actor = &posted.console.session.key_name;
+    machines
+        .release(&id, &machine, actor)
+        .await
+        .map_err(|e| ConsoleError::from(e).back(format!("/licenses/{id}")))?;
+    Ok(Redirect::to(&format!("/licenses/{id}?done=released")))
 }

@@ -71,6 +71,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/licenses/{id}", get(licenses::license))
         .route("/licenses/{id}/fleet.json", get(licenses::fleet))
         .route(
+            "/licenses/{id}/machines/{machine}/release",
+            post(licenses::release_machine),
+        )
+        .route(
             "/licenses/{id}/extend",
             get(licenses::confirm_extend).post(licenses::extend),
         )
@@ -147,7 +151,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LicenseAt {
     }
 }
 
-fn license_id(text: &str) -> Result<LicenseId, ConsoleError> {
+pub(super) fn license_id(text: &str) -> Result<LicenseId, ConsoleError> {
     LicenseId::parse(text).map_err(|_| {
         ConsoleError::new(
             StatusCode::NOT_FOUND,

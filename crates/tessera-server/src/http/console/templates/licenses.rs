@@ -2,9 +2,12 @@
 
 use maud::{Markup, html};
 use tessera_protocol::Timestamp;
-use tessera_protocol::wire::EventView;
+use tessera_protocol::wire::{EventView, MachineList};
 
-use super::{Chrome, event_table, expiry, layout, relative, status_badge, when};
+use super::{
+    Chrome, event_table, expiry, layout, machine_fields, machines_section, relative, status_badge,
+    when,
+};
 use crate::http::console::forms::IssueForm;
 use crate::licenses::StateAction;
 use crate::model::{Fleet, License, Policy};
@@ -104,6 +107,7 @@ pub fn issue_form(c: &Chrome, policies: &[Policy], f: &IssueForm, error: Option<
                           } }
                     div { label for="features" { "Features, comma-separated (default: the policy's)" } input #features name="features" value=(f.features) placeholder="sso, audit"; }
                     div { label for="max_users" { "Seat limit (optional)" } input #max_users name="max_users" inputmode="numeric" value=(f.max_users); }
+                    (machine_fields(&f.machines))
                     div { label for="duration" { "Duration from now, e.g. 30d or 1y" } input #duration name="duration" value=(f.duration) placeholder="365d"; }
                     div { label for="expires_at" { "…or an expiry date" } input #expires_at type="date" name="expires_at" value=(f.expires_at); }
                 }
@@ -145,6 +149,7 @@ pub fn license(
     c: &Chrome,
     l: &License,
     fleet: &Fleet,
+    machines: &MachineList,
     events: &[EventView],
     done: Option<&str>,
 ) -> Markup {
@@ -203,6 +208,7 @@ pub fn license(
                     }
                 }
             }
+            (machines_section(c, l, machines))
             h2 { "Installations" }
             div data-fleet={"/licenses/" (l.id) "/fleet.json?offset=" (fleet.offset)} data-max-users=(max_users) {
                 p {

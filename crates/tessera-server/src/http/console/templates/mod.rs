@@ -2,9 +2,11 @@
 //! Every page is built here; handlers pass data, never markup.
 
 mod licenses;
+mod machines;
 mod policies;
 
 pub use licenses::*;
+pub use machines::*;
 pub use policies::*;
 
 use maud::{DOCTYPE, Markup, html};

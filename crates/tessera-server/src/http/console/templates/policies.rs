@@ -47,6 +47,7 @@ pub fn policies(
                     div { label for="renewal_basis" { "Extensions count" }
                           select #renewal_basis name="renewal_basis" { option value="from_expiry" { "from the current expiry" } option value="from_now" { "from now" } } }
                     div { label for="renew_before" { "Auto-renew this long before expiry" } input #renew_before name="renew_before" value="7d"; }
+                    (super::machine_fields(&crate::http::console::forms::MachineFields::default()))
                 }
                 label style="margin-bottom: 1rem;" { input type="checkbox" name="trial" value="on"; " Trial licenses" }
                 label style="margin-bottom: 1rem;" { input #auto_renew type="checkbox" name="auto_renew" value="on"; " Renew licenses automatically (by the default duration)" }
