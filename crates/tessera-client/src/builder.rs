@@ -26,6 +26,7 @@ use tessera_protocol::{PublicKey, Timestamp};
 
 use crate::clock::{Clock, SystemClock};
 use crate::engine::{self, Held, Inner, Settings};
+use crate::machine;
 use crate::state::StateFile;
 use crate::stream;
 use crate::transport::Transport;
@@ -371,7 +372,7 @@ impl Builder {
         {
             // A state copied from another machine holds a document bound to
             // that machine: it is dropped, and this one asks for its own.
-            let fingerprint = engine::machine_fingerprint(
+            let fingerprint = machine::machine_fingerprint(
                 self.fingerprint.as_deref(),
                 instance_id.as_str(),
                 token,

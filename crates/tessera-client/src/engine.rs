@@ -13,9 +13,9 @@ use arc_swap::ArcSwap;
 use chrono::Duration;
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
-use tessera_protocol::wire::{ActivateRequest, ValidateRequest, machine_fingerprint_hash};
+use tessera_protocol::wire::{ValidateRequest, machine_fingerprint_hash};
 use tessera_protocol::{
-    Expectations, Freshness, InstanceId, LicenseToken, RollbackDecision, Status, Timestamp,
+    Expectations, Freshness, InstanceId, LicenseToken, RollbackDecision, Timestamp,
     TokenFingerprint, TrustedKeys, VerifiedDocument, check_document_rollback, verify,
 };
 use tokio::sync::{Notify, watch};
@@ -164,7 +164,7 @@ fn etag(doc: &VerifiedDocument) -> String {
     format!("\"{}-{}\"", doc.claims().rev, doc.claims().iat.timestamp())
 }
 
-fn random_nonce() -> String {
+pub(crate) fn random_nonce() -> String {
     let bytes: [u8; 16] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -247,7 +247,7 @@ impl Inner {
         }
     }
 
-    fn record_failure(&self, e: &Error) {
+    pub(crate) fn record_failure(&self, e: &Error) {
         let now = self.now();
         {
             let mut held = self.lock();
@@ -511,98 +511,6 @@ impl Inner {
             .await
     }
 
-    /// This machine's fingerprint for `token`: the configured one, or one
-    /// derived from the host's machine id (else the persisted instance id)
-    /// and the token, so it is no cross-vendor tracking id.
-    pub(crate) fn fingerprint(&self, token: &LicenseToken) -> String {
-        let instance = self.lock().instance_id.to_string();
-        machine_fingerprint(self.settings.fingerprint.as_deref(), &instance, token)
-    }
-
-    /// A license that counts machines says this one has no place: take one
-    /// (on start, or after a lease ran out) unless it gave its place up.
-    fn should_activate(&self, doc: &VerifiedDocument) -> bool {
-        let c = doc.claims();
-        c.machine.is_some()
-            && match c.status {
-                Status::LeaseExpired => true,
-                Status::NotActivated => !self.lock().machine_given_up,
-                _ => false,
-            }
-    }
-
-    /// A machine that held a place now has none (released by the vendor):
-    /// it stays without one until asked ([`crate::Client::activate_machine`]).
-    fn note_machine_ended(&self, doc: &VerifiedDocument) {
-        if doc.claims().status == Status::NotActivated {
-            let mut held = self.lock();
-            let held_place = held
-                .document
-                .as_ref()
-                .is_some_and(|d| d.claims().mfp.is_some() && d.claims().status.is_valid());
-            if held_place {
-                held.machine_given_up = true;
-            }
-        }
-    }
-
-    /// `POST /v1/machines/{action}` for this machine and apply the answer.
-    pub(crate) async fn machine_round_trip(
-        self: Arc<Self>,
-        token: LicenseToken,
-        action: &str,
-        activating: bool,
-    ) -> Result<Arc<Verdict>, Error> {
-        let Some(transport) = &self.transport else {
-            return Err(Error::NoServer);
-        };
-        let fingerprint = self.fingerprint(&token);
-        let nonce = random_nonce();
-        let request = ActivateRequest {
-            token: token.expose_secret().to_owned(),
-            fingerprint: fingerprint.clone(),
-            hostname: host_name(),
-            platform: Some(format!(
-                "{}-{}",
-                std::env::consts::OS,
-                std::env::consts::ARCH
-            )),
-            nonce: Some(nonce.clone()),
-            ..ActivateRequest::default()
-        };
-        let text = match transport.machine(action, &request).await {
-            Ok(Answer::Document(text)) => text,
-            Ok(Answer::NotModified) => {
-                let e = Error::InvalidAnswer("304 to a machine request".into());
-                self.record_failure(&e);
-                return Err(e);
-            }
-            Err(e) => {
-                self.record_failure(&e);
-                return Err(e);
-            }
-        };
-        let expect = Expectations::for_token(token.fingerprint())
-            .with_max_clock_drift(self.settings.max_clock_drift)
-            .with_freshness(Freshness::Enforce)
-            .with_machine(machine_fingerprint_hash(&fingerprint))
-            .with_nonce(nonce);
-        let doc = match verify(text.as_bytes(), &self.keys, &expect, self.now()) {
-            Ok(doc) => doc,
-            Err(e) => {
-                let e = Error::Verification(e);
-                self.record_failure(&e);
-                return Err(e);
-            }
-        };
-        {
-            let mut held = self.lock();
-            held.machine_given_up = action == "deactivate";
-        }
-        self.accept(doc, activating.then_some(token), Evidence::Nonce)
-            .await
-    }
-
     /// Run `round_trip` once per token at a time: concurrent callers share
     /// the one request and its result. The work runs as its own task, so a
     /// caller giving up does not cut a state write in half.
@@ -682,39 +590,4 @@ impl Inner {
             }
         }
     }
-}
-
-/// The configured fingerprint, or one derived from the host's machine id
-/// (else the persisted `instance` id) and the token.
-pub(crate) fn machine_fingerprint(
-    explicit: Option<&str>,
-    instance: &str,
-    token: &LicenseToken,
-) -> String {
-    if let Some(fp) = explicit {
-        return fp.to_owned();
-    }
-    let base = host_machine_id().unwrap_or_else(|| instance.to_owned());
-    machine_fingerprint_hash(&format!("tessera-machine/1|{base}|{}", token.fingerprint()))
-}
-
-/// The host's machine id (systemd's `/etc/machine-id`), read once.
-fn host_machine_id() -> Option<String> {
-    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    ID.get_or_init(|| {
-        ["/etc/machine-id", "/var/lib/dbus/machine-id"]
-            .iter()
-            .filter_map(|p| std::fs::read_to_string(p).ok())
-            .map(|t| t.trim().to_owned())
-            .find(|t| !t.is_empty())
-    })
-    .clone()
-}
-
-/// The host name, for the vendor's machine list.
-fn host_name() -> Option<String> {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
 }

@@ -43,6 +43,7 @@ mod builder;
 pub mod clock;
 mod engine;
 mod error;
+mod machine;
 mod schedule;
 pub mod state;
 mod stream;

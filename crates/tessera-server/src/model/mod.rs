@@ -8,7 +8,9 @@ pub use tessera_protocol::wire::{Fleet, FleetSummary, Instance};
 use tessera_protocol::{CustomerId, LicenseId, PolicyId, Status, Timestamp, TokenHash, WebhookId};
 
 mod machines;
+mod queries;
 pub use machines::{Machine, MachineSettings, NewMachine};
+pub use queries::{ExpiryWindow, LicensePage, LicenseQuery};
 
 /// A policy: defaults and client behaviour shared by many licenses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -394,62 +396,6 @@ impl InstanceSeen {
             stream: None,
             held_revision: None,
         }
-    }
-}
-
-/// Expiries from `from` (usually now; `None`: also those already past) to
-/// `until`, both included.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExpiryWindow {
-    /// Earliest expiry listed.
-    pub from: Option<Timestamp>,
-    /// Latest expiry listed.
-    pub until: Timestamp,
-}
-
-impl ExpiryWindow {
-    /// Expiries from `now` to `span` later.
-    #[must_use]
-    pub fn within(now: Timestamp, span: Duration) -> Self {
-        let until = now + span;
-        Self {
-            from: Some(now),
-            until,
-        }
-    }
-}
-
-/// Which licenses to list (every filter optional), and which page: the
-/// admin API pages by id cursor, oldest first; the console by offset,
-/// newest first.
-#[derive(Debug, Clone, Default)]
-pub struct LicenseQuery {
-    /// Matches customer, plan or id (substring, any case) or the token's last four.
-    pub text: Option<String>,
-    /// Customer name, exactly.
-    pub customer: Option<String>,
-    /// Stored state.
-    pub state: Option<LicenseState>,
-    /// Only licenses whose expiry falls in this window.
-    pub expiring: Option<ExpiryWindow>,
-    /// Which page.
-    pub page: LicensePage,
-    /// Page size.
-    pub limit: u32,
-}
-
-/// A page of a license listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LicensePage {
-    /// Oldest first, after this id (the admin API's cursor).
-    After(Option<String>),
-    /// Newest first, skipping this many (the console's pages).
-    Offset(u32),
-}
-
-impl Default for LicensePage {
-    fn default() -> Self {
-        Self::After(None)
     }
 }
 

@@ -1,0 +1,141 @@
+//! Machines (docs/PROTOCOL.md §19): this machine's fingerprint, taking a
+//! place by itself, and the activate/deactivate round trips.
+
+use std::sync::Arc;
+
+use tessera_protocol::wire::{ActivateRequest, machine_fingerprint_hash};
+use tessera_protocol::{Expectations, Freshness, LicenseToken, Status, VerifiedDocument, verify};
+
+use crate::engine::{Evidence, Inner, random_nonce};
+use crate::error::Error;
+use crate::transport::Answer;
+use crate::verdict::Verdict;
+
+impl Inner {
+    /// This machine's fingerprint for `token`: the configured one, or one
+    /// derived from the host's machine id (else the persisted instance id)
+    /// and the token, so it is no cross-vendor tracking id.
+    pub(crate) fn fingerprint(&self, token: &LicenseToken) -> String {
+        let instance = self.lock().instance_id.to_string();
+        machine_fingerprint(self.settings.fingerprint.as_deref(), &instance, token)
+    }
+
+    /// A license that counts machines says this one has no place: take one
+    /// (on start, or after a lease ran out) unless it gave its place up.
+    pub(crate) fn should_activate(&self, doc: &VerifiedDocument) -> bool {
+        let c = doc.claims();
+        c.machine.is_some()
+            && match c.status {
+                Status::LeaseExpired => true,
+                Status::NotActivated => !self.lock().machine_given_up,
+                _ => false,
+            }
+    }
+
+    /// A machine that held a place now has none (released by the vendor):
+    /// it stays without one until asked ([`crate::Client::activate_machine`]).
+    pub(crate) fn note_machine_ended(&self, doc: &VerifiedDocument) {
+        if doc.claims().status == Status::NotActivated {
+            let mut held = self.lock();
+            let held_place = held
+                .document
+                .as_ref()
+                .is_some_and(|d| d.claims().mfp.is_some() && d.claims().status.is_valid());
+            if held_place {
+                held.machine_given_up = true;
+            }
+        }
+    }
+
+    /// `POST /v1/machines/{action}` for this machine and apply the answer.
+    pub(crate) async fn machine_round_trip(
+        self: Arc<Self>,
+        token: LicenseToken,
+        action: &str,
+        activating: bool,
+    ) -> Result<Arc<Verdict>, Error> {
+        let Some(transport) = &self.transport else {
+            return Err(Error::NoServer);
+        };
+        let fingerprint = self.fingerprint(&token);
+        let nonce = random_nonce();
+        let request = ActivateRequest {
+            token: token.expose_secret().to_owned(),
+            fingerprint: fingerprint.clone(),
+            hostname: host_name(),
+            platform: Some(format!(
+                "{}-{}",
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            )),
+            nonce: Some(nonce.clone()),
+            ..ActivateRequest::default()
+        };
+        let text = match transport.machine(action, &request).await {
+            Ok(Answer::Document(text)) => text,
+            Ok(Answer::NotModified) => {
+                let e = Error::InvalidAnswer("304 to a machine request".into());
+                self.record_failure(&e);
+                return Err(e);
+            }
+            Err(e) => {
+                self.record_failure(&e);
+                return Err(e);
+            }
+        };
+        let expect = Expectations::for_token(token.fingerprint())
+            .with_max_clock_drift(self.settings.max_clock_drift)
+            .with_freshness(Freshness::Enforce)
+            .with_machine(machine_fingerprint_hash(&fingerprint))
+            .with_nonce(nonce);
+        let doc = match verify(text.as_bytes(), &self.keys, &expect, self.now()) {
+            Ok(doc) => doc,
+            Err(e) => {
+                let e = Error::Verification(e);
+                self.record_failure(&e);
+                return Err(e);
+            }
+        };
+        {
+            let mut held = self.lock();
+            held.machine_given_up = action == "deactivate";
+        }
+        self.accept(doc, activating.then_some(token), Evidence::Nonce)
+            .await
+    }
+}
+
+/// The configured fingerprint, or one derived from the host's machine id
+/// (else the persisted `instance` id) and the token.
+pub(crate) fn machine_fingerprint(
+    explicit: Option<&str>,
+    instance: &str,
+    token: &LicenseToken,
+) -> String {
+    if let Some(fp) = explicit {
+        return fp.to_owned();
+    }
+    let base = host_machine_id().unwrap_or_else(|| instance.to_owned());
+    machine_fingerprint_hash(&format!("tessera-machine/1|{base}|{}", token.fingerprint()))
+}
+
+/// The host's machine id (systemd's `/etc/machine-id`), read once.
+fn host_machine_id() -> Option<String> {
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .map(|t| t.trim().to_owned())
+            .find(|t| !t.is_empty())
+    })
+    .clone()
+}
+
+/// The host name, for the vendor's machine list.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
