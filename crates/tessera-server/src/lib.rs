@@ -384,6 +384,9 @@ impl Server {
         let _ = background.await;
         let _ = replicas.await;
         let _ = lifecycle.await;
+        if let Err(e) = self.licenses.machines.flush_heartbeats().await {
+            tracing::warn!(error = %e, "could not write heartbeats at shutdown");
+        }
         if let Err(e) = self.licenses.shared.installations.recorder().flush().await {
             tracing::warn!(error = %e, "could not write instance sightings at shutdown");
         }
@@ -508,6 +511,10 @@ async fn lifecycle_tasks(
                 }
             }
             _ = reap.tick() => {
+                // Every replica writes its heartbeats; one at a time reaps.
+                if let Err(e) = machines.flush_heartbeats().await {
+                    tracing::warn!(error = %e, "could not write heartbeats");
+                }
                 if let Some(Err(e)) = locked(store.as_ref(), "leases", &cancel, machines.reap(500)).await {
                     tracing::warn!(error = %e, "lease reaper failed");
                 }

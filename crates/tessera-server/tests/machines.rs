@@ -151,13 +151,25 @@ backend_tests! {
             assert!(h.valid);
             assert_eq!(h.machine.unwrap().lease_expires_at, Some(s.now() + Duration::seconds(10)));
         }
-        // Silence: within the TTL + 2 s the reaper ends it and the place is free.
+        // Heartbeats are written in batches (each half second).
+        let lease_end = s.now() + Duration::seconds(10);
+        eventually("the heartbeats to be written", StdDuration::from_secs(5), async || {
+            let (_, list) = s.admin_get(&format!("/v1/admin/licenses/{id}/machines")).await;
+            (list["items"][0]["lease_expires_at"] == tessera_protocol::time::format(&lease_end)).then_some(())
+        })
+        .await;
+        // Silence: past its end the lease is dead to heartbeats at once…
         s.clock.advance(Duration::seconds(11));
+        assert_eq!(heartbeat(&s, &token, "laptop-a").await.status, tessera_protocol::Status::LeaseExpired);
+        // …holds its place through the 1.5 s grace (another replica's last
+        // heartbeats may not be written yet)…
+        assert_eq!(activate(&s, &token, "laptop-b").await.status, tessera_protocol::Status::TooManyMachines);
+        // …and is ended within its TTL + 2 s.
+        s.clock.advance(Duration::seconds(1));
         eventually("the lease to be reaped", StdDuration::from_secs(5), async || {
             events(&s, &id).await.iter().any(|k| k == "lease.expired").then_some(())
         })
         .await;
-        assert_eq!(heartbeat(&s, &token, "laptop-a").await.status, tessera_protocol::Status::LeaseExpired);
         assert!(activate(&s, &token, "laptop-b").await.valid);
         // Borrowing keeps a lease offline, up to max_borrow.
         let until = s.now() + Duration::minutes(30);

@@ -31,6 +31,18 @@ pub struct Machines {
     /// (revision, `iat`) even when a release follows an activation within
     /// the same second (machine changes do not move the revision).
     issued: moka::sync::Cache<(LicenseId, String), Timestamp>,
+    /// Heartbeats answered but not yet written (written each
+    /// [`Machines::flush_heartbeats`]): a heartbeat is no fsync of its own.
+    pending: std::sync::Mutex<std::collections::HashMap<(LicenseId, String), Beat>>,
+}
+
+/// A heartbeat to write: when it came, and the lease it gave.
+#[derive(Debug, Clone, Copy)]
+pub struct Beat {
+    /// When it was answered.
+    pub at: Timestamp,
+    /// The lease it gave (`None`: node-locked).
+    pub lease_until: Option<Timestamp>,
 }
 
 /// The license and the machine a public request names, checked.
@@ -52,6 +64,7 @@ impl Machines {
                 .max_capacity(100_000)
                 .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
+            pending: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -237,17 +250,70 @@ impl Machines {
     /// validation that names its fingerprint).
     async fn held(&self, asked: Asked) -> Result<Arc<SignedDocument>> {
         let now = self.now();
-        let lease = lease_until(&asked.license.machines, now);
-        let renewed = self
+        let key = (asked.license.id.clone(), asked.mfp.clone());
+        let stored = self
             .shared
             .store
-            .heartbeat_machine(&asked.license.id, &asked.mfp, lease, now)
+            .active_machine_of(&asked.license.id, &asked.mfp)
             .await?;
-        match renewed {
-            Some(m) => self.answer(asked, Some(&m), None).await,
-            None => {
-                let refusal = self.why_not_held(&asked).await?;
-                self.answer(asked, None, Some(refusal)).await
+        let pending = self.lock_pending().get(&key).copied();
+        // Alive if its lease — as stored, or as a heartbeat not yet written
+        // extended it — has not run out. Never past its end: a late
+        // heartbeat does not bring a lease back.
+        let alive = stored.filter(|m| {
+            let lease = match (m.lease_expires_at, pending.and_then(|p| p.lease_until)) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            m.lease_expires_at.is_none() || lease.is_some_and(|t| t > now)
+        });
+        let Some(mut machine) = alive else {
+            let refusal = self.why_not_held(&asked).await?;
+            return self.answer(asked, None, Some(refusal)).await;
+        };
+        let lease_until = lease_until(&asked.license.machines, now);
+        machine.last_heartbeat = now;
+        if machine.lease_expires_at.is_some() {
+            machine.lease_expires_at = lease_until;
+        }
+        self.lock_pending().insert(
+            key,
+            Beat {
+                at: now,
+                lease_until,
+            },
+        );
+        self.answer(asked, Some(&machine), None).await
+    }
+
+    fn lock_pending(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(LicenseId, String), Beat>> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Write the heartbeats answered since the last call, in one
+    /// transaction (each server does this every second, and before its
+    /// reaper looks). A heartbeat renews a lease only if the lease was
+    /// still running when it came.
+    ///
+    /// # Errors
+    /// The store's; the heartbeats are kept for the next call.
+    pub async fn flush_heartbeats(&self) -> Result<usize> {
+        let beats: Vec<_> = self.lock_pending().drain().collect();
+        if beats.is_empty() {
+            return Ok(0);
+        }
+        match self.shared.store.write_heartbeats(&beats).await {
+            Ok(()) => Ok(beats.len()),
+            Err(e) => {
+                let mut pending = self.lock_pending();
+                for (k, b) in beats {
+                    pending.entry(k).or_insert(b);
+                }
+                Err(e)
             }
         }
     }
@@ -315,6 +381,8 @@ impl Machines {
         };
         let now = self.now();
         let until = borrow_until(&asked.license.machines, req.until, now)?;
+        // The lease as the latest heartbeats left it.
+        self.flush_heartbeats().await?;
         let borrowed = self
             .shared
             .store
@@ -410,7 +478,10 @@ impl Machines {
     /// # Errors
     /// The store's.
     pub async fn reap(&self, limit: u32) -> Result<usize> {
-        let expired = self.shared.store.expire_leases(self.now(), limit).await?;
+        // Leases are ended only a grace after their end, so that another
+        // replica's heartbeats of the last second are written first.
+        let due = self.now() - crate::store::HEARTBEAT_GRACE;
+        let expired = self.shared.store.expire_leases(due, limit).await?;
         let mut licenses: Vec<&LicenseId> = expired.iter().map(|m| &m.license_id).collect();
         licenses.dedup();
         for id in licenses {

@@ -15,6 +15,12 @@ use super::rows::MachineActivationRow;
 use crate::error::Result;
 use crate::model::{Machine, NewEvent, NewMachine};
 
+/// How long after its end a lease is still counted as holding its place,
+/// and is ended by the reaper: heartbeats are written in batches each
+/// second, so one answered on another replica just before the end may not
+/// be in the database yet. A lease still ends within its TTL + 2 s.
+pub const HEARTBEAT_GRACE: chrono::Duration = chrono::Duration::milliseconds(1500);
+
 /// What an activation found and did.
 #[derive(Debug, Clone)]
 pub enum Activation {
@@ -73,7 +79,7 @@ impl Store {
     ) -> Result<Activation> {
         let mut tx = self.writer().begin().await?;
         self.backend.lock_license(&mut tx, license).await?;
-        self.expire_leases_in(&mut tx, Some(license), now, u32::MAX)
+        self.expire_leases_in(&mut tx, Some(license), now - HEARTBEAT_GRACE, u32::MAX)
             .await?;
         let active = active_in(&mut tx, license).await?;
         let answer = match decide(&active) {
@@ -295,6 +301,51 @@ impl Store {
         .await
     }
 
+    /// Write a batch of heartbeats `(license, mfp) → beat` in one
+    /// transaction. A heartbeat was answered only while its lease ran (as
+    /// stored or as an earlier heartbeat of the batch left it); it renews
+    /// only a machine still active — one the reaper ended stays ended —
+    /// and never shortens a lease.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn write_heartbeats(
+        &self,
+        beats: &[((LicenseId, String), crate::licenses::machines::Beat)],
+    ) -> Result<()> {
+        let mut tx = self.writer().begin().await?;
+        for ((license, mfp), beat) in beats {
+            sqlx::query(
+                "UPDATE machines SET \
+                 last_heartbeat = CASE WHEN $1 > last_heartbeat THEN $1 ELSE last_heartbeat END, \
+                 lease_expires_at = CASE WHEN lease_expires_at IS NULL THEN NULL \
+                     WHEN $2 > lease_expires_at THEN $2 ELSE lease_expires_at END \
+                 WHERE license_id = $3 AND mfp = $4 AND state = 'active'",
+            )
+            .bind(beat.at.timestamp())
+            .bind(beat.lease_until.map(|t| t.timestamp()))
+            .bind(license.as_str())
+            .bind(mfp)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The active row of machine `mfp` on `license`, whatever its lease.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn active_machine_of(
+        &self,
+        license: &LicenseId,
+        mfp: &str,
+    ) -> Result<Option<Machine>> {
+        let mut conn = self.reader().acquire().await?;
+        active_machine(&mut conn, license, mfp).await
+    }
+
     /// Machines of `license` holding a place at `now`.
     ///
     /// # Errors
@@ -305,7 +356,7 @@ impl Store {
              AND (lease_expires_at IS NULL OR lease_expires_at > $2)",
         )
         .bind(license.as_str())
-        .bind(now.timestamp())
+        .bind((now - HEARTBEAT_GRACE).timestamp())
         .fetch_one(self.reader())
         .await?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
@@ -328,21 +379,6 @@ impl Store {
         .fetch_optional(self.reader())
         .await?;
         row.map(Machine::try_from).transpose()
-    }
-
-    /// The active machine `mfp` of `license`, if it holds a place at `now`.
-    ///
-    /// # Errors
-    /// The database's.
-    pub async fn machine_by_fingerprint(
-        &self,
-        license: &LicenseId,
-        mfp: &str,
-        now: Timestamp,
-    ) -> Result<Option<Machine>> {
-        let mut conn = self.reader().acquire().await?;
-        let m = active_machine(&mut conn, license, mfp).await?;
-        Ok(m.filter(|m| m.holds_place(now)))
     }
 }
 

@@ -29,7 +29,7 @@ mod rows;
 pub mod sqlite;
 mod webhooks;
 
-pub use machines::{Activation, Decision, MachineKey};
+pub use machines::{Activation, Decision, HEARTBEAT_GRACE, MachineKey};
 use std::fmt::Debug;
 
 use async_trait::async_trait;
