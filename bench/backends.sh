@@ -58,12 +58,7 @@ measure_backend() { # label url data-dir
   cat >"$work/show.lua" <<LUA
 wrk.headers["Authorization"] = "Bearer $admin"
 LUA
-  cat >"$work/extend.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Authorization"] = "Bearer $admin"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = '{"by":"1s"}'
-LUA
+  admin_post_script "$work/extend.lua" "$admin" '{"by":"1s"}'
   wrk -t2 -c"$CONNECTIONS" -d3s -s "$work/validate.lua" "$url/v1/validate" >/dev/null
   echo "-- $label"
   echo "healthz            $(rps "$url/healthz" "")"

@@ -1,6 +1,44 @@
-# Shared by the bench scripts (source it after setting BIN and work).
+# Shared by the bench scripts: `source bench/lib.sh; bench_setup 15s 256`.
 
 pids=()
+
+# bench_setup DURATION CONNECTIONS: defaults for $DURATION and $CONNECTIONS
+# (the environment wins), wrk, open files, the release binary in $BIN
+# unless given, a scratch $work removed (with the servers) at exit.
+bench_setup() {
+  DURATION=${DURATION:-$1}
+  CONNECTIONS=${CONNECTIONS:-$2}
+  command -v wrk >/dev/null || { echo "installing wrk" >&2; apt-get install -y wrk >/dev/null; }
+  ulimit -n 65536 2>/dev/null || true
+  if [ -z "${BIN:-}" ]; then
+    cargo build --release --quiet --bin tessera
+    BIN=target/release/tessera
+  fi
+  work=$(mktemp -d)
+  trap 'stop_servers; rm -rf "$work"' EXIT
+}
+
+# measure NAME SCRIPT PATH: wrk against $url$PATH (SCRIPT may be empty);
+# prints req/s, p99 and non-2xx, and keeps req/s in $work/NAME.rps.
+measure() {
+  local out rps p99 errs
+  if [ -n "$2" ]; then out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$2" "$url$3"); else out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$url$3"); fi
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  errs=$(echo "$out" | awk '/Non-2xx/ {print $5}')
+  printf '%-28s %12s req/s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p99" "${errs:-0}"
+  echo "$rps" >"$work/$1.rps"
+}
+
+# admin_post_script FILE KEY BODY: a wrk script POSTing BODY with the admin KEY.
+admin_post_script() {
+  cat >"$1" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $2"
+wrk.body = '$3'
+LUA
+}
 
 # start_server NAME [server args…]: the authority on a free port, data in
 # $work/NAME, rate limiting off; sets $url and $pid (killed by stop_servers).

@@ -12,18 +12,8 @@
 #   DURATION=20s BIN=/path/to/tessera bash bench/machines.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-10s}
-CONNECTIONS=${CONNECTIONS:-64}
-command -v wrk >/dev/null || { echo "installing wrk" >&2; apt-get install -y wrk >/dev/null; }
-ulimit -n 65536 2>/dev/null || true
-
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet --bin tessera
-  BIN=target/release/tessera
-fi
-work=$(mktemp -d)
 source bench/lib.sh
-trap 'stop_servers; rm -rf "$work"' EXIT
+bench_setup 10s 64
 
 start_server data
 export TESSERA_SERVER=$url TESSERA_DATA_DIR=$work/data
@@ -62,22 +52,7 @@ request = function()
   return wrk.format("POST", "/v1/machines/activate", {["Content-Type"] = "application/json"}, body)
 end
 LUA
-cat >"$work/issue.lua" <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $admin_key"
-wrk.body = '{"customer":"Load","plan":"p","duration":"30d"}'
-LUA
-
-measure() { # name, script, path
-  local out rps p99 errs
-  out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$2" "$url$3")
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-  errs=$(echo "$out" | awk '/Non-2xx/ {print $5}')
-  printf '%-12s %12s req/s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p99" "${errs:-0}"
-  echo "$rps" >"$work/$1.rps"
-}
+admin_post_script "$work/issue.lua" "$admin_key" '{"customer":"Load","plan":"p","duration":"30d"}'
 
 wrk -t2 -c"$CONNECTIONS" -d3s -s "$work/validate.lua" "$url/v1/validate" >/dev/null
 echo "tessera $($BIN --version | cut -d' ' -f2), $(nproc) cores, $CONNECTIONS connections, $DURATION each"

@@ -13,18 +13,8 @@
 #   - unknown (well-formed) token: a signed not_found every time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=${DURATION:-15s}
-CONNECTIONS=${CONNECTIONS:-256}
-command -v wrk >/dev/null || { echo "installing wrk" >&2; apt-get install -y wrk >/dev/null; }
-ulimit -n 65536 2>/dev/null || true
-
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet --bin tessera
-  BIN=target/release/tessera
-fi
-work=$(mktemp -d)
 source bench/lib.sh
-trap 'stop_servers; rm -rf "$work"' EXIT
+bench_setup 15s 256
 
 start_server data
 export TESSERA_SERVER=$url TESSERA_DATA_DIR=$work/data
@@ -43,17 +33,6 @@ PY
 post_script "$work/plain.lua" '{"token":"'"$token"'","instance_id":"bench-1","app_version":"1.0"}'
 post_script "$work/unknown.lua" '{"token":"'"$unknown"'"}'
 nonce_script "$work/nonce.lua" "$token"
-
-measure() { # name, script-or-empty, path
-  local out
-  if [ -n "$2" ]; then out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s "$2" "$url$3"); else out=$(wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$url$3"); fi
-  local rps p99 errs
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
-  errs=$(echo "$out" | awk '/Non-2xx/ {print $5}')
-  printf '%-28s %12s req/s   p99 %8s   non-2xx %s\n' "$1" "$rps" "$p99" "${errs:-0}"
-  echo "$rps" >"$work/$1.rps"
-}
 
 # Warm-up (page cache, allocator, connection setup).
 wrk -t2 -c"$CONNECTIONS" -d3s -s "$work/plain.lua" "$url/v1/validate" >/dev/null

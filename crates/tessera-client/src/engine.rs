@@ -494,14 +494,7 @@ impl Inner {
         if let Some(nonce) = nonce {
             expect = expect.with_nonce(nonce);
         }
-        let doc = match verify(text.as_bytes(), &self.keys, &expect, self.now()) {
-            Ok(doc) => doc,
-            Err(e) => {
-                let e = Error::Verification(e);
-                self.record_failure(&e);
-                return Err(e);
-            }
-        };
+        let doc = self.verified(&text, &expect)?;
         // A machine released while it held a place stays released.
         self.note_machine_ended(&doc);
         if self.should_activate(&doc) {
@@ -581,13 +574,21 @@ impl Inner {
         let expect = Expectations::for_token(token.fingerprint())
             .with_max_clock_drift(self.settings.max_clock_drift)
             .with_freshness(Freshness::Enforce);
-        match verify(text.as_bytes(), &self.keys, &expect, self.now()) {
-            Ok(doc) => self.accept(doc, None, Evidence::Stream).await,
-            Err(e) => {
-                let e = Error::Verification(e);
-                self.record_failure(&e);
-                Err(e)
-            }
-        }
+        let doc = self.verified(text, &expect)?;
+        self.accept(doc, None, Evidence::Stream).await
+    }
+
+    /// `text` verified against the pinned keys at this clock's now; a
+    /// failure is recorded (`last_error`) and returned.
+    pub(crate) fn verified(
+        &self,
+        text: &str,
+        expect: &Expectations,
+    ) -> Result<VerifiedDocument, Error> {
+        verify(text.as_bytes(), &self.keys, expect, self.now()).map_err(|e| {
+            let e = Error::Verification(e);
+            self.record_failure(&e);
+            e
+        })
     }
 }

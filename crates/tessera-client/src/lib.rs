@@ -198,11 +198,7 @@ impl Client {
     /// [`Error::NoToken`], [`Error::NoServer`], or why the authority could
     /// not be asked (409 `not_activated` when it held no place).
     pub async fn deactivate(&self) -> Result<Arc<Verdict>, Error> {
-        let token = self.inner.lock().token.clone().ok_or(Error::NoToken)?;
-        self.inner
-            .clone()
-            .machine_round_trip(token, "deactivate", false)
-            .await
+        self.machine_action("deactivate").await
     }
 
     /// Take a place for this machine now (it does so by itself on start;
@@ -211,11 +207,13 @@ impl Client {
     /// # Errors
     /// As [`Client::deactivate`].
     pub async fn activate_machine(&self) -> Result<Arc<Verdict>, Error> {
+        self.machine_action("activate").await
+    }
+
+    async fn machine_action(&self, action: &str) -> Result<Arc<Verdict>, Error> {
         let token = self.inner.lock().token.clone().ok_or(Error::NoToken)?;
-        self.inner
-            .clone()
-            .machine_round_trip(token, "activate", false)
-            .await
+        let inner = self.inner.clone();
+        inner.machine_round_trip(token, action, false).await
     }
 
     /// Tell the client how many users the product has now. It is reported

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tessera_protocol::wire::{ActivateRequest, machine_fingerprint_hash};
-use tessera_protocol::{Expectations, Freshness, LicenseToken, Status, VerifiedDocument, verify};
+use tessera_protocol::{Expectations, Freshness, LicenseToken, Status, VerifiedDocument};
 
 use crate::engine::{Evidence, Inner, random_nonce};
 use crate::error::Error;
@@ -88,14 +88,7 @@ impl Inner {
             .with_freshness(Freshness::Enforce)
             .with_machine(machine_fingerprint_hash(&fingerprint))
             .with_nonce(nonce);
-        let doc = match verify(text.as_bytes(), &self.keys, &expect, self.now()) {
-            Ok(doc) => doc,
-            Err(e) => {
-                let e = Error::Verification(e);
-                self.record_failure(&e);
-                return Err(e);
-            }
-        };
+        let doc = self.verified(&text, &expect)?;
         {
             let mut held = self.lock();
             held.machine_given_up = action == "deactivate";

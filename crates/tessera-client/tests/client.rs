@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::until;
+
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -36,19 +38,6 @@ fn on(s: &TestServer, clock: &Arc<ManualClock>) -> tessera_client::Builder {
         .public_key(s.public_key.clone())
         .clock(clock.clone())
         .tick(TICK)
-}
-
-/// Wait (bounded) until the published verdict satisfies `pred`.
-async fn until(client: &Client, what: &str, pred: impl Fn(&Verdict) -> bool) -> Arc<Verdict> {
-    let mut rx = client.subscribe();
-    let waited = tokio::time::timeout(StdDuration::from_secs(10), rx.wait_for(|v| pred(v))).await;
-    match waited {
-        Ok(Ok(v)) => v.clone(),
-        _ => panic!(
-            "timed out waiting for {what}; verdict is {:#?}",
-            client.verdict()
-        ),
-    }
 }
 
 /// A client on the fake authority, activated and valid at revision 5.

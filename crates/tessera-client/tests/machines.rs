@@ -5,26 +5,16 @@
 
 mod common;
 
+use common::until;
+
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Utc;
 use serde_json::{Value, json};
 use tessera_client::clock::ManualClock;
-use tessera_client::{Client, UnverifiedReason, Verdict, VerdictState};
+use tessera_client::{UnverifiedReason, VerdictState};
 use tessera_testkit::{Options, TestServer};
-
-async fn until(client: &Client, what: &str, pred: impl Fn(&Verdict) -> bool) -> Arc<Verdict> {
-    let mut rx = client.subscribe();
-    let waited = tokio::time::timeout(StdDuration::from_secs(10), rx.wait_for(|v| pred(v))).await;
-    match waited {
-        Ok(Ok(v)) => v.clone(),
-        _ => panic!(
-            "timed out waiting for {what}; verdict is {:#?}",
-            client.verdict()
-        ),
-    }
-}
 
 /// A server on `clock` with a license limited to `max` machines.
 async fn limited(clock: &Arc<ManualClock>, max: u32) -> (TestServer, String, String) {

@@ -181,24 +181,14 @@ impl DocumentSigner {
         self.license_document(license, tfp, echo, now, answer, true)
     }
 
-    /// As [`DocumentSigner::for_license`], signed anew at `now` whatever
-    /// was signed before: a document that must be newer than the last one
-    /// at the same revision (a place taken or freed).
+    /// As [`DocumentSigner::for_license`]; with `reuse` false it is signed
+    /// anew at `now` whatever was signed before: a document that must be
+    /// newer than the last one at the same revision (a place taken or
+    /// freed).
     ///
     /// # Errors
     /// As [`DocumentSigner::sign`].
-    pub fn for_license_anew(
-        &self,
-        license: &License,
-        tfp: TokenFingerprint,
-        echo: Echo,
-        now: Timestamp,
-        answer: Answer,
-    ) -> Result<Arc<SignedDocument>> {
-        self.license_document(license, tfp, echo, now, answer, false)
-    }
-
-    fn license_document(
+    pub fn license_document(
         &self,
         license: &License,
         tfp: TokenFingerprint,

@@ -50,3 +50,20 @@ pub async fn licensed(
     client.refresh().await.unwrap();
     (s, client)
 }
+
+/// Wait (bounded) until the published verdict satisfies `pred`.
+pub async fn until(
+    client: &Client,
+    what: &str,
+    pred: impl Fn(&tessera_client::Verdict) -> bool,
+) -> Arc<tessera_client::Verdict> {
+    let mut rx = client.subscribe();
+    let waited = tokio::time::timeout(Duration::from_secs(10), rx.wait_for(|v| pred(v))).await;
+    match waited {
+        Ok(Ok(v)) => v.clone(),
+        _ => panic!(
+            "timed out waiting for {what}; verdict is {:#?}",
+            client.verdict()
+        ),
+    }
+}

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use tessera_protocol::ids::check_nonce;
 use tessera_protocol::wire::{
-    ActivateRequest, BorrowRequest, MachineList, MachineMode, MachineRequest, MachineState,
-    MachineView,
+    ActivateRequest, BorrowRequest, FingerprintMatch, MachineList, MachineMode, MachineRequest,
+    MachineState, MachineView,
 };
 use tessera_protocol::{
     LicenseId, LicenseToken, MachineClaim, Status, Timestamp, TokenFingerprint,
@@ -34,6 +34,10 @@ pub struct Machines {
     /// Heartbeats answered but not yet written (written each
     /// [`Machines::flush_heartbeats`]): a heartbeat is no fsync of its own.
     pending: std::sync::Mutex<std::collections::HashMap<(LicenseId, String), Beat>>,
+    /// Machines holding a place per license, for the `used` of answers:
+    /// read at most once a second (dropped at once on this replica's own
+    /// changes), so a heartbeat costs one database read, not two.
+    used: moka::sync::Cache<LicenseId, u32>,
 }
 
 /// A heartbeat to write: when it came, and the lease it gave.
@@ -65,6 +69,10 @@ impl Machines {
                 .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
             pending: std::sync::Mutex::new(std::collections::HashMap::new()),
+            used: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(std::time::Duration::from_secs(1))
+                .build(),
         }
     }
 
@@ -116,15 +124,24 @@ impl Machines {
             id: machine.map(|m| m.id.clone()),
             activated_at: machine.map(|m| m.activated_at),
             mode: s.mode,
-            used: self
-                .shared
-                .store
-                .active_machines(&license.id, self.now())
-                .await?,
+            used: self.used_places(&license.id).await?,
             max: s.max_machines,
             lease_ttl: floating.then(|| u64::try_from(s.lease_ttl.num_seconds()).unwrap_or(0)),
             lease_expires_at: machine.and_then(|m| m.lease_expires_at),
         })
+    }
+
+    async fn used_places(&self, license: &LicenseId) -> Result<u32> {
+        if let Some(n) = self.used.get(license) {
+            return Ok(n);
+        }
+        let n = self
+            .shared
+            .store
+            .active_machines(license, self.now())
+            .await?;
+        self.used.insert(license.clone(), n);
+        Ok(n)
     }
 
     /// The signed answer for `asked`: its place, or `refused`.
@@ -198,15 +215,14 @@ impl Machines {
                     &new,
                     lease_until(&settings, now),
                     now,
-                    |active| {
-                        if let Some(m) = active.iter().find(|m| {
+                    settings.fingerprint_match != FingerprintMatch::Exact,
+                    |candidates, held| {
+                        if let Some(m) = candidates.iter().find(|m| {
                             same_machine(m, &mfp, &components, settings.fingerprint_match)
                         }) {
                             return Decision::Renew(m.id.clone());
                         }
-                        let full = settings
-                            .max_machines
-                            .is_some_and(|max| active.len() >= max as usize);
+                        let full = settings.max_machines.is_some_and(|max| held >= max);
                         if full {
                             Decision::Refuse
                         } else {
@@ -496,6 +512,7 @@ impl Machines {
     /// machine concerned asks for its own answer and waiting machines try
     /// again at once (docs/PROTOCOL.md §19).
     fn announce(&self, license: &License) {
+        self.used.invalidate(&license.id);
         self.push.publish_same_revision(license);
     }
 }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result, STREAM_CREDENTIAL};
 use crate::feed::{ChangeFeed, Pushed, Subscription};
 use crate::metrics::Metrics;
 use crate::model::{InstanceSeen, License};
-use crate::signer::{Answer, DocumentSigner};
+use crate::signer::Answer;
 use crate::status::Echo;
 
 /// Hands each committed revision to the license's watchers.
@@ -89,13 +89,7 @@ impl Push {
         now: Timestamp,
         reuse: bool,
     ) -> Result<Arc<Pushed>> {
-        let sign = if reuse {
-            DocumentSigner::for_license
-        } else {
-            DocumentSigner::for_license_anew
-        };
-        let signed = sign(
-            &self.shared.signer,
+        let signed = self.shared.signer.license_document(
             license,
             license.token_hash.fingerprint(),
             Echo::default(),
@@ -103,6 +97,7 @@ impl Push {
             Answer::License {
                 seats_exceeded: self.shared.seats.exceeded_cached(license),
             },
+            reuse,
         )?;
         Ok(Arc::new(Pushed {
             revision: signed.claims.rev,

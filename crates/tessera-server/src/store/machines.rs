@@ -63,8 +63,10 @@ fn summary(m: &Machine) -> serde_json::Value {
 
 impl Store {
     /// Activate a machine on `license` at `now`: leases already run out are
-    /// ended first (with their events), then `decide` sees the machines
-    /// holding a place and chooses. `lease_until` is the lease a new or
+    /// ended first (with their events), then `decide` sees the candidates
+    /// — the active machines with this fingerprint hash, or with
+    /// `every_candidate` all active machines (threshold matching) — and how
+    /// many hold a place, and chooses. `lease_until` is the lease a new or
     /// renewed floating machine gets.
     ///
     /// # Errors
@@ -75,14 +77,29 @@ impl Store {
         new: &NewMachine,
         lease_until: Option<Timestamp>,
         now: Timestamp,
-        decide: impl FnOnce(&[Machine]) -> Decision + Send,
+        every_candidate: bool,
+        decide: impl FnOnce(&[Machine], u32) -> Decision + Send,
     ) -> Result<Activation> {
         let mut tx = self.writer().begin().await?;
         self.backend.lock_license(&mut tx, license).await?;
         self.expire_leases_in(&mut tx, Some(license), now - HEARTBEAT_GRACE, u32::MAX)
             .await?;
-        let active = active_in(&mut tx, license).await?;
-        let answer = match decide(&active) {
+        let candidates = if every_candidate {
+            active_in(&mut tx, license).await?
+        } else {
+            active_machine(&mut tx, license, &new.mfp)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        let (held,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM machines WHERE license_id = $1 AND state = 'active'",
+        )
+        .bind(license.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let held = u32::try_from(held).unwrap_or(u32::MAX);
+        let answer = match decide(&candidates, held) {
             Decision::Renew(id) => {
                 sqlx::query(
                     "UPDATE machines SET last_heartbeat = $1, lease_expires_at = $2 WHERE id = $3",
@@ -124,7 +141,7 @@ impl Store {
                     actor: "machine".into(),
                     kind: EventKind::MachineRefused,
                     before: None,
-                    after: Some(json!({"mfp": new.mfp, "name": new.name, "active": active.len()})),
+                    after: Some(json!({"mfp": new.mfp, "name": new.name, "active": held})),
                 };
                 self.insert_event(&mut tx, Some(license), None, &event)
                     .await?;
@@ -202,11 +219,14 @@ impl Store {
         now: Timestamp,
     ) -> Result<Option<Machine>> {
         let mut tx = self.writer().begin().await?;
-        let active = active_in(&mut tx, license).await?;
-        let Some(mut machine) = active.into_iter().find(|m| match which {
-            MachineKey::Fingerprint(mfp) => m.mfp == mfp,
-            MachineKey::Id(id) => m.id == id,
-        }) else {
+        let found = match which {
+            MachineKey::Fingerprint(mfp) => active_machine(&mut tx, license, mfp).await?,
+            MachineKey::Id(id) => machine_by_id(&mut tx, id)
+                .await
+                .ok()
+                .filter(|m| m.license_id == *license && m.state == MachineState::Active),
+        };
+        let Some(mut machine) = found else {
             return Ok(None);
         };
         sqlx::query("UPDATE machines SET state = $1, ended_at = $2 WHERE id = $3")
