@@ -360,6 +360,16 @@ impl Inner {
                             self.record_unchanged();
                             return Ok(self.cell.load_full());
                         }
+                        // A machine's answers at one revision are signed a
+                        // second apart; one that crossed a newer answer on the
+                        // way (an activation racing an announced poll) is
+                        // superseded: kept out, and no error.
+                        RollbackDecision::Reject
+                            if c.rev == doc.claims().rev && c.mfp.is_some() =>
+                        {
+                            drop(held);
+                            return Ok(self.cell.load_full());
+                        }
                         RollbackDecision::Reject => {
                             let e = Error::Rollback {
                                 held_rev: c.rev,
@@ -563,19 +573,6 @@ impl Inner {
     pub(crate) fn poll_now(&self) {
         self.lock().poll_at = Some(self.now());
         self.wake.notify_one();
-    }
-
-    /// Verify a pushed document for `token` and apply it.
-    pub(crate) async fn accept_pushed(
-        &self,
-        token: &LicenseToken,
-        text: &str,
-    ) -> Result<Arc<Verdict>, Error> {
-        let expect = Expectations::for_token(token.fingerprint())
-            .with_max_clock_drift(self.settings.max_clock_drift)
-            .with_freshness(Freshness::Enforce);
-        let doc = self.verified(text, &expect)?;
-        self.accept(doc, None, Evidence::Stream).await
     }
 
     /// `text` verified against the pinned keys at this clock's now; a

@@ -12,8 +12,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::engine::Inner;
+use tessera_protocol::{Expectations, Freshness, LicenseToken};
+
+use crate::engine::{Evidence, Inner};
 use crate::error::Error;
+use crate::verdict::Verdict;
 
 const RECONNECT_MIN: Duration = Duration::from_secs(1);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
@@ -219,5 +222,20 @@ pub(crate) async fn usage_loop(inner: Arc<Inner>, interval: Duration) {
         {
             tracing::debug!(error = %e, "could not report usage");
         }
+    }
+}
+
+impl Inner {
+    /// Verify a pushed document for `token` and apply it.
+    pub(crate) async fn accept_pushed(
+        &self,
+        token: &LicenseToken,
+        text: &str,
+    ) -> Result<Arc<Verdict>, Error> {
+        let expect = Expectations::for_token(token.fingerprint())
+            .with_max_clock_drift(self.settings.max_clock_drift)
+            .with_freshness(Freshness::Enforce);
+        let doc = self.verified(text, &expect)?;
+        self.accept(doc, None, Evidence::Stream).await
     }
 }
