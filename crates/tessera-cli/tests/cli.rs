@@ -263,6 +263,28 @@ fn an_acknowledged_extension_survives_kill_9() {
 }
 
 #[test]
+fn acknowledged_activations_survive_kill_9() {
+    let (env, s) = Workdir::with_server();
+    let (id, token) = issue(&env, &s, &["--duration", "10d", "--max-machines", "2"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let activate = |s: &ServerProcess, fp: &str| {
+        let body = serde_json::json!({"token": token, "fingerprint": fp});
+        let (status, v) = rt.block_on(s.process.post("/v1/machines/activate", body, None));
+        assert_eq!(status, 200, "{v}");
+        v["verdict"]["status"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(activate(&s, "a"), "active");
+    assert_eq!(activate(&s, "b"), "active");
+    // Killed the instant after both answers: both places are on disk.
+    s.process.kill9();
+    let s = start_server(&env.data(), "server2.log");
+    let listed = json(&env.tessera(&s, &["license", "machines", &id, "--json"]));
+    assert_eq!(listed["active"], 2, "{listed}");
+    assert_eq!(activate(&s, "c"), "too_many_machines");
+    assert_eq!(activate(&s, "a"), "active", "a kept its place");
+}
+
+#[test]
 fn a_second_server_on_the_same_data_directory_is_refused() {
     let env = Workdir::new();
     let _s = start_server(&env.data(), "server.log");
