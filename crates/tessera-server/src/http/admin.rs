@@ -98,7 +98,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LicensePath {
     }
 }
 
-fn license_id(text: &str) -> Result<LicenseId, ApiError> {
+pub(super) fn license_id(text: &str) -> Result<LicenseId, ApiError> {
     LicenseId::parse(text)
         .map_err(|e| ApiError(Error::bad_request("invalid_license_id", e.to_string())))
 }

@@ -15,7 +15,7 @@ use tessera_protocol::wire::{
     ValidateResponse,
 };
 
-use super::admin::{AdminErrors, AdminSecurity, LicensePath, page_size};
+use super::admin::{AdminErrors, AdminSecurity, LicensePath, license_id, page_size};
 use super::{Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState, ratelimit};
 use crate::Limits;
 use crate::licenses::Machines;
@@ -173,12 +173,7 @@ async fn release(
     admin: Admin,
     ApiPath((id, machine)): ApiPath<(String, String)>,
 ) -> Result<Json<MachineView>, ApiError> {
-    let id = tessera_protocol::LicenseId::parse(&id).map_err(|e| {
-        ApiError(crate::Error::bad_request(
-            "invalid_license_id",
-            e.to_string(),
-        ))
-    })?;
+    let id = license_id(&id)?;
     Ok(Json(svc.release(&id, &machine, &admin.name).await?))
 }
 

@@ -89,13 +89,6 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// Whether it holds a place at `now`: active, and its lease (if any)
-    /// not run out (the reaper may not have marked it yet).
-    #[must_use]
-    pub fn holds_place(&self, now: Timestamp) -> bool {
-        self.state == MachineState::Active && self.lease_expires_at.is_none_or(|t| t > now)
-    }
-
     /// The admin API's view.
     #[must_use]
     pub fn view(&self) -> MachineView {

@@ -152,30 +152,28 @@ impl Store {
         Ok(answer)
     }
 
-    /// Renew the lease (floating) or note the heartbeat (node-locked) of the
-    /// active machine `mfp` on `license`; `None` when it holds no place
-    /// (never activated, released, or its lease already ran out: a late
-    /// heartbeat does not bring a lease back).
+    /// Keep the lease of machine `mfp` until `until` (a borrow), written at
+    /// once; `None` when it holds no place (never activated, released, or
+    /// its lease already ran out: a borrow does not bring a lease back).
     ///
     /// # Errors
     /// The database's.
-    pub async fn heartbeat_machine(
+    pub async fn borrow_lease(
         &self,
         license: &LicenseId,
         mfp: &str,
-        lease_until: Option<Timestamp>,
+        until: Timestamp,
         now: Timestamp,
     ) -> Result<Option<Machine>> {
         let mut tx = self.writer().begin().await?;
         let renewed = sqlx::query(
             "UPDATE machines SET last_heartbeat = $1, \
-             lease_expires_at = CASE WHEN lease_expires_at IS NULL THEN NULL \
-                 WHEN $2 > lease_expires_at THEN $2 ELSE lease_expires_at END \
+             lease_expires_at = CASE WHEN $2 > lease_expires_at THEN $2 ELSE lease_expires_at END \
              WHERE license_id = $3 AND mfp = $4 AND state = 'active' \
-             AND (lease_expires_at IS NULL OR lease_expires_at > $1)",
+             AND lease_expires_at IS NOT NULL AND lease_expires_at > $1",
         )
         .bind(now.timestamp())
-        .bind(lease_until.map(|t| t.timestamp()))
+        .bind(until.timestamp())
         .bind(license.as_str())
         .bind(mfp)
         .execute(&mut *tx)
@@ -187,21 +185,6 @@ impl Store {
         };
         tx.commit().await?;
         Ok(machine)
-    }
-
-    /// Keep the lease of machine `mfp` until `until` (a borrow); `None` when
-    /// it holds no place.
-    ///
-    /// # Errors
-    /// The database's.
-    pub async fn borrow_lease(
-        &self,
-        license: &LicenseId,
-        mfp: &str,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> Result<Option<Machine>> {
-        self.heartbeat_machine(license, mfp, Some(until), now).await
     }
 
     /// End the place of the active machine matching `which` (`mfp = $2` or
@@ -221,9 +204,8 @@ impl Store {
         let mut tx = self.writer().begin().await?;
         let found = match which {
             MachineKey::Fingerprint(mfp) => active_machine(&mut tx, license, mfp).await?,
-            MachineKey::Id(id) => machine_by_id(&mut tx, id)
-                .await
-                .ok()
+            MachineKey::Id(id) => find_machine(&mut tx, id)
+                .await?
                 .filter(|m| m.license_id == *license && m.state == MachineState::Active),
         };
         let Some(mut machine) = found else {
@@ -436,15 +418,22 @@ async fn active_in(tx: &mut sqlx::AnyConnection, license: &LicenseId) -> Result<
 }
 
 async fn machine_by_id(tx: &mut sqlx::AnyConnection, id: &str) -> Result<Machine> {
-    let row: MachineActivationRow = sqlx::query_as(concat!(
+    find_machine(tx, id)
+        .await?
+        .ok_or_else(|| crate::Error::Corrupt(format!("machine {id} vanished in its transaction")))
+}
+
+/// Machine `id`, whatever its state; `None` when there is none.
+async fn find_machine(tx: &mut sqlx::AnyConnection, id: &str) -> Result<Option<Machine>> {
+    let row: Option<MachineActivationRow> = sqlx::query_as(concat!(
         "SELECT ",
         machine_columns!(),
         " FROM machines WHERE id = $1"
     ))
     .bind(id)
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
-    Machine::try_from(row)
+    row.map(Machine::try_from).transpose()
 }
 
 async fn active_machine(
