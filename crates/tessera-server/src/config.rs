@@ -156,6 +156,10 @@ pub struct ServerConfig {
     pub lifecycle: Lifecycle,
     /// The clock (tests inject one).
     pub clock: Arc<dyn Clock>,
+    /// Measure this replica's clock against PostgreSQL's and run leases on
+    /// the database's time (see `Store::sync_clock`). On by default; tests
+    /// that move a clock by hand turn it off.
+    pub clock_sync: bool,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -194,6 +198,7 @@ impl ServerConfig {
             limits: Limits::default(),
             lifecycle: Lifecycle::default(),
             clock: Arc::new(SystemClock),
+            clock_sync: true,
         }
     }
 

@@ -77,6 +77,8 @@ pub struct Metrics {
     pub webhook_deliveries: Family<ResultLabel, Counter>,
     /// HTTP request latency by route and method.
     pub http_latency: HistogramFamily<RouteLabel>,
+    /// This replica's clock offset from the database's (PostgreSQL).
+    pub clock_offset: Gauge,
 }
 
 /// The registry being filled: each metric is registered and a handle kept
@@ -159,8 +161,13 @@ impl Default for Metrics {
             "HTTP request latency by route pattern and method",
             Family::new_with_constructor(latency_histogram as fn() -> Histogram),
         );
+        let clock_offset = r.add(
+            "tessera_clock_offset_seconds",
+            "How far the database's clock is ahead of this replica's (PostgreSQL; leases run on the database's time)",
+        );
         Self {
             registry: r.0,
+            clock_offset,
             validations,
             propagation,
             watchers,

@@ -138,6 +138,9 @@ pub struct Options {
     pub lifecycle: Option<tessera_server::Lifecycle>,
     /// Proxies whose forwarding headers name the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Measure the clock against PostgreSQL's (off by default: tests move
+    /// their clocks by hand).
+    pub clock_sync: bool,
 }
 
 impl TestServer {
@@ -188,6 +191,7 @@ impl TestServer {
             config.lifecycle = lifecycle;
         }
         config.trusted_proxies = options.trusted_proxies;
+        config.clock_sync = options.clock_sync;
         let server = Server::open(config).await.expect("server opens");
         let public_key = server.startup().public_key.clone();
         let admin_key = std::fs::read_to_string(server.startup().admin_key_path.clone())

@@ -74,11 +74,17 @@ impl SseStream {
 
     /// The next `status` event's (revision, document), skipping comments.
     pub async fn next_status(&mut self, timeout: Duration) -> Option<(u64, String)> {
+        self.next_event("status", timeout).await
+    }
+
+    /// The next event's (revision, document), skipping comments; it must
+    /// be of kind `kind` (`status`, `machines`).
+    pub async fn next_event(&mut self, kind: &str, timeout: Duration) -> Option<(u64, String)> {
         loop {
             match self.next(timeout).await? {
                 Item::Comment => {}
                 Item::Event { event, id, data } => {
-                    assert_eq!(event, "status");
+                    assert_eq!(event, kind);
                     return Some((id.unwrap().parse().unwrap(), data));
                 }
             }

@@ -14,6 +14,7 @@ use tessera_protocol::{
 };
 
 use super::machine_rules::{borrow_until, lease_until, machine_identity, same_machine};
+use super::places::{Beat, Places};
 use super::{Push, Shared};
 use crate::error::{Error, Result};
 use crate::model::{License, Machine, NewMachine};
@@ -31,22 +32,12 @@ pub struct Machines {
     /// (revision, `iat`) even when a release follows an activation within
     /// the same second (machine changes do not move the revision).
     issued: moka::sync::Cache<(LicenseId, String), Timestamp>,
-    /// Heartbeats answered but not yet written (written each
-    /// [`Machines::flush_heartbeats`]): a heartbeat is no fsync of its own.
-    pending: std::sync::Mutex<std::collections::HashMap<(LicenseId, String), Beat>>,
+    /// The places held, as known here, and heartbeats not yet written.
+    places: Places,
     /// Machines holding a place per license, for the `used` of answers:
-    /// read at most once a second (dropped at once on this replica's own
-    /// changes), so a heartbeat costs one database read, not two.
+    /// read at most once a second (dropped at once on changes), so a
+    /// heartbeat reads nothing.
     used: moka::sync::Cache<LicenseId, u32>,
-}
-
-/// A heartbeat to write: when it came, and the lease it gave.
-#[derive(Debug, Clone, Copy)]
-pub struct Beat {
-    /// When it was answered.
-    pub at: Timestamp,
-    /// The lease it gave (`None`: node-locked).
-    pub lease_until: Option<Timestamp>,
 }
 
 /// The license and the machine a public request names, checked.
@@ -68,7 +59,7 @@ impl Machines {
                 .max_capacity(100_000)
                 .time_to_idle(std::time::Duration::from_secs(600))
                 .build(),
-            pending: std::sync::Mutex::new(std::collections::HashMap::new()),
+            places: Places::new(shared.store.clone()),
             used: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(std::time::Duration::from_secs(1))
@@ -76,8 +67,16 @@ impl Machines {
         }
     }
 
+    /// Now on this replica's clock: documents' `iat`, license expiry.
     fn now(&self) -> Timestamp {
         self.shared.clock.now()
+    }
+
+    /// Now on the database's time, for everything about leases, so that
+    /// replicas whose clocks disagree agree on when a lease ends (see
+    /// `Store::sync_clock`).
+    fn lease_now(&self) -> Timestamp {
+        self.shared.store.lease_time(self.now())
     }
 
     /// Check a public request: token, fingerprint, nonce. An unknown token
@@ -138,7 +137,7 @@ impl Machines {
         let n = self
             .shared
             .store
-            .active_machines(license, self.now())
+            .active_machines(license, self.lease_now())
             .await?;
         self.used.insert(license.clone(), n);
         Ok(n)
@@ -193,10 +192,10 @@ impl Machines {
             Ok(asked) => asked,
             Err(unknown) => return Ok(unknown),
         };
-        let now = self.now();
-        if !asked.license.status_at(now).is_valid() {
+        if !asked.license.status_at(self.now()).is_valid() {
             return self.answer(asked, None, None).await;
         }
+        let now = self.lease_now();
         let settings = asked.license.machines;
         let new = NewMachine {
             id: format!("mch_{}", uuid::Uuid::now_v7()),
@@ -207,37 +206,45 @@ impl Machines {
             components: components.clone(),
         };
         let mfp = asked.mfp.clone();
-        let activation =
-            self.shared
-                .store
-                .activate_machine(
-                    &asked.license.id,
-                    &new,
-                    lease_until(&settings, now),
-                    now,
-                    settings.fingerprint_match != FingerprintMatch::Exact,
-                    |candidates, held| {
-                        if let Some(m) = candidates.iter().find(|m| {
+        let activation = self
+            .shared
+            .store
+            .activate_machine(
+                &asked.license.id,
+                &new,
+                lease_until(&settings, now),
+                now,
+                settings.fingerprint_match != FingerprintMatch::Exact,
+                |candidates, held| {
+                    let exact = candidates.iter().find(|m| m.mfp == mfp);
+                    let matched = exact.or_else(|| {
+                        candidates.iter().find(|m| {
                             same_machine(m, &mfp, &components, settings.fingerprint_match)
-                        }) {
-                            return Decision::Renew(m.id.clone());
-                        }
-                        let full = settings.max_machines.is_some_and(|max| held >= max);
-                        if full {
-                            Decision::Refuse
-                        } else {
-                            Decision::Insert
-                        }
-                    },
-                )
-                .await?;
+                        })
+                    });
+                    if let Some(m) = matched {
+                        return Decision::Renew(m.id.clone());
+                    }
+                    let full = settings.max_machines.is_some_and(|max| held >= max);
+                    if full {
+                        Decision::Refuse
+                    } else {
+                        Decision::Insert
+                    }
+                },
+            )
+            .await?;
         match activation {
             Activation::Activated(m) => {
                 tracing::info!(license = %asked.license.id, machine = %m.id, "machine activated");
                 self.announce(&asked.license);
                 self.answer(asked, Some(&m), None).await
             }
-            Activation::Existing(m) => self.answer(asked, Some(&m), None).await,
+            Activation::Existing(m) => {
+                // Its fingerprint may have moved (matched by components).
+                self.places.forget(&asked.license.id);
+                self.answer(asked, Some(&m), None).await
+            }
             Activation::Refused => {
                 self.answer(asked, None, Some(Status::TooManyMachines))
                     .await
@@ -265,24 +272,10 @@ impl Machines {
     /// The answer for a machine that already activated (heartbeat, or a
     /// validation that names its fingerprint).
     async fn held(&self, asked: Asked) -> Result<Arc<SignedDocument>> {
-        let now = self.now();
-        let key = (asked.license.id.clone(), asked.mfp.clone());
-        let stored = self
-            .shared
-            .store
-            .active_machine_of(&asked.license.id, &asked.mfp)
+        let now = self.lease_now();
+        let alive = (self.places)
+            .alive(&asked.license.id, &asked.mfp, now)
             .await?;
-        let pending = self.lock_pending().get(&key).copied();
-        // Alive if its lease — as stored, or as a heartbeat not yet written
-        // extended it — has not run out. Never past its end: a late
-        // heartbeat does not bring a lease back.
-        let alive = stored.filter(|m| {
-            let lease = match (m.lease_expires_at, pending.and_then(|p| p.lease_until)) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            m.lease_expires_at.is_none() || lease.is_some_and(|t| t > now)
-        });
         let Some(mut machine) = alive else {
             let refusal = self.why_not_held(&asked).await?;
             return self.answer(asked, None, Some(refusal)).await;
@@ -292,8 +285,8 @@ impl Machines {
         if machine.lease_expires_at.is_some() {
             machine.lease_expires_at = lease_until;
         }
-        self.lock_pending().insert(
-            key,
+        self.places.beat(
+            &machine,
             Beat {
                 at: now,
                 lease_until,
@@ -302,36 +295,13 @@ impl Machines {
         self.answer(asked, Some(&machine), None).await
     }
 
-    fn lock_pending(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(LicenseId, String), Beat>> {
-        self.pending
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Write the heartbeats answered since the last call, in one
-    /// transaction (each server does this every second, and before its
-    /// reaper looks). A heartbeat renews a lease only if the lease was
-    /// still running when it came.
+    /// Write the heartbeats answered since the last call (see
+    /// [`Places::flush`]).
     ///
     /// # Errors
     /// The store's; the heartbeats are kept for the next call.
     pub async fn flush_heartbeats(&self) -> Result<usize> {
-        let beats: Vec<_> = self.lock_pending().drain().collect();
-        if beats.is_empty() {
-            return Ok(0);
-        }
-        match self.shared.store.write_heartbeats(&beats).await {
-            Ok(()) => Ok(beats.len()),
-            Err(e) => {
-                let mut pending = self.lock_pending();
-                for (k, b) in beats {
-                    pending.entry(k).or_insert(b);
-                }
-                Err(e)
-            }
-        }
+        self.places.flush().await
     }
 
     /// `lease_expired` when this machine's latest activation ended by its
@@ -395,7 +365,7 @@ impl Machines {
             Ok(asked) => asked,
             Err(unknown) => return Ok(unknown),
         };
-        let now = self.now();
+        let now = self.lease_now();
         let until = borrow_until(&asked.license.machines, req.until, now)?;
         // The lease as the latest heartbeats left it.
         self.flush_heartbeats().await?;
@@ -404,6 +374,7 @@ impl Machines {
             .store
             .borrow_lease(&asked.license.id, &asked.mfp, until, now)
             .await?;
+        self.places.forget(&asked.license.id);
         match borrowed {
             Some(m) => self.answer(asked, Some(&m), None).await,
             None => {
@@ -434,7 +405,7 @@ impl Machines {
                 MachineKey::Fingerprint(&asked.mfp),
                 MachineState::Deactivated,
                 "machine",
-                self.now(),
+                self.lease_now(),
             )
             .await?;
         if ended.is_none() {
@@ -457,7 +428,11 @@ impl Machines {
         let next_offset = (items.len() == limit as usize).then(|| offset + u64::from(limit));
         Ok(MachineList {
             items: items.iter().map(Machine::view).collect(),
-            active: self.shared.store.active_machines(id, self.now()).await?,
+            active: self
+                .shared
+                .store
+                .active_machines(id, self.lease_now())
+                .await?,
             max_machines: license.machines.max_machines,
             machine_mode: license.machines.mode,
             next_offset,
@@ -479,7 +454,7 @@ impl Machines {
                 MachineKey::Id(machine),
                 MachineState::Released,
                 actor,
-                self.now(),
+                self.lease_now(),
             )
             .await?
             .ok_or_else(|| Error::not_found("machine", machine))?;
@@ -496,9 +471,10 @@ impl Machines {
     pub async fn reap(&self, limit: u32) -> Result<usize> {
         // Leases are ended only a grace after their end, so that another
         // replica's heartbeats of the last second are written first.
-        let due = self.now() - crate::store::HEARTBEAT_GRACE;
+        let due = self.lease_now() - crate::store::HEARTBEAT_GRACE;
         let expired = self.shared.store.expire_leases(due, limit).await?;
         let mut licenses: Vec<&LicenseId> = expired.iter().map(|m| &m.license_id).collect();
+        licenses.sort_unstable();
         licenses.dedup();
         for id in licenses {
             if let Ok(license) = self.shared.license(id).await {
@@ -513,7 +489,27 @@ impl Machines {
     /// again at once (docs/PROTOCOL.md §19).
     fn announce(&self, license: &License) {
         self.used.invalidate(&license.id);
-        self.push.publish_same_revision(license);
+        self.places.forget(&license.id);
+        self.push.announce(license);
+    }
+
+    /// Another replica changed the places of license `id`: drop what is
+    /// known of them here and tell this replica's streams.
+    pub async fn on_remote_change(&self, id: &LicenseId) {
+        match self.shared.license(id).await {
+            Ok(license) => self.announce(&license),
+            Err(e) => {
+                self.used.invalidate(id);
+                self.places.forget(id);
+                tracing::warn!(license = %id, error = %e, "cannot re-read a license whose machines changed elsewhere");
+            }
+        }
+    }
+
+    /// Notifications may have been lost: read every place again.
+    pub fn resync(&self) {
+        self.used.invalidate_all();
+        self.places.forget_all();
     }
 }
 

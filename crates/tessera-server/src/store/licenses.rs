@@ -3,8 +3,8 @@
 use tessera_protocol::wire::LicenseState;
 use tessera_protocol::{LicenseId, Timestamp, TokenHash};
 
-use super::Store;
 use super::rows::{LicenseRow, bind_machines, features_json, i64_of, license_select};
+use super::{ChangeNotice, Store};
 use crate::error::Result;
 use crate::model::{
     License, LicenseChange, LicensePage, LicenseQuery, NewEvent, NewLicense, Overview,
@@ -144,9 +144,11 @@ impl Store {
         )
         .await?;
         // Other replicas learn of the change from the same transaction.
-        self.backend
-            .notify_change(&mut tx, &c.id, c.expected_revision + 1)
-            .await?;
+        let notice = ChangeNotice::Changed {
+            license: c.id.clone(),
+            revision: c.expected_revision + 1,
+        };
+        self.backend.notify(&mut tx, &notice).await?;
         let license = license_in(&mut tx, &c.id).await?;
         tx.commit().await?;
         Ok(Some(license))

@@ -10,8 +10,8 @@ use serde_json::json;
 use tessera_protocol::wire::{EventKind, MachineState};
 use tessera_protocol::{LicenseId, Timestamp};
 
-use super::Store;
 use super::rows::MachineActivationRow;
+use super::{ChangeNotice, Store};
 use crate::error::Result;
 use crate::model::{Machine, NewEvent, NewMachine};
 
@@ -101,14 +101,23 @@ impl Store {
         let held = u32::try_from(held).unwrap_or(u32::MAX);
         let answer = match decide(&candidates, held) {
             Decision::Renew(id) => {
+                // Matched by its components, a machine whose fingerprint
+                // changed keeps its place under the new one (no active row
+                // has it: an exact match is always preferred).
                 sqlx::query(
-                    "UPDATE machines SET last_heartbeat = $1, lease_expires_at = $2 WHERE id = $3",
+                    "UPDATE machines SET last_heartbeat = $1, lease_expires_at = $2, \
+                     mfp = $3, components = $4 WHERE id = $5",
                 )
                 .bind(now.timestamp())
                 .bind(lease_until.map(|t| t.timestamp()))
+                .bind(&new.mfp)
+                .bind(serde_json::to_string(&new.components).unwrap_or_else(|_| "[]".into()))
                 .bind(&id)
                 .execute(&mut *tx)
                 .await?;
+                if candidates.iter().any(|m| m.id == id && m.mfp != new.mfp) {
+                    self.notify_machines(&mut tx, license).await?;
+                }
                 Activation::Existing(machine_by_id(&mut tx, &id).await?)
             }
             Decision::Insert => {
@@ -133,6 +142,7 @@ impl Store {
                 let event = machine_event(EventKind::MachineActivated, "machine", now, &machine);
                 self.insert_event(&mut tx, Some(license), None, &event)
                     .await?;
+                self.notify_machines(&mut tx, license).await?;
                 Activation::Activated(machine)
             }
             Decision::Refuse => {
@@ -222,6 +232,7 @@ impl Store {
         let event = machine_event(EventKind::MachineReleased, actor, now, &machine);
         self.insert_event(&mut tx, Some(license), None, &event)
             .await?;
+        self.notify_machines(&mut tx, license).await?;
         tx.commit().await?;
         Ok(Some(machine))
     }
@@ -274,7 +285,26 @@ impl Store {
                 .await?;
             expired.push(m);
         }
+        let mut licenses: Vec<&LicenseId> = expired.iter().map(|m| &m.license_id).collect();
+        licenses.sort_unstable();
+        licenses.dedup();
+        for id in licenses {
+            self.notify_machines(tx, id).await?;
+        }
         Ok(expired)
+    }
+
+    /// Other replicas learn that places of `license` changed (their
+    /// streams of it are told, their cached places dropped).
+    async fn notify_machines(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        license: &LicenseId,
+    ) -> Result<()> {
+        let notice = ChangeNotice::Machines {
+            license: license.clone(),
+        };
+        self.backend.notify(tx, &notice).await
     }
 
     /// Machines of `license`: those holding a place first, then the most
@@ -313,7 +343,7 @@ impl Store {
     /// The database's.
     pub async fn write_heartbeats(
         &self,
-        beats: &[((LicenseId, String), crate::licenses::machines::Beat)],
+        beats: &[((LicenseId, String), crate::licenses::places::Beat)],
     ) -> Result<()> {
         let mut tx = self.writer().begin().await?;
         for ((license, mfp), beat) in beats {

@@ -35,7 +35,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
 use sqlx::{AnyConnection, AnyPool};
-use tessera_protocol::{LicenseId, TokenHash};
+use tessera_protocol::{LicenseId, Timestamp, TokenHash};
 
 use crate::error::Result;
 
@@ -57,6 +57,12 @@ pub enum ChangeNotice {
         license: LicenseId,
         /// Its new revision.
         revision: u64,
+    },
+    /// Machines of a license took or gave up places (same revision): its
+    /// streams must hear of it, and cached places be read again.
+    Machines {
+        /// Which license.
+        license: LicenseId,
     },
     /// Notifications may have been lost (the listener reconnected): re-read
     /// everything held.
@@ -109,14 +115,13 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// `sqlite` or `postgres`, for logs and the banner.
     fn name(&self) -> &'static str;
 
-    /// Tell other replicas, from inside the change's transaction, that
-    /// `id` reached `revision` (delivered only if it commits).
-    async fn notify_change(
-        &self,
-        tx: &mut AnyConnection,
-        id: &LicenseId,
-        revision: u64,
-    ) -> Result<()>;
+    /// Tell other replicas of `notice` from inside the change's
+    /// transaction (delivered only if it commits).
+    async fn notify(&self, tx: &mut AnyConnection, notice: &ChangeNotice) -> Result<()>;
+
+    /// The database's clock, where replicas share it (PostgreSQL), to
+    /// measure this replica's offset from it; `None` for SQLite.
+    async fn database_now(&self, pool: &AnyPool) -> Result<Option<chrono::DateTime<chrono::Utc>>>;
 
     /// Called in a transaction before it inserts an event: event sequence
     /// numbers must become visible in their order.
@@ -149,6 +154,9 @@ pub struct Store {
     reader: AnyPool,
     replica: String,
     backend: Box<dyn Backend>,
+    /// This replica's clock offset from the database's, in seconds (see
+    /// [`Store::sync_clock`]).
+    clock_offset: std::sync::atomic::AtomicI64,
 }
 
 impl Store {
@@ -160,7 +168,48 @@ impl Store {
             reader,
             replica,
             backend,
+            clock_offset: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// Measure this replica's clock against the database's (PostgreSQL;
+    /// nothing on SQLite, where one process owns the data) and keep the
+    /// offset, in whole seconds, when it is more than a second and a half: lease
+    /// arithmetic ([`Store::lease_time`]) then runs on the database's time,
+    /// so replicas whose clocks disagree still agree on when a lease ends.
+    /// Returns the offset kept.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn sync_clock(&self, clock: &dyn crate::clock::Clock) -> Result<chrono::Duration> {
+        let sent = std::time::Instant::now();
+        let Some(db) = self.backend.database_now(&self.reader).await? else {
+            return Ok(chrono::Duration::zero());
+        };
+        // The database read its clock about half a round trip ago.
+        let half_trip = chrono::Duration::from_std(sent.elapsed() / 2).unwrap_or_default();
+        let ahead = (db + half_trip - clock.now()).num_milliseconds();
+        // The clock reads whole seconds, so it is up to a second behind
+        // its own time: that much is truncation, not skew. Beyond it, the
+        // offset rounds down, so that lease time is never ahead of the
+        // database's.
+        let offset = if ahead.abs() > 1_500 {
+            ahead.div_euclid(1000)
+        } else {
+            0
+        };
+        self.clock_offset
+            .store(offset, std::sync::atomic::Ordering::Relaxed);
+        Ok(chrono::Duration::seconds(offset))
+    }
+
+    /// `local` (this replica's clock) on the database's time, for leases.
+    #[must_use]
+    pub fn lease_time(&self, local: Timestamp) -> Timestamp {
+        local
+            + chrono::Duration::seconds(
+                self.clock_offset.load(std::sync::atomic::Ordering::Relaxed),
+            )
     }
 
     fn writer(&self) -> &AnyPool {

@@ -64,11 +64,27 @@ fn job_key(job: &str) -> i64 {
     LOCK_NAMESPACE ^ i64::from_ne_bytes((h & 0x0000_FFFF_FFFF_FFFF).to_ne_bytes())
 }
 
+/// What is left off a notification is the suffix: `<license>:<revision>`
+/// or `<license>:machines`.
+const MACHINES: &str = "machines";
+
+fn payload(notice: &ChangeNotice) -> Option<String> {
+    match notice {
+        ChangeNotice::Changed { license, revision } => Some(format!("{license}:{revision}")),
+        ChangeNotice::Machines { license } => Some(format!("{license}:{MACHINES}")),
+        ChangeNotice::Resync => None,
+    }
+}
+
 fn parse_payload(payload: &str) -> Option<ChangeNotice> {
-    let (license, revision) = payload.rsplit_once(':')?;
+    let (license, suffix) = payload.rsplit_once(':')?;
+    let license = LicenseId::parse(license).ok()?;
+    if suffix == MACHINES {
+        return Some(ChangeNotice::Machines { license });
+    }
     Some(ChangeNotice::Changed {
-        license: LicenseId::parse(license).ok()?,
-        revision: revision.parse().ok()?,
+        license,
+        revision: suffix.parse().ok()?,
     })
 }
 
@@ -162,21 +178,28 @@ impl Backend for Postgres {
         "postgres"
     }
 
-    async fn notify_change(
-        &self,
-        tx: &mut AnyConnection,
-        id: &LicenseId,
-        revision: u64,
-    ) -> Result<()> {
+    async fn notify(&self, tx: &mut AnyConnection, notice: &ChangeNotice) -> Result<()> {
+        let Some(payload) = payload(notice) else {
+            return Ok(());
+        };
         // Delivered to listeners only if (and when) the transaction commits.
         // (`pg_notify` returns `void`, a type the `Any` driver cannot
         // carry: select a constant from it.)
         sqlx::query("SELECT 1 FROM pg_notify($1, $2)")
             .bind(CHANNEL)
-            .bind(format!("{id}:{revision}"))
+            .bind(payload)
             .execute(tx)
             .await?;
         Ok(())
+    }
+
+    async fn database_now(&self, pool: &AnyPool) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        // Milliseconds as a BIGINT: the `Any` driver has no time types.
+        let (ms,): (i64,) =
+            sqlx::query_as("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)")
+                .fetch_one(pool)
+                .await?;
+        Ok(chrono::DateTime::from_timestamp_millis(ms))
     }
 
     /// Events get their `seq` from an identity column at INSERT, but become
@@ -292,7 +315,13 @@ mod tests {
                 revision: 42
             })
         );
+        let machines = ChangeNotice::Machines {
+            license: LicenseId::parse(id).unwrap(),
+        };
+        assert_eq!(parse_payload(&payload(&machines).unwrap()), Some(machines));
+        assert_eq!(payload(&ChangeNotice::Resync), None);
         assert_eq!(parse_payload("nonsense"), None);
+        assert_eq!(parse_payload(&format!("{id}:lots")), None);
         assert_eq!(job_key("scheduler"), job_key("scheduler"));
         assert_ne!(job_key("scheduler"), job_key("reaper"));
         assert_eq!(

@@ -38,8 +38,13 @@ impl Backend for Sqlite {
     }
 
     /// One process owns the file: nobody else to tell.
-    async fn notify_change(&self, _: &mut AnyConnection, _: &LicenseId, _: u64) -> Result<()> {
+    async fn notify(&self, _: &mut AnyConnection, _: &ChangeNotice) -> Result<()> {
         Ok(())
+    }
+
+    /// One process: its clock is the only one.
+    async fn database_now(&self, _: &AnyPool) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+        Ok(None)
     }
 
     /// One writer connection: events already commit in `seq` order.
