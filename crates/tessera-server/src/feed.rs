@@ -33,6 +33,12 @@ pub struct Pushed {
     pub frame: bytes::Bytes,
     /// When the change it carries was committed (for the propagation metric).
     pub committed_at: Option<std::time::Instant>,
+    /// Non-zero for an announcement (`event: machines`, docs/PROTOCOL.md
+    /// §19): places changed at this revision. No holder adopts its
+    /// document, so it is the license's reused one, and it is newer than
+    /// whatever it follows at its revision by this counter (see
+    /// [`ChangeFeed::next_announcement`]) rather than by `iat`.
+    pub announcement: u64,
 }
 
 impl Pushed {
@@ -48,9 +54,13 @@ impl Pushed {
         ))
     }
 
-    /// Whether `self` should replace `held` for a watcher (the rollback rule).
+    /// Whether `self` should replace `held` for a watcher (the rollback
+    /// rule; an announcement goes to every watcher, in order).
     #[must_use]
     pub fn is_newer_than(&self, held: &Pushed) -> bool {
+        if self.announcement > 0 {
+            return self.revision >= held.revision && self.announcement > held.announcement;
+        }
         (self.revision, self.issued_at) > (held.revision, held.issued_at)
     }
 }
@@ -58,6 +68,9 @@ impl Pushed {
 struct Channel {
     tx: watch::Sender<Arc<Pushed>>,
     subscribers: usize,
+    /// The latest `iat` of a document (not an announcement) offered, for
+    /// the next one signed at the same revision.
+    issued_at: tessera_protocol::Timestamp,
 }
 
 /// Watcher limits.
@@ -75,6 +88,7 @@ pub struct ChangeFeed {
     channels: Mutex<HashMap<LicenseId, Channel>>,
     total: AtomicUsize,
     limits: FeedLimits,
+    announcements: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for ChangeFeed {
@@ -122,6 +136,7 @@ impl ChangeFeed {
             channels: Mutex::new(HashMap::new()),
             total: AtomicUsize::new(0),
             limits,
+            announcements: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -171,6 +186,7 @@ impl ChangeFeed {
         let ch = channels.entry(license.clone()).or_insert_with(|| Channel {
             tx: watch::channel(current.clone()).0,
             subscribers: 0,
+            issued_at: current.issued_at,
         });
         if ch.subscribers >= self.limits.per_license {
             return Err(Error::Unavailable {
@@ -197,16 +213,27 @@ impl ChangeFeed {
         })
     }
 
-    /// Signing time of the document the watchers of `license` hold now.
+    /// Signing time of the newest document offered to the watchers of
+    /// `license` (announcements aside).
     #[must_use]
     pub fn latest_issued_at(&self, license: &LicenseId) -> Option<tessera_protocol::Timestamp> {
-        self.lock().get(license).map(|ch| ch.tx.borrow().issued_at)
+        self.lock()
+            .get(license)
+            .map(|ch| ch.issued_at.max(ch.tx.borrow().issued_at))
+    }
+
+    /// The number of the next announcement: increasing, never 0.
+    pub fn next_announcement(&self) -> u64 {
+        self.announcements.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Offer a newer document to the watchers of `license` (older ones are
     /// ignored: replicas and retries may deliver out of order).
     pub fn publish(&self, license: &LicenseId, pushed: Arc<Pushed>) {
-        if let Some(ch) = self.lock().get(license) {
+        if let Some(ch) = self.lock().get_mut(license) {
+            if pushed.announcement == 0 {
+                ch.issued_at = ch.issued_at.max(pushed.issued_at);
+            }
             ch.tx.send_if_modified(|held| {
                 let newer = pushed.is_newer_than(held);
                 if newer {
@@ -215,5 +242,42 @@ impl ChangeFeed {
                 newer
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pushed(revision: u64, iat: i64, announcement: u64) -> Pushed {
+        Pushed {
+            revision,
+            status: Status::Active,
+            issued_at: chrono::DateTime::from_timestamp(iat, 0).unwrap(),
+            refresh_after: chrono::DateTime::from_timestamp(iat + 60, 0).unwrap(),
+            document: Arc::from("v4.public.x"),
+            frame: bytes::Bytes::new(),
+            committed_at: None,
+            announcement,
+        }
+    }
+
+    #[test]
+    fn announcements_follow_each_other_and_documents_by_their_counter() {
+        let doc = pushed(5, 1_000, 0);
+        // The reused document, signed before the one held: still newer.
+        let first = pushed(5, 900, 1);
+        let second = pushed(5, 900, 2);
+        assert!(first.is_newer_than(&doc));
+        assert!(second.is_newer_than(&first));
+        assert!(!first.is_newer_than(&second), "in order");
+        assert!(
+            !pushed(4, 2_000, 3).is_newer_than(&doc),
+            "never an older revision"
+        );
+        // A document is newer than an announcement by (revision, iat).
+        assert!(pushed(5, 1_001, 0).is_newer_than(&second));
+        assert!(!pushed(5, 900, 0).is_newer_than(&second));
+        assert!(pushed(6, 800, 0).is_newer_than(&second));
     }
 }

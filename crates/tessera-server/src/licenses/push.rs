@@ -80,6 +80,7 @@ impl Push {
         committed_at: Option<std::time::Instant>,
     ) -> Result<Arc<Pushed>> {
         self.pushed_at(license, committed_at, self.now(), true)
+            .map(Arc::new)
     }
 
     fn pushed_at(
@@ -88,7 +89,7 @@ impl Push {
         committed_at: Option<std::time::Instant>,
         now: Timestamp,
         reuse: bool,
-    ) -> Result<Arc<Pushed>> {
+    ) -> Result<Pushed> {
         let signed = self.shared.signer.license_document(
             license,
             license.token_hash.fingerprint(),
@@ -99,7 +100,7 @@ impl Push {
             },
             reuse,
         )?;
-        Ok(Arc::new(Pushed {
+        Ok(Pushed {
             revision: signed.claims.rev,
             status: signed.claims.status,
             issued_at: signed.claims.iat,
@@ -115,7 +116,8 @@ impl Push {
                 &signed.document,
             ),
             committed_at,
-        }))
+            announcement: 0,
+        })
     }
 
     /// Another replica committed revision `revision` of `id`: refresh the
@@ -186,7 +188,29 @@ impl Push {
             .feed
             .latest_issued_at(&license.id)
             .map_or(now, |held| now.max(held + Duration::seconds(1)));
-        self.send(license, self.pushed_at(license, None, at, false));
+        let pushed = self.pushed_at(license, None, at, false).map(Arc::new);
+        self.send(license, pushed);
+    }
+
+    /// Places of `license` (one that counts machines) were taken or freed:
+    /// every stream of it hears at once (`event: machines`), and each
+    /// machine asks for its own answer (docs/PROTOCOL.md §19). No holder
+    /// adopts the document, so it is the reused one: no signature, and no
+    /// `iat` pushed ahead of the clock however often places change.
+    pub fn announce(&self, license: &License) {
+        if !self.feed.is_watched(&license.id) {
+            return;
+        }
+        let committed_at = Some(std::time::Instant::now());
+        let pushed = self
+            .pushed_at(license, committed_at, self.now(), true)
+            .map(|p| {
+                Arc::new(Pushed {
+                    announcement: self.feed.next_announcement(),
+                    ..p
+                })
+            });
+        self.send(license, pushed);
     }
 
     /// Open a change stream for the license of `token` (from the
