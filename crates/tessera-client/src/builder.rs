@@ -49,6 +49,7 @@ pub struct Builder {
     watch: Watching,
     app_version: Option<String>,
     fingerprint: Option<String>,
+    components: Option<Vec<String>>,
     usage_interval: StdDuration,
 }
 
@@ -80,6 +81,7 @@ impl Default for Builder {
             watch: Watching::On,
             app_version: None,
             fingerprint: None,
+            components: None,
             usage_interval: StdDuration::from_secs(15 * 60),
         }
     }
@@ -223,6 +225,18 @@ impl Builder {
         self
     }
 
+    /// This machine's components (e.g. `cpu:…`, `disk:…`, `mac:…`,
+    /// `hostname:…`), for licenses whose `fingerprint_match` is a threshold:
+    /// a machine whose fingerprint changed keeps its place when enough of
+    /// them are the same. Default: the host's own (host name, first MAC
+    /// address, CPU model, root disk), whichever can be read. Each is sent
+    /// hashed with the token, never as read. An empty list sends none.
+    #[must_use]
+    pub fn components<S: Into<String>>(mut self, components: impl IntoIterator<Item = S>) -> Self {
+        self.components = Some(components.into_iter().map(Into::into).collect());
+        self
+    }
+
     /// How often the user count given to [`Client::set_users`] is reported
     /// to the authority (metering). Default 15 minutes.
     #[must_use]
@@ -253,6 +267,10 @@ impl Builder {
         }
         if let Some(fp) = &self.fingerprint {
             tessera_protocol::wire::check_fingerprint("fingerprint", fp)
+                .map_err(|e| Error::Config(e.to_string()))?;
+        }
+        for c in self.components.iter().flatten() {
+            tessera_protocol::wire::check_fingerprint("component", c)
                 .map_err(|e| Error::Config(e.to_string()))?;
         }
         if self.usage_interval.is_zero() {
@@ -287,6 +305,7 @@ impl Builder {
                 tick: self.tick,
                 app_version: self.app_version,
                 fingerprint: self.fingerprint,
+                components: self.components,
             },
             keys: self.keys,
             transport,

@@ -54,6 +54,8 @@ pub(crate) struct Settings {
     pub tick: StdDuration,
     pub app_version: Option<String>,
     pub fingerprint: Option<String>,
+    /// `None`: the host's own (see `machine::host_components`).
+    pub components: Option<Vec<String>>,
 }
 
 /// What the client holds. std Mutex: never held across an await.

@@ -59,9 +59,14 @@ impl Inner {
         };
         let fingerprint = self.fingerprint(&token);
         let nonce = random_nonce();
+        let components = match &self.settings.components {
+            Some(given) => given.clone(),
+            None => host_components(),
+        };
         let request = ActivateRequest {
             token: token.expose_secret().to_owned(),
             fingerprint: fingerprint.clone(),
+            components: hashed_components(&components, &token),
             hostname: host_name(),
             platform: Some(format!(
                 "{}-{}",
@@ -125,10 +130,106 @@ fn host_machine_id() -> Option<String> {
     .clone()
 }
 
+/// Components as sent: each hashed with the token (like the default
+/// fingerprint, so none is a cross-vendor tracking id), duplicates dropped.
+pub(crate) fn hashed_components(components: &[String], token: &LicenseToken) -> Vec<String> {
+    let mut hashed: Vec<String> = components
+        .iter()
+        .map(|c| {
+            machine_fingerprint_hash(&format!("tessera-component/1|{c}|{}", token.fingerprint()))
+        })
+        .collect();
+    hashed.sort();
+    hashed.dedup();
+    hashed
+}
+
+/// The host's components that can be read: `hostname:`, `mac:` (the first
+/// non-zero address of a network interface other than loopback), `cpu:`
+/// (the model) and `disk:` (the root file system, as the kernel was told).
+pub(crate) fn host_components() -> Vec<String> {
+    let read = |path: &str| std::fs::read_to_string(path).ok();
+    let mut found = Vec::new();
+    if let Some(h) = host_name() {
+        found.push(format!("hostname:{h}"));
+    }
+    let mut macs: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name() != "lo")
+        .filter_map(|e| read(&format!("{}/address", e.path().display())))
+        .map(|a| a.trim().to_owned())
+        .filter(|a| !a.is_empty() && a.chars().any(|c| c != '0' && c != ':'))
+        .collect();
+    macs.sort();
+    if let Some(mac) = macs.first() {
+        found.push(format!("mac:{mac}"));
+    }
+    let cpu = read("/proc/cpuinfo").and_then(|info| {
+        info.lines()
+            .find_map(|l| l.strip_prefix("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, model)| model.trim().to_owned())
+    });
+    if let Some(cpu) = cpu.filter(|c| !c.is_empty()) {
+        found.push(format!("cpu:{cpu}"));
+    }
+    let root = read("/proc/cmdline").and_then(|line| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("root="))
+            .map(str::to_owned)
+    });
+    if let Some(root) = root {
+        found.push(format!("disk:{root}"));
+    }
+    found
+}
+
 /// The host name, for the vendor's machine list.
 fn host_name() -> Option<String> {
     std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_are_sent_hashed_per_license() {
+        let (t1, t2) = (
+            LicenseToken::generate(&mut rand::rng()),
+            LicenseToken::generate(&mut rand::rng()),
+        );
+        let given = [
+            "mac:00:11:22:33:44:55".to_owned(),
+            "cpu:x".to_owned(),
+            "cpu:x".to_owned(),
+        ];
+        let one = hashed_components(&given, &t1);
+        assert_eq!(one.len(), 2, "duplicates dropped");
+        assert!(
+            one.iter().all(|h| !h.contains("00:11") && h.len() == 32),
+            "{one:?}"
+        );
+        assert_eq!(one, hashed_components(&given, &t1), "stable");
+        assert!(
+            hashed_components(&given, &t2)
+                .iter()
+                .all(|h| !one.contains(h)),
+            "per license"
+        );
+        // The host's own, where they can be read, are `kind:value`.
+        for c in host_components() {
+            assert!(
+                ["hostname:", "mac:", "cpu:", "disk:"]
+                    .iter()
+                    .any(|k| c.starts_with(k)),
+                "{c}"
+            );
+        }
+    }
 }

@@ -170,3 +170,51 @@ async fn a_bad_fingerprint_is_refused_at_start() {
     .unwrap_err();
     assert!(matches!(err, tessera_client::Error::Config(_)), "{err}");
 }
+
+/// A re-created VM (new fingerprint, most components the same) takes back
+/// its place on a license that matches by components.
+#[tokio::test]
+async fn a_recreated_vm_keeps_its_place_by_components() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let s = TestServer::start_with(Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    let body = json!({"customer": "Acme", "plan": "p", "duration": "30d", "max_machines": 1, "fingerprint_match": 2});
+    let (id, token) = s.issue(body).await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = machine_on(&s, &clock, dir_a.path(), "vm-before")
+        .components(["cpu:Xeon 1", "disk:UUID=1234", "mac:00:11:22:33:44:55"])
+        .token(&token)
+        .start()
+        .unwrap();
+    until(&a, "the first VM activated", |v| {
+        v.state == VerdictState::Valid
+    })
+    .await;
+    let first = a.machine().unwrap().id.unwrap();
+    a.shutdown();
+    let b = machine_on(&s, &clock, dir_b.path(), "vm-after")
+        .components(["cpu:Xeon 1", "disk:UUID=1234", "mac:66:77:88:99:aa:bb"])
+        .token(&token)
+        .start()
+        .unwrap();
+    until(&b, "the re-created VM holds the place", |v| {
+        v.state == VerdictState::Valid
+    })
+    .await;
+    assert_eq!(b.machine().unwrap().id.unwrap(), first);
+    // Another machine sharing one component only is refused.
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = machine_on(&s, &clock, dir_c.path(), "vm-other")
+        .components(["cpu:Xeon 1", "disk:UUID=9", "mac:00:00:00:00:00:01"])
+        .token(&token)
+        .start()
+        .unwrap();
+    until(&c, "another machine refused", |v| {
+        v.state == VerdictState::TooManyMachines
+    })
+    .await;
+    assert_eq!(machines(&s, &id).await["active"], 1);
+}

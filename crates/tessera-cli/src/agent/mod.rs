@@ -63,6 +63,12 @@ pub struct AgentArgs {
     /// on a persistent volume, or the StatefulSet ordinal, never the pod UID.
     #[arg(long, env = "TESSERA_FINGERPRINT")]
     fingerprint: Option<String>,
+    /// This machine's components, for licenses that match machines by a
+    /// threshold of components (repeat: `--component cpu:… --component
+    /// disk:…`, or comma-separated in `TESSERA_COMPONENTS`). Default: the
+    /// host's (host name, MAC address, CPU model, root disk). Sent hashed.
+    #[arg(long = "component", env = "TESSERA_COMPONENTS", value_delimiter = ',')]
+    components: Vec<String>,
     /// How often the user count posted to the agent's `/v1/usage` is
     /// reported to the authority (metering).
     #[arg(long, env = "TESSERA_USAGE_INTERVAL", default_value = "15m", value_parser = crate::parse_interval)]
@@ -103,6 +109,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     if let Some(version) = &args.app_version {
         builder = builder.app_version(version);
+    }
+    if !args.components.is_empty() {
+        builder = builder.components(&args.components);
     }
     if let Some(fingerprint) = &args.fingerprint {
         builder = builder.fingerprint(fingerprint);
