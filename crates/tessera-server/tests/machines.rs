@@ -210,6 +210,28 @@ backend_tests! {
         assert!(events(&s, &id).await.iter().all(|k| k != "machine.activated"), "nothing half-written");
     }
 
+    async fn a_machine_whose_fingerprint_moved_keeps_its_place_by_components(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, token) = machine_license(&s, json!({"max_machines": 1, "fingerprint_match": 2})).await;
+        let with = |fp: &str, parts: [&str; 3]| json!({"token": token, "fingerprint": fp, "components": parts});
+        let (_, first) = machine_call(&s, "/v1/machines/activate", with("vm-a", ["cpu:x", "disk:y", "mac:z"])).await;
+        let first = first.unwrap().machine.unwrap().id.unwrap();
+        assert!(heartbeat(&s, &token, "vm-a").await.valid);
+        // Re-created VM: new fingerprint, two components in common — the
+        // same place, now under the new fingerprint.
+        let (_, moved) = machine_call(&s, "/v1/machines/activate", with("vm-b", ["cpu:x", "disk:y", "mac:new"])).await;
+        let moved = moved.unwrap();
+        assert!(moved.valid, "{moved:?}");
+        assert_eq!(moved.machine.unwrap().id.unwrap(), first);
+        assert!(heartbeat(&s, &token, "vm-b").await.valid);
+        assert_eq!(heartbeat(&s, &token, "vm-a").await.status, tessera_protocol::Status::NotActivated);
+        // One component in common is another machine: no place left.
+        let (_, other) = machine_call(&s, "/v1/machines/activate", with("vm-c", ["cpu:x", "disk:q", "mac:r"])).await;
+        assert_eq!(other.unwrap().status, tessera_protocol::Status::TooManyMachines);
+        let (_, list) = s.admin_get(&format!("/v1/admin/licenses/{id}/machines")).await;
+        assert_eq!(list["active"], 1);
+    }
+
     async fn fifty_machines_racing_for_ten_places_leave_exactly_ten(backend: Backend) {
         let s = TestServer::start_on(backend.clone()).await;
         let (id, token) = machine_license(&s, json!({"max_machines": 10})).await;
@@ -258,4 +280,148 @@ async fn two_replicas_racing_for_ten_places_admit_exactly_ten() {
         .admin_get(&format!("/v1/admin/licenses/{id}/machines"))
         .await;
     assert_eq!(list["active"], 10);
+}
+
+/// A place freed on one replica — by release or by the reaper — reaches a
+/// stream held on the other at once, and that replica's kept places are
+/// dropped: the machine's next heartbeat there is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_place_freed_on_one_replica_reaches_streams_and_heartbeats_on_the_other() {
+    let Some(replicas) = TestServer::postgres_replicas("machines_freed_across", 2).await else {
+        return;
+    };
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let settings = json!({"max_machines": 2, "machine_mode": "floating", "lease_ttl": "10s"});
+    let (id, token) = machine_license(a, settings).await;
+    let m1 = activate(b, &token, "m1").await.machine.unwrap().id.unwrap();
+    activate(b, &token, "m2").await;
+    // B now keeps both places: heartbeats there read nothing.
+    assert!(heartbeat(b, &token, "m1").await.valid);
+    let auth = format!("Bearer {token}");
+    let mut stream = tessera_testkit::sse::SseStream::open(&b.url, &[("authorization", &auth)])
+        .await
+        .unwrap();
+    stream
+        .next_event("machines", StdDuration::from_secs(5))
+        .await
+        .unwrap();
+    let (status, _) = a
+        .admin(
+            "DELETE",
+            &format!("/v1/admin/licenses/{id}/machines/{m1}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    stream
+        .next_event("machines", StdDuration::from_secs(5))
+        .await
+        .expect("B's stream hears of A's release");
+    assert_eq!(
+        heartbeat(b, &token, "m1").await.status,
+        tessera_protocol::Status::NotActivated
+    );
+    // A lease ended by the reaper (whichever replica runs it) also reaches B.
+    assert!(heartbeat(b, &token, "m2").await.valid);
+    a.clock.advance(Duration::seconds(13));
+    stream
+        .next_event("machines", StdDuration::from_secs(10))
+        .await
+        .expect("B's stream hears of the expiry");
+    assert_eq!(
+        heartbeat(b, &token, "m2").await.status,
+        tessera_protocol::Status::LeaseExpired
+    );
+}
+
+/// Replicas whose clocks are 5 s behind and 5 s ahead of the database's
+/// run leases on the database's time: a lease heartbeated through either
+/// stays alive while the reaper runs on either, and ends within its TTL
+/// + 2 s of the last heartbeat; each replica reports its offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_five_seconds_apart_agree_on_when_a_lease_ends() {
+    let Some(backend) = tessera_testkit::Backend::postgres("machines_clock_skew") else {
+        return;
+    };
+    use std::sync::Arc;
+    use tessera_testkit::server::Options;
+    // Clocks that run, 5 s behind and 5 s ahead (the database's is true).
+    let skewed = |by: i64| {
+        Arc::new(tessera_server::clock::ManualClock::new(
+            chrono::Utc::now() + Duration::seconds(by),
+        ))
+    };
+    let (behind, ahead) = (skewed(-5), skewed(5));
+    let ticking = {
+        let (behind, ahead) = (behind.clone(), ahead.clone());
+        tokio::spawn(async move {
+            loop {
+                behind.set(chrono::Utc::now() - Duration::seconds(5));
+                ahead.set(chrono::Utc::now() + Duration::seconds(5));
+                tokio::time::sleep(StdDuration::from_millis(50)).await;
+            }
+        })
+    };
+    let a = TestServer::start_with(Options {
+        backend,
+        clock: Some(behind),
+        clock_sync: true,
+        ..Options::default()
+    })
+    .await;
+    let b = a
+        .replica(Options {
+            clock: Some(ahead),
+            clock_sync: true,
+            ..Options::default()
+        })
+        .await;
+    for (s, offset) in [(&a, "5"), (&b, "-5")] {
+        let line = format!("tessera_clock_offset_seconds {offset}\n");
+        eventually(
+            "the replica to measure its clock",
+            StdDuration::from_secs(5),
+            async || {
+                let metrics = s
+                    .http
+                    .get(format!("{}/metrics", s.url))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                metrics.contains(&line).then_some(())
+            },
+        )
+        .await;
+    }
+    let settings = json!({"max_machines": 1, "machine_mode": "floating", "lease_ttl": "3s"});
+    let (id, token) = machine_license(&a, settings).await;
+    assert!(activate(&a, &token, "m").await.valid);
+    // Twice the TTL of heartbeats, every second, through both replicas.
+    let mut last = std::time::Instant::now();
+    for i in 0..6 {
+        tokio::time::sleep(StdDuration::from_secs(1)).await;
+        let via = if i % 2 == 0 { &a } else { &b };
+        let h = heartbeat(via, &token, "m").await;
+        last = std::time::Instant::now();
+        assert!(h.valid, "heartbeat {i} kept the lease: {h:?}");
+    }
+    let ended = eventually("the lease to end", StdDuration::from_secs(15), async || {
+        let (_, list) = b
+            .admin_get(&format!("/v1/admin/licenses/{id}/machines"))
+            .await;
+        (list["items"][0]["state"] == "expired").then(|| last.elapsed())
+    })
+    .await;
+    assert!(
+        ended >= StdDuration::from_secs(2),
+        "not before its TTL: {ended:?}"
+    );
+    assert!(
+        ended <= StdDuration::from_millis(5_500),
+        "within TTL + 2 s (+ the reaper's tick): {ended:?}"
+    );
+    ticking.abort();
 }
