@@ -2,6 +2,8 @@
 # Machines (docs/PROTOCOL.md §19) against validation and issuing, in one run
 # on one server (SQLite, wrk, 64 connections):
 #   - validate: one hot token, no nonce (the signed document is reused);
+#   - validate+nonce: the same with a fresh nonce each (a fresh signature
+#     each: the floor for any answer that must be signed anew);
 #   - heartbeat: POST /v1/machines/heartbeat, 1,000 floating machines in
 #     turn (each renews a lease: a write and a fresh signature);
 #   - activate: POST /v1/machines/activate, a new machine every request
@@ -35,6 +37,14 @@ for i in range(1000):
 PY
 
 post_script "$work/validate.lua" '{"token":"'"$plain"'","instance_id":"bench-1"}'
+cat >"$work/nonce.lua" <<LUA
+local n = 0
+request = function()
+  n = n + 1
+  local body = '{"token":"$plain","instance_id":"bench-1","nonce":"n-' .. n .. '"}'
+  return wrk.format("POST", "/v1/validate", {["Content-Type"] = "application/json"}, body)
+end
+LUA
 cat >"$work/heartbeat.lua" <<LUA
 local n = 0
 request = function()
@@ -57,6 +67,7 @@ admin_post_script "$work/issue.lua" "$admin_key" '{"customer":"Load","plan":"p",
 wrk -t2 -c"$CONNECTIONS" -d3s -s "$work/validate.lua" "$url/v1/validate" >/dev/null
 echo "tessera $($BIN --version | cut -d' ' -f2), $(nproc) cores, $CONNECTIONS connections, $DURATION each"
 measure validate "$work/validate.lua" /v1/validate
+measure validate+nonce "$work/nonce.lua" /v1/validate
 measure heartbeat "$work/heartbeat.lua" /v1/machines/heartbeat
 measure activate "$work/activate.lua" /v1/machines/activate
 measure issue "$work/issue.lua" /v1/admin/licenses
@@ -65,5 +76,6 @@ import sys
 d = sys.argv[1]
 r = lambda n: float(open(f"{d}/{n}.rps").read())
 print(f"heartbeat    {100 * r('heartbeat') / r('validate'):5.1f} % of validate")
+print(f"heartbeat    {100 * r('heartbeat') / r('validate+nonce'):5.1f} % of validate+nonce")
 print(f"activate     {100 * r('activate') / r('issue'):5.1f} % of issue")
 PY

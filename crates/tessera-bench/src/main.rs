@@ -6,7 +6,12 @@
 //! read as raw HTTP/1.1 (a few KiB each) so that ten thousand of them fit in
 //! this process on a small machine; signature verification, which each real
 //! instance does on its own machine (≈70 µs), is not part of the figure.
-//! Also reports the server's resident memory per open stream.
+//! Also reports the server's resident memory per open stream. With
+//! `--release-machines`, the license must count machines: after the
+//! extensions, each further change activates a machine and then releases
+//! it through the admin API, timed from the release's answer to the
+//! announcement (`event: machines`) on every stream — on the same streams,
+//! in the same run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,6 +77,9 @@ struct PropagationArgs {
     /// Server process id, for its memory (VmRSS) before and after the streams open.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Then as many machine releases (the license must count machines).
+    #[arg(long)]
+    release_machines: bool,
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -202,36 +210,116 @@ async fn propagation(a: PropagationArgs) -> anyhow::Result<()> {
     while rx.try_recv().is_ok() {}
 
     let http = reqwest::Client::new();
-    let mut samples = Vec::with_capacity(a.watchers * a.changes);
-    let mut before_answer = 0usize;
+    let admin = |path: String| format!("{}{path}", a.admin_url.trim_end_matches('/'));
+    let mut timed = Timed::new(a.watchers);
     for change in 0..a.changes {
         let res = http
-            .post(format!(
-                "{}/v1/admin/licenses/{}/extend",
-                a.admin_url.trim_end_matches('/'),
-                a.license
-            ))
+            .post(admin(format!("/v1/admin/licenses/{}/extend", a.license)))
             .bearer_auth(&a.admin_key)
             .json(&serde_json::json!({"by": "1d"}))
             .send()
             .await?;
         let answered = Instant::now();
-        let status = res.status();
-        let body: serde_json::Value = res.json().await?;
-        if !status.is_success() {
-            bail!("extend failed: {status} {body}");
-        }
+        let body = ok_json(res, "extend").await?;
         let revision = body["revision"]
             .as_u64()
             .context("revision in the answer")?;
+        timed.collect(&mut rx, change, revision, answered).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!("-- license changes (event: status/machines, a new signed document)");
+    report(
+        a.watchers,
+        a.changes,
+        timed.samples,
+        Some(timed.before_answer),
+    );
+    if a.release_machines {
+        let mut released = Timed::new(a.watchers);
+        let revision = license_revision(&http, &admin, &a).await?;
+        for change in 0..a.changes {
+            // Take a place (its announcement reaches every stream first)…
+            let res = http
+                .post(admin("/v1/machines/activate".into()))
+                .json(&serde_json::json!({"token": a.token, "fingerprint": format!("bench-release-{change}")}))
+                .send()
+                .await?;
+            let activated = Instant::now();
+            let body = ok_json(res, "activate").await?;
+            if body["verdict"]["status"] != "active" {
+                bail!("activation refused: {body}");
+            }
+            let mut ignored = Timed::new(a.watchers);
+            ignored
+                .collect(&mut rx, change, revision, activated)
+                .await?;
+            let machine = machine_id(&http, &admin, &a).await?;
+            // …then free it, timed.
+            let res = http
+                .delete(admin(format!(
+                    "/v1/admin/licenses/{}/machines/{machine}",
+                    a.license
+                )))
+                .bearer_auth(&a.admin_key)
+                .send()
+                .await?;
+            let answered = Instant::now();
+            ok_json(res, "release").await?;
+            released
+                .collect(&mut rx, change, revision, answered)
+                .await?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        println!("-- machine releases (event: machines, announcement)");
+        report(
+            a.watchers,
+            a.changes,
+            released.samples,
+            Some(released.before_answer),
+        );
+    }
+    if let (Some(b), Some(after)) = (rss_before, rss_after) {
+        let per = (after.saturating_sub(b) as f64 * 1024.0) / a.watchers as f64;
+        println!("server rss      {b} KiB before, {after} KiB with the streams open");
+        println!("per watcher     {:.1} KiB", per / 1024.0);
+    }
+    Ok(())
+}
+
+/// Arrival times on every stream, from the answer of the change that
+/// caused them.
+struct Timed {
+    watchers: usize,
+    samples: Vec<Duration>,
+    before_answer: usize,
+}
+
+impl Timed {
+    fn new(watchers: usize) -> Self {
+        Self {
+            watchers,
+            samples: Vec::new(),
+            before_answer: 0,
+        }
+    }
+
+    /// Wait for every stream's frame of `revision` (announcements repeat
+    /// the revision: each stream's next frame).
+    async fn collect(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<(u64, Instant)>,
+        change: usize,
+        revision: u64,
+        answered: Instant,
+    ) -> anyhow::Result<()> {
         let mut got = 0;
         let deadline = answered + Duration::from_secs(60);
-        while got < a.watchers {
+        while got < self.watchers {
             let left = deadline.saturating_duration_since(Instant::now());
             let Some((rev, at)) = tokio::time::timeout(left, rx.recv()).await.ok().flatten() else {
                 bail!(
                     "change {change}: only {got} of {} streams saw revision {revision}",
-                    a.watchers
+                    self.watchers
                 );
             };
             if rev != revision {
@@ -239,19 +327,54 @@ async fn propagation(a: PropagationArgs) -> anyhow::Result<()> {
             }
             got += 1;
             if at < answered {
-                before_answer += 1;
+                self.before_answer += 1;
             }
-            samples.push(at.saturating_duration_since(answered));
+            self.samples.push(at.saturating_duration_since(answered));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(())
     }
-    report(a.watchers, a.changes, samples, Some(before_answer));
-    if let (Some(b), Some(after)) = (rss_before, rss_after) {
-        let per = (after.saturating_sub(b) as f64 * 1024.0) / a.watchers as f64;
-        println!("server rss      {b} KiB before, {after} KiB with the streams open");
-        println!("per watcher     {:.1} KiB", per / 1024.0);
+}
+
+async fn ok_json(res: reqwest::Response, what: &str) -> anyhow::Result<serde_json::Value> {
+    let status = res.status();
+    let body: serde_json::Value = res.json().await?;
+    if !status.is_success() {
+        bail!("{what} failed: {status} {body}");
     }
-    Ok(())
+    Ok(body)
+}
+
+async fn license_revision(
+    http: &reqwest::Client,
+    admin: &impl Fn(String) -> String,
+    a: &PropagationArgs,
+) -> anyhow::Result<u64> {
+    let res = http
+        .get(admin(format!("/v1/admin/licenses/{}", a.license)))
+        .bearer_auth(&a.admin_key)
+        .send()
+        .await?;
+    ok_json(res, "license read").await?["revision"]
+        .as_u64()
+        .context("revision of the license")
+}
+
+/// The id of the one active machine of the license.
+async fn machine_id(
+    http: &reqwest::Client,
+    admin: &impl Fn(String) -> String,
+    a: &PropagationArgs,
+) -> anyhow::Result<String> {
+    let res = http
+        .get(admin(format!("/v1/admin/licenses/{}/machines", a.license)))
+        .bearer_auth(&a.admin_key)
+        .send()
+        .await?;
+    let list = ok_json(res, "machine list").await?;
+    list["items"][0]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .context("an active machine")
 }
 
 fn report(
