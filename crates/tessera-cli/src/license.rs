@@ -68,7 +68,9 @@ pub struct IssueArgs {
     /// Plan name.
     #[arg(long, env = "TESSERA_PLAN")]
     plan: String,
-    /// Features, comma-separated (default: the policy's).
+    /// Features, comma-separated (default: the policy's). A feature that
+    /// ends before the license: `name@2027-03-01` (the start of that day,
+    /// UTC) or `name@2027-03-01T12:00:00Z`. Names: letters, digits, `_ - . :`.
     #[arg(long, env = "TESSERA_FEATURES")]
     features: Option<String>,
     /// Seat limit.
@@ -193,7 +195,7 @@ fn print_license(l: &LicenseView) {
         if l.features.is_empty() {
             "(none)".to_owned()
         } else {
-            l.features.join(", ")
+            tessera_protocol::entitlements::describe(&l.features, &l.entitlements)
         }
     );
     println!(

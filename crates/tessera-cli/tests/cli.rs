@@ -68,11 +68,16 @@ fn a_new_user_issues_checks_and_extends() {
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
 
+    // `audit` is an add-on that ends before the license (§20).
+    let audit_end = (chrono::Utc::now() + chrono::Duration::days(10))
+        .format("%Y-%m-%d")
+        .to_string();
+    let features = format!("sso,audit@{audit_end}");
     let out = ok(&env.tessera(
         &s,
         &[
             &ISSUE_ACME[..],
-            &["--features", "sso,audit", "--duration", "30d"],
+            &["--features", &features, "--duration", "30d"],
         ]
         .concat(),
     ));
@@ -93,6 +98,22 @@ fn a_new_user_issues_checks_and_extends() {
     tessera_testkit::assert_license_view(&show);
     assert_eq!(show["revision"], 1);
     assert_eq!(show["features"], serde_json::json!(["sso", "audit"]));
+    let until = format!("{audit_end}T00:00:00Z");
+    assert_eq!(show["entitlements"]["audit"]["expires_at"], until.as_str());
+    let human = ok(&env.tessera(&s, &["license", "show", &id]));
+    assert!(
+        human.contains(&format!("sso, audit (until {until})")),
+        "{human}"
+    );
+    let refused = env.tessera(
+        &s,
+        &[&ISSUE_ACME[..], &["--features", "a b", "--duration", "30d"]].concat(),
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("(422, invalid_feature)"),
+        "{stderr}"
+    );
 
     let check = env.tessera(&s, &["check", "--public-key", &s.public_key, &token]);
     let text = ok(&check);

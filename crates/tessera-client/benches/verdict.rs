@@ -1,5 +1,7 @@
 //! The hot path a product calls on every request: `has_feature`, against a
-//! plain `AtomicBool` load in the same run.
+//! plain `AtomicBool` load in the same run. Two of the license's four
+//! features end on their own before it (docs/PROTOCOL.md §20), so the
+//! checks run on a verdict that carries per-feature expiry.
 //!
 //! `cargo bench -p tessera-client --bench verdict`
 
@@ -29,6 +31,18 @@ fn offline_client(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> C
         features: ["reports", "audit", "sso", "scim"]
             .map(String::from)
             .to_vec(),
+        entitlements: ["audit", "sso"]
+            .map(|f| {
+                let end = now + Duration::days(180);
+                (
+                    f.to_owned(),
+                    tessera_protocol::Entitlement {
+                        expires_at: Some(end),
+                    },
+                )
+            })
+            .into_iter()
+            .collect(),
         max_users: Some(100),
         seats_exceeded: false,
         customer: Some("Bench".into()),

@@ -3,7 +3,8 @@
 
 use chrono::Duration;
 use serde::Serialize;
-use tessera_protocol::{Status, Timestamp, VerifiedDocument};
+use tessera_protocol::entitlements::{granted_at, next_feature_end};
+use tessera_protocol::{Entitlements, Status, Timestamp, VerifiedDocument};
 
 /// The verdict's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -89,8 +90,11 @@ pub struct LicenseInfo {
     pub customer: Option<String>,
     /// Plan.
     pub plan: Option<String>,
-    /// Features.
+    /// Features granted now (a feature whose own end has passed is gone).
     pub features: Vec<String>,
+    /// Features with terms of their own (when each ends), by name.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub entitlements: Entitlements,
     /// Seat limit.
     pub max_users: Option<u32>,
     /// The authority's metering shows more users than `max_users`.
@@ -115,16 +119,20 @@ pub struct LicenseInfo {
 }
 
 impl LicenseInfo {
-    /// From a verified document.
+    /// From a verified document, at `now`: a feature whose own end has
+    /// passed is not granted, however long the document is trusted.
     #[must_use]
-    pub fn from_document(doc: &VerifiedDocument) -> Self {
+    pub fn from_document(doc: &VerifiedDocument, now: Timestamp) -> Self {
         let c = doc.claims();
         Self {
             id: c.lic.clone(),
             status: c.status,
             customer: c.customer.clone(),
             plan: c.plan.clone(),
-            features: c.features.clone(),
+            features: granted_at(&c.features, &c.entitlements, now)
+                .cloned()
+                .collect(),
+            entitlements: c.entitlements.clone(),
             max_users: c.max_users,
             seats_exceeded: c.seats_exceeded,
             valid_from: c.valid_from,
@@ -172,8 +180,8 @@ pub struct Verdict {
     pub last_error: Option<LastError>,
     /// Whether a change stream is open (changes are pushed, not polled).
     pub connected: bool,
-    /// When this verdict stops being true by itself: the license's expiry
-    /// or the end of the document's offline grace. Both the refresh loop and
+    /// When this verdict stops being true by itself: the license's expiry,
+    /// a feature's own end, or the end of the document's offline grace. Both the refresh loop and
     /// a separate deadline thread republish the verdict then, so neither
     /// one's death leaves it `valid` past that time.
     #[serde(skip)]
@@ -247,7 +255,7 @@ pub struct Context {
 /// set back, grace over, denied statuses, expiry, valid.
 #[must_use]
 pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) -> Verdict {
-    let license = doc.map(LicenseInfo::from_document);
+    let license = doc.map(|d| LicenseInfo::from_document(d, now));
     let (state, reason) = match doc.map(VerifiedDocument::claims) {
         None => (VerdictState::Unverified, Some(UnverifiedReason::NoDocument)),
         Some(c) if now < effective_mark(c.iat, ctx) - ctx.tolerance => (
@@ -272,7 +280,14 @@ pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) ->
     };
     let changes_at = match (state, doc.map(VerifiedDocument::claims)) {
         (VerdictState::Unverified | VerdictState::NotFound, _) | (_, None) => None,
-        (_, Some(c)) => earliest_ahead([c.expires_at, Some(c.exp + Duration::seconds(1))], now),
+        (_, Some(c)) => earliest_ahead(
+            [
+                c.expires_at,
+                Some(c.exp + Duration::seconds(1)),
+                next_feature_end(&c.entitlements, now),
+            ],
+            now,
+        ),
     };
     Verdict {
         state,
@@ -297,7 +312,7 @@ pub fn effective_mark(iat: Timestamp, ctx: &Context) -> Timestamp {
 }
 
 /// The next moment the verdict may change by the clock alone: the earliest of
-/// `expires_at`, `refresh_after` and `exp` still ahead.
+/// `expires_at`, `refresh_after`, `exp` and a feature's own end still ahead.
 #[must_use]
 pub fn next_change(doc: Option<&VerifiedDocument>, now: Timestamp) -> Option<Timestamp> {
     let c = doc?.claims();
@@ -306,6 +321,7 @@ pub fn next_change(doc: Option<&VerifiedDocument>, now: Timestamp) -> Option<Tim
             c.expires_at,
             Some(c.refresh_after),
             Some(c.exp + Duration::seconds(1)),
+            next_feature_end(&c.entitlements, now),
         ],
         now,
     )
@@ -332,6 +348,14 @@ mod tests {
     }
 
     fn doc(status: Status, expires_in: Option<Duration>) -> VerifiedDocument {
+        doc_with(status, expires_in, Entitlements::new())
+    }
+
+    fn doc_with(
+        status: Status,
+        expires_in: Option<Duration>,
+        entitlements: Entitlements,
+    ) -> VerifiedDocument {
         let key = SigningKey::from_seed(&[3; 32]);
         let token = LicenseToken::generate(&mut rand::rng());
         let claims = StatusClaims {
@@ -344,7 +368,8 @@ mod tests {
             status,
             valid: status.is_valid(),
             plan: Some("p".into()),
-            features: vec!["sso".into()],
+            features: vec!["sso".into(), "audit".into()],
+            entitlements,
             max_users: None,
             seats_exceeded: false,
             customer: None,
@@ -363,6 +388,32 @@ mod tests {
             t0(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_feature_ends_at_its_own_instant_by_the_clock() {
+        let mut ent = Entitlements::new();
+        let end = t0() + Duration::hours(2);
+        ent.insert(
+            "audit".into(),
+            tessera_protocol::Entitlement {
+                expires_at: Some(end),
+            },
+        );
+        let d = doc_with(Status::Active, Some(Duration::days(30)), ent);
+        let before = compute(Some(&d), end - Duration::seconds(1), &ctx(None));
+        assert!(before.has_feature("audit") && before.has_feature("sso"));
+        assert_eq!(before.changes_at, Some(end), "republished at that instant");
+        let after = compute(Some(&d), end, &ctx(None));
+        assert!(
+            !after.has_feature("audit"),
+            "off at its end, no server call"
+        );
+        assert!(after.has_feature("sso") && after.is_valid());
+        assert_eq!(
+            next_change(Some(&d), t0() + Duration::minutes(90)),
+            Some(end)
+        );
     }
 
     fn ctx(hwm: Option<Timestamp>) -> Context {

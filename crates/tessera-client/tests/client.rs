@@ -737,3 +737,60 @@ async fn usage_is_reported_and_seats_exceeded_comes_back() {
     assert!(v.is_valid(), "informational: still valid");
     assert_eq!(users_in_fleet().await, Some(9));
 }
+
+/// A feature bought for a while turns off at its end by the client's own
+/// clock: no request reaches the authority for it (docs/PROTOCOL.md §20).
+#[tokio::test]
+async fn a_feature_turns_off_at_its_end_without_asking() {
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let s = TestServer::start_with(Options {
+        clock: Some(clock.clone()),
+        ..Options::default()
+    })
+    .await;
+    let end = s.now() + Duration::minutes(30);
+    let features = json!([
+        "sso",
+        format!("audit@{}", tessera_protocol::time::format(&end))
+    ]);
+    let (_, token) = s
+        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d", "features": features}))
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = common::builder(&s.url, s.public_key.clone(), dir.path(), clock.clone())
+        .tick(StdDuration::from_millis(20))
+        .token(&token)
+        .start()
+        .unwrap();
+    until(&client, "audit granted", |v| v.has_feature("audit")).await;
+    let answered = validations(&s).await;
+    clock.advance(Duration::minutes(31));
+    let v = until(&client, "audit off at its end", |v| !v.has_feature("audit")).await;
+    assert!(v.is_valid() && v.has_feature("sso"));
+    assert_eq!(
+        v.license.as_ref().unwrap().entitlements["audit"].expires_at,
+        Some(end)
+    );
+    assert_eq!(
+        validations(&s).await,
+        answered,
+        "decided offline, by the clock"
+    );
+}
+
+/// Validations the authority answered, from its metrics.
+async fn validations(s: &TestServer) -> f64 {
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("tessera_validations_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}

@@ -143,9 +143,13 @@ pub struct StatusClaims {
     /// Plan name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<String>,
-    /// Feature names granted.
+    /// Feature names granted as of `iat`.
     #[serde(default)]
     pub features: Vec<String>,
+    /// Features with terms of their own (§20), by name: a client turns a
+    /// feature off at its `expires_at` by its own clock, offline too.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub entitlements: crate::Entitlements,
     /// Seat limit; `None` = unlimited.
     #[serde(default)]
     pub max_users: Option<u32>,
@@ -201,6 +205,7 @@ impl StatusClaims {
             valid: true,
             plan: Some("enterprise".into()),
             features: vec!["sso".into(), "audit".into()],
+            entitlements: crate::Entitlements::new(),
             max_users: Some(10),
             seats_exceeded: false,
             customer: Some("Acme".into()),

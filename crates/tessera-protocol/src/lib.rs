@@ -62,6 +62,7 @@ mod error;
 
 pub mod clock;
 pub mod document;
+pub mod entitlements;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod human;
@@ -77,6 +78,7 @@ pub use document::{
     Expectations, Freshness, Limits, MAX_DOCUMENT_LIFETIME, MAX_REVISION, MachineClaim, Status,
     StatusClaims, VerifiedDocument, sign, verify,
 };
+pub use entitlements::{Entitlement, Entitlements};
 pub use error::Error;
 pub use ids::{CustomerId, InstanceId, LicenseId, PolicyId, WebhookId};
 pub use keys::{KeyId, PublicKey, SigningKey, TrustedKeys};

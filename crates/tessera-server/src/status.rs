@@ -2,6 +2,7 @@
 //! of the license, the request and `now` (docs/PROTOCOL.md, "2. Status documents").
 
 use chrono::Duration;
+use tessera_protocol::entitlements::granted_at;
 use tessera_protocol::{Status, StatusClaims, Timestamp, TokenFingerprint};
 
 use crate::model::{License, Policy};
@@ -64,7 +65,17 @@ pub fn license_claims(
         status,
         valid: status.is_valid(),
         plan: Some(license.plan.clone()),
-        features: license.features.clone(),
+        features: granted_at(&license.features, &license.entitlements, now)
+            .cloned()
+            .collect(),
+        entitlements: license
+            .entitlements
+            .iter()
+            .filter(|(name, e)| {
+                license.features.contains(name) && e.expires_at.is_none_or(|end| end > now)
+            })
+            .map(|(name, e)| (name.clone(), e.clone()))
+            .collect(),
         max_users: license.max_users,
         seats_exceeded: false,
         customer: Some(license.customer.clone()),
@@ -101,6 +112,7 @@ pub fn not_found_claims(tfp: TokenFingerprint, echo: Echo, now: Timestamp) -> St
         valid: false,
         plan: None,
         features: Vec::new(),
+        entitlements: tessera_protocol::Entitlements::new(),
         max_users: None,
         seats_exceeded: false,
         customer: None,

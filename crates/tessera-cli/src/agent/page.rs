@@ -147,7 +147,7 @@ pub fn render(v: &StatusView) -> Markup {
                             dt { "Customer" } dd #customer { (v.customer.as_deref().unwrap_or("—")) }
                             dt { "Plan" } dd #plan { (v.plan.as_deref().unwrap_or("—")) }
                             dt { "Features" } dd #features {
-                                @if v.features.is_empty() { "—" } @else { (v.features.join(", ")) }
+                                @if v.features.is_empty() { "—" } @else { (tessera_protocol::entitlements::describe(&v.features, &v.entitlements)) }
                             }
                             dt { "Users" } dd #max-users {
                                 (v.max_users.map_or_else(|| "unlimited".to_owned(), |n| n.to_string()))

@@ -17,6 +17,9 @@ pub struct StatusView {
     pub customer: Option<String>,
     pub plan: Option<String>,
     pub features: Vec<String>,
+    /// Features that end on their own: when, by name.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub entitlements: tessera_protocol::Entitlements,
     pub max_users: Option<u32>,
     /// The authority's metering shows more users than `max_users`.
     pub seats_exceeded: bool,
@@ -89,6 +92,7 @@ impl StatusView {
             customer: license.and_then(|l| l.customer.clone()),
             plan: license.and_then(|l| l.plan.clone()),
             features: license.map(|l| l.features.clone()).unwrap_or_default(),
+            entitlements: license.map(|l| l.entitlements.clone()).unwrap_or_default(),
             max_users: license.and_then(|l| l.max_users),
             seats_exceeded: license.is_some_and(|l| l.seats_exceeded),
             expires_at,

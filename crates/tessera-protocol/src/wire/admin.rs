@@ -102,7 +102,10 @@ pub struct IssueLicenseRequest {
     /// Policy name (default: the built-in `default` policy).
     #[serde(default)]
     pub policy: Option<String>,
-    /// Features (default: the policy's).
+    /// Features (default: the policy's). Each a name (letters, digits,
+    /// `_ - . :`) or `name@end` for a feature that ends before the license
+    /// (`audit@2027-03-01`: at the start of that day, UTC; or an RFC 3339
+    /// time).
     #[serde(default)]
     pub features: Option<Vec<String>>,
     /// Seat limit (default: the policy's).
@@ -142,6 +145,9 @@ pub struct LicenseView {
     pub plan: String,
     /// Features.
     pub features: Vec<String>,
+    /// Features with terms of their own (when each ends), by name.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub entitlements: crate::Entitlements,
     /// Seat limit.
     pub max_users: Option<u32>,
     /// Trial.

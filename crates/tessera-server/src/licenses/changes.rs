@@ -10,7 +10,7 @@ use tessera_protocol::wire::{
 use tessera_protocol::{CustomerId, LicenseId, LicenseToken, PolicyId, Timestamp};
 
 use super::Shared;
-use super::fields::{check_features, check_text, lifetime_field};
+use super::fields::{check_entitlements, check_text, lifetime_field};
 use super::push::Push;
 use super::rules::{self, Extension, StateAction};
 use crate::error::{Error, Result};
@@ -145,7 +145,11 @@ impl Changes {
             .ok_or_else(|| Error::not_found("policy", policy_name))?;
         let now = self.now();
         let expires_at = rules::issue_expiry(&req, &policy, now)?;
-        let features = check_features(req.features.as_deref().unwrap_or(&policy.features))?;
+        let (features, entitlements) = check_entitlements(
+            req.features.as_deref().unwrap_or(&policy.features),
+            Some(now),
+            expires_at,
+        )?;
         let machines = super::machine_rules::machine_settings(&req.machines, policy.machines)?;
         let token = LicenseToken::generate(&mut rand::rng());
         let id = LicenseId::from_uuid_text(&uuid::Uuid::now_v7().to_string())?;
@@ -159,6 +163,7 @@ impl Changes {
             policy_id: policy.id.clone(),
             plan,
             features,
+            entitlements,
             max_users: req.max_users.or(policy.max_users),
             trial: req.trial.unwrap_or(policy.trial),
             valid_from: now,

@@ -47,22 +47,77 @@ pub(super) fn check_text(what: &'static str, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// A policy's default features: names only (an end is a date, which
+/// only a license can have).
 pub(super) fn check_features(features: &[String]) -> Result<Vec<String>> {
+    let (names, ends) = check_entitlements(features, None, None)?;
+    if let Some(name) = ends.keys().next() {
+        return Err(Error::unprocessable(
+            "invalid_feature",
+            format!("{name}: a policy's features take no end date; give it when issuing"),
+        ));
+    }
+    Ok(names)
+}
+
+/// A license's features as typed (`sso`, `audit@2027-03-01`): the names
+/// (a repeated name once) and the ends of those that end on their own,
+/// which must lie after `now` and not after the license's `expires_at`.
+pub(super) fn check_entitlements(
+    features: &[String],
+    now: Option<Timestamp>,
+    expires_at: Option<Timestamp>,
+) -> Result<(Vec<String>, tessera_protocol::Entitlements)> {
     if features.len() > MAX_FEATURES {
         return Err(Error::unprocessable(
             "invalid_field",
             format!("at most {MAX_FEATURES} features"),
         ));
     }
-    let mut out: Vec<String> = Vec::with_capacity(features.len());
+    let mut names: Vec<String> = Vec::with_capacity(features.len());
+    let mut ends = tessera_protocol::Entitlements::new();
     for f in features {
-        let f = f.trim();
-        check_text("feature name", f)?;
-        if !out.iter().any(|x| x == f) {
-            out.push(f.to_owned());
+        let (name, end) = tessera_protocol::entitlements::parse_feature(f)
+            .map_err(|e| Error::unprocessable("invalid_feature", e.to_string()))?;
+        let end = end.map(|t| in_range("feature end", Some(t))).transpose()?;
+        let known = names.contains(&name);
+        if known && ends.get(&name).and_then(|e| e.expires_at) != end {
+            return Err(Error::unprocessable(
+                "invalid_feature",
+                format!("{name} is given twice with different ends"),
+            ));
+        }
+        if let Some(end) = end {
+            if now.is_some_and(|now| end <= now) {
+                return Err(Error::unprocessable(
+                    "invalid_feature",
+                    format!(
+                        "{name}: its end {} has already passed",
+                        tessera_protocol::time::format(&end)
+                    ),
+                ));
+            }
+            if expires_at.is_some_and(|license_end| end > license_end) {
+                return Err(Error::unprocessable(
+                    "invalid_feature",
+                    format!(
+                        "{name}: its end {} is after the license's own expiry; a feature cannot outlive its license",
+                        tessera_protocol::time::format(&end)
+                    ),
+                ));
+            }
+            ends.insert(
+                name.clone(),
+                tessera_protocol::Entitlement {
+                    expires_at: Some(end),
+                },
+            );
+        }
+        if !known {
+            names.push(name);
         }
     }
-    Ok(out)
+    Ok((names, ends))
 }
 
 pub(super) fn duration_field(what: &'static str, text: &str) -> Result<Duration> {
@@ -127,6 +182,51 @@ mod tests {
         }
         assert!(check_text("customer", "  ").is_err());
         assert!(check_text("customer", &"x".repeat(MAX_TEXT + 1)).is_err());
+    }
+
+    #[test]
+    fn features_have_an_alphabet_and_ends_within_the_license() {
+        let at = |s: &str| parse_date_or_time(s).unwrap();
+        let f = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let (now, end) = (Some(at("2027-01-01")), Some(at("2028-01-01")));
+        let (names, ends) =
+            check_entitlements(&f(&["sso", "audit@2027-03-01", "sso"]), now, end).unwrap();
+        assert_eq!(names, ["sso", "audit"]);
+        assert_eq!(ends["audit"].expires_at, Some(at("2027-03-01")));
+        for bad in [
+            &["audit@2029-01-01"][..],
+            &["audit@2026-12-31"],
+            &["audit@2027-03-01", "audit@2027-04-01"],
+            &["has space"],
+            &["audit@someday"],
+        ] {
+            let err = check_entitlements(&f(bad), now, end).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Unprocessable {
+                        code: "invalid_feature",
+                        ..
+                    }
+                ),
+                "{bad:?}: {err}"
+            );
+        }
+        assert!(
+            check_entitlements(&f(&["audit@2099-01-01"]), now, None).is_ok(),
+            "perpetual"
+        );
+        let err = check_features(&f(&["audit@2027-03-01"])).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Unprocessable {
+                    code: "invalid_feature",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]

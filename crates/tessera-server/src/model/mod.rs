@@ -117,6 +117,8 @@ pub struct License {
     pub plan: String,
     /// Features.
     pub features: Vec<String>,
+    /// Features with terms of their own (§20), by name.
+    pub entitlements: tessera_protocol::Entitlements,
     /// Seat limit.
     pub max_users: Option<u32>,
     /// Trial.
@@ -168,6 +170,7 @@ impl License {
             },
             plan: "enterprise".into(),
             features: vec!["sso".into()],
+            entitlements: tessera_protocol::Entitlements::new(),
             max_users: None,
             trial: false,
             valid_from: at("2026-01-01T00:00:00Z"),
@@ -257,6 +260,7 @@ impl License {
             policy: self.policy.name.clone(),
             plan: self.plan.clone(),
             features: self.features.clone(),
+            entitlements: self.entitlements.clone(),
             max_users: self.max_users,
             trial: self.trial,
             state: self.state,
@@ -315,6 +319,8 @@ pub struct NewLicense {
     pub plan: String,
     /// Features.
     pub features: Vec<String>,
+    /// Features with terms of their own (§20), by name.
+    pub entitlements: tessera_protocol::Entitlements,
     /// Seat limit.
     pub max_users: Option<u32>,
     /// Trial.

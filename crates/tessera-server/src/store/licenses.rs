@@ -72,9 +72,9 @@ impl Store {
             "INSERT INTO licenses (id, token_hash, token_last4, customer_id, policy_id, plan, \
              features, max_users, trial, valid_from, expires_at, state, revision, created_at, \
              updated_at, auto_renew, max_machines, machine_mode, lease_ttl_secs, \
-             max_borrow_secs, fingerprint_match) \
+             max_borrow_secs, fingerprint_match, entitlements) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', 1, $12, $12, $13, \
-             $14, $15, $16, $17, $18)",
+             $14, $15, $16, $17, $18, $19)",
         )
         .bind(l.id.as_str())
         .bind(l.token_hash.as_str())
@@ -89,7 +89,10 @@ impl Store {
         .bind(l.expires_at.map(|t| t.timestamp()))
         .bind(now)
         .bind(l.auto_renew);
-        bind_machines(insert, &l.machines).execute(&mut *tx).await?;
+        bind_machines(insert, &l.machines)
+            .bind(serde_json::to_string(&l.entitlements).unwrap_or_else(|_| "{}".into()))
+            .execute(&mut *tx)
+            .await?;
         self.insert_event(&mut tx, Some(&l.id), Some(1), &event)
             .await?;
         let license = license_in(&mut tx, &l.id).await?;

@@ -114,6 +114,7 @@ pub(crate) struct LicenseRow {
     auto_renew: Option<Flag>,
     plan: String,
     features: String,
+    entitlements: String,
     max_users: Option<i64>,
     trial: Flag,
     valid_from: i64,
@@ -147,6 +148,8 @@ from_row!(LicenseRow => License, |r| {
         auto_renew: r.auto_renew.map(|f| f.0),
         plan: r.plan,
         features: features_of(&r.features)?,
+        entitlements: serde_json::from_str(&r.entitlements)
+            .map_err(|e| Error::Corrupt(format!("entitlements: {e}")))?,
         max_users: u32_opt(r.max_users, "max_users")?,
         trial: r.trial.0,
         valid_from: ts(r.valid_from)?,
@@ -235,7 +238,7 @@ macro_rules! license_select {
      c.name AS customer, p.name AS policy_name, p.refresh_interval_secs, \
      p.offline_grace_secs, p.renewal_basis, p.duration_secs AS policy_duration_secs, \
      p.auto_renew AS policy_auto_renew, p.auto_renew_period_secs, p.renew_before_secs, \
-     l.auto_renew, l.plan, l.features, l.max_users, l.trial, \
+     l.auto_renew, l.plan, l.features, l.entitlements, l.max_users, l.trial, \
      l.valid_from, l.expires_at, l.state, l.revision, l.created_at, l.updated_at, \
      l.max_machines, l.machine_mode, l.lease_ttl_secs, l.max_borrow_secs, l.fingerprint_match \
      FROM licenses l JOIN customers c ON c.id = l.customer_id \

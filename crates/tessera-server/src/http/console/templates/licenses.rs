@@ -105,7 +105,7 @@ pub fn issue_form(c: &Chrome, policies: &[Policy], f: &IssueForm, error: Option<
                           select #policy name="policy" {
                               @for p in policies { option value=(p.name) selected[p.name == f.policy] { (p.name) } }
                           } }
-                    div { label for="features" { "Features, comma-separated (default: the policy's)" } input #features name="features" value=(f.features) placeholder="sso, audit"; }
+                    div { label for="features" { "Features, comma-separated (default: the policy's); name@date for one that ends earlier" } input #features name="features" value=(f.features) placeholder="sso, audit@2027-03-01"; }
                     div { label for="max_users" { "Seat limit (optional)" } input #max_users name="max_users" inputmode="numeric" value=(f.max_users); }
                     (machine_fields(&f.machines))
                     div { label for="duration" { "Duration from now, e.g. 30d or 1y" } input #duration name="duration" value=(f.duration) placeholder="365d"; }
@@ -167,7 +167,7 @@ pub fn license(
                         dt { "Status" } dd #status { (status_badge(status)) " " span.muted { "state " (l.state.as_str()) } }
                         dt { "Customer" } dd #customer { (l.customer) }
                         dt { "Plan" } dd #plan { (l.plan) @if l.trial { " (trial)" } }
-                        dt { "Features" } dd #features { @if l.features.is_empty() { span.muted { "none" } } @else { (l.features.join(", ")) } }
+                        dt { "Features" } dd #features { @if l.features.is_empty() { span.muted { "none" } } @else { (tessera_protocol::entitlements::describe(&l.features, &l.entitlements)) } }
                         dt { "Users" } dd #max-users { @if let Some(n) = l.max_users { (n) } @else { "unlimited" } }
                         dt { "Renewal" } dd #auto-renew {
                             @if l.auto_renews() {

@@ -1,0 +1,63 @@
+//! Entitlements (docs/PROTOCOL.md §20): a feature may end before its
+//! license; names have an alphabet; bad input is refused with nothing
+//! written.
+
+use chrono::Duration;
+use serde_json::json;
+use tessera_testkit::{TestServer, assert_error, backend_tests};
+
+fn at(t: chrono::DateTime<chrono::Utc>) -> String {
+    tessera_protocol::time::format(&t)
+}
+
+backend_tests! {
+    async fn a_feature_ends_on_its_own_date(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let end = s.now() + Duration::days(2);
+        let body = json!({"customer": "Acme", "plan": "p", "duration": "30d",
+                          "features": ["sso", format!("audit@{}", at(end))]});
+        let (id, token) = s.issue(body).await;
+        let (_, view) = s.admin_get(&format!("/v1/admin/licenses/{id}")).await;
+        assert_eq!(view["features"], json!(["sso", "audit"]));
+        assert_eq!(view["entitlements"]["audit"]["expires_at"], json!(at(end)));
+        let (_, v) = s.validate(json!({"token": token})).await;
+        let claims = s.claims(v["document"].as_str().unwrap(), &token);
+        assert_eq!(claims.features, ["sso", "audit"]);
+        assert_eq!(claims.entitlements["audit"].expires_at, Some(end));
+        // Signed after its end, a document no longer grants it.
+        s.clock.advance(Duration::days(3));
+        let (_, v) = s.validate(json!({"token": token, "nonce": "after-the-end"})).await;
+        let claims = s.claims(v["document"].as_str().unwrap(), &token);
+        assert_eq!(claims.features, ["sso"]);
+        assert!(claims.entitlements.is_empty());
+        assert!(claims.valid, "the license itself runs on");
+    }
+
+    async fn bad_features_are_refused_with_nothing_written(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let issue = |features: serde_json::Value| {
+            s.admin_post("/v1/admin/licenses", json!({"customer": "Bad", "plan": "p", "duration": "30d", "features": features}))
+        };
+        let past = at(s.now() - Duration::days(1));
+        let after_license = at(s.now() + Duration::days(31));
+        for bad in [
+            json!(["audit@2026-13-01"]),
+            json!([format!("audit@{past}")]),
+            json!([format!("audit@{after_license}")]),
+            json!(["has space"]),
+            json!(["@2030-01-01"]),
+            json!(["audit@2030-01-01", "audit@2030-02-01"]),
+            json!(["x".repeat(65)]),
+        ] {
+            assert_error(&issue(bad.clone()).await, 422, "invalid_feature");
+        }
+        let policy = json!({"name": "addons", "duration": "30d", "features": ["audit@2030-01-01"]});
+        assert_error(&s.admin_post("/v1/admin/policies", policy).await, 422, "invalid_feature");
+        let (_, list) = s.admin_get("/v1/admin/licenses?customer=Bad").await;
+        assert_eq!(list["items"], json!([]), "nothing half-written");
+        // A perpetual license takes any future end.
+        let body = json!({"customer": "Acme", "plan": "p", "perpetual": true, "features": ["audit@2099-01-01"]});
+        let (status, _) = s.admin_post("/v1/admin/licenses", body).await;
+        assert_eq!(status, 201);
+    }
+}
