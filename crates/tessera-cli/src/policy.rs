@@ -55,6 +55,12 @@ pub struct PolicyCreateArgs {
     /// How long before expiry an automatic renewal happens (default 7d).
     #[arg(long)]
     renew_before: Option<String>,
+    /// What expiry takes away: lose_access (default: features stop),
+    /// keep_versions_released_before_expiry (versions of the product
+    /// released before the expiry keep working: "perpetual fallback"), or
+    /// keep_access (marked expired, webhooks fire, features stay on).
+    #[arg(long)]
+    on_expiry: Option<tessera_protocol::wire::OnExpiry>,
     #[command(flatten)]
     conn: Connection,
 }
@@ -75,6 +81,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 auto_renew: a.auto_renew,
                 auto_renew_period: a.auto_renew_period,
                 renew_before: a.renew_before,
+                on_expiry: a.on_expiry.unwrap_or_default(),
                 machines: a.machines.input(),
             };
             let p = client.create_policy(&input).await?;

@@ -44,6 +44,7 @@ fn offline_client(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> C
             .into_iter()
             .collect(),
         max_users: Some(100),
+        on_expiry: Default::default(),
         seats_exceeded: false,
         customer: Some("Bench".into()),
         valid_from: Some(now),

@@ -48,6 +48,7 @@ pub struct Builder {
     stream_read_timeout: StdDuration,
     watch: Watching,
     app_version: Option<String>,
+    app_released_at: Option<tessera_protocol::Timestamp>,
     fingerprint: Option<String>,
     components: Option<Vec<String>>,
     usage_interval: StdDuration,
@@ -80,6 +81,7 @@ impl Default for Builder {
             stream_read_timeout: StdDuration::from_millis(37_500),
             watch: Watching::On,
             app_version: None,
+            app_released_at: None,
             fingerprint: None,
             components: None,
             usage_interval: StdDuration::from_secs(15 * 60),
@@ -213,6 +215,18 @@ impl Builder {
         self
     }
 
+    /// When this version of the product was released. Under a policy that
+    /// keeps the versions released before expiry (`on_expiry:
+    /// keep_versions_released_before_expiry`), an expired license stays
+    /// valid for a version released before it expired
+    /// ([`crate::Verdict::after_expiry`] says so); without it, expiry ends
+    /// the license as usual.
+    #[must_use]
+    pub fn app_released_at(mut self, released_at: tessera_protocol::Timestamp) -> Self {
+        self.app_released_at = Some(released_at);
+        self
+    }
+
     /// This machine's fingerprint, for licenses that count machines
     /// (docs/PROTOCOL.md §19): 1–256 printable ASCII characters. Default:
     /// derived from the host's machine id (else the persisted instance id)
@@ -304,6 +318,7 @@ impl Builder {
                 clock_tolerance: self.clock_tolerance,
                 tick: self.tick,
                 app_version: self.app_version,
+                app_released_at: self.app_released_at,
                 fingerprint: self.fingerprint,
                 components: self.components,
             },

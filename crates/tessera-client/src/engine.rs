@@ -53,6 +53,7 @@ pub(crate) struct Settings {
     pub clock_tolerance: Duration,
     pub tick: StdDuration,
     pub app_version: Option<String>,
+    pub app_released_at: Option<Timestamp>,
     pub fingerprint: Option<String>,
     /// `None`: the host's own (see `machine::host_components`).
     pub components: Option<Vec<String>>,
@@ -191,6 +192,7 @@ impl Inner {
                 tolerance: self.settings.clock_tolerance,
                 max_clock_drift: self.settings.max_clock_drift,
                 contact: held.contact.clone(),
+                app_released_at: self.settings.app_released_at,
             },
         )
     }

@@ -4,6 +4,7 @@
 use chrono::Duration;
 use serde::Serialize;
 use tessera_protocol::entitlements::{granted_at, next_feature_end};
+use tessera_protocol::wire::OnExpiry;
 use tessera_protocol::{Entitlements, Status, Timestamp, VerifiedDocument};
 
 /// The verdict's kind.
@@ -180,6 +181,11 @@ pub struct Verdict {
     pub last_error: Option<LastError>,
     /// Whether a change stream is open (changes are pushed, not polled).
     pub connected: bool,
+    /// The license has expired but stays valid by its policy's
+    /// `on_expiry` (docs/PROTOCOL.md §21): `keep_access`, or
+    /// `keep_versions_released_before_expiry` for this version. `None`
+    /// otherwise.
+    pub after_expiry: Option<OnExpiry>,
     /// When this verdict stops being true by itself: the license's expiry,
     /// a feature's own end, or the end of the document's offline grace. Both the refresh loop and
     /// a separate deadline thread republish the verdict then, so neither
@@ -216,6 +222,7 @@ impl Verdict {
             last_verified_at: None,
             last_error: None,
             connected: false,
+            after_expiry: None,
             changes_at: None,
         }
     }
@@ -249,6 +256,9 @@ pub struct Context {
     pub max_clock_drift: Duration,
     /// The client's contact with the authority, carried into the verdict.
     pub contact: Contact,
+    /// When this version of the product was released (for
+    /// `keep_versions_released_before_expiry`).
+    pub app_released_at: Option<Timestamp>,
 }
 
 /// The verdict for `doc` at `now`, in the order of docs/PROTOCOL.md, "7. The verdict": no document, clock
@@ -278,6 +288,16 @@ pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) ->
             },
         },
     };
+    // Expired, yet kept by the policy (§21).
+    let after_expiry = match (state, doc.map(VerifiedDocument::claims)) {
+        (VerdictState::Expired, Some(c)) => kept_after_expiry(c, ctx.app_released_at),
+        _ => None,
+    };
+    let state = if after_expiry.is_some() {
+        VerdictState::Valid
+    } else {
+        state
+    };
     let changes_at = match (state, doc.map(VerifiedDocument::claims)) {
         (VerdictState::Unverified | VerdictState::NotFound, _) | (_, None) => None,
         (_, Some(c)) => earliest_ahead(
@@ -297,7 +317,24 @@ pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) ->
         last_verified_at: ctx.contact.last_verified_at,
         last_error: ctx.contact.last_error.clone(),
         connected: ctx.contact.connected,
+        after_expiry,
         changes_at,
+    }
+}
+
+/// Whether an expired license's policy keeps this client valid: always
+/// (`keep_access`), or for a version released before the license expired.
+fn kept_after_expiry(
+    c: &tessera_protocol::StatusClaims,
+    released_at: Option<Timestamp>,
+) -> Option<OnExpiry> {
+    match c.on_expiry {
+        OnExpiry::KeepAccess => Some(OnExpiry::KeepAccess),
+        OnExpiry::KeepVersionsReleasedBeforeExpiry => {
+            let covered = released_at.zip(c.expires_at).is_some_and(|(r, e)| r < e);
+            covered.then_some(OnExpiry::KeepVersionsReleasedBeforeExpiry)
+        }
+        OnExpiry::LoseAccess => None,
     }
 }
 
@@ -348,17 +385,17 @@ mod tests {
     }
 
     fn doc(status: Status, expires_in: Option<Duration>) -> VerifiedDocument {
-        doc_with(status, expires_in, Entitlements::new())
+        doc_with(status, expires_in, |_| {})
     }
 
     fn doc_with(
         status: Status,
         expires_in: Option<Duration>,
-        entitlements: Entitlements,
+        tweak: impl FnOnce(&mut StatusClaims),
     ) -> VerifiedDocument {
         let key = SigningKey::from_seed(&[3; 32]);
         let token = LicenseToken::generate(&mut rand::rng());
-        let claims = StatusClaims {
+        let mut claims = StatusClaims {
             lic: Some("lic_01936b2e-7c3a-7def-8a12-0123456789ab".into()),
             tfp: token.fingerprint(),
             iid: None,
@@ -369,7 +406,8 @@ mod tests {
             valid: status.is_valid(),
             plan: Some("p".into()),
             features: vec!["sso".into(), "audit".into()],
-            entitlements,
+            entitlements: Entitlements::new(),
+            on_expiry: OnExpiry::LoseAccess,
             max_users: None,
             seats_exceeded: false,
             customer: None,
@@ -380,6 +418,7 @@ mod tests {
             refresh_after: t0() + Duration::hours(1),
             exp: t0() + Duration::days(7),
         };
+        tweak(&mut claims);
         let text = sign(&claims, &key).unwrap();
         verify(
             text.as_bytes(),
@@ -400,7 +439,9 @@ mod tests {
                 expires_at: Some(end),
             },
         );
-        let d = doc_with(Status::Active, Some(Duration::days(30)), ent);
+        let d = doc_with(Status::Active, Some(Duration::days(30)), |c| {
+            c.entitlements = ent
+        });
         let before = compute(Some(&d), end - Duration::seconds(1), &ctx(None));
         assert!(before.has_feature("audit") && before.has_feature("sso"));
         assert_eq!(before.changes_at, Some(end), "republished at that instant");
@@ -414,6 +455,60 @@ mod tests {
             next_change(Some(&d), t0() + Duration::minutes(90)),
             Some(end)
         );
+    }
+
+    #[test]
+    fn expiry_takes_what_the_policy_says() {
+        let end = t0() + Duration::days(1);
+        let later = end + Duration::hours(1);
+        let released = |at: Option<Timestamp>| Context {
+            app_released_at: at,
+            ..ctx(None)
+        };
+        for status in [Status::Active, Status::Expired] {
+            let with = |rule| doc_with(status, Some(Duration::days(1)), |c| c.on_expiry = rule);
+            let lose = compute(Some(&with(OnExpiry::LoseAccess)), later, &released(None));
+            assert_eq!(
+                (lose.state, lose.after_expiry),
+                (VerdictState::Expired, None)
+            );
+            let keep = compute(Some(&with(OnExpiry::KeepAccess)), later, &released(None));
+            assert_eq!(
+                (keep.state, keep.after_expiry),
+                (VerdictState::Valid, Some(OnExpiry::KeepAccess))
+            );
+            assert!(keep.has_feature("sso"));
+            let versions = with(OnExpiry::KeepVersionsReleasedBeforeExpiry);
+            let old = compute(
+                Some(&versions),
+                later,
+                &released(Some(end - Duration::days(30))),
+            );
+            assert_eq!(
+                old.after_expiry,
+                Some(OnExpiry::KeepVersionsReleasedBeforeExpiry)
+            );
+            assert!(
+                old.is_valid() && old.has_feature("sso"),
+                "released before: covered"
+            );
+            let new = compute(
+                Some(&versions),
+                later,
+                &released(Some(end + Duration::minutes(1))),
+            );
+            assert_eq!(
+                new.state,
+                VerdictState::Expired,
+                "released after: not covered"
+            );
+            let unknown = compute(Some(&versions), later, &released(None));
+            assert_eq!(
+                unknown.state,
+                VerdictState::Expired,
+                "no release date: not covered"
+            );
+        }
     }
 
     fn ctx(hwm: Option<Timestamp>) -> Context {

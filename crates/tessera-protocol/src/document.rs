@@ -150,6 +150,9 @@ pub struct StatusClaims {
     /// feature off at its `expires_at` by its own clock, offline too.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub entitlements: crate::Entitlements,
+    /// What expiry takes away (§21); absent: `lose_access`.
+    #[serde(default, skip_serializing_if = "crate::wire::OnExpiry::is_default")]
+    pub on_expiry: crate::wire::OnExpiry,
     /// Seat limit; `None` = unlimited.
     #[serde(default)]
     pub max_users: Option<u32>,
@@ -206,6 +209,7 @@ impl StatusClaims {
             plan: Some("enterprise".into()),
             features: vec!["sso".into(), "audit".into()],
             entitlements: crate::Entitlements::new(),
+            on_expiry: crate::wire::OnExpiry::LoseAccess,
             max_users: Some(10),
             seats_exceeded: false,
             customer: Some("Acme".into()),

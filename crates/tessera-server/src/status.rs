@@ -63,7 +63,12 @@ pub fn license_claims(
         mfp: None,
         machine: None,
         status,
-        valid: status.is_valid(),
+        // A policy that keeps access past expiry: marked expired, still
+        // valid (§21). Keeping older versions is the client's to decide:
+        // only it knows its release date.
+        valid: status.is_valid()
+            || (status == Status::Expired
+                && license.policy.on_expiry == tessera_protocol::wire::OnExpiry::KeepAccess),
         plan: Some(license.plan.clone()),
         features: granted_at(&license.features, &license.entitlements, now)
             .cloned()
@@ -76,6 +81,7 @@ pub fn license_claims(
             })
             .map(|(name, e)| (name.clone(), e.clone()))
             .collect(),
+        on_expiry: license.policy.on_expiry,
         max_users: license.max_users,
         seats_exceeded: false,
         customer: Some(license.customer.clone()),
@@ -113,6 +119,7 @@ pub fn not_found_claims(tfp: TokenFingerprint, echo: Echo, now: Timestamp) -> St
         plan: None,
         features: Vec::new(),
         entitlements: tessera_protocol::Entitlements::new(),
+        on_expiry: Default::default(),
         max_users: None,
         seats_exceeded: false,
         customer: None,

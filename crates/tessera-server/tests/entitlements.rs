@@ -1,6 +1,6 @@
 //! Entitlements (docs/PROTOCOL.md §20): a feature may end before its
 //! license; names have an alphabet; bad input is refused with nothing
-//! written.
+//! written. What expiry takes away (§21): a policy's `on_expiry`.
 
 use chrono::Duration;
 use serde_json::json;
@@ -59,5 +59,34 @@ backend_tests! {
         let body = json!({"customer": "Acme", "plan": "p", "perpetual": true, "features": ["audit@2099-01-01"]});
         let (status, _) = s.admin_post("/v1/admin/licenses", body).await;
         assert_eq!(status, 201);
+    }
+
+    async fn what_expiry_takes_away_is_the_policys_choice(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let policy = |name: &str, rule: &str| json!({"name": name, "duration": "30d", "on_expiry": rule});
+        let (status, view) = s.admin_post("/v1/admin/policies", policy("keep", "keep_access")).await;
+        assert_eq!((status.as_u16(), &view["on_expiry"]), (201, &json!("keep_access")), "{view}");
+        let (status, _) = s.admin_post("/v1/admin/policies", policy("versions", "keep_versions_released_before_expiry")).await;
+        assert_eq!(status, 201);
+        let got = s.admin_post("/v1/admin/policies", policy("bad", "forever")).await;
+        assert_error(&got, 400, "invalid_json");
+        let issue = |policy: &str| json!({"customer": "Acme", "plan": "p", "policy": policy, "duration": "1d"});
+        let (_, keep) = s.issue(issue("keep")).await;
+        let (_, versions) = s.issue(issue("versions")).await;
+        let (_, plain) = s.issue(issue("default")).await;
+        s.clock.advance(Duration::days(2));
+        let s = &s;
+        let claims = async |token: String| {
+            let (_, v) = s.validate(json!({"token": token, "nonce": "after-expiry"})).await;
+            s.claims(v["document"].as_str().unwrap(), &token)
+        };
+        use tessera_protocol::wire::OnExpiry;
+        let c = claims(keep).await;
+        assert_eq!((c.status, c.valid, c.on_expiry), (tessera_protocol::Status::Expired, true, OnExpiry::KeepAccess));
+        // Which versions are covered only the client knows (its release date).
+        let c = claims(versions).await;
+        assert_eq!((c.status, c.valid, c.on_expiry), (tessera_protocol::Status::Expired, false, OnExpiry::KeepVersionsReleasedBeforeExpiry));
+        let c = claims(plain).await;
+        assert_eq!((c.status, c.valid, c.on_expiry), (tessera_protocol::Status::Expired, false, OnExpiry::LoseAccess));
     }
 }

@@ -57,6 +57,11 @@ pub struct AgentArgs {
     /// The product's version, shown in the authority's fleet view.
     #[arg(long, env = "TESSERA_APP_VERSION")]
     app_version: Option<String>,
+    /// When this version of the product was released (`2026-11-01` or an
+    /// RFC 3339 time): under a policy that keeps the versions released
+    /// before expiry, an expired license stays valid for this version.
+    #[arg(long, env = "TESSERA_APP_RELEASED_AT", value_parser = parse_released_at)]
+    app_released_at: Option<tessera_protocol::Timestamp>,
     /// This machine's fingerprint, for licenses that count machines (1–256
     /// printable ASCII characters). Default: derived from the host's
     /// machine id and the token. In a container set your own — a value kept
@@ -107,6 +112,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.offline_file {
         builder = builder.offline_file(path);
     }
+    if let Some(released_at) = args.app_released_at {
+        builder = builder.app_released_at(released_at);
+    }
     if let Some(version) = &args.app_version {
         builder = builder.app_version(version);
     }
@@ -152,4 +160,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     client.shutdown();
     tracing::info!("agent stopped");
     Ok(())
+}
+
+fn parse_released_at(text: &str) -> Result<tessera_protocol::Timestamp, String> {
+    tessera_protocol::human::parse_date_or_time(text).map_err(|e| e.to_string())
 }

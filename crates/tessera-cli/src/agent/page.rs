@@ -140,6 +140,12 @@ pub fn render(v: &StatusView) -> Markup {
                     main {
                         h1 { "License status" }
                         p { span #state class={"state " (v.state)} { (state_label(v)) } }
+                        @if let Some(kept) = v.after_expiry {
+                            p #after-expiry class="warning" { (match kept {
+                                tessera_protocol::wire::OnExpiry::KeepVersionsReleasedBeforeExpiry => "The license has expired; this version, released before the expiry, stays covered.",
+                                _ => "The license has expired; its policy keeps the features on.",
+                            }) }
+                        }
                         @if let Some((text, urgent)) = warning(v) {
                             p #warning class=(if urgent { "warning urgent" } else { "warning" }) { (text) }
                         }

@@ -23,6 +23,10 @@ pub struct StatusView {
     pub max_users: Option<u32>,
     /// The authority's metering shows more users than `max_users`.
     pub seats_exceeded: bool,
+    /// Expired, yet valid by the policy's `on_expiry` (`keep_access`, or
+    /// `keep_versions_released_before_expiry` for this version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after_expiry: Option<tessera_protocol::wire::OnExpiry>,
     #[serde(with = "tessera_protocol::time::rfc3339_opt")]
     pub expires_at: Option<Timestamp>,
     /// Days until expiry, counting a started day as a day (1 = within 24 h;
@@ -95,6 +99,7 @@ impl StatusView {
             entitlements: license.map(|l| l.entitlements.clone()).unwrap_or_default(),
             max_users: license.and_then(|l| l.max_users),
             seats_exceeded: license.is_some_and(|l| l.seats_exceeded),
+            after_expiry: v.after_expiry,
             expires_at,
             days_left: expires_at.map(|t| days_left(t - Utc::now())),
             revision: license.map(|l| l.revision),

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{LicenseState, MachineInput, MachineSettingsView, RenewalBasis};
+use super::{LicenseState, MachineInput, MachineSettingsView, OnExpiry, RenewalBasis};
 use crate::Timestamp;
 use crate::document::Status;
 use crate::ids::{CustomerId, PolicyId};
@@ -43,6 +43,9 @@ pub struct PolicyInput {
     /// How long before expiry an automatic renewal happens (default 7d).
     #[serde(default)]
     pub renew_before: Option<String>,
+    /// What expiry takes away (default `lose_access`).
+    #[serde(default)]
+    pub on_expiry: OnExpiry,
     /// Machine limit and mode of its licenses (default: unlimited,
     /// node-locked).
     #[serde(flatten)]
@@ -78,6 +81,8 @@ pub struct PolicyView {
     pub auto_renew_period: Option<String>,
     /// How long before expiry an automatic renewal happens.
     pub renew_before: String,
+    /// What expiry takes away.
+    pub on_expiry: OnExpiry,
     /// Machine settings its licenses get.
     #[serde(flatten)]
     pub machines: MachineSettingsView,

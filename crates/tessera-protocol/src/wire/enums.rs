@@ -27,6 +27,7 @@ macro_rules! serde_text {
 
 serde_text!(
     RenewalBasis,
+    OnExpiry,
     LicenseState,
     DeliveryState,
     EventKind,
@@ -50,6 +51,38 @@ pub enum RenewalBasis {
 impl RenewalBasis {
     /// Every basis.
     pub const ALL: [Self; 2] = [Self::FromExpiry, Self::FromNow];
+}
+
+/// What a license's expiry takes away (a policy's `on_expiry`,
+/// docs/PROTOCOL.md §21).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OnExpiry {
+    /// Everything: the verdict is `expired`.
+    #[default]
+    LoseAccess,
+    /// Versions of the product released before the expiry keep working
+    /// ("perpetual fallback"); later versions are `expired`.
+    KeepVersionsReleasedBeforeExpiry,
+    /// Nothing: the license is marked expired (and its webhooks fire), but
+    /// its features stay on.
+    KeepAccess,
+}
+
+impl OnExpiry {
+    /// Every choice.
+    pub const ALL: [Self; 3] = [
+        Self::LoseAccess,
+        Self::KeepVersionsReleasedBeforeExpiry,
+        Self::KeepAccess,
+    ];
+
+    /// Whether this is the default (left out of documents).
+    #[must_use]
+    pub fn is_default(&self) -> bool {
+        *self == Self::LoseAccess
+    }
 }
 
 /// A license's stored state (expiry is not a state: it follows from the clock).
@@ -229,6 +262,7 @@ mod tests {
     #[test]
     fn every_wire_enum_has_one_spelling_and_refuses_unknown_text() {
         round_trips(&RenewalBasis::ALL);
+        round_trips(&OnExpiry::ALL);
         round_trips(&LicenseState::ALL);
         round_trips(&DeliveryState::ALL);
         round_trips(&EventKind::ALL);

@@ -83,6 +83,7 @@ pub fn new_policy(input: PolicyInput, id: PolicyId, now: Timestamp) -> Result<Po
         auto_renew: input.auto_renew,
         auto_renew_period,
         renew_before,
+        on_expiry: input.on_expiry,
         machines: super::machine_rules::machine_settings(
             &input.machines,
             crate::model::MachineSettings::default(),

@@ -39,6 +39,8 @@ pub struct Policy {
     pub auto_renew_period: Option<Duration>,
     /// How long before expiry an automatic renewal happens.
     pub renew_before: Duration,
+    /// What expiry takes away.
+    pub on_expiry: wire::OnExpiry,
     /// Machine settings its licenses get.
     pub machines: MachineSettings,
     /// Created.
@@ -71,6 +73,7 @@ impl Policy {
             auto_renew: self.auto_renew,
             auto_renew_period: self.auto_renew_period.map(format_duration),
             renew_before: format_duration(self.renew_before),
+            on_expiry: self.on_expiry,
             machines: self.machines.view(),
             created_at: self.created_at,
         }
@@ -96,6 +99,8 @@ pub struct LicensePolicy {
     pub auto_renew_period: Option<Duration>,
     /// How long before expiry an automatic renewal happens.
     pub renew_before: Duration,
+    /// What expiry takes away.
+    pub on_expiry: wire::OnExpiry,
 }
 
 /// A license as stored, joined with its customer's name and policy settings.
@@ -167,6 +172,7 @@ impl License {
                 auto_renew: false,
                 auto_renew_period: None,
                 renew_before: Policy::DEFAULT_RENEW_BEFORE,
+                on_expiry: wire::OnExpiry::LoseAccess,
             },
             plan: "enterprise".into(),
             features: vec!["sso".into()],

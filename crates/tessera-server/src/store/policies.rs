@@ -13,9 +13,10 @@ impl Store {
             "INSERT INTO policies (id, name, duration_secs, features, max_users, trial, \
              refresh_interval_secs, offline_grace_secs, renewal_basis, auto_renew, \
              auto_renew_period_secs, created_at, renew_before_secs, \
-             max_machines, machine_mode, lease_ttl_secs, max_borrow_secs, fingerprint_match) \
+             max_machines, machine_mode, lease_ttl_secs, max_borrow_secs, fingerprint_match, \
+             on_expiry) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-             $14, $15, $16, $17, $18) \
+             $14, $15, $16, $17, $18, $19) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(p.id.as_str())
@@ -32,6 +33,7 @@ impl Store {
         .bind(p.created_at.timestamp())
         .bind(p.renew_before.num_seconds());
         let inserted = bind_machines(inserted, &p.machines)
+            .bind(p.on_expiry.to_string())
             .execute(&mut *tx)
             .await?;
         if inserted.rows_affected() == 0 {

@@ -62,6 +62,7 @@ pub(crate) struct PolicyRow {
     auto_renew_period_secs: Option<i64>,
     renew_before_secs: i64,
     created_at: i64,
+    on_expiry: String,
     #[sqlx(flatten)]
     machines: MachineRow,
 }
@@ -80,6 +81,7 @@ from_row!(PolicyRow => Policy, |r| {
         auto_renew: r.auto_renew.0,
         auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
         renew_before: Duration::seconds(r.renew_before_secs),
+        on_expiry: parsed(&r.on_expiry, "on_expiry")?,
         machines: r.machines.settings()?,
         created_at: ts(r.created_at)?,
     })
@@ -90,7 +92,7 @@ macro_rules! policy_columns {
     () => {
         "id, name, duration_secs, features, max_users, trial, \
          refresh_interval_secs, offline_grace_secs, renewal_basis, auto_renew, \
-         auto_renew_period_secs, renew_before_secs, created_at, \
+         auto_renew_period_secs, renew_before_secs, created_at, on_expiry, \
          max_machines, machine_mode, lease_ttl_secs, max_borrow_secs, fingerprint_match"
     };
 }
@@ -111,6 +113,7 @@ pub(crate) struct LicenseRow {
     policy_auto_renew: Flag,
     auto_renew_period_secs: Option<i64>,
     renew_before_secs: i64,
+    on_expiry: String,
     auto_renew: Option<Flag>,
     plan: String,
     features: String,
@@ -144,6 +147,7 @@ from_row!(LicenseRow => License, |r| {
             auto_renew: r.policy_auto_renew.0,
             auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
             renew_before: Duration::seconds(r.renew_before_secs),
+            on_expiry: parsed(&r.on_expiry, "on_expiry")?,
         },
         auto_renew: r.auto_renew.map(|f| f.0),
         plan: r.plan,
@@ -237,7 +241,7 @@ macro_rules! license_select {
         "SELECT l.id, l.token_hash, l.token_last4, l.customer_id, \
      c.name AS customer, p.name AS policy_name, p.refresh_interval_secs, \
      p.offline_grace_secs, p.renewal_basis, p.duration_secs AS policy_duration_secs, \
-     p.auto_renew AS policy_auto_renew, p.auto_renew_period_secs, p.renew_before_secs, \
+     p.auto_renew AS policy_auto_renew, p.auto_renew_period_secs, p.renew_before_secs, p.on_expiry, \
      l.auto_renew, l.plan, l.features, l.entitlements, l.max_users, l.trial, \
      l.valid_from, l.expires_at, l.state, l.revision, l.created_at, l.updated_at, \
      l.max_machines, l.machine_mode, l.lease_ttl_secs, l.max_borrow_secs, l.fingerprint_match \

@@ -106,6 +106,8 @@ pub struct PolicyForm {
     auto_renew: Option<String>,
     #[serde(default)]
     renew_before: String,
+    #[serde(default)]
+    on_expiry: String,
     #[serde(flatten)]
     machines: MachineFields,
 }
@@ -118,6 +120,12 @@ impl PolicyForm {
             .renewal_basis
             .parse::<RenewalBasis>()
             .map_err(|_| format!("Unknown renewal basis {:?}.", self.renewal_basis))?;
+        let on_expiry = match self.on_expiry.as_str() {
+            "" => tessera_protocol::wire::OnExpiry::default(),
+            text => text
+                .parse()
+                .map_err(|_| format!("Unknown choice on expiry {text:?}."))?,
+        };
         Ok(PolicyInput {
             name: self.name.clone(),
             duration: optional(&self.duration),
@@ -130,6 +138,7 @@ impl PolicyForm {
             auto_renew: self.auto_renew.is_some(),
             auto_renew_period: None,
             renew_before: optional(&self.renew_before),
+            on_expiry,
             machines: self.machines.input().map_err(str::to_owned)?,
         })
     }

@@ -47,6 +47,8 @@ pub fn policies(
                     div { label for="renewal_basis" { "Extensions count" }
                           select #renewal_basis name="renewal_basis" { option value="from_expiry" { "from the current expiry" } option value="from_now" { "from now" } } }
                     div { label for="renew_before" { "Auto-renew this long before expiry" } input #renew_before name="renew_before" value="7d"; }
+                    div { label for="on_expiry" { "On expiry" }
+                          select #on_expiry name="on_expiry" { option value="lose_access" { "features stop" } option value="keep_versions_released_before_expiry" { "versions released before expiry keep working" } option value="keep_access" { "features stay on (marked expired)" } } }
                     (super::machine_fields(&crate::http::console::forms::MachineFields::default()))
                 }
                 label style="margin-bottom: 1rem;" { input type="checkbox" name="trial" value="on"; " Trial licenses" }
