@@ -343,39 +343,19 @@ async fn replicas_five_seconds_apart_agree_on_when_a_lease_ends() {
     let Some(backend) = tessera_testkit::Backend::postgres("machines_clock_skew") else {
         return;
     };
-    use std::sync::Arc;
     use tessera_testkit::server::Options;
-    // Clocks that run, 5 s behind and 5 s ahead (the database's is true).
-    let skewed = |by: i64| {
-        Arc::new(tessera_server::clock::ManualClock::new(
-            chrono::Utc::now() + Duration::seconds(by),
-        ))
-    };
-    let (behind, ahead) = (skewed(-5), skewed(5));
-    let ticking = {
-        let (behind, ahead) = (behind.clone(), ahead.clone());
-        tokio::spawn(async move {
-            loop {
-                behind.set(chrono::Utc::now() - Duration::seconds(5));
-                ahead.set(chrono::Utc::now() + Duration::seconds(5));
-                tokio::time::sleep(StdDuration::from_millis(50)).await;
-            }
-        })
+    // Clocks that run 5 s behind and 5 s ahead (the database's is true).
+    let skewed = |by: i64| Options {
+        skewed_clock: Some(Duration::seconds(by)),
+        clock_sync: true,
+        ..Options::default()
     };
     let a = TestServer::start_with(Options {
         backend,
-        clock: Some(behind),
-        clock_sync: true,
-        ..Options::default()
+        ..skewed(-5)
     })
     .await;
-    let b = a
-        .replica(Options {
-            clock: Some(ahead),
-            clock_sync: true,
-            ..Options::default()
-        })
-        .await;
+    let b = a.replica(skewed(5)).await;
     for (s, offset) in [(&a, "5"), (&b, "-5")] {
         let line = format!("tessera_clock_offset_seconds {offset}\n");
         eventually(
@@ -423,5 +403,4 @@ async fn replicas_five_seconds_apart_agree_on_when_a_lease_ends() {
         ended <= StdDuration::from_millis(5_500),
         "within TTL + 2 s (+ the reaper's tick): {ended:?}"
     );
-    ticking.abort();
 }

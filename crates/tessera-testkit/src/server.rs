@@ -141,6 +141,19 @@ pub struct Options {
     /// Measure the clock against PostgreSQL's (off by default: tests move
     /// their clocks by hand).
     pub clock_sync: bool,
+    /// Run on the system clock shifted by this much (a replica whose clock
+    /// is off) instead of the hand-moved `clock`.
+    pub skewed_clock: Option<chrono::Duration>,
+}
+
+/// The system clock, `0` ahead (behind when negative), to the second.
+#[derive(Debug)]
+struct SkewedClock(chrono::Duration);
+
+impl tessera_server::clock::Clock for SkewedClock {
+    fn now(&self) -> tessera_protocol::Timestamp {
+        tessera_protocol::time::whole_seconds(Utc::now() + self.0)
+    }
 }
 
 impl TestServer {
@@ -182,7 +195,10 @@ impl TestServer {
         };
         let mut config = ServerConfig::new(dir.path().join("data"));
         config.rate_limit_per_minute = options.rate_limit;
-        config.clock = clock.clone();
+        config.clock = match options.skewed_clock {
+            Some(by) => Arc::new(SkewedClock(by)),
+            None => clock.clone(),
+        };
         config.database_url = database.as_ref().map(|d| d.url.clone());
         if let Some(limits) = options.limits {
             config.limits = limits;
