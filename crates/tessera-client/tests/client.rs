@@ -763,7 +763,7 @@ async fn a_feature_turns_off_at_its_end_without_asking() {
         .start()
         .unwrap();
     until(&client, "audit granted", |v| v.has_feature("audit")).await;
-    let answered = validations(&s).await;
+    let answered = s.validations().await;
     clock.advance(Duration::minutes(31));
     let v = until(&client, "audit off at its end", |v| !v.has_feature("audit")).await;
     assert!(v.is_valid() && v.has_feature("sso"));
@@ -772,25 +772,8 @@ async fn a_feature_turns_off_at_its_end_without_asking() {
         Some(end)
     );
     assert_eq!(
-        validations(&s).await,
+        s.validations().await,
         answered,
         "decided offline, by the clock"
     );
-}
-
-/// Validations the authority answered, from its metrics.
-async fn validations(s: &TestServer) -> f64 {
-    let text = s
-        .http
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with("tessera_validations_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }

@@ -183,8 +183,8 @@ impl DocumentSigner {
 
     /// As [`DocumentSigner::for_license`]; with `reuse` false it is signed
     /// anew at `now` whatever was signed before: a document that must be
-    /// newer than the last one at the same revision (a place taken or
-    /// freed).
+    /// newer than the last one at the same revision (the seat limit
+    /// crossed).
     ///
     /// # Errors
     /// As [`DocumentSigner::sign`].

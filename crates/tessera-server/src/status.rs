@@ -76,9 +76,7 @@ pub fn license_claims(
         entitlements: license
             .entitlements
             .iter()
-            .filter(|(name, e)| {
-                license.features.contains(name) && e.expires_at.is_none_or(|end| end > now)
-            })
+            .filter(|(_, e)| e.expires_at.is_none_or(|end| end > now))
             .map(|(name, e)| (name.clone(), e.clone()))
             .collect(),
         on_expiry: license.policy.on_expiry,

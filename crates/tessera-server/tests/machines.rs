@@ -362,15 +362,7 @@ async fn replicas_five_seconds_apart_agree_on_when_a_lease_ends() {
             "the replica to measure its clock",
             StdDuration::from_secs(5),
             async || {
-                let metrics = s
-                    .http
-                    .get(format!("{}/metrics", s.url))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
+                let metrics = s.get("/metrics").await.text().await.unwrap();
                 metrics.contains(&line).then_some(())
             },
         )

@@ -145,11 +145,15 @@ impl Changes {
             .ok_or_else(|| Error::not_found("policy", policy_name))?;
         let now = self.now();
         let expires_at = rules::issue_expiry(&req, &policy, now)?;
-        let (features, entitlements) = check_entitlements(
-            req.features.as_deref().unwrap_or(&policy.features),
-            Some(now),
-            expires_at,
-        )?;
+        // A policy's defaults were checked when it was made (and are kept
+        // as they are if older than the feature alphabet, §20).
+        let (features, entitlements) = match req.features.as_deref() {
+            Some(given) => check_entitlements(given, Some(now), expires_at)?,
+            None => (
+                policy.features.clone(),
+                tessera_protocol::Entitlements::new(),
+            ),
+        };
         let machines = super::machine_rules::machine_settings(&req.machines, policy.machines)?;
         let token = LicenseToken::generate(&mut rand::rng());
         let id = LicenseId::from_uuid_text(&uuid::Uuid::now_v7().to_string())?;
