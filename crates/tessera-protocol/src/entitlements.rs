@@ -1,10 +1,11 @@
-//! Entitlements (docs/PROTOCOL.md §20): feature names, and the terms a
-//! feature may carry of its own — today an end before the license's.
+//! Entitlements (docs/PROTOCOL.md §20, §22): feature names, and the terms a
+//! feature may carry of its own — an end before the license's, a quota.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::quota::Quota;
 use crate::{Error, Timestamp};
 
 /// Longest feature name.
@@ -23,6 +24,32 @@ pub struct Entitlement {
     )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Timestamp>,
+    /// The feature is metered (§22): an allowance per period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+}
+
+impl Entitlement {
+    /// No terms of its own (not worth keeping).
+    #[must_use]
+    pub fn is_plain(&self) -> bool {
+        self.expires_at.is_none() && self.quota.is_none()
+    }
+
+    /// As typed: `@2027-03-01T00:00:00Z` and/or `=100000/month` after a name.
+    #[must_use]
+    pub fn typed_suffix(&self) -> String {
+        let mut s = String::new();
+        if let Some(end) = self.expires_at {
+            s.push('@');
+            s.push_str(&crate::time::format(&end));
+        }
+        if let Some(q) = &self.quota {
+            s.push('=');
+            s.push_str(&q.typed());
+        }
+        s
+    }
 }
 
 /// Features with terms of their own, by name.
@@ -58,19 +85,27 @@ pub fn check_feature_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Parse one feature as an administrator types it: `sso`, or
+/// Parse one feature as an administrator types it: `sso`;
 /// `audit@2027-03-01` (ends at the start of that day, UTC) or
-/// `audit@2027-03-01T12:00:00Z`.
+/// `audit@2027-03-01T12:00:00Z`; `api_calls=100000/month` (a quota, §22:
+/// `LIMIT/PERIOD[/OVERAGE]`); or both, `exports@2027-03-01=1000/day`.
 ///
 /// # Errors
-/// [`Error::Malformed`] for a bad name or end.
-pub fn parse_feature(text: &str) -> Result<(String, Option<Timestamp>), Error> {
+/// [`Error::Malformed`] for a bad name, end or quota.
+pub fn parse_feature(text: &str) -> Result<(String, Entitlement), Error> {
     let text = text.trim();
-    match text.split_once('@') {
-        None => {
-            check_feature_name(text)?;
-            Ok((text.to_owned(), None))
-        }
+    let (head, quota) = match text.split_once('=') {
+        Some((head, quota)) => (
+            head.trim(),
+            Some(Quota::parse(quota).map_err(|e| Error::Malformed {
+                what: "feature quota",
+                reason: format!("{}: {e}", head.trim()),
+            })?),
+        ),
+        None => (text, None),
+    };
+    let (name, expires_at) = match head.split_once('@') {
+        None => (head, None),
         Some((name, end)) => {
             let name = name.trim();
             check_feature_name(name)?;
@@ -78,9 +113,11 @@ pub fn parse_feature(text: &str) -> Result<(String, Option<Timestamp>), Error> {
                 what: "feature end",
                 reason: format!("{name}: {e}"),
             })?;
-            Ok((name.to_owned(), Some(end)))
+            (name, Some(end))
         }
-    }
+    };
+    check_feature_name(name)?;
+    Ok((name.to_owned(), Entitlement { expires_at, quota }))
 }
 
 /// The features granted at `now`: those of `features` whose own end (in
@@ -108,14 +145,40 @@ pub fn next_feature_end(entitlements: &Entitlements, now: Timestamp) -> Option<T
         .min()
 }
 
-/// Features for people: `sso, audit (until 2027-03-01T00:00:00Z)`.
+/// Features for people: `sso, audit (until 2027-03-01T00:00:00Z),
+/// api_calls (1200 of 100000 this month)`.
 #[must_use]
 pub fn describe(features: &[String], entitlements: &Entitlements) -> String {
     features
         .iter()
-        .map(|f| match entitlements.get(f).and_then(|e| e.expires_at) {
-            Some(end) => format!("{f} (until {})", crate::time::format(&end)),
-            None => f.clone(),
+        .map(|f| {
+            let Some(e) = entitlements.get(f) else {
+                return f.clone();
+            };
+            let mut terms = Vec::new();
+            if let Some(end) = e.expires_at {
+                terms.push(format!("until {}", crate::time::format(&end)));
+            }
+            if let Some(q) = &e.quota {
+                let per = match q.period {
+                    crate::QuotaPeriod::Day => " today",
+                    crate::QuotaPeriod::Month => " this month",
+                    crate::QuotaPeriod::Total => "",
+                };
+                let overage = match q.overage {
+                    crate::quota::Overage::Block => String::new(),
+                    o => format!(", {o}"),
+                };
+                terms.push(match q.used {
+                    Some(used) => format!("{used} of {}{per}{overage}", q.limit),
+                    None => format!("{} per {}{overage}", q.limit, q.period.as_str()),
+                });
+            }
+            if terms.is_empty() {
+                f.clone()
+            } else {
+                format!("{f} ({})", terms.join(", "))
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -145,12 +208,27 @@ mod tests {
 
     #[test]
     fn a_feature_may_carry_its_end() {
-        assert_eq!(parse_feature(" sso ").unwrap(), ("sso".into(), None));
-        let (name, end) = parse_feature("audit@2027-03-01").unwrap();
+        assert_eq!(
+            parse_feature(" sso ").unwrap(),
+            ("sso".into(), Entitlement::default())
+        );
+        let (name, e) = parse_feature("audit@2027-03-01").unwrap();
         assert_eq!(name, "audit");
+        let end = e.expires_at;
         assert_eq!(end.unwrap().to_rfc3339(), "2027-03-01T00:00:00+00:00");
-        let (_, end) = parse_feature("audit@2027-03-01T12:30:00Z").unwrap();
-        assert_eq!(end.unwrap().to_rfc3339(), "2027-03-01T12:30:00+00:00");
+        let (_, e) = parse_feature("audit@2027-03-01T12:30:00Z").unwrap();
+        assert_eq!(
+            e.expires_at.unwrap().to_rfc3339(),
+            "2027-03-01T12:30:00+00:00"
+        );
+        let (name, e) = parse_feature("exports@2027-03-01=1000/day/allow").unwrap();
+        assert_eq!(name, "exports");
+        assert!(e.expires_at.is_some());
+        assert_eq!(e.quota.as_ref().unwrap().typed(), "1000/day/allow");
+        assert_eq!(e.typed_suffix(), "@2027-03-01T00:00:00Z=1000/day/allow");
+        assert!(parse_feature("api_calls=0/month").is_err());
+        assert!(parse_feature("api calls=10/month").is_err());
+        assert!(parse_feature("=10/month").is_err());
         assert!(parse_feature("audit@soon").is_err());
         assert!(parse_feature("@2027-03-01").is_err());
         assert!(parse_feature("a b@2027-03-01").is_err());
@@ -165,6 +243,7 @@ mod tests {
             "audit".into(),
             Entitlement {
                 expires_at: Some(t("2027-03-01")),
+                quota: None,
             },
         );
         let at = |now| {

@@ -79,6 +79,8 @@ pub struct Metrics {
     pub http_latency: HistogramFamily<RouteLabel>,
     /// This replica's clock offset from the database's (PostgreSQL).
     pub clock_offset: Gauge,
+    /// Consumption reports answered: `counted`, or `duplicate` (a retry).
+    pub consumption_reports: Family<ResultLabel, Counter>,
 }
 
 /// The registry being filled: each metric is registered and a handle kept
@@ -165,9 +167,15 @@ impl Default for Metrics {
             "tessera_clock_offset_seconds",
             "How far the database's clock is ahead of this replica's (PostgreSQL; leases run on the database's time)",
         );
+        let consumption_reports = r.family(
+            "tessera_consumption_reports",
+            "Metered consumption reports answered, by result (counted; duplicate: a retry counted before)",
+            &["counted", "duplicate"].map(|result| ResultLabel { result }),
+        );
         Self {
             registry: r.0,
             clock_offset,
+            consumption_reports,
             validations,
             propagation,
             watchers,
@@ -200,6 +208,14 @@ impl Metrics {
             .get_or_create(&HorizonLabel {
                 within: within.to_owned(),
             })
+            .inc();
+    }
+
+    /// Count a consumption report.
+    pub fn consumption_report(&self, duplicate: bool) {
+        let result = if duplicate { "duplicate" } else { "counted" };
+        self.consumption_reports
+            .get_or_create(&ResultLabel { result })
             .inc();
     }
 

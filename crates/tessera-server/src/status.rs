@@ -73,11 +73,11 @@ pub fn license_claims(
         features: granted_at(&license.features, &license.entitlements, now)
             .cloned()
             .collect(),
+        // Only the terms of features still running (§20).
         entitlements: license
-            .entitlements
-            .iter()
+            .entitlements_at(now)
+            .into_iter()
             .filter(|(_, e)| e.expires_at.is_none_or(|end| end > now))
-            .map(|(name, e)| (name.clone(), e.clone()))
             .collect(),
         on_expiry: license.policy.on_expiry,
         max_users: license.max_users,

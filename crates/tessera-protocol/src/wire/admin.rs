@@ -322,3 +322,34 @@ pub struct UsageView {
     /// Daily maxima, newest first.
     pub days: Vec<UsageDay>,
 }
+
+/// One period of a metered feature's use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuotaPeriodView {
+    /// `2026-12-01`, `2026-12` or `total` (UTC).
+    pub period: String,
+    /// Used in it, across every instance.
+    pub used: u64,
+    /// When the last report counted in it arrived.
+    #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub updated_at: Timestamp,
+}
+
+/// `GET /v1/admin/licenses/{id}/quotas/{feature}`: a metered feature's
+/// quota, its use now, and its recent periods.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QuotaUsageView {
+    /// License id.
+    pub license: String,
+    /// The feature.
+    pub feature: String,
+    /// Its quota, with `used` in the current period and `period_ends_at`.
+    pub quota: crate::Quota,
+    /// What is left of the limit in the current period.
+    pub remaining: u64,
+    /// Recent periods, newest first.
+    pub periods: Vec<QuotaPeriodView>,
+}

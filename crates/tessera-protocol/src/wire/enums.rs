@@ -178,6 +178,12 @@ pub enum EventKind {
     /// A machine was refused: every place is taken.
     #[serde(rename = "machine.refused")]
     MachineRefused,
+    /// A metered feature passed 80 % of its quota in a period.
+    #[serde(rename = "quota.threshold")]
+    QuotaThreshold,
+    /// A metered feature reached its quota in a period.
+    #[serde(rename = "quota.exhausted")]
+    QuotaExhausted,
     /// A policy was created.
     #[serde(rename = "policy.created")]
     PolicyCreated,
@@ -191,7 +197,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 19] = [
         Self::LicenseIssued,
         Self::LicenseExtended,
         Self::LicenseAutoRenewed,
@@ -206,6 +212,8 @@ impl EventKind {
         Self::MachineReleased,
         Self::LeaseExpired,
         Self::MachineRefused,
+        Self::QuotaThreshold,
+        Self::QuotaExhausted,
         Self::PolicyCreated,
         Self::WebhookCreated,
         Self::WebhookRemoved,

@@ -124,3 +124,35 @@ pub struct UsageRequest {
     /// Users in use now, as counted by the product.
     pub users: u32,
 }
+
+/// `POST /v1/consumption`: metered use since the instance's last report
+/// (docs/PROTOCOL.md §22). Counted once per (instance, `seq`): a report
+/// sent again with the same sequence and amounts is answered as before and
+/// not counted twice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsumptionRequest {
+    /// The license token.
+    pub token: String,
+    /// The reporting installation.
+    pub instance_id: String,
+    /// This report's sequence number, 1 to 2^53, new for each report.
+    pub seq: u64,
+    /// Amount consumed per metered feature, each 0 to 2^53.
+    pub amounts: std::collections::BTreeMap<String, u64>,
+}
+
+/// The answer to a consumption report: each reported feature's quota with
+/// its use in the current period, across every instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConsumptionView {
+    /// License id.
+    pub license: String,
+    /// The report's sequence number.
+    pub seq: u64,
+    /// It had been counted before (a retry): nothing was added.
+    pub duplicate: bool,
+    /// The reported features' quotas, with `used` and `period_ends_at`.
+    pub quotas: std::collections::BTreeMap<String, crate::Quota>,
+}

@@ -19,6 +19,7 @@ mod extract;
 pub mod machines;
 pub mod openapi;
 pub mod public;
+pub mod quotas;
 pub mod ratelimit;
 pub mod serve;
 mod watch;
@@ -124,9 +125,11 @@ impl std::ops::Deref for AppState {
 pub fn router(state: AppState) -> Router {
     let public = public::router(state.clone())
         .merge(machines::public_router(&state))
+        .merge(quotas::public_router(&state))
         .layer(DefaultBodyLimit::max(state.limits.public_body_bytes));
     let admin = admin::router()
         .merge(machines::admin_router())
+        .merge(quotas::admin_router())
         .layer(DefaultBodyLimit::max(state.limits.admin_body_bytes));
     let streams = public::streams(state.clone());
     Router::new()

@@ -14,6 +14,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::admin::AdminApi::openapi());
     doc.merge(super::machines::MachinesApi::openapi());
     doc.merge(super::machines::MachinesAdminApi::openapi());
+    doc.merge(super::quotas::QuotasApi::openapi());
+    doc.merge(super::quotas::QuotasAdminApi::openapi());
     doc.merge(super::backstage::BackstageApi::openapi());
     doc
 }

@@ -52,6 +52,27 @@ impl TokenCache {
             });
     }
 
+    /// Note a metered feature's use in `period` on the held license, at its
+    /// revision (§22): a use never goes down within a period, so of two
+    /// reports racing here the larger count stays.
+    pub fn note_quota_used(&self, license: &License, feature: &str, period: &str, used: u64) {
+        self.by_token
+            .entry(license.token_hash.clone())
+            .and_compute_with(|existing| match existing.as_ref().map(|e| e.value()) {
+                Some(Known::License(held)) => match held.quota_used.get(feature) {
+                    Some((p, u)) if p == period && *u >= used => Op::Nop,
+                    _ => {
+                        let mut updated = License::clone(held);
+                        updated
+                            .quota_used
+                            .insert(feature.to_owned(), (period.to_owned(), used));
+                        Op::Put(Known::License(Arc::new(updated)))
+                    }
+                },
+                _ => Op::Nop,
+            });
+    }
+
     /// Forget everything (notifications may have been missed).
     pub fn clear(&self) {
         self.by_token.invalidate_all();

@@ -10,7 +10,7 @@ use tessera_protocol::wire::{
 use tessera_protocol::{CustomerId, LicenseId, LicenseToken, PolicyId, Timestamp};
 
 use super::Shared;
-use super::fields::{check_entitlements, check_text, lifetime_field};
+use super::fields::{check_entitlements, check_text, lifetime_field, policy_defaults};
 use super::push::Push;
 use super::rules::{self, Extension, StateAction};
 use crate::error::{Error, Result};
@@ -149,10 +149,7 @@ impl Changes {
         // as they are if older than the feature alphabet, §20).
         let (features, entitlements) = match req.features.as_deref() {
             Some(given) => check_entitlements(given, Some(now), expires_at)?,
-            None => (
-                policy.features.clone(),
-                tessera_protocol::Entitlements::new(),
-            ),
+            None => policy_defaults(&policy.features),
         };
         let machines = super::machine_rules::machine_settings(&req.machines, policy.machines)?;
         let token = LicenseToken::generate(&mut rand::rng());

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 /// Longest free-text field accepted (names, plans, features, reasons).
 const MAX_TEXT: usize = 200;
 /// Most features on one license.
-const MAX_FEATURES: usize = 100;
+pub(super) const MAX_FEATURES: usize = 100;
 /// Bidi overrides and embeddings, isolates, marks, and zero-width
 /// characters: each can make a name look like another in the console, the
 /// CLI and audit logs ("Acme" vs "Ac\u{200B}me", or text shown reversed).
@@ -47,22 +47,52 @@ pub(super) fn check_text(what: &'static str, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// A policy's default features: names only (an end is a date, which
-/// only a license can have).
+/// A policy's default features, as stored: `sso` or `api_calls=1000/day`
+/// (a quota is a policy's to give; an end is a date, which only a license
+/// can have).
 pub(super) fn check_features(features: &[String]) -> Result<Vec<String>> {
-    let (names, ends) = check_entitlements(features, None, None)?;
-    if let Some(name) = ends.keys().next() {
+    let (names, terms) = check_entitlements(features, None, None)?;
+    if let Some((name, _)) = terms.iter().find(|(_, e)| e.expires_at.is_some()) {
         return Err(Error::unprocessable(
             "invalid_feature",
             format!("{name}: a policy's features take no end date; give it when issuing"),
         ));
     }
-    Ok(names)
+    Ok(names
+        .into_iter()
+        .map(|name| match terms.get(&name) {
+            Some(e) => format!("{name}{}", e.typed_suffix()),
+            None => name,
+        })
+        .collect())
 }
 
-/// A license's features as typed (`sso`, `audit@2027-03-01`): the names
-/// (a repeated name once) and the ends of those that end on their own,
-/// which must lie after `now` and not after the license's `expires_at`.
+/// A policy's defaults as a license takes them. They were checked when
+/// the policy was made; a name stored before the feature alphabet (§20)
+/// is kept as it is.
+pub(super) fn policy_defaults(
+    features: &[String],
+) -> (Vec<String>, tessera_protocol::Entitlements) {
+    let mut names = Vec::with_capacity(features.len());
+    let mut terms = tessera_protocol::Entitlements::new();
+    for f in features {
+        match tessera_protocol::entitlements::parse_feature(f) {
+            Ok((name, e)) => {
+                if !e.is_plain() {
+                    terms.insert(name.clone(), e);
+                }
+                names.push(name);
+            }
+            Err(_) => names.push(f.clone()),
+        }
+    }
+    (names, terms)
+}
+
+/// A license's features as typed (`sso`, `audit@2027-03-01`,
+/// `api_calls=100000/month`): the names (a repeated name once) and the
+/// terms of those that have any. An end must lie after `now` and not after
+/// the license's `expires_at`.
 pub(super) fn check_entitlements(
     features: &[String],
     now: Option<Timestamp>,
@@ -75,19 +105,22 @@ pub(super) fn check_entitlements(
         ));
     }
     let mut names: Vec<String> = Vec::with_capacity(features.len());
-    let mut ends = tessera_protocol::Entitlements::new();
+    let mut terms = tessera_protocol::Entitlements::new();
     for f in features {
-        let (name, end) = tessera_protocol::entitlements::parse_feature(f)
+        let (name, mut e) = tessera_protocol::entitlements::parse_feature(f)
             .map_err(|e| Error::unprocessable("invalid_feature", e.to_string()))?;
-        let end = end.map(|t| in_range("feature end", Some(t))).transpose()?;
+        e.expires_at = e
+            .expires_at
+            .map(|t| in_range("feature end", Some(t)))
+            .transpose()?;
         let known = names.contains(&name);
-        if known && ends.get(&name).and_then(|e| e.expires_at) != end {
+        if known && terms.get(&name).cloned().unwrap_or_default() != e {
             return Err(Error::unprocessable(
                 "invalid_feature",
-                format!("{name} is given twice with different ends"),
+                format!("{name} is given twice with different terms"),
             ));
         }
-        if let Some(end) = end {
+        if let Some(end) = e.expires_at {
             if now.is_some_and(|now| end <= now) {
                 return Err(Error::unprocessable(
                     "invalid_feature",
@@ -106,18 +139,15 @@ pub(super) fn check_entitlements(
                     ),
                 ));
             }
-            ends.insert(
-                name.clone(),
-                tessera_protocol::Entitlement {
-                    expires_at: Some(end),
-                },
-            );
+        }
+        if !e.is_plain() {
+            terms.insert(name.clone(), e);
         }
         if !known {
             names.push(name);
         }
     }
-    Ok((names, ends))
+    Ok((names, terms))
 }
 
 pub(super) fn duration_field(what: &'static str, text: &str) -> Result<Duration> {
@@ -199,6 +229,10 @@ mod tests {
             &["audit@2027-03-01", "audit@2027-04-01"],
             &["has space"],
             &["audit@someday"],
+            &["api_calls=100/month", "api_calls=200/month"],
+            &["api_calls=9007199254740993/month"],
+            &["api_calls=-1/month"],
+            &["api_calls=10/fortnight"],
         ] {
             let err = check_entitlements(&f(bad), now, end).unwrap_err();
             assert!(
@@ -216,6 +250,14 @@ mod tests {
             check_entitlements(&f(&["audit@2099-01-01"]), now, None).is_ok(),
             "perpetual"
         );
+        let (_, terms) = check_entitlements(&f(&["api_calls=1_000/day/allow"]), now, end).unwrap();
+        assert_eq!(terms["api_calls"].quota.as_ref().unwrap().limit, 1000);
+        // A policy keeps its quotas as typed, and a license takes them.
+        let stored = check_features(&f(&["sso", "api_calls=1000/month"])).unwrap();
+        assert_eq!(stored, ["sso", "api_calls=1000/month"]);
+        let (names, terms) = policy_defaults(&stored);
+        assert_eq!(names, ["sso", "api_calls"]);
+        assert_eq!(terms["api_calls"].quota.as_ref().unwrap().limit, 1000);
         let err = check_features(&f(&["audit@2027-03-01"])).unwrap_err();
         assert!(
             matches!(

@@ -1,6 +1,8 @@
 //! Metering and the fleet: seats in use, usage reports, acknowledgements,
 //! the installations of a license, and the gauges read from the database.
 
+mod quotas;
+
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -316,6 +318,19 @@ impl Metering {
         let pruned = self.shared.store.prune_instances(before).await?;
         if pruned > 0 {
             tracing::info!(pruned, "deleted installations unseen beyond the retention");
+        }
+        // Report ids outlive any retry (a client gives a report up after
+        // 30 days, §22); the totals themselves are kept.
+        let forgotten = self
+            .shared
+            .store
+            .prune_quota_reports(self.now() - quotas::REPORT_RETENTION)
+            .await?;
+        if forgotten > 0 {
+            tracing::debug!(
+                forgotten,
+                "forgot consumption report ids past their retention"
+            );
         }
         Ok(pruned)
     }

@@ -9,8 +9,10 @@ use tessera_protocol::{CustomerId, LicenseId, PolicyId, Status, Timestamp, Token
 
 mod machines;
 mod queries;
+mod quotas;
 pub use machines::{Machine, MachineSettings, NewMachine};
 pub use queries::{ExpiryWindow, LicensePage, LicenseQuery};
+pub use quotas::{Consumption, Counted, Metered, PeriodUse, Recorded};
 
 /// A policy: defaults and client behaviour shared by many licenses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +126,9 @@ pub struct License {
     pub features: Vec<String>,
     /// Features with terms of their own (§20), by name.
     pub entitlements: tessera_protocol::Entitlements,
+    /// Metered features' use in their latest period as stored: feature →
+    /// (period key, used) (§22).
+    pub quota_used: std::collections::BTreeMap<String, (String, u64)>,
     /// Seat limit.
     pub max_users: Option<u32>,
     /// Trial.
@@ -177,6 +182,7 @@ impl License {
             plan: "enterprise".into(),
             features: vec!["sso".into()],
             entitlements: tessera_protocol::Entitlements::new(),
+            quota_used: std::collections::BTreeMap::new(),
             max_users: None,
             trial: false,
             valid_from: at("2026-01-01T00:00:00Z"),
@@ -257,6 +263,36 @@ impl License {
         }
     }
 
+    /// How much of `feature`'s quota is used in the period of `now` (0 in
+    /// a period nothing was reported in yet).
+    #[must_use]
+    pub fn quota_used_at(
+        &self,
+        feature: &str,
+        quota: &tessera_protocol::Quota,
+        now: Timestamp,
+    ) -> u64 {
+        match self.quota_used.get(feature) {
+            Some((period, used)) if *period == quota.period.key(now) => *used,
+            _ => 0,
+        }
+    }
+
+    /// The features' terms, quotas with their use in the period of `now`.
+    #[must_use]
+    pub fn entitlements_at(&self, now: Timestamp) -> tessera_protocol::Entitlements {
+        self.entitlements
+            .iter()
+            .map(|(name, e)| {
+                let mut e = e.clone();
+                if let Some(q) = &e.quota {
+                    e.quota = Some(q.as_of(now, self.quota_used_at(name, q, now)));
+                }
+                (name.clone(), e)
+            })
+            .collect()
+    }
+
     /// The admin API's view at `now`.
     #[must_use]
     pub fn view(&self, now: Timestamp) -> wire::LicenseView {
@@ -266,7 +302,7 @@ impl License {
             policy: self.policy.name.clone(),
             plan: self.plan.clone(),
             features: self.features.clone(),
-            entitlements: self.entitlements.clone(),
+            entitlements: self.entitlements_at(now),
             max_users: self.max_users,
             trial: self.trial,
             state: self.state,

@@ -3,6 +3,7 @@
 use tessera_protocol::wire::LicenseState;
 use tessera_protocol::{LicenseId, Timestamp, TokenHash};
 
+use super::quotas::fill_quota_used;
 use super::rows::{LicenseRow, bind_machines, features_json, i64_of, license_select};
 use super::{ChangeNotice, Store};
 use crate::error::Result;
@@ -41,12 +42,14 @@ const LICENSES_AT_OFFSET: &str = concat!(
 );
 
 /// License `id` as `tx` sees it: read back after writing it, before commit.
-async fn license_in(tx: &mut sqlx::AnyConnection, id: &LicenseId) -> Result<License> {
+pub(super) async fn license_in(tx: &mut sqlx::AnyConnection, id: &LicenseId) -> Result<License> {
     let row: LicenseRow = sqlx::query_as(concat!(license_select!(), "WHERE l.id = $1"))
         .bind(id.as_str())
-        .fetch_one(tx)
+        .fetch_one(&mut *tx)
         .await?;
-    License::try_from(row)
+    let mut license = License::try_from(row)?;
+    fill_quota_used(tx, &mut license).await?;
+    Ok(license)
 }
 
 impl Store {
@@ -106,7 +109,18 @@ impl Store {
             .bind(id.as_str())
             .fetch_optional(self.reader())
             .await?;
-        row.map(License::try_from).transpose()
+        self.with_quota_used(row).await
+    }
+
+    /// A license read one at a time, with its metered features' use.
+    async fn with_quota_used(&self, row: Option<LicenseRow>) -> Result<Option<License>> {
+        let Some(row) = row else { return Ok(None) };
+        let mut license = License::try_from(row)?;
+        if license.entitlements.values().any(|e| e.quota.is_some()) {
+            let mut conn = self.reader().acquire().await?;
+            fill_quota_used(&mut conn, &mut license).await?;
+        }
+        Ok(Some(license))
     }
 
     /// One license by token hash.
@@ -116,7 +130,7 @@ impl Store {
                 .bind(hash.as_str())
                 .fetch_optional(self.reader())
                 .await?;
-        row.map(License::try_from).transpose()
+        self.with_quota_used(row).await
     }
 
     /// Apply a change if the license is still at `change.expected_revision`:

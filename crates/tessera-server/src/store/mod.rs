@@ -24,6 +24,7 @@ mod lifecycle;
 mod machines;
 mod policies;
 pub mod postgres;
+mod quotas;
 mod replicas;
 mod rows;
 pub mod sqlite;

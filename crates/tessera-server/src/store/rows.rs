@@ -154,6 +154,8 @@ from_row!(LicenseRow => License, |r| {
         features: features_of(&r.features)?,
         entitlements: serde_json::from_str(&r.entitlements)
             .map_err(|e| Error::Corrupt(format!("entitlements: {e}")))?,
+        // Filled by the store where a license is read one at a time.
+        quota_used: std::collections::BTreeMap::new(),
         max_users: u32_opt(r.max_users, "max_users")?,
         trial: r.trial.0,
         valid_from: ts(r.valid_from)?,
