@@ -52,6 +52,7 @@ pub struct Builder {
     fingerprint: Option<String>,
     components: Option<Vec<String>>,
     usage_interval: StdDuration,
+    consumption_interval: StdDuration,
 }
 
 /// Whether the client keeps a change stream open.
@@ -85,6 +86,7 @@ impl Default for Builder {
             fingerprint: None,
             components: None,
             usage_interval: StdDuration::from_secs(15 * 60),
+            consumption_interval: StdDuration::from_secs(10),
         }
     }
 }
@@ -251,6 +253,14 @@ impl Builder {
         self
     }
 
+    /// How often what [`Client::consume`] counted is reported (10 s by
+    /// default; [`Client::flush_consumption`] reports at once).
+    #[must_use]
+    pub fn consumption_interval(mut self, interval: StdDuration) -> Self {
+        self.consumption_interval = interval;
+        self
+    }
+
     /// How often the user count given to [`Client::set_users`] is reported
     /// to the authority (metering). Default 15 minutes.
     #[must_use]
@@ -286,6 +296,11 @@ impl Builder {
         for c in self.components.iter().flatten() {
             tessera_protocol::wire::check_fingerprint("component", c)
                 .map_err(|e| Error::Config(e.to_string()))?;
+        }
+        if self.consumption_interval.is_zero() {
+            return Err(Error::Config(
+                "consumption interval must be positive".into(),
+            ));
         }
         if self.usage_interval.is_zero() {
             return Err(Error::Config("usage interval must be positive".into()));
@@ -337,6 +352,8 @@ impl Builder {
             reack: Notify::new(),
             users: AtomicU64::new(engine::NO_USERS),
             usage_wake: Notify::new(),
+            meters: crate::meter::Meters::default(),
+            reports: tokio::sync::Mutex::default(),
         });
         inner.publish();
         crate::schedule::spawn_deadline_thread(&inner)?;
@@ -352,6 +369,10 @@ impl Builder {
             let interval = self.usage_interval;
             supervise(&runtime, &inner, "usage reports", move |i| {
                 stream::usage_loop(i, interval)
+            });
+            let interval = self.consumption_interval;
+            supervise(&runtime, &inner, "consumption reports", move |i| {
+                crate::consumption::consumption_loop(i, interval)
             });
         }
         let stop = Arc::new(StopOnDrop(inner.cancel.clone()));

@@ -146,6 +146,10 @@ pub(crate) struct Inner {
     pub users: std::sync::atomic::AtomicU64,
     /// Woken when the user count changes.
     pub usage_wake: Notify,
+    /// Metered features: what `consume` moves (no lock, no I/O).
+    pub meters: crate::meter::Meters,
+    /// The consumption report awaiting its answer, and the next sequence.
+    pub reports: tokio::sync::Mutex<crate::consumption::Reports>,
 }
 
 /// `Inner::users` before the product reported any.
@@ -203,6 +207,7 @@ impl Inner {
         let now = self.now();
         let verdict = {
             let mut held = self.lock();
+            self.meters.sync_with(held.document.as_ref(), now);
             let verdict = self.verdict_of(&held, now);
             let tampered = verdict.reason == Some(verdict::UnverifiedReason::ClockTampered);
             held.clock_suspect = tampered;

@@ -54,6 +54,24 @@ pub enum Error {
     /// The builder was given something unusable.
     #[error("configuration: {0}")]
     Config(String),
+    /// `consume` named a feature without a quota on the held license.
+    #[error("{0:?} is not a metered feature of this license")]
+    UnknownQuota(String),
+    /// `consume` named a feature the license does not grant now (expired,
+    /// suspended, or the feature's own end has passed).
+    #[error("{0:?} is not granted now")]
+    NotGranted(String),
+    /// The quota does not allow this much more in the current period.
+    #[error("the quota of {feature:?} is exhausted ({remaining} left)")]
+    QuotaExhausted {
+        /// The feature.
+        feature: String,
+        /// What could still be consumed.
+        remaining: u64,
+    },
+    /// An amount above 2^53.
+    #[error("amount {0} is over the largest amount, 2^53")]
+    InvalidAmount(u64),
 }
 
 impl Error {
@@ -77,6 +95,10 @@ impl Error {
             Error::Storage(_) => "storage",
             Error::NoRuntime => "no_runtime",
             Error::Config(_) => "config",
+            Error::UnknownQuota(_) => "unknown_feature",
+            Error::NotGranted(_) => "not_granted",
+            Error::QuotaExhausted { .. } => "quota_exhausted",
+            Error::InvalidAmount(_) => "invalid_amount",
         }
     }
 

@@ -41,9 +41,11 @@
 
 mod builder;
 pub mod clock;
+mod consumption;
 mod engine;
 mod error;
 mod machine;
+mod meter;
 mod schedule;
 pub mod state;
 mod stream;
@@ -214,6 +216,48 @@ impl Client {
         let token = self.inner.lock().token.clone().ok_or(Error::NoToken)?;
         let inner = self.inner.clone();
         inner.machine_round_trip(token, action, false).await
+    }
+
+    /// Consume `amount` of a metered feature (docs/PROTOCOL.md §22): an
+    /// atomic add, no lock, no I/O; reported to the authority in batches.
+    /// Answers what is left of the limit in the current period.
+    ///
+    /// # Errors
+    /// [`Error::NotGranted`] when the license does not grant the feature
+    /// now; [`Error::UnknownQuota`] for a feature without a quota;
+    /// [`Error::QuotaExhausted`] when the quota (under `block`, or past
+    /// `allow_until_percent`) does not allow it — nothing is counted then;
+    /// [`Error::InvalidAmount`] above 2^53.
+    pub fn consume(&self, feature: &str, amount: u64) -> Result<u64, Error> {
+        if !self.has_feature(feature) {
+            return Err(Error::NotGranted(feature.to_owned()));
+        }
+        self.inner.meters.consume(feature, amount)
+    }
+
+    /// What is left of a metered feature's limit in the current period:
+    /// the authority's count as of the held document (or a later report's
+    /// answer) and what this client consumed since. `None` when the
+    /// feature has no quota.
+    #[must_use]
+    pub fn remaining(&self, feature: &str) -> Option<u64> {
+        self.inner.meters.remaining(feature)
+    }
+
+    /// Each metered feature's limit and its use as this client estimates
+    /// it now (for status pages).
+    #[must_use]
+    pub fn quotas(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
+        self.inner.meters.snapshot()
+    }
+
+    /// Report what was consumed now, rather than at the next interval; a
+    /// round trip.
+    ///
+    /// # Errors
+    /// The transport's; what was not reported is sent again later.
+    pub async fn flush_consumption(&self) -> Result<(), Error> {
+        self.inner.report_consumption().await
     }
 
     /// Tell the client how many users the product has now. It is reported

@@ -191,6 +191,45 @@ impl Transport {
             .await
     }
 
+    /// `POST /v1/consumption`: one consumption report (§22).
+    pub(crate) async fn consumption(
+        &self,
+        token: &str,
+        instance_id: &str,
+        seq: u64,
+        amounts: &std::collections::BTreeMap<String, u64>,
+    ) -> Result<tessera_protocol::wire::ConsumptionView, Error> {
+        let body = tessera_protocol::wire::ConsumptionRequest {
+            token: token.to_owned(),
+            instance_id: instance_id.to_owned(),
+            seq,
+            amounts: amounts.clone(),
+        };
+        let mut response = self
+            .http
+            .post(format!("{}/v1/consumption", self.current()))
+            .json(&body)
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = response.status();
+        let body = read_capped(&mut response, self.timeout).await?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&body).map_or_else(
+                |_| snippet(&body),
+                |e| format!("{} ({})", e.error.message, e.error.code),
+            );
+            return Err(Error::HttpStatus {
+                status: status.as_u16(),
+                message,
+                retry_after: None,
+            });
+        }
+        serde_json::from_slice(&body).map_err(|_| {
+            Error::InvalidAnswer(format!("not a consumption answer: {}", snippet(&body)))
+        })
+    }
+
     /// POST a report whose answer only matters as success or failure.
     async fn report<B: serde::Serialize>(
         &self,

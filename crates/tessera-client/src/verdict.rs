@@ -437,6 +437,7 @@ mod tests {
             "audit".into(),
             tessera_protocol::Entitlement {
                 expires_at: Some(end),
+                quota: None,
             },
         );
         let d = doc_with(Status::Active, Some(Duration::days(30)), |c| {

@@ -135,12 +135,19 @@ pub fn granted_at<'a>(
     })
 }
 
-/// The next moment after `now` a feature ends by itself.
+/// The next moment after `now` a feature's terms change by themselves: it
+/// ends, or its quota's period starts again.
 #[must_use]
 pub fn next_feature_end(entitlements: &Entitlements, now: Timestamp) -> Option<Timestamp> {
     entitlements
         .values()
-        .filter_map(|e| e.expires_at)
+        .flat_map(|e| {
+            [
+                e.expires_at,
+                e.quota.as_ref().and_then(|q| q.period_ends_at),
+            ]
+        })
+        .flatten()
         .filter(|t| *t > now)
         .min()
 }
