@@ -231,6 +231,20 @@ impl AdminClient {
         .await
     }
 
+    /// `GET /v1/admin/licenses/{id}/quotas/{feature}`.
+    pub async fn quota_usage(
+        &self,
+        id: &LicenseId,
+        feature: &str,
+        periods: u32,
+    ) -> anyhow::Result<tessera_protocol::wire::QuotaUsageView> {
+        self.get(
+            &format!("/v1/admin/licenses/{id}/quotas/{feature}"),
+            &[("periods", periods.to_string())],
+        )
+        .await
+    }
+
     // ----- policies, events, keys ------------------------------------------
 
     /// `POST /v1/admin/policies`.

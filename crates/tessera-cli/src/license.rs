@@ -38,7 +38,9 @@ pub enum LicenseCommand {
     /// Show the installations using a license, most recently seen first, a
     /// page at a time.
     Instances(InstancesArgs),
-    /// Show metering: seats in use against the limit, and daily maxima.
+    /// Show metering: seats in use against the limit, and daily maxima; or,
+    /// with --feature, a metered feature's quota, its use this period across
+    /// every instance, and its recent periods.
     Usage(UsageArgs),
     /// Show the machines of a license ("3 of 5 machines"), those holding a
     /// place first; for floating licenses, when each lease ends.
@@ -55,6 +57,12 @@ pub struct UsageArgs {
     /// Days of daily maxima to show.
     #[arg(long, default_value_t = 30)]
     days: u32,
+    /// A metered feature (e.g. api_calls): show its quota and use instead.
+    #[arg(long)]
+    feature: Option<String>,
+    /// With --feature: how many recent periods to list.
+    #[arg(long, default_value_t = 12, requires = "feature")]
+    periods: u32,
 }
 
 #[derive(Debug, Args)]
@@ -70,7 +78,10 @@ pub struct IssueArgs {
     plan: String,
     /// Features, comma-separated (default: the policy's). A feature that
     /// ends before the license: `name@2027-03-01` (the start of that day,
-    /// UTC) or `name@2027-03-01T12:00:00Z`. Names: letters, digits, `_ - . :`.
+    /// UTC) or `name@2027-03-01T12:00:00Z`. A metered feature:
+    /// `name=LIMIT/PERIOD[/OVERAGE]`, e.g. `api_calls=100000/month` (period
+    /// day, month or total, UTC; overage block (default), allow or
+    /// allow_until_percent(N)). Names: letters, digits, `_ - . :`.
     #[arg(long, env = "TESSERA_FEATURES")]
     features: Option<String>,
     /// Seat limit.
@@ -299,6 +310,16 @@ pub async fn run(cmd: LicenseCommand) -> anyhow::Result<()> {
         }
         LicenseCommand::Usage(a) => {
             let IdArgs { id, conn } = a.license;
+            if let Some(feature) = &a.feature {
+                let q = AdminClient::new(&conn)?
+                    .quota_usage(&id, feature, a.periods)
+                    .await?;
+                if conn.json {
+                    return output::json(&q);
+                }
+                print_quota(&q);
+                return Ok(());
+            }
             let usage = AdminClient::new(&conn)?.usage(&id, a.days).await?;
             if conn.json {
                 return output::json(&usage);
@@ -316,6 +337,37 @@ pub async fn run(cmd: LicenseCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `api_calls: 40 of 100 this month (60 left, block; period ends …)` and
+/// the periods.
+fn print_quota(q: &tessera_protocol::wire::QuotaUsageView) {
+    let used = q.quota.used.unwrap_or(0);
+    let period = match q.quota.period {
+        tessera_protocol::QuotaPeriod::Day => "today (UTC)",
+        tessera_protocol::QuotaPeriod::Month => "this month (UTC)",
+        tessera_protocol::QuotaPeriod::Total => "in total",
+    };
+    let ends = q.quota.period_ends_at.map_or(String::new(), |t| {
+        format!("; the period ends {}", tessera_protocol::time::format(&t))
+    });
+    println!(
+        "{}: {used} of {} {period} ({} left, overage {}{ends})",
+        q.feature, q.quota.limit, q.remaining, q.quota.overage
+    );
+    if q.periods.is_empty() {
+        println!("No consumption reported yet.");
+        return;
+    }
+    let mut table = output::table(&["PERIOD (UTC)", "USED", "LAST REPORT"]);
+    for p in &q.periods {
+        table.add_row(vec![
+            p.period.clone(),
+            p.used.to_string(),
+            tessera_protocol::time::format(&p.updated_at),
+        ]);
+    }
+    println!("{table}");
 }
 
 async fn issue(a: IssueArgs) -> anyhow::Result<()> {

@@ -26,7 +26,8 @@ pub struct PolicyCreateArgs {
     /// Default license duration (e.g. 365d); none = perpetual unless given at issue.
     #[arg(long)]
     duration: Option<String>,
-    /// Default features, comma-separated.
+    /// Default features, comma-separated; a metered one as
+    /// `name=LIMIT/PERIOD[/OVERAGE]`, e.g. `api_calls=100000/month`.
     #[arg(long)]
     features: Option<String>,
     /// Default seat limit.

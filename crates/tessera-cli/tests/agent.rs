@@ -597,3 +597,104 @@ async fn the_agent_holds_a_floating_place_shows_it_and_gives_it_back() {
         "the place was given back on stop"
     );
 }
+
+#[tokio::test]
+async fn the_agent_meters_consumption_for_the_product() {
+    let (setup, server) = Workdir::with_server();
+    let (id, token) = server
+        .issue(json!({"customer": "Acme", "plan": "p", "features": ["sso", "api_calls=10/day"], "duration": "30d"}))
+        .await;
+    let token_file = setup.token_file(&token);
+    let agent = setup.agent_with(
+        server.url(),
+        &server.public_key,
+        Some(&token_file),
+        "agent.log",
+        &[("TESSERA_CONSUMPTION_INTERVAL", "1s")],
+    );
+    wait_state(&agent, "valid", |v| v["state"] == "valid").await;
+    let (code, v) = post(
+        &agent,
+        "/v1/consume",
+        json!({"feature": "api_calls", "amount": 4}),
+    )
+    .await;
+    assert_eq!((code, &v["remaining"]), (200, &json!(6)), "{v}");
+    let (code, v) = post(
+        &agent,
+        "/v1/consume",
+        json!({"feature": "api_calls", "amount": 7}),
+    )
+    .await;
+    assert_eq!(
+        (code, &v["error"]["code"]),
+        (409, &json!("quota_exhausted")),
+        "{v}"
+    );
+    let (code, v) = post(
+        &agent,
+        "/v1/consume",
+        json!({"feature": "sso", "amount": 1}),
+    )
+    .await;
+    assert_eq!(
+        (code, &v["error"]["code"]),
+        (422, &json!("unknown_feature")),
+        "{v}"
+    );
+    let (code, v) = post(
+        &agent,
+        "/v1/consume",
+        json!({"feature": "audit", "amount": 1}),
+    )
+    .await;
+    assert_eq!(
+        (code, &v["error"]["code"]),
+        (403, &json!("not_granted")),
+        "{v}"
+    );
+    for bad in [
+        json!({"feature": "api_calls", "amount": -1}),
+        json!({"feature": "api_calls"}),
+        json!({"feature": "api_calls", "amount": 1.5}),
+    ] {
+        let (code, v) = post(&agent, "/v1/consume", bad).await;
+        assert_eq!(
+            (code, &v["error"]["code"]),
+            (400, &json!("invalid_json")),
+            "{v}"
+        );
+    }
+    let (code, v) = post(
+        &agent,
+        "/v1/consume",
+        json!({"feature": "api_calls", "amount": (1u64 << 53) + 1}),
+    )
+    .await;
+    assert_eq!(
+        (code, &v["error"]["code"]),
+        (422, &json!("invalid_amount")),
+        "{v}"
+    );
+    let v = status(&agent).await;
+    assert_eq!(v["entitlements"]["api_calls"]["quota"]["used"], 4, "{v}");
+    // Reported in the background: the authority counts it.
+    let used = eventually("the report counted", WAIT, async || {
+        let (_, q) = server
+            .admin_get(&format!("/v1/admin/licenses/{id}/quotas/api_calls"))
+            .await;
+        (q["quota"]["used"] == 4).then_some(q)
+    })
+    .await;
+    assert_eq!(used["remaining"], 6);
+    let (code, page) = agent.get("/").await;
+    assert_eq!(code, 200);
+    assert!(
+        page.as_str()
+            .unwrap_or_default()
+            .contains("api_calls (4 of 10 today)"),
+        "{page}"
+    );
+    agent.terminate();
+    server.process.terminate();
+}

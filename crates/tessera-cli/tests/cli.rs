@@ -72,7 +72,7 @@ fn a_new_user_issues_checks_and_extends() {
     let audit_end = (chrono::Utc::now() + chrono::Duration::days(10))
         .format("%Y-%m-%d")
         .to_string();
-    let features = format!("sso,audit@{audit_end}");
+    let features = format!("sso,audit@{audit_end},api_calls=1000/month");
     let out = ok(&env.tessera(
         &s,
         &[
@@ -97,13 +97,36 @@ fn a_new_user_issues_checks_and_extends() {
     let show = json(&env.tessera(&s, &["license", "show", &id, "--json"]));
     tessera_testkit::assert_license_view(&show);
     assert_eq!(show["revision"], 1);
-    assert_eq!(show["features"], serde_json::json!(["sso", "audit"]));
+    assert_eq!(
+        show["features"],
+        serde_json::json!(["sso", "audit", "api_calls"])
+    );
     let until = format!("{audit_end}T00:00:00Z");
     assert_eq!(show["entitlements"]["audit"]["expires_at"], until.as_str());
     let human = ok(&env.tessera(&s, &["license", "show", &id]));
     assert!(
-        human.contains(&format!("sso, audit (until {until})")),
+        human.contains(&format!(
+            "sso, audit (until {until}), api_calls (0 of 1000 this month)"
+        )),
         "{human}"
+    );
+    // A metered feature's use (§22).
+    let usage = ok(&env.tessera(&s, &["license", "usage", &id, "--feature", "api_calls"]));
+    assert!(
+        usage.starts_with("api_calls: 0 of 1000 this month (UTC) (1000 left, overage block")
+            && usage.contains("No consumption reported yet."),
+        "{usage}"
+    );
+    let usage = json(&env.tessera(
+        &s,
+        &["license", "usage", &id, "--feature", "api_calls", "--json"],
+    ));
+    assert_eq!(usage["quota"]["limit"], 1000);
+    let refused = env.tessera(&s, &["license", "usage", &id, "--feature", "sso"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("unknown_feature"),
+        "{stderr}"
     );
     let refused = env.tessera(
         &s,

@@ -93,7 +93,19 @@ backend_tests! {
     }
 
     async fn a_blocking_point_reaches_every_instance_at_once(backend: Backend) {
-        let s = TestServer::start_on(backend.clone()).await;
+        let s = TestServer::start_with(tessera_testkit::Options {
+            backend: backend.clone(),
+            // The webhook endpoint below is on loopback (and never answers).
+            lifecycle: Some(tessera_server::Lifecycle {
+                webhook_targets: tessera_server::webhooks::WebhookTargets::AllowPrivate,
+                ..tessera_server::Lifecycle::default()
+            }),
+            ..tessera_testkit::Options::default()
+        }).await;
+        let (status, hook) = s.admin_post("/v1/admin/webhooks", json!({
+            "url": "http://127.0.0.1:9/hook", "events": ["quota.threshold", "quota.exhausted"]
+        })).await;
+        assert_eq!(status, 201, "{hook}");
         let (id, token) = s.issue(json!({"customer": "Acme", "plan": "p", "duration": "30d",
                                          "features": ["api_calls=100/day"]})).await;
         let auth = format!("Bearer {token}");
@@ -124,6 +136,11 @@ backend_tests! {
         assert_eq!(got["quotas"]["api_calls"]["used"], 106);
         let (_, view) = s.admin_get(&format!("/v1/admin/licenses/{id}")).await;
         assert_eq!(view["revision"], 2);
+        // Both marks went to the webhook's outbox.
+        let (_, log) = s.admin_get(&format!("/v1/admin/webhooks/{}/deliveries", hook["id"].as_str().unwrap())).await;
+        let mut kinds: Vec<&str> = log["items"].as_array().unwrap().iter().map(|d| d["kind"].as_str().unwrap()).collect();
+        kinds.sort_unstable();
+        assert_eq!(kinds, ["quota.exhausted", "quota.threshold"], "{log}");
     }
 
     async fn overage_and_policy_quotas(backend: Backend) {

@@ -78,6 +78,10 @@ pub struct AgentArgs {
     /// reported to the authority (metering).
     #[arg(long, env = "TESSERA_USAGE_INTERVAL", default_value = "15m", value_parser = crate::parse_interval)]
     usage_interval: std::time::Duration,
+    /// How often what the product consumed through `/v1/consume` (metered
+    /// features) is reported to the authority.
+    #[arg(long, env = "TESSERA_CONSUMPTION_INTERVAL", default_value = "10s", value_parser = crate::parse_interval)]
+    consumption_interval: std::time::Duration,
 }
 
 fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
@@ -100,7 +104,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
                 .filter(|s| !s.is_empty()),
         )
         .state_dir(&args.state_dir)
-        .usage_interval(args.usage_interval);
+        .usage_interval(args.usage_interval)
+        .consumption_interval(args.consumption_interval);
     for key in &args.public_keys {
         builder = builder
             .pin(key)

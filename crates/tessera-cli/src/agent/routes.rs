@@ -47,6 +47,7 @@ pub fn router(client: Client, addr: SocketAddr) -> Router {
         .route("/v1/refresh", post(refresh))
         .route("/v1/activate", post(activate))
         .route("/v1/usage", post(usage))
+        .route("/v1/consume", post(consume))
         .route("/v1/deactivate", post(deactivate))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -131,6 +132,10 @@ fn client_error(e: &Error) -> Response {
         Error::Rollback { .. } => (StatusCode::BAD_GATEWAY, "rollback"),
         Error::Verification(_) => (StatusCode::BAD_GATEWAY, "verification_failed"),
         Error::Storage(_) => (StatusCode::INTERNAL_SERVER_ERROR, "storage"),
+        Error::UnknownQuota(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_feature"),
+        Error::InvalidAmount(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount"),
+        Error::NotGranted(_) => (StatusCode::FORBIDDEN, "not_granted"),
+        Error::QuotaExhausted { .. } => (StatusCode::CONFLICT, "quota_exhausted"),
         _ => (StatusCode::BAD_GATEWAY, "authority_unreachable"),
     };
     error(status, code, e.to_string())
@@ -184,6 +189,28 @@ async fn usage(State(s): State<AgentState>, body: axum::body::Bytes) -> Response
     };
     s.client.set_users(req.users);
     StatusCode::ACCEPTED.into_response()
+}
+
+#[derive(Deserialize)]
+struct ConsumeRequest {
+    feature: String,
+    amount: u64,
+}
+
+/// The product consumes some of a metered feature (§22): counted at once,
+/// reported to the authority in batches. 200 `{feature, remaining}`; 409
+/// `quota_exhausted` (nothing counted), 422 `unknown_feature` /
+/// `invalid_amount`, 403 `not_granted`.
+async fn consume(State(s): State<AgentState>, body: axum::body::Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<ConsumeRequest>(&body) else {
+        return bad_json(r#"{"feature": "<name>", "amount": <whole number, 0 to 2^53>}"#);
+    };
+    match s.client.consume(&req.feature, req.amount) {
+        Ok(remaining) => {
+            Json(json!({"feature": req.feature, "remaining": remaining})).into_response()
+        }
+        Err(e) => client_error(&e),
+    }
 }
 
 async fn status_page(State(s): State<AgentState>) -> maud::Markup {

@@ -17,7 +17,9 @@ pub struct StatusView {
     pub customer: Option<String>,
     pub plan: Option<String>,
     pub features: Vec<String>,
-    /// Features that end on their own: when, by name.
+    /// Features with terms of their own, by name: when they end; for a
+    /// metered one its quota, `used` as this instance estimates it now
+    /// (the authority's count plus what this instance consumed since).
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub entitlements: tessera_protocol::Entitlements,
     pub max_users: Option<u32>,
@@ -82,6 +84,15 @@ impl StatusView {
             lease_expires_at: m.lease_expires_at,
             lease_renews_every_secs: m.lease_ttl.map(|t| (t.as_secs() / 3).max(1)),
         });
+        for (feature, (_, used)) in client.quotas() {
+            if let Some(q) = view
+                .entitlements
+                .get_mut(&feature)
+                .and_then(|e| e.quota.as_mut())
+            {
+                q.used = Some(used);
+            }
+        }
         view
     }
 
