@@ -12,6 +12,11 @@
 //! it through the admin API, timed from the release's answer to the
 //! announcement (`event: machines`) on every stream — on the same streams,
 //! in the same run.
+//!
+//! `consumption`: consumption reports from many instances of one license
+//! (docs/PROTOCOL.md §22), see `consumption.rs`.
+
+mod consumption;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +38,8 @@ struct Cli {
 enum Command {
     /// Propagation latency from the admin API's answer to every watcher.
     Propagation(PropagationArgs),
+    /// Consumption reports from many instances, each reporting once.
+    Consumption(consumption::ConsumptionArgs),
     /// The machine's floor for the same fan-out: a bare TCP server (no HTTP,
     /// no signing, no database) writing one 1 KiB frame to N sockets, each
     /// from its own task woken by one channel, read by N client tasks — the
@@ -518,6 +525,7 @@ fn fanout_baseline(watchers: usize, changes: usize) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Propagation(a) => tokio::runtime::Runtime::new()?.block_on(propagation(a)),
+        Command::Consumption(a) => tokio::runtime::Runtime::new()?.block_on(consumption::run(a)),
         Command::FanoutBaseline { watchers, changes } => fanout_baseline(watchers, changes),
         Command::FanoutServer => fanout_server(),
     }

@@ -72,11 +72,15 @@ async fn totals_are_exact_after_a_kill_9_in_the_middle_of_reports() {
     server.process.kill9();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let server = setup.server(addr, "server2.log");
-    eventually("reports counted again", Duration::from_secs(20), async || {
-        let before = used(&server, &id).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        (used(&server, &id).await > before).then_some(())
-    })
+    eventually(
+        "reports counted again",
+        Duration::from_secs(20),
+        async || {
+            let before = used(&server, &id).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            (used(&server, &id).await > before).then_some(())
+        },
+    )
     .await;
     stop.store(true, Ordering::SeqCst);
     for c in consumers {
@@ -89,6 +93,10 @@ async fn totals_are_exact_after_a_kill_9_in_the_middle_of_reports() {
         .await;
     }
     let expected = total.load(Ordering::SeqCst);
-    assert_eq!(used(&server, &id).await, expected, "every report counted once");
+    assert_eq!(
+        used(&server, &id).await,
+        expected,
+        "every report counted once"
+    );
     server.process.terminate();
 }

@@ -1,7 +1,8 @@
 //! The hot path a product calls on every request: `has_feature`, against a
-//! plain `AtomicBool` load in the same run. Two of the license's four
+//! plain `AtomicBool` load in the same run. Two of the license's five
 //! features end on their own before it (docs/PROTOCOL.md §20), so the
-//! checks run on a verdict that carries per-feature expiry.
+//! checks run on a verdict that carries per-feature expiry; one is metered
+//! (§22), for `consume` (uncontended: one thread) and `remaining`.
 //!
 //! `cargo bench -p tessera-client --bench verdict`
 
@@ -28,7 +29,7 @@ fn offline_client(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> C
         status: Status::Active,
         valid: true,
         plan: Some("enterprise".into()),
-        features: ["reports", "audit", "sso", "scim"]
+        features: ["reports", "audit", "sso", "scim", "api_calls"]
             .map(String::from)
             .to_vec(),
         entitlements: ["audit", "sso"]
@@ -38,10 +39,23 @@ fn offline_client(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> C
                     f.to_owned(),
                     tessera_protocol::Entitlement {
                         expires_at: Some(end),
+                        quota: None,
                     },
                 )
             })
             .into_iter()
+            .chain([(
+                "api_calls".to_owned(),
+                tessera_protocol::Entitlement {
+                    expires_at: None,
+                    // As large as a quota goes: the bench never exhausts it.
+                    quota: Some(
+                        tessera_protocol::Quota::parse("9007199254740992/month")
+                            .expect("a quota")
+                            .as_of(now, 0),
+                    ),
+                },
+            )])
             .collect(),
         max_users: Some(100),
         on_expiry: Default::default(),
@@ -90,6 +104,13 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("has_feature_missing", |b| {
         b.iter(|| black_box(&client).has_feature(black_box("nope")));
+    });
+    assert!(client.consume("api_calls", 1).is_ok());
+    group.bench_function("consume", |b| {
+        b.iter(|| black_box(&client).consume(black_box("api_calls"), black_box(1)));
+    });
+    group.bench_function("remaining", |b| {
+        b.iter(|| black_box(&client).remaining(black_box("api_calls")));
     });
     group.bench_function("verdict_arc", |b| {
         b.iter(|| black_box(&client).verdict());

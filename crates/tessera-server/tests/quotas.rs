@@ -179,6 +179,18 @@ backend_tests! {
         // The refused reports left sequence 1 unused.
         let (status, _) = report(&s, &token, "i", 1, json!({"api_calls": 7})).await;
         assert_eq!(status, 200);
+        // A period's total never passes 2^62 (under `allow`, use may go far
+        // past the limit): the report that would is refused, nothing of it kept.
+        let (_, big) = s.issue(json!({"customer": "Acme", "plan": "p", "duration": "30d", "features": ["bulk=1/total/allow"]})).await;
+        for seq in 1..=512 {
+            let (status, got) = report(&s, &big, "i", seq, json!({"bulk": max})).await;
+            assert_eq!(status, 200, "{got}");
+        }
+        for _ in 0..2 {
+            assert_error(&report(&s, &big, "i", 513, json!({"bulk": max})).await, 422, "quota_overflow");
+        }
+        let (_, got) = report(&s, &big, "i", 514, json!({"bulk": 0})).await;
+        assert_eq!(got["quotas"]["bulk"]["used"].as_u64(), Some(1 << 62), "{got}");
         // Quota limits above 2^53 are refused at issue.
         let got = s.admin_post("/v1/admin/licenses", json!({"customer": "Acme", "plan": "p", "duration": "30d",
             "features": [format!("api_calls={}/month", max + 1)]})).await;

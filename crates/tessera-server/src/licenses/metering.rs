@@ -103,6 +103,8 @@ pub struct Metering {
     instance_retention: Duration,
     /// When installations were last pruned (at most hourly).
     last_prune: std::sync::Mutex<Option<Timestamp>>,
+    /// Consumption reports, counted in batches.
+    ledger: Arc<quotas::Ledger>,
 }
 
 impl Metering {
@@ -121,6 +123,7 @@ impl Metering {
             lifecycle,
             instance_retention,
             last_prune: std::sync::Mutex::new(None),
+            ledger: Arc::default(),
         }
     }
 

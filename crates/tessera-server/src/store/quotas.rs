@@ -38,17 +38,37 @@ pub(super) async fn fill_quota_used(conn: &mut AnyConnection, license: &mut Lice
 }
 
 impl Store {
-    /// Count a consumption report: the report's id, each feature's period
-    /// total, the events for marks it passed (`quota.threshold`,
-    /// `quota.exhausted`) and — when it passed a blocking point — a new
-    /// revision, all in one transaction. A report seen before (same
-    /// license, instance, sequence and digest) is [`Recorded::Duplicate`].
+    /// Count consumption reports in one transaction (group commit: one
+    /// disk flush for many reports). Each report is counted on its own
+    /// terms: its id, each feature's period total, the events for marks it
+    /// passed (`quota.threshold`, `quota.exhausted`) and — when it passed a
+    /// blocking point — a new revision. A report seen before (same license,
+    /// instance, sequence and digest) is [`Recorded::Duplicate`]; one
+    /// refused (409 `duplicate_sequence`, 422 `quota_overflow`) leaves
+    /// nothing behind and does not stop the others.
     ///
     /// # Errors
-    /// 409 `duplicate_sequence` for a sequence used by another report, 422
-    /// `quota_overflow` past 2^62; the database's.
-    pub async fn record_consumption(&self, c: &Consumption) -> Result<Recorded> {
+    /// The database's, for the whole batch (nothing of it is counted).
+    pub async fn record_consumptions(
+        &self,
+        batch: &[Consumption],
+    ) -> Result<Vec<Result<Recorded>>> {
         let mut tx = self.writer().begin().await?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for c in batch {
+            outcomes.push(self.record_one(&mut tx, c).await?);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    /// One report inside `record_consumptions`' transaction: `Err` only for
+    /// the database; the report's own refusal is the inner `Err`.
+    async fn record_one(
+        &self,
+        tx: &mut AnyConnection,
+        c: &Consumption,
+    ) -> Result<Result<Recorded>> {
         let at = c.at.timestamp();
         let inserted = sqlx::query(
             "INSERT INTO quota_reports (license_id, instance_id, seq, digest, received_at) \
@@ -72,16 +92,16 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             if digest == c.digest {
-                return Ok(Recorded::Duplicate);
+                return Ok(Ok(Recorded::Duplicate));
             }
-            return Err(Error::conflict(
+            return Ok(Err(Error::conflict(
                 "duplicate_sequence",
                 format!(
                     "report sequence {} of this instance was already used for another report; \
                      nothing was counted",
                     c.seq
                 ),
-            ));
+            )));
         }
         let mut counts = Vec::with_capacity(c.items.len());
         for item in &c.items {
@@ -101,27 +121,56 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             let used = u64::try_from(used).unwrap_or(0);
-            if used > MAX_USED {
-                // Dropping the transaction rolls the whole report back.
-                return Err(Error::unprocessable(
-                    "quota_overflow",
-                    format!("{}: the period's use would pass 2^62", item.feature),
-                ));
-            }
-            let before = used - item.amount;
             counts.push(Counted {
                 feature: item.feature.clone(),
                 period,
                 used,
                 quota: item.quota.clone(),
-                crossed: item.quota.crossings(before, used),
+                crossed: item.quota.crossings(used - item.amount, used),
             });
+        }
+        if let Some(over) = counts.iter().find(|n| n.used > MAX_USED) {
+            // Take this report back out; the batch's others stand.
+            let feature = over.feature.clone();
+            for (n, item) in counts.iter().zip(&c.items) {
+                sqlx::query(
+                    "UPDATE quota_usage SET used = used - $1 \
+                     WHERE license_id = $2 AND feature = $3 AND period = $4",
+                )
+                .bind(i64_of(item.amount))
+                .bind(c.license.as_str())
+                .bind(&n.feature)
+                .bind(&n.period)
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(
+                "DELETE FROM quota_reports WHERE license_id = $1 AND instance_id = $2 AND seq = $3",
+            )
+            .bind(c.license.as_str())
+            .bind(&c.instance)
+            .bind(i64_of(c.seq))
+            .execute(&mut *tx)
+            .await?;
+            return Ok(Err(Error::unprocessable(
+                "quota_overflow",
+                format!("{feature}: the period's use would pass 2^62; nothing was counted"),
+            )));
+        }
+        let blocked = counts.iter().any(|n| n.crossed.blocked);
+        let passed = counts
+            .iter()
+            .any(|n| n.crossed.threshold || n.crossed.exhausted);
+        if !blocked && !passed {
+            return Ok(Ok(Recorded::Counted {
+                counts,
+                changed: None,
+            }));
         }
         let (mut revision,): (i64,) = sqlx::query_as("SELECT revision FROM licenses WHERE id = $1")
             .bind(c.license.as_str())
             .fetch_one(&mut *tx)
             .await?;
-        let blocked = counts.iter().any(|n| n.crossed.blocked);
         if blocked {
             // Every instance must refuse from now on: a new revision is
             // what reaches every stream and every replica.
@@ -155,7 +204,7 @@ impl Store {
                             "blocked": n.crossed.blocked,
                         })),
                     };
-                    self.insert_event(&mut tx, Some(&c.license), Some(revision), &event)
+                    self.insert_event(&mut *tx, Some(&c.license), Some(revision), &event)
                         .await?;
                 }
             }
@@ -165,13 +214,12 @@ impl Store {
                 license: c.license.clone(),
                 revision,
             };
-            self.backend.notify(&mut tx, &notice).await?;
-            Some(super::licenses::license_in(&mut tx, &c.license).await?)
+            self.backend.notify(&mut *tx, &notice).await?;
+            Some(super::licenses::license_in(&mut *tx, &c.license).await?)
         } else {
             None
         };
-        tx.commit().await?;
-        Ok(Recorded::Counted { counts, changed })
+        Ok(Ok(Recorded::Counted { counts, changed }))
     }
 
     /// A feature's use per period, newest first.

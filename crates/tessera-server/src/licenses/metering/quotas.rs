@@ -11,9 +11,12 @@ use tessera_protocol::wire::{
 };
 use tessera_protocol::{LicenseId, Quota};
 
+use std::sync::Arc;
+
 use super::Metering;
 use crate::error::{Error, Result};
 use crate::model::{Consumption, License, Metered, Recorded};
+use crate::store::Store;
 
 /// How long a counted report's id is kept to recognise a retry: longer
 /// than a client keeps retrying one (30 days).
@@ -85,7 +88,10 @@ impl Metering {
             at: now,
             items,
         };
-        let recorded = self.shared.store.record_consumption(&consumption).await?;
+        let recorded = self
+            .ledger
+            .record(&self.shared.store, consumption.clone())
+            .await?;
         let mut quotas = BTreeMap::new();
         let duplicate = match recorded {
             Recorded::Duplicate => {
@@ -157,6 +163,83 @@ impl Metering {
                 })
                 .collect(),
         })
+    }
+}
+
+/// Most reports one transaction counts.
+const BATCH: usize = 512;
+
+type Waiting = (Consumption, tokio::sync::oneshot::Sender<Result<Recorded>>);
+
+/// Group commit for consumption reports: reports arriving while a
+/// transaction is being written wait for the next one, which counts them
+/// all (one disk flush for many reports on SQLite). A report is answered
+/// only after its transaction committed.
+#[derive(Debug, Default)]
+pub(super) struct Ledger {
+    /// Reports waiting, and whether a writer task is running.
+    queue: std::sync::Mutex<(Vec<Waiting>, bool)>,
+}
+
+impl Ledger {
+    async fn record(self: &Arc<Self>, store: &Arc<Store>, c: Consumption) -> Result<Recorded> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let lead = {
+            let mut q = self
+                .queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.0.push((c, tx));
+            !std::mem::replace(&mut q.1, true)
+        };
+        if lead {
+            // A task of its own: a request dropped by its client must not
+            // strand the reports queued behind it.
+            let (ledger, store) = (self.clone(), store.clone());
+            tokio::spawn(async move { ledger.write(&store).await });
+        }
+        rx.await.map_err(|_| not_written())?
+    }
+
+    /// Write batches until nobody waits.
+    async fn write(&self, store: &Store) {
+        loop {
+            let batch: Vec<Waiting> = {
+                let mut q = self
+                    .queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if q.0.is_empty() {
+                    q.1 = false;
+                    return;
+                }
+                let n = q.0.len().min(BATCH);
+                q.0.drain(..n).collect()
+            };
+            let reports: Vec<Consumption> = batch.iter().map(|(c, _)| c.clone()).collect();
+            match store.record_consumptions(&reports).await {
+                Ok(outcomes) => {
+                    for ((_, tx), outcome) in batch.into_iter().zip(outcomes) {
+                        let _ = tx.send(outcome);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, reports = batch.len(), "consumption reports not written");
+                    for (_, tx) in batch {
+                        let _ = tx.send(Err(not_written()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// 503 for a report whose batch could not be written: nothing of it was
+/// counted, and the client sends it again.
+fn not_written() -> Error {
+    Error::Unavailable {
+        code: "store_unavailable",
+        message: "the report could not be written; send it again".into(),
     }
 }
 
