@@ -155,7 +155,7 @@ backend_tests! {
         c.sign_in(&s.admin_key).await;
         let csrf = c.csrf().await;
         let (status, page, headers) = c
-            .post("/licenses", &[("csrf", &csrf), ("customer", "Acme"), ("plan", "gold"), ("features", "sso, audit"), ("duration", "30d"), ("policy", "default")], None)
+            .post("/licenses", &[("csrf", &csrf), ("customer", "Acme"), ("plan", "gold"), ("features", "sso, audit, api_calls=100/month"), ("duration", "30d"), ("policy", "default")], None)
             .await;
         assert_eq!(status, 201, "{page}");
         assert_eq!(headers["cache-control"], "no-store");
@@ -163,10 +163,14 @@ backend_tests! {
         let token = &page[start..start + 40];
         assert!(tessera_protocol::LicenseToken::parse(token).is_ok());
         let (_, v) = s.validate(json!({"token": token})).await;
-        assert_eq!(v["verdict"]["features"], json!(["sso", "audit"]));
+        assert_eq!(v["verdict"]["features"], json!(["sso", "audit", "api_calls"]));
         let id = v["verdict"]["lic"].as_str().unwrap();
+        // A metered feature shows its use this period (§22).
+        let body = json!({"token": token, "instance_id": "i", "seq": 1, "amounts": {"api_calls": 12}});
+        assert_eq!(s.request("POST", "/v1/consumption", Some(body), None).await.0, 200);
         let (status, page, _) = c.get(&format!("/licenses/{id}")).await;
         assert_eq!(status, 200);
+        assert!(page.contains("sso, audit, api_calls (12 of 100 this month)"), "{page}");
         assert!(!page.contains(token), "shown once");
         assert!(page.contains("Seats: no usage reported (no limit)"), "the metering line");
         assert!(page.contains("id=\"auto-renew\">manual<"), "renewal is manual");

@@ -59,7 +59,7 @@ pub enum Recorded {
         counts: Vec<Counted>,
         /// The license after a new revision, when consumption passed a
         /// blocking point (every instance must hear of it).
-        changed: Option<License>,
+        changed: Option<Box<License>>,
     },
 }
 

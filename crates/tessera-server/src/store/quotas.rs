@@ -29,10 +29,10 @@ pub(super) async fn fill_quota_used(conn: &mut AnyConnection, license: &mut Lice
     .fetch_all(&mut *conn)
     .await?;
     for (feature, period, used) in rows {
-        if !license.quota_used.contains_key(&feature) {
-            let used = u64::try_from(used).unwrap_or(0);
-            license.quota_used.insert(feature, (period, used));
-        }
+        license
+            .quota_used
+            .entry(feature)
+            .or_insert_with(|| (period, u64::try_from(used).unwrap_or(0)));
     }
     Ok(())
 }
@@ -215,7 +215,9 @@ impl Store {
                 revision,
             };
             self.backend.notify(&mut *tx, &notice).await?;
-            Some(super::licenses::license_in(&mut *tx, &c.license).await?)
+            Some(Box::new(
+                super::licenses::license_in(&mut *tx, &c.license).await?,
+            ))
         } else {
             None
         };

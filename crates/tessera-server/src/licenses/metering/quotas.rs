@@ -113,7 +113,7 @@ impl Metering {
                     }
                 }
                 if let Some(changed) = changed {
-                    let changed = std::sync::Arc::new(changed);
+                    let changed = Arc::new(*changed);
                     self.shared.cache.remember(changed.clone());
                     self.push.publish(&changed, Some(std::time::Instant::now()));
                 }

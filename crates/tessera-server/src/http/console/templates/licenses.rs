@@ -167,7 +167,7 @@ pub fn license(
                         dt { "Status" } dd #status { (status_badge(status)) " " span.muted { "state " (l.state.as_str()) } }
                         dt { "Customer" } dd #customer { (l.customer) }
                         dt { "Plan" } dd #plan { (l.plan) @if l.trial { " (trial)" } }
-                        dt { "Features" } dd #features { @if l.features.is_empty() { span.muted { "none" } } @else { (tessera_protocol::entitlements::describe(&l.features, &l.entitlements)) } }
+                        dt { "Features" } dd #features { @if l.features.is_empty() { span.muted { "none" } } @else { (tessera_protocol::entitlements::describe(&l.features, &l.entitlements_at(c.now))) } }
                         dt { "Users" } dd #max-users { @if let Some(n) = l.max_users { (n) } @else { "unlimited" } }
                         dt { "Renewal" } dd #auto-renew {
                             @if l.auto_renews() {
