@@ -52,6 +52,9 @@ pub struct Limits {
     /// Failed admin-API authentications allowed per client address and
     /// minute before `429`; 0 = no limit. Default 30.
     pub admin_auth_failures_per_minute: u32,
+    /// Trials started (or asked for again) per client address and hour;
+    /// 0 = no limit. Default 10.
+    pub trials_per_ip_per_hour: u32,
     /// Installations admitted per license at once; past it a new one gets
     /// a signed `instance_limit` refusal. 0 = no limit. Default 10,000.
     pub max_instances_per_license: usize,
@@ -81,6 +84,7 @@ impl Default for Limits {
             max_connections_per_ip: 12_000,
             max_watchers_per_ip: 11_000,
             admin_auth_failures_per_minute: 30,
+            trials_per_ip_per_hour: 10,
             max_instances_per_license: 10_000,
             instance_active_window: Duration::days(7),
             instance_retention: Duration::days(90),

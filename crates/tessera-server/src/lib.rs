@@ -88,6 +88,7 @@ pub struct Server {
     startup: Startup,
     config: ServerConfig,
     licenses: Components,
+    trials: Arc<licenses::Trials>,
     webhooks: Arc<webhooks::Webhooks>,
     signer: Arc<DocumentSigner>,
     admin: Arc<AdminAuth>,
@@ -245,6 +246,13 @@ impl Server {
             &config.limits,
             &config.lifecycle,
         );
+        let trials = Arc::new(licenses::Trials::new(
+            &licenses.shared,
+            licenses.changes.clone(),
+            licenses.validator.clone(),
+            secrets.clone(),
+            config.limits.trials_per_ip_per_hour,
+        ));
         let webhooks = Arc::new(webhooks::Webhooks::new(
             store.clone(),
             config.clock.clone(),
@@ -266,6 +274,7 @@ impl Server {
             },
             config,
             licenses,
+            trials,
             webhooks,
             signer,
             admin,
@@ -302,6 +311,7 @@ impl Server {
             push: self.licenses.push.clone(),
             metering: self.licenses.metering.clone(),
             machines: self.licenses.machines.clone(),
+            trials: self.trials.clone(),
             metrics: self.licenses.shared.metrics.clone(),
             webhooks: self.webhooks.clone(),
             signer: self.signer.clone(),

@@ -156,3 +156,48 @@ pub struct ConsumptionView {
     /// The reported features' quotas, with `used` and `period_ends_at`.
     pub quotas: std::collections::BTreeMap<String, crate::Quota>,
 }
+
+/// `POST /v1/trials`: a trial of a trial policy for one machine
+/// (docs/PROTOCOL.md §23). Asked again from the same machine, the same
+/// trial comes back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TrialRequest {
+    /// The trial policy's name.
+    pub policy: String,
+    /// The machine's fingerprint (1–256 printable characters; the SDK
+    /// sends a hash of the host's machine id and the vendor's key).
+    pub fingerprint: String,
+    /// The person trying the product, if the product asks.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// The answer to `POST /v1/trials`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TrialResponse {
+    /// The trial license.
+    pub license: String,
+    /// Its token: the product activates it like any other.
+    pub token: String,
+    /// When the trial ends.
+    #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub expires_at: Timestamp,
+    /// A new trial (`false`: this machine's existing one).
+    pub created: bool,
+    /// A signed status document for the token, as `/v1/validate` answers.
+    pub document: String,
+}
+
+/// `POST /v1/trials/convert`: a paid license now used where a trial was;
+/// the trial ends (pushed to its instances).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ConvertTrialRequest {
+    /// The trial's token.
+    pub trial_token: String,
+    /// The paid license's token.
+    pub token: String,
+}

@@ -22,6 +22,7 @@ pub mod public;
 pub mod quotas;
 pub mod ratelimit;
 pub mod serve;
+pub mod trials;
 mod watch;
 
 use std::sync::Arc;
@@ -71,6 +72,8 @@ parts! {
     metering: Arc<Metering>,
     /// Machines: activations and leases.
     machines: Arc<Machines>,
+    /// Trials.
+    trials: Arc<crate::licenses::Trials>,
     /// Metrics.
     metrics: Arc<crate::metrics::Metrics>,
     /// Webhook endpoints.
@@ -126,6 +129,7 @@ pub fn router(state: AppState) -> Router {
     let public = public::router(state.clone())
         .merge(machines::public_router(&state))
         .merge(quotas::public_router(&state))
+        .merge(trials::public_router(&state))
         .layer(DefaultBodyLimit::max(state.limits.public_body_bytes));
     let admin = admin::router()
         .merge(machines::admin_router())

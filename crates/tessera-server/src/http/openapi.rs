@@ -16,6 +16,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::machines::MachinesAdminApi::openapi());
     doc.merge(super::quotas::QuotasApi::openapi());
     doc.merge(super::quotas::QuotasAdminApi::openapi());
+    doc.merge(super::trials::TrialsApi::openapi());
     doc.merge(super::backstage::BackstageApi::openapi());
     doc
 }

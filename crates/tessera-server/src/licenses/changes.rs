@@ -136,6 +136,7 @@ impl Changes {
         if let Some(email) = &req.customer_email {
             check_text("customer_email", email)?;
         }
+        let req_email = req.customer_email.clone();
         let policy_name = req.policy.as_deref().unwrap_or(Policy::DEFAULT_NAME);
         let policy = self
             .shared
@@ -187,6 +188,15 @@ impl Changes {
         let license = self.shared.store.insert_license(&new, event).await?;
         tracing::info!(license = %license.id, actor, "license issued");
         self.shared.cache.remember(Arc::new(license.clone()));
+        // A paid license for a customer who was trying the product ends
+        // their trials (§23).
+        if !license.trial
+            && let Some(email) = &req_email
+        {
+            for trial in self.shared.store.open_trials(Some(email), None).await? {
+                self.end_trial(&trial, &license.id, actor).await?;
+            }
+        }
         Ok((license, token))
     }
 
@@ -369,6 +379,30 @@ impl Changes {
             Ok((rules::transition(l.state, action)?, l.expires_at))
         })
         .await
+    }
+
+    /// End trial `trial`: converted to the paid license `to`. Revoked (with
+    /// the conversion as its reason) and pushed, so its instances stop
+    /// using it at once.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn end_trial(&self, trial: &LicenseId, to: &LicenseId, actor: &str) -> Result<()> {
+        let reason = format!("trial converted to {to}");
+        match self
+            .set_state(trial, StateAction::Revoke, actor, Some(reason))
+            .await
+        {
+            // Revoked already: nothing left to end.
+            Ok(_) | Err(Error::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.shared
+            .store
+            .mark_trial_converted(trial, to, self.now())
+            .await?;
+        tracing::info!(trial = %trial, to = %to, "trial converted");
+        Ok(())
     }
 
     /// A long-lived document for an air-gapped site.

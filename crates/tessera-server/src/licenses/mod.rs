@@ -27,6 +27,7 @@ pub mod metering;
 pub mod places;
 pub mod push;
 pub mod rules;
+pub mod trials;
 pub mod validation;
 
 use std::sync::Arc;
@@ -37,6 +38,7 @@ pub use machines::Machines;
 pub use metering::{Metering, Seats};
 pub use push::{Push, Watch};
 pub use rules::StateAction;
+pub use trials::Trials;
 pub use validation::{HeldTag, Validation, Validator};
 
 use crate::Limits;

@@ -70,6 +70,12 @@ pub fn new_policy(input: PolicyInput, id: PolicyId, now: Timestamp) -> Result<Po
             "renew_before must be shorter than the renewal period, or every renewal would be due at once",
         ));
     }
+    if input.trial && duration.is_none() {
+        return Err(Error::unprocessable(
+            "invalid_duration",
+            "a trial policy needs a duration (e.g. 14d): trials end",
+        ));
+    }
     Ok(Policy {
         id,
         name,

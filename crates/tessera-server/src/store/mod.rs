@@ -25,6 +25,8 @@ mod machines;
 mod policies;
 pub mod postgres;
 mod quotas;
+mod trials;
+pub use trials::TrialRow;
 mod replicas;
 mod rows;
 pub mod sqlite;
