@@ -698,3 +698,34 @@ async fn the_agent_meters_consumption_for_the_product() {
     agent.terminate();
     server.process.terminate();
 }
+
+#[tokio::test]
+async fn the_agent_starts_a_trial_when_it_has_no_token() {
+    let (setup, server) = Workdir::with_server();
+    let (status, p) = server
+        .admin(
+            "/v1/admin/policies",
+            json!({"name": "eval", "trial": true, "duration": "14d", "features": ["sso"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{p}");
+    let agent = setup.agent_with(
+        server.url(),
+        &server.public_key,
+        None,
+        "agent.log",
+        &[("TESSERA_TRIAL_POLICY", "eval")],
+    );
+    let v = wait_state(&agent, "the trial", |v| v["state"] == "valid").await;
+    assert_eq!(v["features"], json!(["sso"]), "{v}");
+    assert!(
+        v["days_left"]
+            .as_i64()
+            .is_some_and(|d| (13..=14).contains(&d)),
+        "{v}"
+    );
+    let (_, list) = server.admin_get("/v1/admin/licenses?limit=10").await;
+    assert_eq!(list["items"][0]["trial"], true, "{list}");
+    agent.terminate();
+    server.process.terminate();
+}

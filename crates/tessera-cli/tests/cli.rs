@@ -412,6 +412,17 @@ fn policies_and_export_from_the_cli() {
     ));
     let list = ok(&env.tessera(&s, &["policy", "list"]));
     assert!(list.contains("gold") && list.contains("14d"), "{list}");
+    // A trial policy (§23) needs its duration.
+    let refused = env.tessera(&s, &["policy", "create", "eval", "--trial"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("invalid_duration"),
+        "{stderr}"
+    );
+    ok(&env.tessera(
+        &s,
+        &["policy", "create", "eval", "--trial", "--duration", "14d"],
+    ));
     let (id, _) = issue(&env, &s, &["--policy", "gold"]);
     let file = env.dir.path().join("acme.license");
     let out = env.tessera(

@@ -53,6 +53,7 @@ pub struct Builder {
     components: Option<Vec<String>>,
     usage_interval: StdDuration,
     consumption_interval: StdDuration,
+    trial_policy: Option<String>,
 }
 
 /// Whether the client keeps a change stream open.
@@ -87,6 +88,7 @@ impl Default for Builder {
             components: None,
             usage_interval: StdDuration::from_secs(15 * 60),
             consumption_interval: StdDuration::from_secs(10),
+            trial_policy: None,
         }
     }
 }
@@ -253,6 +255,15 @@ impl Builder {
         self
     }
 
+    /// With no token (none configured, none kept on disk), start this
+    /// machine's trial of the trial policy `policy` by itself
+    /// ([`Client::start_trial`]), retrying with backoff until it has a token.
+    #[must_use]
+    pub fn trial(mut self, policy: impl Into<String>) -> Self {
+        self.trial_policy = Some(policy.into());
+        self
+    }
+
     /// How often what [`Client::consume`] counted is reported (10 s by
     /// default; [`Client::flush_consumption`] reports at once).
     #[must_use]
@@ -374,6 +385,13 @@ impl Builder {
             supervise(&runtime, &inner, "consumption reports", move |i| {
                 crate::consumption::consumption_loop(i, interval)
             });
+            if let Some(policy) = self.trial_policy.clone()
+                && inner.lock().token.is_none()
+            {
+                supervise(&runtime, &inner, "trial", move |i| {
+                    crate::trial::trial_loop(i, policy.clone())
+                });
+            }
         }
         let stop = Arc::new(StopOnDrop(inner.cancel.clone()));
         Ok(Client { inner, _stop: stop })

@@ -50,6 +50,7 @@ mod schedule;
 pub mod state;
 mod stream;
 mod transport;
+mod trial;
 pub mod verdict;
 
 use std::cell::RefCell;
@@ -168,7 +169,45 @@ impl Client {
     /// [`Error::InvalidToken`] for a typo; otherwise as [`Client::refresh`].
     pub async fn activate(&self, token: &str) -> Result<Arc<Verdict>, Error> {
         let token = LicenseToken::parse(token).map_err(Error::InvalidToken)?;
-        self.inner.single_flight(token, true, true).await
+        // A trial being replaced by a paid license ends (§23).
+        let trial = {
+            let held = self.inner.lock();
+            held.token.clone().filter(|held_token| {
+                *held_token != token
+                    && held.document.as_ref().is_some_and(|d| {
+                        d.claims().tfp == held_token.fingerprint()
+                            && d.claims().status == tessera_protocol::Status::Trial
+                    })
+            })
+        };
+        let verdict = self.inner.single_flight(token.clone(), true, true).await?;
+        if let Some(trial) = trial
+            && verdict.is_valid()
+            && verdict
+                .license
+                .as_ref()
+                .is_some_and(|l| l.status != tessera_protocol::Status::Trial)
+        {
+            self.inner.convert_trial(&trial, &token).await;
+        }
+        Ok(verdict)
+    }
+
+    /// Start this machine's trial of the trial policy `policy` (or find it
+    /// again: a reinstall gets the same trial back) and use its token
+    /// (docs/PROTOCOL.md §23). `email` is passed on when the product asks
+    /// for one. [`Builder::trial`] does this by itself when there is no token.
+    ///
+    /// # Errors
+    /// [`Error::NoServer`]; the authority's refusal (422 `not_a_trial_policy`,
+    /// 404 unknown policy, 429 too many trials from this address); as
+    /// [`Client::activate`].
+    pub async fn start_trial(
+        &self,
+        policy: &str,
+        email: Option<&str>,
+    ) -> Result<Arc<Verdict>, Error> {
+        self.inner.start_trial(policy, email).await
     }
 
     /// Where this machine stands on a license that counts machines

@@ -118,7 +118,7 @@ pub(crate) fn machine_fingerprint(
 }
 
 /// The host's machine id (systemd's `/etc/machine-id`), read once.
-fn host_machine_id() -> Option<String> {
+pub(crate) fn host_machine_id() -> Option<String> {
     static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
         ["/etc/machine-id", "/var/lib/dbus/machine-id"]

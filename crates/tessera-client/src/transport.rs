@@ -205,10 +205,48 @@ impl Transport {
             seq,
             amounts: amounts.clone(),
         };
+        self.post_json("/v1/consumption", &body, "not a consumption answer")
+            .await
+    }
+
+    /// `POST /v1/trials`: this machine's trial of `policy`.
+    pub(crate) async fn trial(
+        &self,
+        policy: &str,
+        fingerprint: &str,
+        email: Option<&str>,
+    ) -> Result<tessera_protocol::wire::TrialResponse, Error> {
+        let body = tessera_protocol::wire::TrialRequest {
+            policy: policy.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            email: email.map(str::to_owned),
+        };
+        self.post_json("/v1/trials", &body, "not a trial answer")
+            .await
+    }
+
+    /// `POST /v1/trials/convert`.
+    pub(crate) async fn convert_trial(&self, trial_token: &str, token: &str) -> Result<(), Error> {
+        let body = tessera_protocol::wire::ConvertTrialRequest {
+            trial_token: trial_token.to_owned(),
+            token: token.to_owned(),
+        };
+        self.report("/v1/trials/convert", &body, "trial conversion refused")
+            .await
+    }
+
+    /// POST `body` and read a JSON answer (errors as [`Error::HttpStatus`]
+    /// with the authority's message).
+    async fn post_json<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        what: &str,
+    ) -> Result<T, Error> {
         let mut response = self
             .http
-            .post(format!("{}/v1/consumption", self.current()))
-            .json(&body)
+            .post(format!("{}{path}", self.current()))
+            .json(body)
             .send()
             .await
             .map_err(classify)?;
@@ -225,9 +263,8 @@ impl Transport {
                 retry_after: None,
             });
         }
-        serde_json::from_slice(&body).map_err(|_| {
-            Error::InvalidAnswer(format!("not a consumption answer: {}", snippet(&body)))
-        })
+        serde_json::from_slice(&body)
+            .map_err(|_| Error::InvalidAnswer(format!("{what}: {}", snippet(&body))))
     }
 
     /// POST a report whose answer only matters as success or failure.

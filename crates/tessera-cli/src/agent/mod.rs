@@ -82,6 +82,11 @@ pub struct AgentArgs {
     /// features) is reported to the authority.
     #[arg(long, env = "TESSERA_CONSUMPTION_INTERVAL", default_value = "10s", value_parser = crate::parse_interval)]
     consumption_interval: std::time::Duration,
+    /// With no token (none given, none kept in the state directory), start
+    /// this machine's trial of this trial policy by itself (the authority's
+    /// `POST /v1/trials`; a reinstall gets the same trial back).
+    #[arg(long, env = "TESSERA_TRIAL_POLICY")]
+    trial_policy: Option<String>,
 }
 
 fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
@@ -106,6 +111,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         .state_dir(&args.state_dir)
         .usage_interval(args.usage_interval)
         .consumption_interval(args.consumption_interval);
+    if let Some(policy) = &args.trial_policy {
+        builder = builder.trial(policy);
+    }
     for key in &args.public_keys {
         builder = builder
             .pin(key)
