@@ -45,6 +45,18 @@ pub fn refresh_after(
     at
 }
 
+/// Whether `license` can be used at `now`: its status grants it, or it
+/// expired under a policy that keeps something after expiry (§21) — all
+/// of it (`keep_access`), or older versions (which the client judges, so
+/// its machine must still hold a place).
+#[must_use]
+pub fn usable(license: &License, now: Timestamp) -> bool {
+    let status = license.status_at(now);
+    status.is_valid()
+        || (status == Status::Expired
+            && license.policy.on_expiry != tessera_protocol::wire::OnExpiry::LoseAccess)
+}
+
 /// Claims for a known license. `ttl` overrides the offline grace (exports).
 #[must_use]
 pub fn license_claims(

@@ -89,4 +89,30 @@ backend_tests! {
         let c = claims(plain).await;
         assert_eq!((c.status, c.valid, c.on_expiry), (tessera_protocol::Status::Expired, false, OnExpiry::LoseAccess));
     }
+
+    async fn a_license_kept_past_expiry_keeps_its_machines_working(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        for (name, rule) in [("keep", "keep_access"), ("lose", "lose_access")] {
+            let (status, _) = s.admin_post("/v1/admin/policies", json!({"name": name, "duration": "30d", "on_expiry": rule})).await;
+            assert_eq!(status, 201);
+        }
+        let issue = |policy: &str| json!({"customer": "Acme", "plan": "p", "policy": policy, "duration": "1d", "max_machines": 2});
+        let (_, keep) = s.issue(issue("keep")).await;
+        let (_, lose) = s.issue(issue("lose")).await;
+        s.clock.advance(Duration::days(2));
+        let s = &s;
+        let activate = async |token: String| {
+            let (status, v) = s.request("POST", "/v1/machines/activate", Some(json!({"token": token, "fingerprint": "m-1"})), None).await;
+            assert_eq!(status, 200, "{v}");
+            s.claims(v["document"].as_str().unwrap(), &token)
+        };
+        // Kept past expiry: marked expired, still usable, and the machine
+        // takes its place (it used to be refused as if the license had lapsed).
+        let c = activate(keep).await;
+        assert_eq!((c.status, c.valid), (tessera_protocol::Status::Expired, true));
+        assert!(c.machine.as_ref().and_then(|m| m.id.as_ref()).is_some(), "{c:?}");
+        let c = activate(lose).await;
+        assert_eq!((c.status, c.valid), (tessera_protocol::Status::Expired, false));
+        assert!(c.machine.as_ref().and_then(|m| m.id.as_ref()).is_none(), "{c:?}");
+    }
 }

@@ -152,13 +152,15 @@ impl Machines {
     ) -> Result<Arc<SignedDocument>> {
         let claim = self.claim(&asked.license, machine).await?;
         let seats_exceeded = self.shared.seats.exceeded(&asked.license).await;
-        // A license that cannot be used answers with its own status.
-        let refused = match asked.license.status_at(self.now()) {
-            s if !s.is_valid() => Some(s),
-            _ => refused,
+        // A license that cannot be used answers with its own status (one
+        // kept past expiry by its policy still holds its places, §21).
+        let now = self.now();
+        let refused = if crate::status::usable(&asked.license, now) {
+            refused
+        } else {
+            Some(asked.license.status_at(now))
         };
         let key = (asked.license.id.clone(), asked.mfp.clone());
-        let now = self.now();
         let at = self
             .issued
             .get(&key)
@@ -192,7 +194,7 @@ impl Machines {
             Ok(asked) => asked,
             Err(unknown) => return Ok(unknown),
         };
-        if !asked.license.status_at(self.now()).is_valid() {
+        if !crate::status::usable(&asked.license, self.now()) {
             return self.answer(asked, None, None).await;
         }
         let now = self.lease_now();
