@@ -197,3 +197,29 @@ backend_tests! {
         assert_error(&got, 422, "invalid_feature");
     }
 }
+
+/// Reports counted on two replicas add up, and a blocking point passed on
+/// one reaches the streams held by the other.
+#[tokio::test]
+async fn replicas_share_totals_and_push_the_blocking_point() {
+    let Some(replicas) = TestServer::postgres_replicas("quotas_two_replicas", 2).await else {
+        return;
+    };
+    let (a, b) = (&replicas[0], &replicas[1]);
+    let (id, token) = a
+        .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d", "features": ["api_calls=100/month"]}))
+        .await;
+    let auth = format!("Bearer {token}");
+    let mut on_b = SseStream::open(&b.url, &[("authorization", &auth)]).await.map_err(|r| r.status()).unwrap();
+    assert_eq!(on_b.next_revision(T).await, 1);
+    let (_, got) = report(b, &token, "one", 1, json!({"api_calls": 60})).await;
+    assert_eq!(got["quotas"]["api_calls"]["used"], 60, "{got}");
+    let (_, got) = report(a, &token, "two", 1, json!({"api_calls": 50})).await;
+    assert_eq!(got["quotas"]["api_calls"]["used"], 110, "{got}");
+    let (rev, doc) = on_b.next_status(T).await.expect("pushed across replicas");
+    assert_eq!(rev, 2);
+    let q = b.claims(&doc, &token).entitlements["api_calls"].quota.clone().unwrap();
+    assert_eq!(q.used, Some(110));
+    let (_, view) = b.admin_get(&format!("/v1/admin/licenses/{id}/quotas/api_calls")).await;
+    assert_eq!(view["remaining"], 0, "{view}");
+}
