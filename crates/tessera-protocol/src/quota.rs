@@ -186,6 +186,9 @@ pub struct Quota {
     /// had counted it (documents and admin views; absent in definitions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used: Option<u64>,
+    /// What was left of `limit` then: `limit - used`, 0 in overage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remaining: Option<u64>,
     /// When that period ends (absent for `total`).
     #[serde(
         default,
@@ -205,6 +208,7 @@ impl Quota {
             period,
             overage,
             used: None,
+            remaining: None,
             period_ends_at: None,
         }
     }
@@ -214,6 +218,7 @@ impl Quota {
     pub fn as_of(&self, at: Timestamp, used: u64) -> Self {
         Self {
             used: Some(used),
+            remaining: Some(self.limit.saturating_sub(used)),
             period_ends_at: self.period.end(at),
             ..Self::new(self.limit, self.period, self.overage)
         }
@@ -221,7 +226,7 @@ impl Quota {
 
     /// What is left of the limit after `used` (0 in overage).
     #[must_use]
-    pub fn remaining(&self, used: u64) -> u64 {
+    pub fn left_after(&self, used: u64) -> u64 {
         self.limit.saturating_sub(used)
     }
 

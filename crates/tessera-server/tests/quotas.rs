@@ -53,7 +53,7 @@ backend_tests! {
         let (id, token) = s.issue(json!({"customer": "Acme", "plan": "p", "duration": "400d",
                                          "features": ["sso", "api_calls=100/month"]})).await;
         let q = used_in_document(&s, &token, "first").await;
-        assert_eq!((q.limit, q.used), (100, Some(0)));
+        assert_eq!((q.limit, q.used, q.remaining), (100, Some(0), Some(100)));
         let now = s.now();
         let next_month = if now.month() == 12 { Utc.with_ymd_and_hms(now.year() + 1, 1, 1, 0, 0, 0) } else { Utc.with_ymd_and_hms(now.year(), now.month() + 1, 1, 0, 0, 0) }.unwrap();
         assert_eq!(q.period_ends_at, Some(next_month));
@@ -69,7 +69,8 @@ backend_tests! {
         // Another instance's sequence 1 is its own.
         let (_, got) = report(&s, &token, "inst-b", 1, json!({"api_calls": 10})).await;
         assert_eq!(got["quotas"]["api_calls"]["used"], 40, "{got}");
-        assert_eq!(used_in_document(&s, &token, "second").await.used, Some(40));
+        let q = used_in_document(&s, &token, "second").await;
+        assert_eq!((q.used, q.remaining), (Some(40), Some(60)));
 
         let (status, view) = s.admin_get(&format!("/v1/admin/licenses/{id}/quotas/api_calls")).await;
         assert_eq!(status, 200, "{view}");
@@ -127,7 +128,7 @@ backend_tests! {
             assert_eq!(rev, 2);
             let claims = s.claims(&doc, &token);
             let q = claims.entitlements["api_calls"].quota.clone().unwrap();
-            assert_eq!((q.used, q.remaining(q.used.unwrap())), (Some(105), 0));
+            assert_eq!((q.used, q.remaining), (Some(105), Some(0)));
         }
         let k = kinds(&s, &id).await;
         assert_eq!(k[..2], ["quota.exhausted".to_owned(), "quota.threshold".to_owned()], "{k:?}");
@@ -210,7 +211,10 @@ async fn replicas_share_totals_and_push_the_blocking_point() {
         .issue(json!({"customer": "Acme", "plan": "p", "duration": "30d", "features": ["api_calls=100/month"]}))
         .await;
     let auth = format!("Bearer {token}");
-    let mut on_b = SseStream::open(&b.url, &[("authorization", &auth)]).await.map_err(|r| r.status()).unwrap();
+    let mut on_b = SseStream::open(&b.url, &[("authorization", &auth)])
+        .await
+        .map_err(|r| r.status())
+        .unwrap();
     assert_eq!(on_b.next_revision(T).await, 1);
     let (_, got) = report(b, &token, "one", 1, json!({"api_calls": 60})).await;
     assert_eq!(got["quotas"]["api_calls"]["used"], 60, "{got}");
@@ -218,8 +222,13 @@ async fn replicas_share_totals_and_push_the_blocking_point() {
     assert_eq!(got["quotas"]["api_calls"]["used"], 110, "{got}");
     let (rev, doc) = on_b.next_status(T).await.expect("pushed across replicas");
     assert_eq!(rev, 2);
-    let q = b.claims(&doc, &token).entitlements["api_calls"].quota.clone().unwrap();
+    let q = b.claims(&doc, &token).entitlements["api_calls"]
+        .quota
+        .clone()
+        .unwrap();
     assert_eq!(q.used, Some(110));
-    let (_, view) = b.admin_get(&format!("/v1/admin/licenses/{id}/quotas/api_calls")).await;
+    let (_, view) = b
+        .admin_get(&format!("/v1/admin/licenses/{id}/quotas/api_calls"))
+        .await;
     assert_eq!(view["remaining"], 0, "{view}");
 }

@@ -153,7 +153,7 @@ impl Metering {
             license: license.id.to_string(),
             feature: feature.to_owned(),
             quota: quota.as_of(now, used),
-            remaining: quota.remaining(used),
+            remaining: quota.left_after(used),
             periods: history
                 .into_iter()
                 .map(|p| QuotaPeriodView {
