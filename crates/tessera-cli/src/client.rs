@@ -247,6 +247,20 @@ impl AdminClient {
 
     // ----- policies, events, keys ------------------------------------------
 
+    /// `PATCH /v1/admin/policies/{name}`.
+    pub async fn update_policy(
+        &self,
+        name: &str,
+        update: &tessera_protocol::wire::PolicyUpdate,
+        dry_run: bool,
+    ) -> anyhow::Result<tessera_protocol::wire::PolicyUpdateView> {
+        let req = self
+            .authed(Method::PATCH, &format!("/v1/admin/policies/{name}"))?
+            .query(&[("dry_run", dry_run)])
+            .json(update);
+        self.send(req).await
+    }
+
     /// `POST /v1/admin/policies`.
     pub async fn create_policy(&self, input: &PolicyInput) -> anyhow::Result<PolicyView> {
         self.post("/v1/admin/policies", input).await

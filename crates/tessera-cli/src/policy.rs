@@ -1,7 +1,7 @@
-//! `tessera policy create|list`.
+//! `tessera policy create|update|list`.
 
 use clap::{Args, Subcommand};
-use tessera_protocol::wire::{PolicyInput, RenewalBasis};
+use tessera_protocol::wire::{Enforcement, OnExpiry, PolicyInput, PolicyUpdate, RenewalBasis};
 
 use crate::Connection;
 use crate::args::{MachineArgs, split_list};
@@ -12,6 +12,12 @@ use crate::output;
 pub enum PolicyCommand {
     /// Create a policy.
     Create(Box<PolicyCreateArgs>),
+    /// Change a policy's enforcement, on-expiry rule, offline grace or
+    /// refresh interval. Every license under it gets a new revision,
+    /// pushed to its instances. With --dry-run nothing changes: it lists
+    /// the licenses whose verdict would change and how many of their
+    /// instances are connected.
+    Update(PolicyUpdateArgs),
     /// List policies.
     List {
         #[command(flatten)]
@@ -61,7 +67,36 @@ pub struct PolicyCreateArgs {
     /// released before the expiry keep working: "perpetual fallback"), or
     /// keep_access (marked expired, webhooks fire, features stay on).
     #[arg(long)]
-    on_expiry: Option<tessera_protocol::wire::OnExpiry>,
+    on_expiry: Option<OnExpiry>,
+    /// How the policy's rules apply: enforce (default: refuse what they
+    /// refuse), warn (allow it; the verdict carries warnings the product
+    /// shows), observe (allow it; the vendor sees it, the product shows
+    /// nothing). Suspension and revocation always apply.
+    #[arg(long)]
+    enforcement: Option<Enforcement>,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyUpdateArgs {
+    /// The policy's name.
+    name: String,
+    /// enforce, warn or observe.
+    #[arg(long)]
+    enforcement: Option<Enforcement>,
+    /// lose_access, keep_versions_released_before_expiry or keep_access.
+    #[arg(long)]
+    on_expiry: Option<OnExpiry>,
+    /// How long a status document stays trustworthy offline (e.g. 14d).
+    #[arg(long)]
+    offline_grace: Option<String>,
+    /// How often clients without a live stream ask again (e.g. 30m).
+    #[arg(long)]
+    refresh_interval: Option<String>,
+    /// Show what would change; change nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     conn: Connection,
 }
@@ -83,6 +118,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 auto_renew_period: a.auto_renew_period,
                 renew_before: a.renew_before,
                 on_expiry: a.on_expiry.unwrap_or_default(),
+                enforcement: a.enforcement.unwrap_or_default(),
                 machines: a.machines.input(),
             };
             let p = client.create_policy(&input).await?;
@@ -90,6 +126,52 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
                 return output::json(&p);
             }
             println!("Created policy {} ({}).", p.name, p.id);
+            Ok(())
+        }
+        PolicyCommand::Update(a) => {
+            let update = PolicyUpdate {
+                enforcement: a.enforcement,
+                on_expiry: a.on_expiry,
+                offline_grace: a.offline_grace,
+                refresh_interval: a.refresh_interval,
+            };
+            let view = AdminClient::new(&a.conn)?
+                .update_policy(&a.name, &update, a.dry_run)
+                .await?;
+            if a.conn.json {
+                return output::json(&view);
+            }
+            let verb = if view.dry_run {
+                "would change"
+            } else {
+                "changed"
+            };
+            println!(
+                "{} {}: {} of {} licenses {verb} verdict ({} connected instances).",
+                if view.dry_run {
+                    "Dry run, nothing written. Policy"
+                } else {
+                    "Updated policy"
+                },
+                view.policy.name,
+                view.changes.len(),
+                view.licenses,
+                view.instances_connected,
+            );
+            if !view.changes.is_empty() {
+                let mut table =
+                    output::table(&["LICENSE", "CUSTOMER", "NOW", "AFTER", "CONNECTED"]);
+                for c in &view.changes {
+                    table.add_row(vec![
+                        c.license.clone(),
+                        c.customer.clone(),
+                        c.before.clone(),
+                        c.after.clone(),
+                        c.instances_connected.to_string(),
+                    ]);
+                }
+                println!("{table}");
+            }
             Ok(())
         }
         PolicyCommand::List { conn } => {

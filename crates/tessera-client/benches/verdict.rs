@@ -59,6 +59,7 @@ fn offline_client(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> C
             .collect(),
         max_users: Some(100),
         on_expiry: Default::default(),
+        enforcement: Default::default(),
         seats_exceeded: false,
         customer: Some("Bench".into()),
         valid_from: Some(now),

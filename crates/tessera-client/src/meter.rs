@@ -136,23 +136,33 @@ impl Meters {
     ) {
         let doc = doc.map(|d| {
             let c = d.claims();
-            (c.rev, c.iat, &c.entitlements)
+            (c.rev, c.iat, &c.entitlements, c.enforcement.is_default())
         });
         self.sync(doc, now);
     }
 
     /// Base the meters on the held document's quotas, when it is another
     /// document than last time; start a period again once it is over.
-    pub(crate) fn sync(&self, doc: Option<(u64, Timestamp, &Entitlements)>, now: Timestamp) {
+    /// Under a policy that only warns (`enforced` false, §24) nothing is
+    /// refused: the verdict carries `quota_exhausted` instead.
+    pub(crate) fn sync(&self, doc: Option<(u64, Timestamp, &Entitlements, bool)>, now: Timestamp) {
         let mut based_on = self
             .based_on
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = doc.map(|(rev, iat, _)| (rev, iat));
+        let key = doc.map(|(rev, iat, _, _)| (rev, iat));
         if key != *based_on {
             *based_on = key;
+            let enforced = doc.is_none_or(|(_, _, _, enforced)| enforced);
+            let ceiling = |q: &Quota| {
+                if enforced {
+                    q.overage.ceiling(q.limit).unwrap_or(u64::MAX)
+                } else {
+                    u64::MAX
+                }
+            };
             let quotas: Vec<(&String, &Quota)> = doc
-                .map(|(_, _, e)| {
+                .map(|(_, _, e, _)| {
                     e.iter()
                         .filter_map(|(f, e)| e.quota.as_ref().map(|q| (f, q)))
                         .collect()
@@ -164,12 +174,11 @@ impl Meters {
                 let m = match old.get(feature) {
                     Some(m) if m.period == q.period => {
                         m.limit.store(q.limit, Relaxed);
-                        m.ceiling
-                            .store(q.overage.ceiling(q.limit).unwrap_or(u64::MAX), Relaxed);
                         m.clone()
                     }
                     _ => Arc::new(Meter::new(q)),
                 };
+                m.ceiling.store(ceiling(q), Relaxed);
                 m.learn(q.used.unwrap_or(0), end_ms(q));
                 table.insert(feature.clone(), m);
             }
@@ -262,7 +271,7 @@ mod tests {
     fn consumption_stops_at_the_ceiling_and_counts_what_is_uncounted() {
         let m = Meters::default();
         let iat = t("2026-12-10");
-        m.sync(Some((1, iat, &doc("100/month", 90, iat))), iat);
+        m.sync(Some((1, iat, &doc("100/month", 90, iat), true)), iat);
         assert_eq!(m.remaining("api"), Some(10));
         assert_eq!(m.consume("api", 4).unwrap(), 6);
         assert!(matches!(
@@ -281,7 +290,7 @@ mod tests {
         // Another document of the same period before the answer: the
         // uncounted 10 stay on top of its count.
         let iat2 = iat + chrono::Duration::seconds(5);
-        m.sync(Some((1, iat2, &doc("100/month", 90, iat2))), iat2);
+        m.sync(Some((1, iat2, &doc("100/month", 90, iat2), true)), iat2);
         assert_eq!(m.remaining("api"), Some(0));
         let answer = BTreeMap::from([(
             "api".to_owned(),
@@ -291,7 +300,7 @@ mod tests {
         assert_eq!(m.remaining("api"), Some(0));
         // The next month starts again from nothing.
         m.sync(
-            Some((1, iat2, &doc("100/month", 90, iat2))),
+            Some((1, iat2, &doc("100/month", 90, iat2), true)),
             t("2027-01-01"),
         );
         assert_eq!(m.remaining("api"), Some(100));
@@ -303,7 +312,12 @@ mod tests {
         let m = Meters::default();
         let iat = t("2026-12-10");
         m.sync(
-            Some((1, iat, &doc("10/day/allow_until_percent(150)", 9, iat))),
+            Some((
+                1,
+                iat,
+                &doc("10/day/allow_until_percent(150)", 9, iat),
+                true,
+            )),
             iat,
         );
         assert_eq!(
@@ -312,7 +326,12 @@ mod tests {
             "past the limit, within 150 %"
         );
         assert!(m.consume("api", 2).is_err());
-        m.sync(Some((2, iat, &doc("10/day/allow", 1_000, iat))), iat);
+        m.sync(Some((2, iat, &doc("10/day/allow", 1_000, iat), true)), iat);
         assert!(m.consume("api", 1_000_000).is_ok());
+        // A policy that only warns refuses nothing, even under `block`.
+        m.sync(Some((3, iat, &doc("10/day", 10, iat), false)), iat);
+        assert!(m.consume("api", 5).is_ok());
+        m.sync(Some((4, iat, &doc("10/day", 10, iat), true)), iat);
+        assert!(m.consume("api", 1).is_err(), "enforced again");
     }
 }

@@ -3,9 +3,9 @@
 
 use chrono::Duration;
 use serde::Serialize;
-use tessera_protocol::entitlements::{granted_at, next_feature_end};
+use tessera_protocol::entitlements::next_feature_end;
 use tessera_protocol::wire::OnExpiry;
-use tessera_protocol::{Entitlements, Status, Timestamp, VerifiedDocument};
+use tessera_protocol::{Status, Timestamp, VerifiedDocument};
 
 /// The verdict's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -80,71 +80,8 @@ impl UnverifiedReason {
     }
 }
 
-/// What the held document says of the license (shown whatever the verdict).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LicenseInfo {
-    /// License id, when the authority knows the token.
-    pub id: Option<String>,
-    /// Status as the authority signed it.
-    pub status: Status,
-    /// Customer.
-    pub customer: Option<String>,
-    /// Plan.
-    pub plan: Option<String>,
-    /// Features granted now (a feature whose own end has passed is gone).
-    pub features: Vec<String>,
-    /// Features with terms of their own (when each ends), by name.
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub entitlements: Entitlements,
-    /// Seat limit.
-    pub max_users: Option<u32>,
-    /// The authority's metering shows more users than `max_users`.
-    pub seats_exceeded: bool,
-    /// Start of the period.
-    #[serde(with = "tessera_protocol::time::rfc3339_opt")]
-    pub valid_from: Option<Timestamp>,
-    /// End of the period; `None` = perpetual.
-    #[serde(with = "tessera_protocol::time::rfc3339_opt")]
-    pub expires_at: Option<Timestamp>,
-    /// Revision.
-    pub revision: u64,
-    /// When the authority signed the held document.
-    #[serde(with = "tessera_protocol::time::rfc3339")]
-    pub issued_at: Timestamp,
-    /// When to ask again without a live stream.
-    #[serde(with = "tessera_protocol::time::rfc3339")]
-    pub refresh_after: Timestamp,
-    /// Hard freshness bound of the held document.
-    #[serde(with = "tessera_protocol::time::rfc3339")]
-    pub fresh_until: Timestamp,
-}
-
-impl LicenseInfo {
-    /// From a verified document, at `now`: a feature whose own end has
-    /// passed is not granted, however long the document is trusted.
-    #[must_use]
-    pub fn from_document(doc: &VerifiedDocument, now: Timestamp) -> Self {
-        let c = doc.claims();
-        Self {
-            id: c.lic.clone(),
-            status: c.status,
-            customer: c.customer.clone(),
-            plan: c.plan.clone(),
-            features: granted_at(&c.features, &c.entitlements, now)
-                .cloned()
-                .collect(),
-            entitlements: c.entitlements.clone(),
-            max_users: c.max_users,
-            seats_exceeded: c.seats_exceeded,
-            valid_from: c.valid_from,
-            expires_at: c.expires_at,
-            revision: c.rev,
-            issued_at: c.iat,
-            refresh_after: c.refresh_after,
-            fresh_until: c.exp,
-        }
-    }
-}
+mod info;
+pub use info::LicenseInfo;
 
 /// The last failure to get an authoritative answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -186,6 +123,12 @@ pub struct Verdict {
     /// `keep_versions_released_before_expiry` for this version. `None`
     /// otherwise.
     pub after_expiry: Option<OnExpiry>,
+    /// What the policy's rules refuse but its enforcement only warns of
+    /// (docs/PROTOCOL.md §24): `expired`, `instance_limit`,
+    /// `too_many_machines`, `not_activated`, `lease_expired`, or
+    /// `quota_exhausted:<feature>`. The verdict stays usable.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// When this verdict stops being true by itself: the license's expiry,
     /// a feature's own end, or the end of the document's offline grace. Both the refresh loop and
     /// a separate deadline thread republish the verdict then, so neither
@@ -223,6 +166,7 @@ impl Verdict {
             last_error: None,
             connected: false,
             after_expiry: None,
+            warnings: Vec::new(),
             changes_at: None,
         }
     }
@@ -298,6 +242,13 @@ pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) ->
     } else {
         state
     };
+    // Refused by a rule the policy only warns of (§24).
+    let warnings = doc.map_or_else(Vec::new, |d| warned(state, d.claims()));
+    let state = if warnings.iter().any(|w| !w.starts_with("quota_exhausted:")) {
+        VerdictState::Valid
+    } else {
+        state
+    };
     let changes_at = match (state, doc.map(VerifiedDocument::claims)) {
         (VerdictState::Unverified | VerdictState::NotFound, _) | (_, None) => None,
         (_, Some(c)) => earliest_ahead(
@@ -318,8 +269,39 @@ pub fn compute(doc: Option<&VerifiedDocument>, now: Timestamp, ctx: &Context) ->
         last_error: ctx.contact.last_error.clone(),
         connected: ctx.contact.connected,
         after_expiry,
+        warnings,
         changes_at,
     }
+}
+
+/// Under `warn` and `observe`: what the policy's rules refuse in `state`
+/// and in the document's quotas. Nothing under `enforce`, and nothing for
+/// a document that does not grant (suspended, revoked, unknown).
+fn warned(state: VerdictState, c: &tessera_protocol::StatusClaims) -> Vec<String> {
+    if c.enforcement.is_default() || !c.valid {
+        return Vec::new();
+    }
+    let mut warnings = Vec::new();
+    if matches!(
+        state,
+        VerdictState::Expired
+            | VerdictState::InstanceLimit
+            | VerdictState::TooManyMachines
+            | VerdictState::NotActivated
+            | VerdictState::LeaseExpired
+    ) {
+        warnings.push(state.as_str().to_owned());
+    }
+    for (feature, e) in &c.entitlements {
+        if let Some(q) = &e.quota
+            && q.overage
+                .ceiling(q.limit)
+                .is_some_and(|top| q.used.unwrap_or(0) >= top)
+        {
+            warnings.push(format!("quota_exhausted:{feature}"));
+        }
+    }
+    warnings
 }
 
 /// Whether an expired license's policy keeps this client valid: always
@@ -376,6 +358,7 @@ fn earliest_ahead<const N: usize>(
 mod tests {
     use super::*;
     use chrono::DateTime;
+    use tessera_protocol::Entitlements;
     use tessera_protocol::{
         Expectations, LicenseToken, SigningKey, StatusClaims, TrustedKeys, sign, verify,
     };
@@ -408,6 +391,7 @@ mod tests {
             features: vec!["sso".into(), "audit".into()],
             entitlements: Entitlements::new(),
             on_expiry: OnExpiry::LoseAccess,
+            enforcement: Default::default(),
             max_users: None,
             seats_exceeded: false,
             customer: None,
@@ -585,5 +569,59 @@ mod tests {
             Some(t0() + Duration::hours(1))
         );
         assert_eq!(next_change(None, t0()), None);
+    }
+
+    #[test]
+    fn a_policy_that_only_warns_keeps_the_verdict_usable() {
+        use tessera_protocol::wire::Enforcement;
+        let later = t0() + Duration::days(2);
+        let warn = |status, valid: bool| {
+            doc_with(status, Some(Duration::days(1)), |c| {
+                c.enforcement = Enforcement::Warn;
+                c.valid = valid;
+            })
+        };
+        // Expired by the clock, offline: usable, with the warning.
+        let v = compute(Some(&warn(Status::Active, true)), later, &ctx(None));
+        assert_eq!(
+            (v.state, v.warnings.as_slice()),
+            (VerdictState::Valid, &["expired".to_owned()][..])
+        );
+        assert!(v.has_feature("sso"));
+        // A machine refusal signed under `warn` (valid, features kept).
+        let v = compute(Some(&warn(Status::TooManyMachines, true)), t0(), &ctx(None));
+        assert_eq!(
+            (v.state, v.warnings.as_slice()),
+            (VerdictState::Valid, &["too_many_machines".to_owned()][..])
+        );
+        // Suspension is the vendor's act: never softened.
+        let v = compute(Some(&warn(Status::Suspended, false)), t0(), &ctx(None));
+        assert_eq!((v.state, v.warnings.len()), (VerdictState::Suspended, 0));
+        // A quota past its blocking point is a warning, not a refusal.
+        let q = tessera_protocol::Quota::parse("10/month")
+            .unwrap()
+            .as_of(t0(), 12);
+        let d = doc_with(Status::Active, Some(Duration::days(30)), |c| {
+            c.enforcement = Enforcement::Observe;
+            c.entitlements.insert(
+                "api".into(),
+                tessera_protocol::Entitlement {
+                    expires_at: None,
+                    quota: Some(q),
+                },
+            );
+        });
+        let v = compute(Some(&d), t0(), &ctx(None));
+        assert_eq!(
+            (v.state, v.warnings.as_slice()),
+            (VerdictState::Valid, &["quota_exhausted:api".to_owned()][..])
+        );
+        // Under `enforce`, nothing of the kind.
+        let v = compute(
+            Some(&doc_with(Status::Active, Some(Duration::days(1)), |_| {})),
+            later,
+            &ctx(None),
+        );
+        assert_eq!((v.state, v.warnings.len()), (VerdictState::Expired, 0));
     }
 }

@@ -153,6 +153,11 @@ pub struct StatusClaims {
     /// What expiry takes away (§21); absent: `lose_access`.
     #[serde(default, skip_serializing_if = "crate::wire::OnExpiry::is_default")]
     pub on_expiry: crate::wire::OnExpiry,
+    /// How the policy's rules apply (§24); absent: `enforce`. Under `warn`
+    /// and `observe` a refusal by those rules (`expired`, `instance_limit`,
+    /// the machine refusals) is signed with `valid: true` and the features.
+    #[serde(default, skip_serializing_if = "crate::wire::Enforcement::is_default")]
+    pub enforcement: crate::wire::Enforcement,
     /// Seat limit; `None` = unlimited.
     #[serde(default)]
     pub max_users: Option<u32>,
@@ -210,6 +215,7 @@ impl StatusClaims {
             features: vec!["sso".into(), "audit".into()],
             entitlements: crate::Entitlements::new(),
             on_expiry: crate::wire::OnExpiry::LoseAccess,
+            enforcement: crate::wire::Enforcement::Enforce,
             max_users: Some(10),
             seats_exceeded: false,
             customer: Some("Acme".into()),

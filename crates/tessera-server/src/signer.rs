@@ -210,9 +210,7 @@ impl DocumentSigner {
             match answer {
                 Answer::License { seats_exceeded } => claims.seats_exceeded = seats_exceeded,
                 Answer::InstanceLimit => {
-                    claims.status = Status::InstanceLimit;
-                    claims.valid = false;
-                    claims.features = Vec::new();
+                    status::refuse(&mut claims, Status::InstanceLimit, license);
                     // Ask again within the hour: instances going quiet free places.
                     claims.refresh_after = claims.refresh_after.min(now + Duration::hours(1));
                 }
@@ -242,9 +240,7 @@ impl DocumentSigner {
         claims.seats_exceeded = machine.seats_exceeded;
         claims.mfp = Some(machine.mfp);
         if let Some(refusal) = machine.refused {
-            claims.status = refusal;
-            claims.valid = false;
-            claims.features = Vec::new();
+            status::refuse(&mut claims, refusal, license);
             // Places free up as machines leave: ask again within minutes.
             claims.refresh_after = claims.refresh_after.min(now + Duration::minutes(5));
         }

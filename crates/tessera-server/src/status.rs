@@ -48,13 +48,40 @@ pub fn refresh_after(
 /// Whether `license` can be used at `now`: its status grants it, or it
 /// expired under a policy that keeps something after expiry (§21) — all
 /// of it (`keep_access`), or older versions (which the client judges, so
-/// its machine must still hold a place).
+/// its machine must still hold a place) — or only warns of expiry (§24).
 #[must_use]
 pub fn usable(license: &License, now: Timestamp) -> bool {
     let status = license.status_at(now);
     status.is_valid()
         || (status == Status::Expired
-            && license.policy.on_expiry != tessera_protocol::wire::OnExpiry::LoseAccess)
+            && (license.policy.on_expiry != tessera_protocol::wire::OnExpiry::LoseAccess
+                || !enforced(license)))
+}
+
+/// Whether the license's policy refuses what its rules refuse (§24), or
+/// only warns of it.
+#[must_use]
+pub fn enforced(license: &License) -> bool {
+    license.policy.enforcement == tessera_protocol::wire::Enforcement::Enforce
+}
+
+/// Make `claims` a refusal by the policy's rules: refused outright under
+/// `enforce`; under `warn`/`observe` the status says what was refused and
+/// the document still grants (§24).
+pub fn refuse(claims: &mut StatusClaims, refusal: Status, license: &License) {
+    claims.status = refusal;
+    let by_rule = matches!(
+        refusal,
+        Status::Expired
+            | Status::InstanceLimit
+            | Status::TooManyMachines
+            | Status::NotActivated
+            | Status::LeaseExpired
+    );
+    if enforced(license) || !by_rule {
+        claims.valid = false;
+        claims.features = Vec::new();
+    }
 }
 
 /// Claims for a known license. `ttl` overrides the offline grace (exports).
@@ -76,11 +103,13 @@ pub fn license_claims(
         machine: None,
         status,
         // A policy that keeps access past expiry: marked expired, still
-        // valid (§21). Keeping older versions is the client's to decide:
-        // only it knows its release date.
+        // valid (§21); so under a policy that only warns of expiry (§24).
+        // Keeping older versions is the client's to decide: only it knows
+        // its release date.
         valid: status.is_valid()
             || (status == Status::Expired
-                && license.policy.on_expiry == tessera_protocol::wire::OnExpiry::KeepAccess),
+                && (license.policy.on_expiry == tessera_protocol::wire::OnExpiry::KeepAccess
+                    || !enforced(license))),
         plan: Some(license.plan.clone()),
         features: granted_at(&license.features, &license.entitlements, now)
             .cloned()
@@ -92,6 +121,7 @@ pub fn license_claims(
             .filter(|(_, e)| e.expires_at.is_none_or(|end| end > now))
             .collect(),
         on_expiry: license.policy.on_expiry,
+        enforcement: license.policy.enforcement,
         max_users: license.max_users,
         seats_exceeded: false,
         customer: Some(license.customer.clone()),
@@ -130,6 +160,7 @@ pub fn not_found_claims(tfp: TokenFingerprint, echo: Echo, now: Timestamp) -> St
         features: Vec::new(),
         entitlements: tessera_protocol::Entitlements::new(),
         on_expiry: Default::default(),
+        enforcement: Default::default(),
         max_users: None,
         seats_exceeded: false,
         customer: None,

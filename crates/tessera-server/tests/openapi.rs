@@ -62,6 +62,7 @@ async fn every_api_route_is_described() {
         include_str!("../src/http/machines.rs"),
         include_str!("../src/http/quotas.rs"),
         include_str!("../src/http/trials.rs"),
+        include_str!("../src/http/policies.rs"),
     ] {
         in_code.extend(routes_in(source));
     }

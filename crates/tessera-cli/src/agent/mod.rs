@@ -170,6 +170,18 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // What the product consumed since the last report is sent now, not lost
+    // with the process (bounded: a stop never hangs on the authority).
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.flush_consumption(),
+    )
+    .await
+    {
+        Ok(Ok(())) | Ok(Err(tessera_client::Error::NoServer)) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not report the last consumption"),
+        Err(_) => tracing::warn!("the last consumption report did not finish in 5 s"),
+    }
     client.shutdown();
     tracing::info!("agent stopped");
     Ok(())

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{LicenseState, MachineInput, MachineSettingsView, OnExpiry, RenewalBasis};
+use super::{Enforcement, LicenseState, MachineInput, MachineSettingsView, OnExpiry, RenewalBasis};
 use crate::Timestamp;
 use crate::document::Status;
 use crate::ids::{CustomerId, PolicyId};
@@ -46,6 +46,9 @@ pub struct PolicyInput {
     /// What expiry takes away (default `lose_access`).
     #[serde(default)]
     pub on_expiry: OnExpiry,
+    /// How its rules are applied (default `enforce`).
+    #[serde(default)]
+    pub enforcement: Enforcement,
     /// Machine limit and mode of its licenses (default: unlimited,
     /// node-locked).
     #[serde(flatten)]
@@ -83,6 +86,9 @@ pub struct PolicyView {
     pub renew_before: String,
     /// What expiry takes away.
     pub on_expiry: OnExpiry,
+    /// How its rules are applied.
+    #[serde(default)]
+    pub enforcement: Enforcement,
     /// Machine settings its licenses get.
     #[serde(flatten)]
     pub machines: MachineSettingsView,
@@ -352,4 +358,58 @@ pub struct QuotaUsageView {
     pub remaining: u64,
     /// Recent periods, newest first.
     pub periods: Vec<QuotaPeriodView>,
+}
+
+/// `PATCH /v1/admin/policies/{name}`: the settings to change (those left
+/// out stay). They reach every license under the policy (a new revision
+/// each, pushed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PolicyUpdate {
+    /// How its rules are applied.
+    #[serde(default)]
+    pub enforcement: Option<Enforcement>,
+    /// What expiry takes away.
+    #[serde(default)]
+    pub on_expiry: Option<OnExpiry>,
+    /// How long a document stays trustworthy offline (e.g. `14d`).
+    #[serde(default)]
+    pub offline_grace: Option<String>,
+    /// How often clients without a live stream ask again (e.g. `1h`).
+    #[serde(default)]
+    pub refresh_interval: Option<String>,
+}
+
+/// A license whose verdict the update changes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerdictChange {
+    /// License id.
+    pub license: String,
+    /// Customer name.
+    pub customer: String,
+    /// The verdict now: `valid`, `valid (warn: expired)`, `expired`, …
+    pub before: String,
+    /// The verdict after the update.
+    pub after: String,
+    /// Its instances holding an open change stream now.
+    pub instances_connected: u64,
+}
+
+/// The answer to `PATCH /v1/admin/policies/{name}` (`?dry_run=true`:
+/// what would change, nothing written).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PolicyUpdateView {
+    /// The policy as it is (dry run: as it would be).
+    pub policy: PolicyView,
+    /// Nothing was written.
+    pub dry_run: bool,
+    /// Licenses under the policy (revoked ones aside).
+    pub licenses: u64,
+    /// Those whose verdict changes, and how.
+    pub changes: Vec<VerdictChange>,
+    /// Connected instances of the licenses whose verdict changes.
+    pub instances_connected: u64,
 }

@@ -28,6 +28,7 @@ macro_rules! serde_text {
 serde_text!(
     RenewalBasis,
     OnExpiry,
+    Enforcement,
     LicenseState,
     DeliveryState,
     EventKind,
@@ -82,6 +83,34 @@ impl OnExpiry {
     #[must_use]
     pub fn is_default(&self) -> bool {
         *self == Self::LoseAccess
+    }
+}
+
+/// How a policy's own rules are applied (a policy's `enforcement`,
+/// docs/PROTOCOL.md §24): expiry, the instance and machine limits and
+/// quotas. Suspension and revocation always apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    /// What the rules refuse is refused.
+    #[default]
+    Enforce,
+    /// Nothing the rules refuse is refused; the verdict carries `warnings`
+    /// for the product to show.
+    Warn,
+    /// As `warn`, for the vendor only: the product shows nothing.
+    Observe,
+}
+
+impl Enforcement {
+    /// Every mode.
+    pub const ALL: [Self; 3] = [Self::Enforce, Self::Warn, Self::Observe];
+
+    /// Whether this is the default (left out of documents).
+    #[must_use]
+    pub fn is_default(&self) -> bool {
+        *self == Self::Enforce
     }
 }
 
@@ -187,6 +216,10 @@ pub enum EventKind {
     /// A policy was created.
     #[serde(rename = "policy.created")]
     PolicyCreated,
+    /// A policy's settings were changed (every license under it gets a new
+    /// revision).
+    #[serde(rename = "policy.updated")]
+    PolicyUpdated,
     /// A webhook endpoint was added.
     #[serde(rename = "webhook.created")]
     WebhookCreated,
@@ -197,7 +230,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::LicenseIssued,
         Self::LicenseExtended,
         Self::LicenseAutoRenewed,
@@ -215,6 +248,7 @@ impl EventKind {
         Self::QuotaThreshold,
         Self::QuotaExhausted,
         Self::PolicyCreated,
+        Self::PolicyUpdated,
         Self::WebhookCreated,
         Self::WebhookRemoved,
     ];
@@ -271,6 +305,7 @@ mod tests {
     fn every_wire_enum_has_one_spelling_and_refuses_unknown_text() {
         round_trips(&RenewalBasis::ALL);
         round_trips(&OnExpiry::ALL);
+        round_trips(&Enforcement::ALL);
         round_trips(&LicenseState::ALL);
         round_trips(&DeliveryState::ALL);
         round_trips(&EventKind::ALL);

@@ -18,6 +18,7 @@ mod error;
 mod extract;
 pub mod machines;
 pub mod openapi;
+pub mod policies;
 pub mod public;
 pub mod quotas;
 pub mod ratelimit;
@@ -134,6 +135,7 @@ pub fn router(state: AppState) -> Router {
     let admin = admin::router()
         .merge(machines::admin_router())
         .merge(quotas::admin_router())
+        .merge(policies::admin_router())
         .layer(DefaultBodyLimit::max(state.limits.admin_body_bytes));
     let streams = public::streams(state.clone());
     Router::new()

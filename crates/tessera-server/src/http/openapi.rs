@@ -17,6 +17,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::quotas::QuotasApi::openapi());
     doc.merge(super::quotas::QuotasAdminApi::openapi());
     doc.merge(super::trials::TrialsApi::openapi());
+    doc.merge(super::policies::PoliciesAdminApi::openapi());
     doc.merge(super::backstage::BackstageApi::openapi());
     doc
 }

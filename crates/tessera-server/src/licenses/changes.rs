@@ -6,6 +6,7 @@ use tessera_protocol::wire::EventKind;
 
 use tessera_protocol::wire::{
     EventView, ExtendRequest, IssueLicenseRequest, LicenseExport, LicenseState, PolicyInput,
+    PolicyUpdate, PolicyUpdateView, VerdictChange,
 };
 use tessera_protocol::{CustomerId, LicenseId, LicenseToken, PolicyId, Timestamp};
 
@@ -100,6 +101,85 @@ impl Changes {
         let created = self.shared.store.create_policy(&policy, event).await?;
         tracing::info!(policy = %created.name, actor, "policy created");
         Ok(created)
+    }
+
+    /// Change a policy's client settings (docs/PROTOCOL.md §24): with
+    /// `dry_run`, only say which licenses' verdicts would change and how
+    /// many of their instances are connected; otherwise apply it — every
+    /// license under the policy gets a new revision, pushed.
+    ///
+    /// # Errors
+    /// 404 unknown policy; 422 for bad settings or none.
+    pub async fn update_policy(
+        &self,
+        name: &str,
+        update: PolicyUpdate,
+        dry_run: bool,
+        actor: &str,
+    ) -> Result<PolicyUpdateView> {
+        let current = self
+            .shared
+            .store
+            .policy_by_name(name)
+            .await?
+            .ok_or_else(|| Error::not_found("policy", name))?;
+        let next = rules::updated_policy(&current, &update)?;
+        let now = self.now();
+        let licenses = self.shared.store.licenses_of_policy(&current.id).await?;
+        let connected = self
+            .shared
+            .store
+            .connected_under_policy(&current.id)
+            .await?;
+        let mut changes = Vec::new();
+        for license in &licenses {
+            let mut after = license.clone();
+            after.policy.enforcement = next.enforcement;
+            after.policy.on_expiry = next.on_expiry;
+            let (before, after) = (
+                rules::verdict_word(license, now),
+                rules::verdict_word(&after, now),
+            );
+            if before != after {
+                changes.push(VerdictChange {
+                    license: license.id.to_string(),
+                    customer: license.customer.clone(),
+                    before: before.to_owned(),
+                    after: after.to_owned(),
+                    instances_connected: connected.get(license.id.as_str()).copied().unwrap_or(0),
+                });
+            }
+        }
+        let view = PolicyUpdateView {
+            policy: next.view(),
+            dry_run,
+            licenses: licenses.len() as u64,
+            instances_connected: changes.iter().map(|c| c.instances_connected).sum(),
+            changes,
+        };
+        if dry_run {
+            return Ok(view);
+        }
+        let event = NewEvent {
+            at: now,
+            actor: actor.to_owned(),
+            kind: EventKind::PolicyUpdated,
+            before: serde_json::to_value(current.view()).ok(),
+            after: serde_json::to_value(next.view()).ok().map(|mut v| {
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("licenses".into(), view.licenses.into());
+                }
+                v
+            }),
+        };
+        let changed = self.shared.store.update_policy(&next, event).await?;
+        tracing::info!(policy = %next.name, licenses = changed.len(), actor, "policy updated");
+        for (id, _) in changed {
+            let license = Arc::new(self.license(&id).await?);
+            self.shared.cache.remember(license.clone());
+            self.push.publish(&license, Some(std::time::Instant::now()));
+        }
+        Ok(view)
     }
 
     /// All policies.

@@ -5,7 +5,7 @@
 use chrono::Duration;
 pub use tessera_protocol::wire::StateAction;
 use tessera_protocol::wire::{
-    ExtendRequest, IssueLicenseRequest, LicenseState, PolicyInput, RenewalBasis,
+    ExtendRequest, IssueLicenseRequest, LicenseState, PolicyInput, PolicyUpdate, RenewalBasis,
 };
 use tessera_protocol::{PolicyId, Timestamp};
 
@@ -14,6 +14,75 @@ use super::fields::{
 };
 use crate::error::{Error, Result};
 use crate::model::{License, Policy};
+
+/// The refresh interval is at least a minute and the offline grace covers
+/// a refresh.
+fn check_timing(refresh_interval: Duration, offline_grace: Duration) -> Result<()> {
+    if refresh_interval < Duration::minutes(1) {
+        return Err(Error::unprocessable(
+            "invalid_duration",
+            "refresh_interval must be at least 1m",
+        ));
+    }
+    if offline_grace < refresh_interval {
+        return Err(Error::unprocessable(
+            "invalid_duration",
+            "offline_grace must be at least refresh_interval, or clients go stale between refreshes",
+        ));
+    }
+    Ok(())
+}
+
+/// `current` with `update`'s settings, checked as a new policy's are.
+///
+/// # Errors
+/// 422 naming the field; 422 `nothing_to_update` for an empty update.
+pub fn updated_policy(current: &Policy, update: &PolicyUpdate) -> Result<Policy> {
+    if update.enforcement.is_none()
+        && update.on_expiry.is_none()
+        && update.offline_grace.is_none()
+        && update.refresh_interval.is_none()
+    {
+        return Err(Error::unprocessable(
+            "nothing_to_update",
+            "name at least one setting to change: enforcement, on_expiry, offline_grace, refresh_interval",
+        ));
+    }
+    let mut next = current.clone();
+    if let Some(t) = &update.refresh_interval {
+        next.refresh_interval = duration_field("refresh_interval", t)?;
+    }
+    if let Some(t) = &update.offline_grace {
+        next.offline_grace = lifetime_field("offline_grace", t)?;
+    }
+    check_timing(next.refresh_interval, next.offline_grace)?;
+    next.enforcement = update.enforcement.unwrap_or(next.enforcement);
+    next.on_expiry = update.on_expiry.unwrap_or(next.on_expiry);
+    Ok(next)
+}
+
+/// A license's verdict at `now` as its policy settings make it, in words
+/// (a policy update's preview): `valid`, `valid (warns: expired)`,
+/// `valid (kept after expiry)`, `expired`, `expired (older versions
+/// kept)`, `suspended`, `revoked`.
+#[must_use]
+pub fn verdict_word(license: &License, now: Timestamp) -> &'static str {
+    use tessera_protocol::Status;
+    use tessera_protocol::wire::{Enforcement, OnExpiry};
+    match license.status_at(now) {
+        Status::Expired => match (license.policy.on_expiry, license.policy.enforcement) {
+            (OnExpiry::KeepAccess, _) => "valid (kept after expiry)",
+            (_, Enforcement::Warn | Enforcement::Observe) => "valid (warns: expired)",
+            (OnExpiry::KeepVersionsReleasedBeforeExpiry, Enforcement::Enforce) => {
+                "expired (older versions kept)"
+            }
+            (OnExpiry::LoseAccess, Enforcement::Enforce) => "expired",
+        },
+        Status::Suspended => "suspended",
+        Status::Revoked => "revoked",
+        _ => "valid",
+    }
+}
 
 /// A policy from the admin's input, checked: durations parse, the refresh
 /// interval is at least a minute, the offline grace covers a refresh, and
@@ -32,18 +101,7 @@ pub fn new_policy(input: PolicyInput, id: PolicyId, now: Timestamp) -> Result<Po
         Some(t) => lifetime_field("offline_grace", t)?,
         None => Policy::DEFAULT_OFFLINE_GRACE,
     };
-    if refresh_interval < Duration::minutes(1) {
-        return Err(Error::unprocessable(
-            "invalid_duration",
-            "refresh_interval must be at least 1m",
-        ));
-    }
-    if offline_grace < refresh_interval {
-        return Err(Error::unprocessable(
-            "invalid_duration",
-            "offline_grace must be at least refresh_interval, or clients go stale between refreshes",
-        ));
-    }
+    check_timing(refresh_interval, offline_grace)?;
     let optional = |field: &'static str, text: &Option<String>| {
         text.as_deref()
             .map(|t| duration_field(field, t))
@@ -90,6 +148,7 @@ pub fn new_policy(input: PolicyInput, id: PolicyId, now: Timestamp) -> Result<Po
         auto_renew_period,
         renew_before,
         on_expiry: input.on_expiry,
+        enforcement: input.enforcement,
         machines: super::machine_rules::machine_settings(
             &input.machines,
             crate::model::MachineSettings::default(),
@@ -479,5 +538,54 @@ mod tests {
         assert!(check_app_version("1.2.3").is_ok());
         assert!(check_app_version(&"x".repeat(65)).is_err());
         assert!(check_app_version("1.0\n").is_err());
+    }
+
+    #[test]
+    fn a_policy_update_is_checked_and_says_what_each_license_becomes() {
+        use tessera_protocol::wire::{Enforcement, OnExpiry};
+        let p = policy(Some(Duration::days(30)));
+        let empty = updated_policy(&p, &PolicyUpdate::default()).unwrap_err();
+        assert!(matches!(
+            empty,
+            Error::Unprocessable {
+                code: "nothing_to_update",
+                ..
+            }
+        ));
+        let too_short = PolicyUpdate {
+            offline_grace: Some("10m".into()),
+            ..PolicyUpdate::default()
+        };
+        assert!(
+            updated_policy(&p, &too_short).is_err(),
+            "grace shorter than the refresh"
+        );
+        let warn = PolicyUpdate {
+            enforcement: Some(Enforcement::Warn),
+            ..PolicyUpdate::default()
+        };
+        let next = updated_policy(&p, &warn).unwrap();
+        assert_eq!(
+            (next.enforcement, next.on_expiry, next.offline_grace),
+            (Enforcement::Warn, OnExpiry::LoseAccess, p.offline_grace)
+        );
+
+        let mut l = License::example();
+        let after = at("2027-02-01T00:00:00Z");
+        assert_eq!(verdict_word(&l, at("2026-06-01T00:00:00Z")), "valid");
+        assert_eq!(verdict_word(&l, after), "expired");
+        l.policy.enforcement = Enforcement::Observe;
+        assert_eq!(verdict_word(&l, after), "valid (warns: expired)");
+        l.policy.enforcement = Enforcement::Enforce;
+        l.policy.on_expiry = OnExpiry::KeepVersionsReleasedBeforeExpiry;
+        assert_eq!(verdict_word(&l, after), "expired (older versions kept)");
+        l.policy.on_expiry = OnExpiry::KeepAccess;
+        assert_eq!(verdict_word(&l, after), "valid (kept after expiry)");
+        l.state = Suspended;
+        assert_eq!(
+            verdict_word(&l, after),
+            "suspended",
+            "suspension always applies"
+        );
     }
 }

@@ -43,6 +43,8 @@ pub struct Policy {
     pub renew_before: Duration,
     /// What expiry takes away.
     pub on_expiry: wire::OnExpiry,
+    /// How its rules are applied.
+    pub enforcement: wire::Enforcement,
     /// Machine settings its licenses get.
     pub machines: MachineSettings,
     /// Created.
@@ -76,6 +78,7 @@ impl Policy {
             auto_renew_period: self.auto_renew_period.map(format_duration),
             renew_before: format_duration(self.renew_before),
             on_expiry: self.on_expiry,
+            enforcement: self.enforcement,
             machines: self.machines.view(),
             created_at: self.created_at,
         }
@@ -103,6 +106,8 @@ pub struct LicensePolicy {
     pub renew_before: Duration,
     /// What expiry takes away.
     pub on_expiry: wire::OnExpiry,
+    /// How the policy's rules are applied.
+    pub enforcement: wire::Enforcement,
 }
 
 /// A license as stored, joined with its customer's name and policy settings.
@@ -178,6 +183,7 @@ impl License {
                 auto_renew_period: None,
                 renew_before: Policy::DEFAULT_RENEW_BEFORE,
                 on_expiry: wire::OnExpiry::LoseAccess,
+                enforcement: wire::Enforcement::Enforce,
             },
             plan: "enterprise".into(),
             features: vec!["sso".into()],

@@ -63,6 +63,7 @@ pub(crate) struct PolicyRow {
     renew_before_secs: i64,
     created_at: i64,
     on_expiry: String,
+    enforcement: String,
     #[sqlx(flatten)]
     machines: MachineRow,
 }
@@ -82,6 +83,7 @@ from_row!(PolicyRow => Policy, |r| {
         auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
         renew_before: Duration::seconds(r.renew_before_secs),
         on_expiry: parsed(&r.on_expiry, "on_expiry")?,
+        enforcement: parsed(&r.enforcement, "enforcement")?,
         machines: r.machines.settings()?,
         created_at: ts(r.created_at)?,
     })
@@ -92,7 +94,7 @@ macro_rules! policy_columns {
     () => {
         "id, name, duration_secs, features, max_users, trial, \
          refresh_interval_secs, offline_grace_secs, renewal_basis, auto_renew, \
-         auto_renew_period_secs, renew_before_secs, created_at, on_expiry, \
+         auto_renew_period_secs, renew_before_secs, created_at, on_expiry, enforcement, \
          max_machines, machine_mode, lease_ttl_secs, max_borrow_secs, fingerprint_match"
     };
 }
@@ -114,6 +116,7 @@ pub(crate) struct LicenseRow {
     auto_renew_period_secs: Option<i64>,
     renew_before_secs: i64,
     on_expiry: String,
+    enforcement: String,
     auto_renew: Option<Flag>,
     plan: String,
     features: String,
@@ -148,6 +151,7 @@ from_row!(LicenseRow => License, |r| {
             auto_renew_period: r.auto_renew_period_secs.map(Duration::seconds),
             renew_before: Duration::seconds(r.renew_before_secs),
             on_expiry: parsed(&r.on_expiry, "on_expiry")?,
+            enforcement: parsed(&r.enforcement, "enforcement")?,
         },
         auto_renew: r.auto_renew.map(|f| f.0),
         plan: r.plan,
@@ -243,7 +247,7 @@ macro_rules! license_select {
         "SELECT l.id, l.token_hash, l.token_last4, l.customer_id, \
      c.name AS customer, p.name AS policy_name, p.refresh_interval_secs, \
      p.offline_grace_secs, p.renewal_basis, p.duration_secs AS policy_duration_secs, \
-     p.auto_renew AS policy_auto_renew, p.auto_renew_period_secs, p.renew_before_secs, p.on_expiry, \
+     p.auto_renew AS policy_auto_renew, p.auto_renew_period_secs, p.renew_before_secs, p.on_expiry, p.enforcement, \
      l.auto_renew, l.plan, l.features, l.entitlements, l.max_users, l.trial, \
      l.valid_from, l.expires_at, l.state, l.revision, l.created_at, l.updated_at, \
      l.max_machines, l.machine_mode, l.lease_ttl_secs, l.max_borrow_secs, l.fingerprint_match \

@@ -108,6 +108,8 @@ pub struct PolicyForm {
     renew_before: String,
     #[serde(default)]
     on_expiry: String,
+    #[serde(default)]
+    enforcement: String,
     #[serde(flatten)]
     machines: MachineFields,
 }
@@ -126,6 +128,12 @@ impl PolicyForm {
                 .parse()
                 .map_err(|_| format!("Unknown choice on expiry {text:?}."))?,
         };
+        let enforcement = match self.enforcement.as_str() {
+            "" => tessera_protocol::wire::Enforcement::default(),
+            text => text
+                .parse()
+                .map_err(|_| format!("Unknown enforcement {text:?}."))?,
+        };
         Ok(PolicyInput {
             name: self.name.clone(),
             duration: optional(&self.duration),
@@ -139,6 +147,7 @@ impl PolicyForm {
             auto_renew_period: None,
             renew_before: optional(&self.renew_before),
             on_expiry,
+            enforcement,
             machines: self.machines.input().map_err(str::to_owned)?,
         })
     }

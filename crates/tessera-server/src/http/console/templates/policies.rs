@@ -49,6 +49,8 @@ pub fn policies(
                     div { label for="renew_before" { "Auto-renew this long before expiry" } input #renew_before name="renew_before" value="7d"; }
                     div { label for="on_expiry" { "On expiry" }
                           select #on_expiry name="on_expiry" { option value="lose_access" { "features stop" } option value="keep_versions_released_before_expiry" { "versions released before expiry keep working" } option value="keep_access" { "features stay on (marked expired)" } } }
+                    div { label for="enforcement" { "Enforcement" }
+                          select #enforcement name="enforcement" { option value="enforce" { "enforce: refuse what the rules refuse" } option value="warn" { "warn: allow, and the product shows a warning" } option value="observe" { "observe: allow, the vendor sees it" } } }
                     (super::machine_fields(&crate::http::console::forms::MachineFields::default()))
                 }
                 label style="margin-bottom: 1rem;" { input type="checkbox" name="trial" value="on"; " Trial licenses" }
