@@ -734,3 +734,40 @@ async fn the_agent_starts_a_trial_when_it_has_no_token() {
     agent.terminate();
     server.process.terminate();
 }
+
+#[tokio::test]
+async fn under_a_policy_that_warns_an_expired_license_stays_valid_with_a_warning() {
+    let (setup, server) = Workdir::with_server();
+    let (status, p) = server
+        .admin(
+            "/v1/admin/policies",
+            json!({"name": "soft", "duration": "30d", "enforcement": "warn"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{p}");
+    let (_, token) = server
+        .issue(json!({"customer": "Acme", "plan": "p", "policy": "soft", "features": ["sso"], "duration": "3s"}))
+        .await;
+    let agent = setup.agent_for(&server, &token, "agent.log");
+    wait_state(&agent, "valid", |v| v["state"] == "valid").await;
+    // Expired by the clock: still valid, the refusal named.
+    let v = wait_state(&agent, "the warning", |v| {
+        v["warnings"] == json!(["expired"])
+    })
+    .await;
+    assert_eq!(
+        (&v["state"], &v["valid"], &v["enforcement"]),
+        (&json!("valid"), &json!(true), &json!("warn")),
+        "{v}"
+    );
+    let (code, page) = agent.get("/").await;
+    assert_eq!(code, 200);
+    assert!(
+        page.as_str()
+            .unwrap_or_default()
+            .contains("policy would refuse this (expired)"),
+        "{page}"
+    );
+    agent.terminate();
+    server.process.terminate();
+}

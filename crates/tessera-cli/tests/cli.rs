@@ -448,6 +448,48 @@ fn policies_and_export_from_the_cli() {
     );
     let stdout_export: Value = json(&env.tessera(&s, &["license", "export", &id]));
     assert_eq!(stdout_export["license"], id.as_str());
+
+    // Enforcement (§24): previewed, then applied to every license under it.
+    let out = ok(&env.tessera(
+        &s,
+        &[
+            "policy",
+            "update",
+            "gold",
+            "--enforcement",
+            "warn",
+            "--dry-run",
+        ],
+    ));
+    assert!(
+        out.starts_with(
+            "Dry run, nothing written. Policy gold: 0 of 1 licenses would change verdict"
+        ),
+        "{out}"
+    );
+    let show = json(&env.tessera(&s, &["license", "show", &id, "--json"]));
+    assert_eq!(show["revision"], 1, "a dry run writes nothing");
+    let out = ok(&env.tessera(&s, &["policy", "update", "gold", "--enforcement", "warn"]));
+    assert!(
+        out.starts_with("Updated policy gold: 0 of 1 licenses changed verdict"),
+        "{out}"
+    );
+    let show = json(&env.tessera(&s, &["license", "show", &id, "--json"]));
+    assert_eq!(show["revision"], 2, "a new revision for the clients");
+    let policies = json(&env.tessera(&s, &["policy", "list", "--json"]));
+    let gold = policies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "gold")
+        .unwrap();
+    assert_eq!(gold["enforcement"], "warn");
+    let refused = env.tessera(&s, &["policy", "update", "gold"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("nothing_to_update"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -146,6 +146,9 @@ pub fn render(v: &StatusView) -> Markup {
                                 _ => "The license has expired; its policy keeps the features on.",
                             }) }
                         }
+                        @if !v.warnings.is_empty() && v.enforcement == Some(tessera_protocol::wire::Enforcement::Warn) {
+                            p #policy-warnings class="warning urgent" { "The license's policy would refuse this (" (v.warnings.join(", ")) "); it is allowed for now." }
+                        }
                         @if let Some((text, urgent)) = warning(v) {
                             p #warning class=(if urgent { "warning urgent" } else { "warning" }) { (text) }
                         }

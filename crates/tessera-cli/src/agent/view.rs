@@ -29,6 +29,14 @@ pub struct StatusView {
     /// `keep_versions_released_before_expiry` for this version).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after_expiry: Option<tessera_protocol::wire::OnExpiry>,
+    /// What the policy's rules refuse but it only warns of (`expired`,
+    /// `too_many_machines`, `quota_exhausted:<feature>`…): the license stays
+    /// usable. Under `observe` the product shows nothing of them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// How the policy's rules apply: enforce, warn or observe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforcement: Option<tessera_protocol::wire::Enforcement>,
     #[serde(with = "tessera_protocol::time::rfc3339_opt")]
     pub expires_at: Option<Timestamp>,
     /// Days until expiry, counting a started day as a day (1 = within 24 h;
@@ -111,6 +119,8 @@ impl StatusView {
             max_users: license.and_then(|l| l.max_users),
             seats_exceeded: license.is_some_and(|l| l.seats_exceeded),
             after_expiry: v.after_expiry,
+            warnings: v.warnings.clone(),
+            enforcement: license.map(|l| l.enforcement).filter(|e| !e.is_default()),
             expires_at,
             days_left: expires_at.map(|t| days_left(t - Utc::now())),
             revision: license.map(|l| l.revision),
