@@ -518,16 +518,17 @@ impl Builder {
         let token = held.token.clone().ok_or_else(|| {
             Error::Config("an offline file needs the license token it was exported for".into())
         })?;
-        let text = std::fs::read_to_string(path)
+        let bytes = std::fs::read(path)
             .map_err(|e| Error::storage("cannot read offline file", path, &e))?;
-        let document = match serde_json::from_str::<LicenseExport>(&text) {
-            Ok(export) => export.document,
-            Err(_) => text.trim().to_owned(),
+        // An export (JSON), or the bare document; bytes that are neither
+        // are the verifier's to refuse (`malformed`), like any answer.
+        let document = match serde_json::from_slice::<LicenseExport>(&bytes) {
+            Ok(export) => export.document.into_bytes(),
+            Err(_) => bytes.trim_ascii().to_vec(),
         };
         let expect =
             Expectations::for_token(token.fingerprint()).with_max_clock_drift(self.max_clock_drift);
-        let doc =
-            verify(document.as_bytes(), &self.keys, &expect, now).map_err(Error::Verification)?;
+        let doc = verify(&document, &self.keys, &expect, now).map_err(Error::Verification)?;
         if let Some(current) = &held.document {
             let (c, n) = (current.claims(), doc.claims());
             match check_document_rollback(current, &doc) {

@@ -90,7 +90,7 @@ fn footer_for(key: &SigningKey) -> Vec<u8> {
     format!("{{\"kid\":\"{}\"}}", key.kid()).into_bytes()
 }
 
-fn signed(c: &StatusClaims) -> String {
+pub(crate) fn signed(c: &StatusClaims) -> String {
     tessera_protocol::sign(c, &pinned_key()).unwrap()
 }
 

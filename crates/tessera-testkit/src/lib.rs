@@ -8,6 +8,7 @@
 //! - [`hostile`]: reproducible hostile status documents (`tests/data/`).
 
 pub mod browser;
+pub mod conformance;
 pub mod fake;
 pub mod hostile;
 pub mod process;
