@@ -1,0 +1,71 @@
+/** A refusal, with the protocol's stable error code. */
+export class ProtocolError extends Error {
+  readonly code: string;
+}
+
+/** A license token `tsr_…`; a mistyped one fails its checksum. */
+export class LicenseToken {
+  constructor(text: string);
+  secret(): string;
+  /** The `tfp` claim: first 16 hex characters of SHA-256(token). */
+  fingerprint(): string;
+}
+
+/** Pinned keys; `pin("k4.public…")`, or `pin("k4.public…@<RFC 3339>")` for a retired one. */
+export class TrustedKeys {
+  pin(text: string): this;
+}
+
+export interface Claims {
+  readonly raw: Record<string, unknown>;
+  readonly tfp: string;
+  readonly status: string;
+  readonly valid: boolean;
+  readonly rev: number;
+  readonly iat: number;
+  readonly exp: number;
+  readonly refreshAfter: number;
+  readonly expiresAt: number | null;
+  readonly features: readonly string[];
+  readonly entitlements: Record<string, unknown>;
+  readonly onExpiry: string;
+  readonly enforcement: string;
+  readonly kid: string;
+  readonly retiredAt: number | null;
+}
+
+export interface VerifyOptions {
+  nonce?: string | null;
+  enforceFreshness?: boolean;
+  maxClockDrift?: number;
+}
+
+/** Verify a status document (times in Unix seconds); throws ProtocolError. */
+export function verify(bytes: Uint8Array | string, keys: TrustedKeys, tokenFingerprint: string, now: number, options?: VerifyOptions): Claims;
+
+/** The rollback rule. */
+export function checkRollback(held: Claims | null, next: Claims): "accept" | "same" | "reject";
+
+/** RFC 3339 to Unix seconds. */
+export function parseTime(text: string): number;
+
+export interface Verdict {
+  readonly state: "valid" | "expired" | "suspended" | "revoked" | "not_found" | "instance_limit" | "too_many_machines" | "not_activated" | "lease_expired" | "unverified";
+  readonly reason: "no_document" | "clock_tampered" | "stale" | null;
+  readonly revision: number | null;
+  readonly features: readonly string[];
+  readonly warnings: readonly string[];
+  readonly afterExpiry: string | null;
+}
+
+export function compute(claims: Claims | null, now: number, mark: number | null, options?: { tolerance?: number; maxClockDrift?: number; releasedAt?: number | null }): Verdict;
+
+/** The held state: newest verified document and the clock mark. */
+export class Holder {
+  constructor(options: { keys: TrustedKeys; token: LicenseToken; tolerance?: number; maxClockDrift?: number });
+  document: Claims | null;
+  mark: number | null;
+  load(document: string | null, mark: number | null): void;
+  offer(bytes: Uint8Array, now: number): "accepted" | "same" | "rolled_back";
+  verdict(now: number): Verdict;
+}
