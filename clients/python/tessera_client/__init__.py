@@ -4,8 +4,8 @@ This first part is the core every client shares (docs/PROTOCOL.md §1–7):
 license tokens and their checksum, pinned keys, verification of signed
 status documents (PASETO v4.public, Ed25519), the rollback rule, the clock
 mark and the verdict — held to the language-neutral conformance suite in
-``tests/conformance/``. The network half (refresh, the change stream,
-polling, disk state) comes next.
+``tests/conformance/`` — and ``Client``: disk state, refresh and activate
+round trips, background polling, listeners. The change stream comes next.
 """
 
 from .protocol import (
@@ -17,10 +17,13 @@ from .protocol import (
     check_rollback,
     verify,
 )
+from .client import Client, ClientError
 from .verdict import Holder, Verdict, compute
 
 __all__ = [
     "Claims",
+    "Client",
+    "ClientError",
     "Holder",
     "LicenseToken",
     "ProtocolError",

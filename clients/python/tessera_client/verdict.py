@@ -138,6 +138,11 @@ class Holder:
             mark = self.document.iat if mark is None else max(mark, self.document.iat)
         self.mark = mark
 
+    @property
+    def document_text(self) -> Optional[str]:
+        """The held document as signed (for the state file)."""
+        return self._text
+
     def offer(self, data: bytes, now: int) -> str:
         """An unsolicited document (an offline file; a poll): verified with
         freshness, then the rollback rule. `accepted`, `same` or
@@ -149,15 +154,23 @@ class Holder:
             now,
             max_clock_drift=self.max_clock_drift,
         )
+        return self.accept(new, data.decode(), now)
+
+    def accept(self, new: Claims, text: str, now: int, rebase: bool = False) -> str:
+        """Take a verified document by the rollback rule. `rebase`: it
+        answers this client's own nonce, so the mark becomes the
+        authority's time, max(iat, now) (§6)."""
         decision = check_rollback(self.document, new)
         if decision == "reject":
             return "rolled_back"
-        if decision == "same":
-            return "same"
-        self.document = new
-        self._text = data.decode()
-        self.mark = max(x for x in (self.mark, new.iat, now) if x is not None)
-        return "accepted"
+        if decision == "accept":
+            self.document = new
+            self._text = text
+        if rebase:
+            self.mark = max(new.iat, now)
+        else:
+            self.mark = max(x for x in (self.mark, new.iat, now) if x is not None)
+        return "accepted" if decision == "accept" else "same"
 
     def verdict(self, now: int) -> Verdict:
         """The verdict at `now`; the mark advances with the clock unless
