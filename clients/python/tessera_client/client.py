@@ -14,8 +14,13 @@ disk and refreshed from the authority (docs/PROTOCOL.md §7–9, §13–14).
 - The state file is written atomically (temporary file, fsync, rename,
   fsync of the directory) with mode 0600.
 
-Not built yet: the change stream (``/v1/watch``), acks, usage, machines
-and quotas."""
+- ``watch=True`` (the default) keeps the change stream (``/v1/watch``)
+  open in a thread: each pushed document is verified and applied at once,
+  the held revision is acknowledged (``/v1/instances/ack``) after each and
+  on every (re)connect; it reconnects with backoff and jitter and
+  ``Last-Event-ID``, and polling goes on while it is down.
+
+Not built yet: usage, machines and quotas."""
 
 from __future__ import annotations
 
@@ -75,6 +80,8 @@ class Client:
         clock: Callable[[], float] = time.time,
         timeout: float = 15.0,
         tick: float = 30.0,
+        watch: bool = True,
+        stream_read_timeout: float = 37.5,
     ):
         if not public_keys:
             raise ValueError("pin at least one public key")
@@ -96,6 +103,10 @@ class Client:
         self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._etag: Optional[str] = None
+        self._watch = watch
+        self._stream_read_timeout = stream_read_timeout
+        self._watch_thread: Optional[threading.Thread] = None
+        self.connected = False
 
     # ----- reading: no lock, no I/O -------------------------------------
 
@@ -127,6 +138,9 @@ class Client:
             self._publish()
         self._thread = threading.Thread(target=self._run, name="tessera-refresh", daemon=True)
         self._thread.start()
+        if self._watch and self.servers:
+            self._watch_thread = threading.Thread(target=self._watch_loop, name="tessera-watch", daemon=True)
+            self._watch_thread.start()
         return self
 
     def close(self) -> None:
@@ -313,6 +327,92 @@ class Client:
             raise ClientError("http_status", f"HTTP {e.code}: {message}") from None
         except (urllib.error.URLError, OSError) as e:
             raise ClientError("network", f"cannot reach the authority: {e}") from None
+
+    # ----- the change stream ---------------------------------------------------
+
+    def _ack(self, token: LicenseToken, revision: int) -> None:
+        body = {"token": token.secret(), "instance_id": self._instance_id, "revision": revision}
+        for server in self.servers:
+            try:
+                self._post(server + "/v1/instances/ack", body, {"Content-Type": "application/json"})
+                return
+            except ClientError:
+                continue
+
+    def _apply_pushed(self, token: LicenseToken, document: str) -> None:
+        with self._lock:
+            holder = self._holder
+            if holder is None or holder.token.secret() != token.secret():
+                return  # the token changed meanwhile
+            try:
+                claims = verify(document.encode(), self.keys, token.fingerprint(), self._now())
+            except ProtocolError as e:
+                self._record_error("verification", f"a pushed document was rejected: {e}")
+                return
+            # A push on this client's own stream re-bases the mark (§6).
+            if holder.accept(claims, document, self._now(), rebase=True) == "rolled_back":
+                return
+            self._store(holder)
+            self._record_contact()
+            self._publish()
+        self._ack(token, claims.rev)
+
+    def _watch_loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            holder = self._holder
+            if holder is None:
+                self._stop.wait(1.0)
+                continue
+            token = holder.token
+            server = self.servers[failures % len(self.servers)]
+            headers = {
+                "Authorization": f"Bearer {token.secret()}",
+                "Accept": "text/event-stream",
+                "Tessera-Instance": self._instance_id,
+            }
+            if holder.document is not None:
+                headers["Last-Event-ID"] = str(holder.document.rev)
+            try:
+                req = urllib.request.Request(server + "/v1/watch", headers=headers)
+                with urllib.request.urlopen(req, timeout=self._stream_read_timeout) as res:
+                    self.connected = True
+                    failures = 0
+                    if holder.document is not None:
+                        self._ack(token, holder.document.rev)
+                    self._read_events(res, token)
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            self.connected = False
+            failures += 1
+            # Full jitter, 1 s … 5 min.
+            self._stop.wait(random.uniform(0.5, min(MAX_BACKOFF, 2 ** min(failures, 8))))
+
+    def _read_events(self, res, token: LicenseToken) -> None:
+        event, data, size = "message", [], 0
+        while not self._stop.is_set():
+            line = res.readline(MAX_ANSWER_BYTES + 2)
+            if not line:
+                return  # the stream ended
+            size += len(line)
+            if size > MAX_ANSWER_BYTES or not line.endswith(b"\n"):
+                return  # an event over 64 KiB: dropped with the connection
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            if text == "":
+                if event == "status" and data:
+                    self._apply_pushed(token, "\n".join(data))
+                elif event == "machines":
+                    self._wake.set()  # a place changed: the poll says what
+                event, data, size = "message", [], 0
+            elif text.startswith(":"):
+                size = 0
+            else:
+                field, _, value = text.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if field == "event":
+                    event = value
+                elif field == "data":
+                    data.append(value)
 
     # ----- background -------------------------------------------------------
 

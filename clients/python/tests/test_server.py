@@ -53,6 +53,11 @@ class Server:
         with urllib.request.urlopen(req, timeout=10) as res:
             return json.loads(res.read())
 
+    def get(self, path):
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.admin_key}"})
+        with urllib.request.urlopen(req, timeout=10) as res:
+            return json.loads(res.read())
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=20)
@@ -75,11 +80,31 @@ def test_the_client_against_a_real_authority():
     assert v.state == "valid" and client.has_feature("sso") and v.revision == 1
     assert oct(os.stat(os.path.join(state, "tessera-state.json")).st_mode & 0o777) == "0o600"
 
+    # An extension arrives on the change stream, with no request.
+    deadline = time.time() + 5
+    while not client.connected and time.time() < deadline:
+        time.sleep(0.02)
+    assert client.connected, "the stream is open"
     seen = []
     client.add_listener(seen.append)
     server.admin(f"/v1/admin/licenses/{lic}/extend", {"by": "30d"})
-    assert client.refresh().revision == 2
+    pushed_at = time.time()
+    while client.verdict.revision != 2 and time.time() < pushed_at + 5:
+        time.sleep(0.005)
+    took = time.time() - pushed_at
+    assert client.verdict.revision == 2 and took < 1.0, f"seen after {took:.3f} s"
     assert seen and seen[-1].revision == 2
+    # The held revision is acknowledged: the fleet view shows it.
+    deadline = time.time() + 5
+    held = None
+    while time.time() < deadline:
+        items = server.get(f"/v1/admin/licenses/{lic}/instances")["instances"]
+        held = items[0].get("held_revision") if items else None
+        if held == 2:
+            break
+        time.sleep(0.1)
+    assert held == 2, items
+    assert client.refresh().revision == 2
 
     # The authority goes away: the verdict stays, the error is reported.
     server.stop()
