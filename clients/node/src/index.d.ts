@@ -66,6 +66,49 @@ export class Holder {
   document: Claims | null;
   mark: number | null;
   load(document: string | null, mark: number | null): void;
+  readonly documentText: string | null;
   offer(bytes: Uint8Array, now: number): "accepted" | "same" | "rolled_back";
+  accept(claims: Claims, text: string, now: number, rebase?: boolean): "accepted" | "same" | "rolled_back";
   verdict(now: number): Verdict;
+}
+
+/** Why a round trip failed. */
+export class ClientError extends Error {
+  readonly kind: "no_token" | "network" | "timeout" | "http_status" | "invalid_answer" | "verification" | "rollback";
+}
+
+export interface ClientOptions {
+  servers: string[];
+  publicKeys: string[];
+  token?: string | null;
+  stateDir?: string | null;
+  clock?: () => number;
+  timeoutMs?: number;
+  tickMs?: number;
+  watch?: boolean;
+  streamReadTimeoutMs?: number;
+}
+
+export interface Status {
+  readonly verdict: Verdict;
+  readonly lastVerifiedAt: number | null;
+  readonly offlineSince: number | null;
+  readonly lastError: { kind: string; message: string; at: number } | null;
+}
+
+/** The client a product embeds. */
+export class Client {
+  constructor(options: ClientOptions);
+  readonly instanceId: string;
+  readonly connected: boolean;
+  readonly verdict: Verdict;
+  readonly status: Status;
+  hasFeature(name: string): boolean;
+  isValid(): boolean;
+  onChange(fn: (verdict: Verdict) => void): void;
+  /** Loads the disk state and publishes its verdict; never waits for the network. */
+  start(): this;
+  close(): void;
+  refresh(): Promise<Verdict>;
+  activate(token: string): Promise<Verdict>;
 }

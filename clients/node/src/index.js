@@ -1,6 +1,8 @@
 // Tessera license client for Node. This first part is the core every client
 // shares (docs/PROTOCOL.md §1–7): tokens, pinned keys, verification of signed
 // status documents, the rollback rule, the clock mark and the verdict — held
-// to the conformance suite in tests/conformance/. The network half comes next.
+// to the conformance suite in tests/conformance/ — and `Client`: disk state,
+// refresh and activate round trips, polling, the change stream, listeners.
 export { LicenseToken, ProtocolError, TrustedKeys, checkRollback, parseTime, verify } from "./protocol.js";
 export { Holder, compute } from "./verdict.js";
+export { Client, ClientError } from "./client.js";

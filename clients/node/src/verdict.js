@@ -79,20 +79,37 @@ export class Holder {
     this.document = null;
     if (document !== null && document !== undefined) {
       this.document = verify(Buffer.from(document), this.keys, this.token.fingerprint(), 0, { enforceFreshness: false });
+      this.text = document;
       mark = mark === null || mark === undefined ? this.document.iat : Math.max(mark, this.document.iat);
     }
     this.mark = mark ?? null;
   }
 
+  /** The held document as signed (for the state file). */
+  get documentText() {
+    return this.text ?? null;
+  }
+
   /** An unsolicited document: "accepted", "same" or "rolled_back"; throws ProtocolError when refused. */
   offer(bytes, now) {
     const next = verify(bytes, this.keys, this.token.fingerprint(), now, { maxClockDrift: this.maxClockDrift });
+    return this.accept(next, Buffer.from(bytes).toString("utf-8"), now);
+  }
+
+  /**
+   * Take a verified document by the rollback rule. `rebase`: it answers this
+   * client's own nonce (or came on its own stream), so the mark becomes the
+   * authority's time, max(iat, now) (§6).
+   */
+  accept(next, text, now, rebase = false) {
     const decision = checkRollback(this.document, next);
     if (decision === "reject") return "rolled_back";
-    if (decision === "same") return "same";
-    this.document = next;
-    this.mark = Math.max(...[this.mark, next.iat, now].filter((x) => x !== null));
-    return "accepted";
+    if (decision === "accept") {
+      this.document = next;
+      this.text = text;
+    }
+    this.mark = rebase ? Math.max(next.iat, now) : Math.max(...[this.mark, next.iat, now].filter((x) => x !== null));
+    return decision === "accept" ? "accepted" : "same";
   }
 
   /** The verdict at `now`; the mark advances with the clock unless it was set back. */

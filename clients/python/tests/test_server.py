@@ -63,11 +63,22 @@ class Server:
         self.proc.wait(timeout=20)
 
 
-def test_the_client_against_a_real_authority():
+@pytest.fixture
+def servers():
+    """Every server started, stopped whatever the test's outcome."""
+    started = []
+    yield started
+    for server in started:
+        if server.proc.poll() is None:
+            server.stop()
+
+
+def test_the_client_against_a_real_authority(servers):
     work = tempfile.mkdtemp()
     data, state = os.path.join(work, "data"), os.path.join(work, "state")
     port = free_port()
     server = Server(data, port)
+    servers.append(server)
     issued = server.admin("/v1/admin/licenses", {"customer": "Acme", "plan": "p", "duration": "2d", "features": ["sso"]})
     lic, token = issued["license"]["id"], issued["token"]
 
@@ -121,6 +132,7 @@ def test_the_client_against_a_real_authority():
     # The authority is back; the license is revoked; the same token entered
     # again re-checks at once (the seed bug).
     server = Server(data, port)
+    servers.append(server)
     server.admin(f"/v1/admin/licenses/{lic}/revoke", {"reason": "test"})
     client = Client(servers=[server.url], public_keys=[server.public_key], state_dir=state).start()
     assert client.verdict.state == "valid", "from disk until asked"

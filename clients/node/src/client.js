@@ -1,0 +1,425 @@
+// The client a product embeds (docs/PROTOCOL.md §7–10, §13–14): the held
+// state of `Holder`, kept on disk and refreshed from the authority.
+//
+// - `start()` never waits for the network: the disk state is loaded (and
+//   verified again) and its verdict published at once; polling and the
+//   change stream run in the background.
+// - `verdict` / `hasFeature` read one field: no I/O.
+// - `refresh()` and `activate(token)` are real round trips with a fresh
+//   nonce; a mistyped token is refused by its checksum before anything is
+//   sent.
+// - Only verified documents change anything; errors are `lastError`.
+// - The change stream (`/v1/watch`) applies each pushed document at once,
+//   acknowledges the held revision, and reconnects with jitter and
+//   `Last-Event-ID`.
+// - The state file is written atomically (temporary file, fsync, rename,
+//   fsync of the directory) with mode 0600.
+//
+// Not built yet: usage, machines and quotas.
+
+import { randomBytes } from "node:crypto";
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { join } from "node:path";
+
+import { LicenseToken, ProtocolError, TrustedKeys, parseTime, verify } from "./protocol.js";
+import { Holder } from "./verdict.js";
+
+export const STATE_FILE = "tessera-state.json";
+const STATE_FORMAT = "tessera-client-state/1";
+const MAX_ANSWER_BYTES = 64 * 1024;
+const MAX_BACKOFF_MS = 300_000;
+
+/** Why a round trip failed; `kind` as the Rust SDK's `last_error`. */
+export class ClientError extends Error {
+  constructor(kind, message) {
+    super(message);
+    this.kind = kind;
+  }
+}
+
+const formatTime = (secs) => new Date(secs * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
+const jitter = (failures) => Math.random() * Math.min(MAX_BACKOFF_MS, 1000 * 2 ** Math.min(failures, 8));
+
+async function readCapped(res) {
+  const reader = res.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > MAX_ANSWER_BYTES) {
+      await reader.cancel();
+      throw new ClientError("invalid_answer", "the answer is over 64 KiB");
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks);
+}
+
+export class Client {
+  #status = { verdict: Object.freeze({ state: "unverified", reason: "no_document", revision: null, features: [], warnings: [], afterExpiry: null }), lastVerifiedAt: null, offlineSince: null, lastError: null };
+  #holder = null;
+  #listeners = [];
+  #timers = new Set();
+  #stopped = false;
+  #stream = null;
+
+  constructor({ servers, publicKeys, token = null, stateDir = null, clock = () => Date.now() / 1000, timeoutMs = 15_000, tickMs = 30_000, watch = true, streamReadTimeoutMs = 37_500 }) {
+    if (!publicKeys?.length) throw new Error("pin at least one public key");
+    this.servers = servers.map((s) => s.replace(/\/+$/, ""));
+    this.keys = new TrustedKeys();
+    for (const k of publicKeys) this.keys.pin(k);
+    this.configured = token ? new LicenseToken(token) : null;
+    this.stateDir = stateDir;
+    this.clock = clock;
+    this.timeoutMs = timeoutMs;
+    this.tickMs = tickMs;
+    this.watch = watch;
+    this.streamReadTimeoutMs = streamReadTimeoutMs;
+    this.instanceId = "node-" + randomBytes(8).toString("hex");
+    this.connected = false;
+  }
+
+  // ----- reading: no I/O ------------------------------------------------
+  get verdict() {
+    return this.#status.verdict;
+  }
+  get status() {
+    return this.#status;
+  }
+  hasFeature(name) {
+    const v = this.#status.verdict;
+    return v.state === "valid" && v.features.includes(name);
+  }
+  isValid() {
+    return this.#status.verdict.state === "valid";
+  }
+  /** `fn(verdict)` after every change of the verdict. */
+  onChange(fn) {
+    this.#listeners.push(fn);
+  }
+
+  #now() {
+    return Math.floor(this.clock());
+  }
+
+  // ----- life -------------------------------------------------------------
+  /** Load the disk state and publish its verdict; never waits for the network. */
+  start() {
+    this.#load();
+    this.#publish();
+    this.#schedule(0);
+    if (this.watch && this.servers.length) this.#watchLoop();
+    return this;
+  }
+
+  close() {
+    this.#stopped = true;
+    for (const t of this.#timers) clearTimeout(t);
+    this.#stream?.abort();
+  }
+
+  // ----- disk state ---------------------------------------------------------
+  #path() {
+    return this.stateDir ? join(this.stateDir, STATE_FILE) : null;
+  }
+
+  #load() {
+    let token = this.configured;
+    let document = null;
+    let mark = null;
+    const path = this.#path();
+    if (path && existsSync(path)) {
+      try {
+        const state = JSON.parse(readFileSync(path, "utf-8"));
+        if (state.format !== STATE_FORMAT) throw new Error("unknown format");
+        this.instanceId = state.instance_id || this.instanceId;
+        const stored = state.token ? new LicenseToken(state.token) : null;
+        // A token changed in the configuration wins over the stored one.
+        if (token === null || (stored && state.configured === token.fingerprint())) {
+          token = stored ?? token;
+          document = state.document ?? null;
+          mark = state.high_water_mark ? parseTime(state.high_water_mark) : null;
+        }
+      } catch (e) {
+        this.#recordError("storage", `ignoring unreadable license state: ${e.message}`);
+      }
+    }
+    if (!token) return;
+    const holder = new Holder({ keys: this.keys, token });
+    try {
+      holder.load(document, mark);
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      this.#recordError("verification", `the stored document was rejected: ${e.message}`);
+      holder.load(null, mark);
+    }
+    this.#holder = holder;
+  }
+
+  #store(holder) {
+    const path = this.#path();
+    if (!path) return;
+    mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    const state = {
+      format: STATE_FORMAT,
+      instance_id: this.instanceId,
+      token: holder.token.secret(),
+      configured: this.configured ? this.configured.fingerprint() : null,
+      document: holder.documentText,
+      high_water_mark: holder.mark === null ? null : formatTime(holder.mark),
+    };
+    const tmp = `${path}.${process.pid}.tmp`;
+    const fd = openSync(tmp, "w", 0o600);
+    try {
+      writeSync(fd, JSON.stringify(state));
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+    const dir = openSync(this.stateDir, "r");
+    try {
+      fsyncSync(dir);
+    } finally {
+      closeSync(dir);
+    }
+  }
+
+  // ----- publishing ---------------------------------------------------------
+  #publish() {
+    const verdict = this.#holder ? this.#holder.verdict(this.#now()) : this.#status.verdict;
+    const old = this.#status.verdict;
+    this.#status = { ...this.#status, verdict };
+    const changed = JSON.stringify(verdict) !== JSON.stringify(old);
+    if (changed) for (const fn of this.#listeners) { try { fn(verdict); } catch { /* a listener's failure is its own */ } }
+    return verdict;
+  }
+  #recordError(kind, message) {
+    const now = this.#now();
+    this.#status = { ...this.#status, offlineSince: this.#status.offlineSince ?? now, lastError: { kind, message, at: now } };
+  }
+  #recordContact() {
+    this.#status = { ...this.#status, lastVerifiedAt: this.#now(), offlineSince: null, lastError: null };
+  }
+
+  // ----- round trips ----------------------------------------------------------
+  /** Ask the authority now, with a fresh nonce. */
+  async refresh() {
+    if (!this.#holder) throw new ClientError("no_token", "no license token: activate one first");
+    return this.#roundTrip(this.#holder.token, true);
+  }
+
+  /** Use `token` (new, or the same again): checksum first (a typo sends nothing), then a round trip. */
+  async activate(token) {
+    return this.#roundTrip(new LicenseToken(token), true);
+  }
+
+  async #post(url, body, headers = {}) {
+    let res;
+    try {
+      res = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body), signal: AbortSignal.timeout(this.timeoutMs) });
+    } catch (e) {
+      throw new ClientError(e.name === "TimeoutError" ? "timeout" : "network", `cannot reach the authority: ${e.message}`);
+    }
+    if (res.status === 304) return { status: 304, data: null };
+    const data = await readCapped(res);
+    if (!res.ok) {
+      let message;
+      try {
+        const err = JSON.parse(data).error;
+        message = `${err.message} (${err.code})`;
+      } catch {
+        message = data.subarray(0, 200).toString("utf-8");
+      }
+      throw new ClientError("http_status", `HTTP ${res.status}: ${message}`);
+    }
+    return { status: res.status, data, etag: res.headers.get("etag") };
+  }
+
+  async #roundTrip(token, withNonce) {
+    const nonce = withNonce ? randomBytes(16).toString("base64url") : null;
+    const body = { token: token.secret(), instance_id: this.instanceId, ...(nonce ? { nonce } : {}) };
+    const headers = !withNonce && this.etag ? { "if-none-match": this.etag } : {};
+    let last = new ClientError("network", "no authority configured");
+    for (const server of this.servers) {
+      let answer;
+      try {
+        answer = await this.#post(`${server}/v1/validate`, body, headers);
+      } catch (e) {
+        if (!(e instanceof ClientError)) throw e;
+        last = e;
+        continue;
+      }
+      if (answer.status === 304) {
+        this.#recordContact();
+        return this.#publish();
+      }
+      let document;
+      try {
+        document = JSON.parse(answer.data).document;
+        if (typeof document !== "string") throw new Error();
+      } catch {
+        last = new ClientError("invalid_answer", "the answer is not a validation answer");
+        continue;
+      }
+      const same = this.#holder && this.#holder.token.secret() === token.secret();
+      const holder = same ? this.#holder : new Holder({ keys: this.keys, token });
+      if (!same && this.#holder) holder.mark = this.#holder.mark;
+      let claims;
+      try {
+        claims = verify(Buffer.from(document), this.keys, token.fingerprint(), this.#now(), { nonce });
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        this.#recordError("verification", e.message);
+        throw new ClientError("verification", e.message);
+      }
+      if (holder.accept(claims, document, this.#now(), nonce !== null) === "rolled_back") {
+        this.#recordError("rollback", "the document is older than the one held");
+        throw new ClientError("rollback", "the document is older than the one held");
+      }
+      this.#holder = holder;
+      this.etag = answer.etag;
+      this.#store(holder);
+      this.#recordContact();
+      return this.#publish();
+    }
+    this.#recordError(last.kind, last.message);
+    throw last;
+  }
+
+  // ----- background -------------------------------------------------------------
+  #schedule(ms) {
+    if (this.#stopped) return;
+    const t = setTimeout(() => {
+      this.#timers.delete(t);
+      this.#tick().catch(() => {});
+    }, ms);
+    t.unref?.();
+    this.#timers.add(t);
+  }
+
+  #failures = 0;
+  async #tick() {
+    this.#publish();
+    const holder = this.#holder;
+    let wait = this.tickMs;
+    if (holder) {
+      const due = holder.document ? holder.document.refreshAfter - this.#now() : 0;
+      if (due <= 0 || this.#failures) {
+        try {
+          await this.#roundTrip(holder.token, !holder.document || this.#status.lastError !== null);
+          this.#failures = 0;
+        } catch {
+          this.#failures++;
+          wait = jitter(this.#failures);
+        }
+      } else {
+        wait = Math.min(this.tickMs, due * 1000);
+      }
+    }
+    this.#schedule(wait);
+  }
+
+  // ----- the change stream -----------------------------------------------------------
+  async #ack(token, revision) {
+    for (const server of this.servers) {
+      try {
+        await this.#post(`${server}/v1/instances/ack`, { token: token.secret(), instance_id: this.instanceId, revision });
+        return;
+      } catch { /* the next server, or the next ack */ }
+    }
+  }
+
+  async #applyPushed(token, document) {
+    const holder = this.#holder;
+    if (!holder || holder.token.secret() !== token.secret()) return;
+    let claims;
+    try {
+      claims = verify(Buffer.from(document), this.keys, token.fingerprint(), this.#now());
+    } catch (e) {
+      this.#recordError("verification", `a pushed document was rejected: ${e.message}`);
+      return;
+    }
+    // A push on this client's own stream re-bases the mark (§6).
+    if (holder.accept(claims, document, this.#now(), true) === "rolled_back") return;
+    this.#store(holder);
+    this.#recordContact();
+    this.#publish();
+    await this.#ack(token, claims.rev);
+  }
+
+  async #watchLoop() {
+    let failures = 0;
+    while (!this.#stopped) {
+      const holder = this.#holder;
+      if (!holder) {
+        await new Promise((r) => setTimeout(r, 1000).unref?.());
+        continue;
+      }
+      const server = this.servers[failures % this.servers.length];
+      const controller = new AbortController();
+      this.#stream = controller;
+      const headers = { authorization: `Bearer ${holder.token.secret()}`, accept: "text/event-stream", "tessera-instance": this.instanceId };
+      if (holder.document) headers["last-event-id"] = String(holder.document.rev);
+      try {
+        const res = await fetch(`${server}/v1/watch`, { headers, signal: controller.signal });
+        if (res.ok) {
+          this.connected = true;
+          failures = 0;
+          if (holder.document) this.#ack(holder.token, holder.document.rev);
+          await this.#readEvents(res, holder.token, controller);
+        } else {
+          await res.body?.cancel();
+        }
+      } catch { /* reconnect below */ }
+      this.connected = false;
+      failures++;
+      if (this.#stopped) return;
+      await new Promise((r) => setTimeout(r, 500 + jitter(failures)).unref?.());
+    }
+  }
+
+  async #readEvents(res, token, controller) {
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    let idle;
+    const arm = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => controller.abort(), this.streamReadTimeoutMs);
+      idle.unref?.();
+    };
+    arm();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        arm();
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const raw = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          let event = "message";
+          const data = [];
+          for (const line of raw.split("\n")) {
+            if (line.startsWith(":")) continue;
+            const i = line.indexOf(":");
+            const field = i < 0 ? line : line.slice(0, i);
+            const value = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");
+            if (field === "event") event = value;
+            else if (field === "data") data.push(value);
+          }
+          if (event === "status" && data.length) await this.#applyPushed(token, data.join("\n"));
+          else if (event === "machines") this.#schedule(0);
+        }
+        // An event over 64 KiB: dropped with the connection.
+        if (buffer.length > MAX_ANSWER_BYTES) return controller.abort();
+      }
+    } finally {
+      clearTimeout(idle);
+    }
+  }
+}

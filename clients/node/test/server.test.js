@@ -1,0 +1,125 @@
+// The Node client against a real `tessera server` process (the binary in
+// $TESSERA_BIN): issue, activate, an extension on the stream within 1 s,
+// the ack, the authority stopped with the verdict kept, a restart from disk,
+// revoke, and the same token re-activated re-checks (the seed bug).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+import { Client, ClientError, ProtocolError } from "../src/index.js";
+
+const BIN = process.env.TESSERA_BIN;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function startServer(data, port) {
+  const proc = spawn(BIN, ["server", "--listen", `127.0.0.1:${port}`, "--data-dir", data], { stdio: ["ignore", "pipe", "ignore"] });
+  const lines = createInterface({ input: proc.stdout });
+  let publicKey;
+  const url = await new Promise((resolve, reject) => {
+    lines.on("line", (line) => {
+      if (line.includes("public key:")) publicKey = line.split("public key:")[1].trim();
+      if (line.startsWith("listening on ")) resolve(line.slice("listening on ".length).trim());
+    });
+    proc.on("exit", () => reject(new Error("the server exited")));
+  });
+  const adminKey = readFileSync(join(data, "admin.key"), "utf-8").trim();
+  const admin = async (method, path, body) => {
+    const res = await fetch(url + path, { method, headers: { authorization: `Bearer ${adminKey}`, "content-type": "application/json" }, body: body ? JSON.stringify(body) : undefined });
+    return res.json();
+  };
+  const stop = () =>
+    new Promise((r) => {
+      if (proc.exitCode !== null || proc.signalCode !== null) return r();
+      proc.on("exit", r);
+      proc.kill("SIGTERM");
+    });
+  return { url, publicKey, admin, stop };
+}
+
+test("the client against a real authority", { skip: !BIN && "set TESSERA_BIN to the tessera binary" }, async (t) => {
+  // Whatever happens, nothing is left running: a failed assertion must not
+  // leave a stream keeping the test process alive.
+  const running = [];
+  t.after(async () => {
+    for (const r of running) await r();
+  });
+  const work = mkdtempSync(join(tmpdir(), "tessera-node-"));
+  const data = join(work, "data");
+  const state = join(work, "state");
+  const port = await freePort();
+  let server = await startServer(data, port);
+  running.push(() => server.stop());
+  const issued = await server.admin("POST", "/v1/admin/licenses", { customer: "Acme", plan: "p", duration: "2d", features: ["sso"] });
+  const lic = issued.license.id;
+  const token = issued.token;
+
+  let client = new Client({ servers: [server.url], publicKeys: [server.publicKey], stateDir: state }).start();
+  running.push(() => client.close());
+  assert.equal(client.verdict.state, "unverified");
+  const typo = token.slice(0, -1) + (token.endsWith("A") ? "B" : "A");
+  await assert.rejects(client.activate(typo), ProtocolError);
+  const v = await client.activate(token);
+  assert.equal(v.state, "valid");
+  assert.ok(client.hasFeature("sso"));
+  assert.equal(statSync(join(state, "tessera-state.json")).mode & 0o777, 0o600);
+
+  // An extension arrives on the change stream, with no request.
+  for (let i = 0; i < 250 && !client.connected; i++) await sleep(20);
+  assert.ok(client.connected, "the stream is open");
+  const seen = [];
+  client.onChange((v) => seen.push(v));
+  await server.admin("POST", `/v1/admin/licenses/${lic}/extend`, { by: "30d" });
+  const pushedAt = Date.now();
+  while (client.verdict.revision !== 2 && Date.now() - pushedAt < 5000) await sleep(5);
+  const took = Date.now() - pushedAt;
+  assert.equal(client.verdict.revision, 2);
+  assert.ok(took < 1000, `seen after ${took} ms`);
+  assert.equal(seen.at(-1).revision, 2);
+  // The held revision is acknowledged: the fleet view shows it.
+  let held;
+  for (let i = 0; i < 50; i++) {
+    const fleet = await server.admin("GET", `/v1/admin/licenses/${lic}/instances`);
+    held = fleet.instances[0]?.held_revision;
+    if (held === 2) break;
+    await sleep(100);
+  }
+  assert.equal(held, 2);
+
+  // The authority goes away: the verdict stays, the error is reported.
+  await server.stop();
+  await assert.rejects(client.refresh(), ClientError);
+  assert.equal(client.verdict.state, "valid");
+  assert.equal(client.status.lastError.kind, "network");
+  client.close();
+
+  // A restart from disk, offline: valid at once.
+  const again = new Client({ servers: [server.url], publicKeys: [server.publicKey], stateDir: state, watch: false }).start();
+  assert.equal(again.verdict.state, "valid");
+  assert.equal(again.verdict.revision, 2);
+  again.close();
+
+  // Back; revoked; the same token entered again re-checks at once.
+  server = await startServer(data, port);
+  running.push(() => server.stop());
+  await server.admin("POST", `/v1/admin/licenses/${lic}/revoke`, { reason: "test" });
+  client = new Client({ servers: [server.url], publicKeys: [server.publicKey], stateDir: state, watch: false }).start();
+  assert.equal(client.verdict.state, "valid", "from disk until asked");
+  assert.equal((await client.activate(token)).state, "revoked");
+  assert.equal(client.hasFeature("sso"), false);
+  client.close();
+  await server.stop();
+});
