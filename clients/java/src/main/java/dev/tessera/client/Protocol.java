@@ -161,6 +161,7 @@ public final class Protocol {
         public final long rev;
         public final long iat;
         public final long exp;
+        public final long refreshAfter;
         public final Long expiresAt;
         public final List<String> features;
         public final Map<String, Object> entitlements;
@@ -169,7 +170,8 @@ public final class Protocol {
         public final String kid;
         public final Long retiredAt;
 
-        Claims(Map<String, Object> raw, String status, boolean valid, long rev, long iat, long exp, Long expiresAt,
+        Claims(Map<String, Object> raw, String status, boolean valid, long rev, long iat, long exp, long refreshAfter,
+                Long expiresAt,
                 List<String> features, Map<String, Object> entitlements, String onExpiry, String enforcement, String kid,
                 Long retiredAt) {
             this.raw = raw;
@@ -178,6 +180,7 @@ public final class Protocol {
             this.rev = rev;
             this.iat = iat;
             this.exp = exp;
+            this.refreshAfter = refreshAfter;
             this.expiresAt = expiresAt;
             this.features = features;
             this.entitlements = entitlements;
@@ -271,7 +274,7 @@ public final class Protocol {
         if (rev < 0 || rev > MAX_REVISION) throw new ProtocolException("out_of_range", "rev is above 2^53");
         long iat = timeField(raw, "iat", true);
         long exp = timeField(raw, "exp", true);
-        timeField(raw, "refresh_after", true);
+        long refreshAfter = timeField(raw, "refresh_after", true);
         Long expiresAt = timeField(raw, "expires_at", false);
         timeField(raw, "valid_from", false);
         if (exp < iat) throw new ProtocolException("malformed", "exp is before iat");
@@ -299,7 +302,8 @@ public final class Protocol {
                 ? (Map<String, Object>) raw.get("entitlements") : Map.of();
         String onExpiry = raw.get("on_expiry") instanceof String ? (String) raw.get("on_expiry") : "lose_access";
         String enforcement = raw.get("enforcement") instanceof String ? (String) raw.get("enforcement") : "enforce";
-        return new Claims(raw, (String) raw.get("status"), (Boolean) raw.get("valid"), rev, iat, exp, expiresAt,
+        return new Claims(raw, (String) raw.get("status"), (Boolean) raw.get("valid"), rev, iat, exp, refreshAfter,
+                expiresAt,
                 List.copyOf(features), entitlements, onExpiry, enforcement, kid, retiredAt);
     }
 

@@ -120,6 +120,7 @@ public final class Verdicts {
         private final long tolerance;
         private final long maxClockDrift;
         private Claims document;
+        private String text;
         private Long mark;
 
         public Holder(TrustedKeys keys, LicenseToken token, long tolerance, long maxClockDrift) {
@@ -135,6 +136,7 @@ public final class Verdicts {
             if (doc != null) {
                 document = Protocol.verify(doc.getBytes(StandardCharsets.UTF_8), keys, token.fingerprint(), 0, null,
                         false, maxClockDrift);
+                text = doc;
                 storedMark = storedMark == null ? document.iat : Math.max(storedMark, document.iat);
             }
             mark = storedMark;
@@ -143,13 +145,48 @@ public final class Verdicts {
         /** An unsolicited document: "accepted", "same" or "rolled_back"; throws when refused. */
         public String offer(byte[] data, long now) throws ProtocolException {
             Claims next = Protocol.verify(data, keys, token.fingerprint(), now, null, true, maxClockDrift);
+            return accept(next, new String(data, StandardCharsets.UTF_8), now, false);
+        }
+
+        /**
+         * Take a verified document by the rollback rule. {@code rebase}: it
+         * answers this client's own nonce (or came on its own stream), so the
+         * mark becomes the authority's time, max(iat, now) (§6).
+         */
+        public String accept(Claims next, String doc, long now, boolean rebase) {
             String decision = Protocol.checkRollback(document, next);
             if (decision.equals("reject")) return "rolled_back";
-            if (decision.equals("same")) return "same";
-            document = next;
+            if (decision.equals("accept")) {
+                document = next;
+                text = doc;
+            }
             long m = Math.max(next.iat, now);
-            mark = mark == null ? m : Math.max(mark, m);
-            return "accepted";
+            mark = rebase || mark == null ? m : Math.max(mark, m);
+            return decision.equals("accept") ? "accepted" : "same";
+        }
+
+        public LicenseToken token() {
+            return token;
+        }
+
+        public String documentText() {
+            return text;
+        }
+
+        public Long mark() {
+            return mark;
+        }
+
+        void setMark(Long m) {
+            mark = m;
+        }
+
+        public Long revision() {
+            return document == null ? null : document.rev;
+        }
+
+        public Long refreshAfter() {
+            return document == null ? null : document.refreshAfter;
         }
 
         /** The verdict at {@code now}; the mark advances with the clock unless it was set back. */

@@ -1,0 +1,168 @@
+package dev.tessera.client;
+
+import dev.tessera.client.Client.ClientException;
+import dev.tessera.client.Protocol.ProtocolException;
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The Java client against a real {@code tessera server} (the binary given
+ * as the first argument): issue, activate (a typo refused offline), an
+ * extension on the stream within 1 s, the ack, the authority stopped with
+ * the verdict kept, a restart from disk, revoke, and the same token
+ * re-activated re-checks (the seed bug). Whatever happens, the servers
+ * started are stopped.
+ */
+public final class ServerTest {
+    static final HttpClient HTTP = HttpClient.newHttpClient();
+
+    static final class Server {
+        final Process proc;
+        String url;
+        String publicKey;
+        final String adminKey;
+
+        Server(String bin, Path data, int port) throws Exception {
+            proc = new ProcessBuilder(bin, "server", "--listen", "127.0.0.1:" + port, "--data-dir", data.toString())
+                    .redirectError(ProcessBuilder.Redirect.DISCARD).start();
+            BufferedReader out = new BufferedReader(new InputStreamReader(proc.getInputStream(), StandardCharsets.UTF_8));
+            String line;
+            while ((line = out.readLine()) != null) {
+                if (line.contains("public key:")) publicKey = line.split("public key:")[1].trim();
+                if (line.startsWith("listening on ")) {
+                    url = line.substring("listening on ".length()).trim();
+                    break;
+                }
+            }
+            Thread drain = new Thread(() -> {
+                try {
+                    while (out.readLine() != null) { /* keep the pipe empty */ }
+                } catch (Exception e) {
+                    // the process ended
+                }
+            });
+            drain.setDaemon(true);
+            drain.start();
+            adminKey = Files.readString(data.resolve("admin.key")).trim();
+        }
+
+        @SuppressWarnings("unchecked")
+        Map<String, Object> admin(String method, String path, String body) throws Exception {
+            HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(url + path)).header("Authorization", "Bearer " + adminKey)
+                    .header("Content-Type", "application/json");
+            b = body == null ? b.GET() : b.method(method, HttpRequest.BodyPublishers.ofString(body));
+            return (Map<String, Object>) Json.parse(HTTP.send(b.build(), HttpResponse.BodyHandlers.ofString()).body());
+        }
+
+        void stop() throws Exception {
+            if (proc.isAlive()) {
+                proc.destroy();
+                proc.waitFor();
+            }
+        }
+    }
+
+    static void check(boolean ok, String what) {
+        if (!ok) throw new AssertionError(what);
+    }
+
+    public static void main(String[] args) throws Exception {
+        List<Server> servers = new ArrayList<>();
+        List<Client> clients = new ArrayList<>();
+        try {
+            run(args[0], servers, clients);
+            System.out.println("ok   the client against a real authority");
+        } finally {
+            for (Client c : clients) c.close();
+            for (Server s : servers) s.stop();
+        }
+    }
+
+    @SuppressWarnings("unchecked")
+    static void run(String bin, List<Server> servers, List<Client> clients) throws Exception {
+        Path work = Files.createTempDirectory("tessera-java-");
+        Path data = work.resolve("data");
+        Path state = work.resolve("state");
+        int port;
+        try (ServerSocket s = new ServerSocket(0)) {
+            port = s.getLocalPort();
+        }
+        Server server = new Server(bin, data, port);
+        servers.add(server);
+        Map<String, Object> issued = server.admin("POST", "/v1/admin/licenses",
+                "{\"customer\":\"Acme\",\"plan\":\"p\",\"duration\":\"2d\",\"features\":[\"sso\"]}");
+        String lic = (String) ((Map<String, Object>) issued.get("license")).get("id");
+        String token = (String) issued.get("token");
+
+        Client client = new Client(List.of(server.url), List.of(server.publicKey), null, state).start();
+        clients.add(client);
+        check(client.verdict().state.equals("unverified"), "no token yet");
+        String typo = token.substring(0, token.length() - 1) + (token.endsWith("A") ? "B" : "A");
+        try {
+            client.activate(typo);
+            check(false, "a typo was sent");
+        } catch (ProtocolException e) {
+            check(e.code.equals("invalid_token"), "invalid_token");
+        }
+        check(client.activate(token).state.equals("valid") && client.hasFeature("sso"), "valid after activate");
+        check(PosixFilePermissions.toString(Files.getPosixFilePermissions(state.resolve("tessera-state.json"))).equals("rw-------"), "0600");
+
+        // An extension arrives on the change stream, with no request.
+        for (int i = 0; i < 250 && !client.isConnected(); i++) Thread.sleep(20);
+        check(client.isConnected(), "the stream is open");
+        List<Long> seen = new java.util.concurrent.CopyOnWriteArrayList<>();
+        client.onChange(v -> seen.add(v.revision));
+        server.admin("POST", "/v1/admin/licenses/" + lic + "/extend", "{\"by\":\"30d\"}");
+        long pushedAt = System.nanoTime();
+        while (!Long.valueOf(2).equals(client.verdict().revision) && System.nanoTime() - pushedAt < 5_000_000_000L) Thread.sleep(5);
+        long tookMs = (System.nanoTime() - pushedAt) / 1_000_000;
+        check(Long.valueOf(2).equals(client.verdict().revision) && tookMs < 1000, "seen after " + tookMs + " ms");
+        check(seen.contains(2L), "the listener heard it");
+        Object held = null;
+        for (int i = 0; i < 50; i++) {
+            List<Object> instances = (List<Object>) server.admin("GET", "/v1/admin/licenses/" + lic + "/instances", null).get("instances");
+            held = instances.isEmpty() ? null : ((Map<String, Object>) instances.get(0)).get("held_revision");
+            if (Long.valueOf(2).equals(held)) break;
+            Thread.sleep(100);
+        }
+        check(Long.valueOf(2).equals(held), "acknowledged: " + held);
+
+        // The authority goes away: the verdict stays, the error is reported.
+        server.stop();
+        try {
+            client.refresh();
+            check(false, "refreshed with no authority");
+        } catch (ClientException e) {
+            check(e.kind.equals("network"), e.kind);
+        }
+        check(client.verdict().state.equals("valid") && "network".equals(client.lastErrorKind()), "kept");
+        client.close();
+
+        // A restart from disk, offline: valid at once.
+        Client again = new Client(List.of(server.url), List.of(server.publicKey), null, state).start();
+        clients.add(again);
+        check(again.verdict().state.equals("valid") && Long.valueOf(2).equals(again.verdict().revision), "from disk");
+        again.close();
+
+        // Back; revoked; the same token entered again re-checks at once.
+        server = new Server(bin, data, port);
+        servers.add(server);
+        server.admin("POST", "/v1/admin/licenses/" + lic + "/revoke", "{\"reason\":\"test\"}");
+        Client third = new Client(List.of(server.url), List.of(server.publicKey), null, state).start();
+        clients.add(third);
+        check(third.verdict().state.equals("valid"), "from disk until asked");
+        check(third.activate(token).state.equals("revoked") && !third.hasFeature("sso"), "revoked on re-activation");
+    }
+}
