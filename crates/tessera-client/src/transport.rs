@@ -144,15 +144,7 @@ impl Transport {
             .and_then(|v| v.trim().parse().ok());
         let body = read_capped(&mut response, self.timeout).await?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&body).map_or_else(
-                |_| snippet(&body),
-                |e| format!("{} ({})", e.error.message, e.error.code),
-            );
-            return Err(Error::HttpStatus {
-                status: status.as_u16(),
-                message,
-                retry_after,
-            });
+            return Err(refusal(status.as_u16(), &body, retry_after));
         }
         let answer: ValidateResponse = serde_json::from_slice(&body)
             .map_err(|_| Error::InvalidAnswer(format!("not JSON: {}", snippet(&body))))?;
@@ -253,15 +245,7 @@ impl Transport {
         let status = response.status();
         let body = read_capped(&mut response, self.timeout).await?;
         if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&body).map_or_else(
-                |_| snippet(&body),
-                |e| format!("{} ({})", e.error.message, e.error.code),
-            );
-            return Err(Error::HttpStatus {
-                status: status.as_u16(),
-                message,
-                retry_after: None,
-            });
+            return Err(refusal(status.as_u16(), &body, None));
         }
         serde_json::from_slice(&body)
             .map_err(|_| Error::InvalidAnswer(format!("{what}: {}", snippet(&body))))
@@ -333,18 +317,10 @@ impl Transport {
             let body = read_capped(&mut response, read_timeout)
                 .await
                 .unwrap_or_default();
-            let message = serde_json::from_slice::<ErrorBody>(&body).map_or_else(
-                |_| snippet(&body),
-                |e| format!("{} ({})", e.error.message, e.error.code),
-            );
             if status.is_server_error() {
                 self.fail_over();
             }
-            return Err(Error::HttpStatus {
-                status: status.as_u16(),
-                message,
-                retry_after,
-            });
+            return Err(refusal(status.as_u16(), &body, retry_after));
         }
         Ok(EventStream {
             response,
@@ -394,6 +370,20 @@ impl EventStream {
             }
             self.buffer.extend_from_slice(&chunk);
         }
+    }
+}
+
+/// An error answer as [`Error::HttpStatus`]: the authority's message and
+/// code, or the start of whatever else came (a proxy's page).
+fn refusal(status: u16, body: &[u8], retry_after: Option<u64>) -> Error {
+    let message = serde_json::from_slice::<ErrorBody>(body).map_or_else(
+        |_| snippet(body),
+        |e| format!("{} ({})", e.error.message, e.error.code),
+    );
+    Error::HttpStatus {
+        status,
+        message,
+        retry_after,
     }
 }
 
