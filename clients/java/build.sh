@@ -10,6 +10,8 @@ javac --release 17 -Xlint:all -Werror -d "$out/main" $(find src/main/java -name 
 javac --release 17 -Xlint:all -Werror -cp "$out/main" -d "$out/test" $(find src/test/java -name '*.java')
 jar --create --file "$out/tessera-client.jar" -C "$out/main" .
 java -cp "$out/main:$out/test" dev.tessera.client.ConformanceTest ../../tests/conformance/cases.json
+# The hostile-server cases, against a fake authority in the test process.
+timeout 300 java -cp "$out/main:$out/test" dev.tessera.client.HostileTest
 # Against a real authority, when TESSERA_BIN names the tessera binary.
 if [ -n "${TESSERA_BIN:-}" ]; then
   timeout 120 java -cp "$out/main:$out/test" dev.tessera.client.ServerTest "$TESSERA_BIN"

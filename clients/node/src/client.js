@@ -14,14 +14,23 @@
 //   `Last-Event-ID`.
 // - The state file is written atomically (temporary file, fsync, rename,
 //   fsync of the directory) with mode 0600.
-//
-// Not built yet: usage, machines and quotas.
+// - `offlineFile` / `importOffline`: a document from `tessera license
+//   export` (its JSON file, or the bare document), verified and taken by the
+//   rollback rule.
+// - `setUsers(n)`: reported (`/v1/usage`) when it changes and every
+//   `usageIntervalMs`.
+// - Machines (§19): every request names this machine (`fingerprint`, or one
+//   derived from the host's machine id and the token); a license that counts
+//   machines gets a place by itself, and `deactivate()` gives it back.
+// - Every body read is at most 64 KiB; `Retry-After` is capped at 5 minutes;
+//   a `304` is never proof of anything (§11, §13).
 
 import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
+import { arch, hostname, platform } from "node:os";
 import { join } from "node:path";
 
-import { LicenseToken, ProtocolError, TrustedKeys, parseTime, verify } from "./protocol.js";
+import { LicenseToken, ProtocolError, TrustedKeys, fingerprintHash, machineFingerprint, parseTime, verify } from "./protocol.js";
 import { Holder } from "./verdict.js";
 
 export const STATE_FILE = "tessera-state.json";
@@ -31,15 +40,48 @@ const MAX_BACKOFF_MS = 300_000;
 
 /** Why a round trip failed; `kind` as the Rust SDK's `last_error`. */
 export class ClientError extends Error {
-  constructor(kind, message) {
+  /** `retryAfterMs`: the wait the authority asked for, capped at 5 minutes. */
+  constructor(kind, message, retryAfterMs = null) {
     super(message);
     this.kind = kind;
+    this.retryAfterMs = retryAfterMs;
   }
+}
+
+/** `Retry-After` (seconds) in ms, capped: a value in the billions must not park the client for years. */
+function retryAfterMs(value) {
+  if (!value || !/^\s*\d+\s*$/.test(value)) return null;
+  return Math.min(MAX_BACKOFF_MS, Number(value.trim()) * 1000);
+}
+
+/** The wait before the next attempt: what the authority asked for (capped), else full jitter up to 5 minutes. */
+export function backoffMs(failures, error = null) {
+  if (error?.retryAfterMs != null) return error.retryAfterMs;
+  return jitter(failures);
+}
+
+let hostId;
+/** The host's machine id (systemd's `/etc/machine-id`), read once. */
+function hostMachineId() {
+  if (hostId === undefined) {
+    hostId = null;
+    for (const path of ["/etc/machine-id", "/var/lib/dbus/machine-id"]) {
+      try {
+        const text = readFileSync(path, "utf-8").trim();
+        if (text) {
+          hostId = text;
+          break;
+        }
+      } catch { /* the next one */ }
+    }
+  }
+  return hostId;
 }
 
 const formatTime = (secs) => new Date(secs * 1000).toISOString().replace(/\.\d{3}Z$/, "Z");
 const jitter = (failures) => Math.random() * Math.min(MAX_BACKOFF_MS, 1000 * 2 ** Math.min(failures, 8));
 
+/** At most 64 KiB of a body, then the connection is dropped (§13). */
 async function readCapped(res) {
   const reader = res.body.getReader();
   const chunks = [];
@@ -65,7 +107,12 @@ export class Client {
   #stopped = false;
   #stream = null;
 
-  constructor({ servers, publicKeys, token = null, stateDir = null, clock = () => Date.now() / 1000, timeoutMs = 15_000, tickMs = 30_000, watch = true, streamReadTimeoutMs = 37_500 }) {
+  #users = null;
+  #usageTimer = null;
+  #machineGivenUp = false;
+  #forced = false;
+
+  constructor({ servers, publicKeys, token = null, stateDir = null, clock = () => Date.now() / 1000, timeoutMs = 15_000, tickMs = 30_000, watch = true, streamReadTimeoutMs = 37_500, offlineFile = null, fingerprint = null, usageIntervalMs = 900_000 }) {
     if (!publicKeys?.length) throw new Error("pin at least one public key");
     this.servers = servers.map((s) => s.replace(/\/+$/, ""));
     this.keys = new TrustedKeys();
@@ -79,6 +126,9 @@ export class Client {
     this.streamReadTimeoutMs = streamReadTimeoutMs;
     this.instanceId = "node-" + randomBytes(8).toString("hex");
     this.connected = false;
+    this.offlineFile = offlineFile;
+    this.configuredFingerprint = fingerprint;
+    this.usageIntervalMs = usageIntervalMs;
   }
 
   // ----- reading: no I/O ------------------------------------------------
@@ -105,19 +155,121 @@ export class Client {
   }
 
   // ----- life -------------------------------------------------------------
-  /** Load the disk state and publish its verdict; never waits for the network. */
+  /**
+   * Load the disk state and publish its verdict; never waits for the network.
+   * An `offlineFile` that does not verify throws `ProtocolError` (held state unchanged).
+   */
   start() {
     this.#load();
     this.#publish();
+    if (this.offlineFile) this.importOffline(readFileSync(this.offlineFile));
     this.#schedule(0);
     if (this.watch && this.servers.length) this.#watchLoop();
+    if (this.servers.length) this.#scheduleUsage(this.usageIntervalMs);
     return this;
   }
 
   close() {
     this.#stopped = true;
     for (const t of this.#timers) clearTimeout(t);
+    clearTimeout(this.#usageTimer);
     this.#stream?.abort();
+  }
+
+  // ----- offline files, usage ------------------------------------------------
+  /**
+   * Take a document exported for air-gapped sites (`tessera license export`:
+   * its JSON file, or the bare document): verified with freshness and the
+   * rollback rule; a refused one throws `ProtocolError` and changes nothing,
+   * an older one is ignored.
+   */
+  importOffline(bytes) {
+    const data = Buffer.from(bytes);
+    if (data.length > MAX_ANSWER_BYTES) throw new ProtocolError("document_too_large", "the offline file is over 64 KiB");
+    let document = Buffer.from(data.toString("latin1").trim(), "latin1");
+    try {
+      const exported = JSON.parse(data.toString("utf-8"));
+      if (typeof exported?.document === "string") document = Buffer.from(exported.document);
+    } catch { /* the bare document (or bytes the verifier refuses) */ }
+    if (!this.#holder) throw new ClientError("no_token", "an offline file needs the license token it was exported for");
+    if (this.#holder.offer(document, this.#now()) === "accepted") this.#store(this.#holder);
+    return this.#publish();
+  }
+
+  /** How many users the product has now; reported at once when it changes, then every `usageIntervalMs`. */
+  setUsers(users) {
+    if (!Number.isInteger(users) || users < 0) throw new RangeError("users must be a whole number ≥ 0");
+    const previous = this.#users;
+    this.#users = users;
+    if (previous !== users && this.servers.length && !this.#stopped) this.#scheduleUsage(0);
+  }
+
+  #scheduleUsage(ms) {
+    clearTimeout(this.#usageTimer);
+    this.#usageTimer = setTimeout(() => this.#reportUsage().finally(() => this.#stopped || this.#scheduleUsage(this.usageIntervalMs)), ms);
+    this.#usageTimer.unref?.();
+  }
+
+  async #reportUsage() {
+    const holder = this.#holder;
+    if (!holder || this.#users === null) return;
+    const body = { token: holder.token.secret(), instance_id: this.instanceId, users: Math.min(this.#users, 2 ** 32 - 1) };
+    for (const server of this.servers) {
+      try {
+        await this.#post(`${server}/v1/usage`, body);
+        return;
+      } catch { /* failures never touch the verdict */ }
+    }
+  }
+
+  // ----- machines ---------------------------------------------------------------
+  /** This machine's fingerprint for the held (or given) token. */
+  fingerprint(token = this.#holder?.token) {
+    return token ? machineFingerprint(this.configuredFingerprint, hostMachineId(), this.instanceId, token) : null;
+  }
+
+  /** Take (or hold) a place for this machine now. */
+  async activateMachine() {
+    if (!this.#holder) throw new ClientError("no_token", "no license token: activate one first");
+    return this.#machineRoundTrip(this.#holder.token, "activate");
+  }
+
+  /** Give this machine's place back; it stays without one until `activateMachine()`. */
+  async deactivate() {
+    if (!this.#holder) throw new ClientError("no_token", "no license token: activate one first");
+    return this.#machineRoundTrip(this.#holder.token, "deactivate");
+  }
+
+  async #machineRoundTrip(token, action) {
+    const nonce = randomBytes(16).toString("base64url");
+    const body = { token: token.secret(), fingerprint: this.fingerprint(token), hostname: hostname() || null, platform: `${platform()}-${arch()}`, nonce };
+    let last = new ClientError("network", "no authority configured");
+    for (const server of this.servers) {
+      let answer;
+      try {
+        answer = await this.#post(`${server}/v1/machines/${action}`, body);
+      } catch (e) {
+        if (!(e instanceof ClientError)) throw e;
+        last = e;
+        continue;
+      }
+      if (answer.status === 304) {
+        last = new ClientError("invalid_answer", "304 to a machine request");
+        break;
+      }
+      const verdict = this.#take(token, answer, nonce);
+      this.#machineGivenUp = action === "deactivate";
+      return verdict;
+    }
+    this.#recordError(last.kind, last.message);
+    throw last;
+  }
+
+  /** A license that counts machines says this one has no place: take one, unless it gave its place up (§19). */
+  #shouldActivate() {
+    const held = this.#holder?.document;
+    if (!held || held.raw.machine == null) return false;
+    return held.status === "lease_expired" || (held.status === "not_activated" && !this.#machineGivenUp);
   }
 
   // ----- disk state ---------------------------------------------------------
@@ -223,8 +375,18 @@ export class Client {
     } catch (e) {
       throw new ClientError(e.name === "TimeoutError" ? "timeout" : "network", `cannot reach the authority: ${e.message}`);
     }
-    if (res.status === 304) return { status: 304, data: null };
-    const data = await readCapped(res);
+    if (res.status === 304) {
+      await res.body?.cancel();
+      return { status: 304, data: null };
+    }
+    let data;
+    try {
+      data = await readCapped(res);
+    } catch (e) {
+      // An error page over 64 KiB: cut off, and still an HTTP error.
+      if (res.ok) throw e;
+      data = Buffer.alloc(0);
+    }
     if (!res.ok) {
       let message;
       try {
@@ -233,14 +395,14 @@ export class Client {
       } catch {
         message = data.subarray(0, 200).toString("utf-8");
       }
-      throw new ClientError("http_status", `HTTP ${res.status}: ${message}`);
+      throw new ClientError("http_status", `HTTP ${res.status}: ${message}`, retryAfterMs(res.headers.get("retry-after")));
     }
     return { status: res.status, data, etag: res.headers.get("etag") };
   }
 
   async #roundTrip(token, withNonce) {
     const nonce = withNonce ? randomBytes(16).toString("base64url") : null;
-    const body = { token: token.secret(), instance_id: this.instanceId, ...(nonce ? { nonce } : {}) };
+    const body = { token: token.secret(), instance_id: this.instanceId, fingerprint: this.fingerprint(token), ...(nonce ? { nonce } : {}) };
     const headers = !withNonce && this.etag ? { "if-none-match": this.etag } : {};
     let last = new ClientError("network", "no authority configured");
     for (const server of this.servers) {
@@ -253,45 +415,65 @@ export class Client {
         continue;
       }
       if (answer.status === 304) {
-        this.#recordContact();
+        // While flagged the client asks with a nonce: a 304 to that is an
+        // error; otherwise it is unsigned and proves nothing (§11).
+        if (!headers["if-none-match"]) {
+          last = new ClientError("invalid_answer", "304 to a request without If-None-Match");
+          break;
+        }
         return this.#publish();
       }
-      let document;
-      try {
-        document = JSON.parse(answer.data).document;
-        if (typeof document !== "string") throw new Error();
-      } catch {
-        last = new ClientError("invalid_answer", "the answer is not a validation answer");
-        continue;
-      }
-      const same = this.#holder && this.#holder.token.secret() === token.secret();
-      const holder = same ? this.#holder : new Holder({ keys: this.keys, token });
-      if (!same && this.#holder) holder.mark = this.#holder.mark;
-      let claims;
-      try {
-        claims = verify(Buffer.from(document), this.keys, token.fingerprint(), this.#now(), { nonce });
-      } catch (e) {
-        if (!(e instanceof ProtocolError)) throw e;
-        this.#recordError("verification", e.message);
-        throw new ClientError("verification", e.message);
-      }
-      if (holder.accept(claims, document, this.#now(), nonce !== null) === "rolled_back") {
-        this.#recordError("rollback", "the document is older than the one held");
-        throw new ClientError("rollback", "the document is older than the one held");
-      }
-      this.#holder = holder;
-      this.etag = answer.etag;
-      this.#store(holder);
-      this.#recordContact();
-      return this.#publish();
+      const verdict = this.#take(token, answer, nonce);
+      if (this.#shouldActivate()) return this.#machineRoundTrip(token, "activate");
+      return verdict;
     }
     this.#recordError(last.kind, last.message);
     throw last;
   }
 
+  /** Verify an answer (`{"document": …}`) and take it by the rules. */
+  #take(token, answer, nonce) {
+    let document;
+    try {
+      document = JSON.parse(answer.data).document;
+      if (typeof document !== "string") throw new Error();
+    } catch {
+      this.#recordError("invalid_answer", "the answer is not a validation answer");
+      throw new ClientError("invalid_answer", "the answer is not a validation answer");
+    }
+    const same = this.#holder && this.#holder.token.secret() === token.secret();
+    const holder = same ? this.#holder : new Holder({ keys: this.keys, token });
+    if (!same && this.#holder) holder.mark = this.#holder.mark;
+    let claims;
+    try {
+      claims = verify(Buffer.from(document), this.keys, token.fingerprint(), this.#now(), { nonce, machine: fingerprintHash(this.fingerprint(token)) });
+    } catch (e) {
+      if (!(e instanceof ProtocolError)) throw e;
+      this.#recordError("verification", e.message);
+      throw new ClientError("verification", e.message);
+    }
+    // A machine released while it held a place stays released.
+    const held = holder.document;
+    if (claims.status === "not_activated" && held?.raw.mfp && held.valid) this.#machineGivenUp = true;
+    const outcome = holder.accept(claims, document, this.#now(), nonce !== null);
+    if (outcome === "rolled_back") {
+      if (held?.raw.mfp && held.rev === claims.rev) return this.#publish(); // an activation crossing a poll (§19)
+      this.#recordError("rollback", "the document is older than the one held");
+      throw new ClientError("rollback", "the document is older than the one held");
+    }
+    this.#holder = holder;
+    if (answer.etag) this.etag = answer.etag;
+    this.#store(holder);
+    if (nonce !== null || outcome === "accepted") this.#recordContact(); // a replay proves nothing (§11)
+    return this.#publish();
+  }
+
   // ----- background -------------------------------------------------------------
   #schedule(ms) {
     if (this.#stopped) return;
+    // One pending tick at a time (a stream announcement may ask for one early).
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
     const t = setTimeout(() => {
       this.#timers.delete(t);
       this.#tick().catch(() => {});
@@ -307,13 +489,16 @@ export class Client {
     let wait = this.tickMs;
     if (holder) {
       const due = holder.document ? holder.document.refreshAfter - this.#now() : 0;
-      if (due <= 0 || this.#failures) {
+      const forced = this.#forced;
+      this.#forced = false;
+      if (due <= 0 || this.#failures || forced) {
         try {
-          await this.#roundTrip(holder.token, !holder.document || this.#status.lastError !== null);
+          const flagged = this.#status.lastError !== null || this.#status.offlineSince !== null;
+          await this.#roundTrip(holder.token, !holder.document || flagged || forced);
           this.#failures = 0;
-        } catch {
+        } catch (e) {
           this.#failures++;
-          wait = jitter(this.#failures);
+          wait = backoffMs(this.#failures, e);
         }
       } else {
         wait = Math.min(this.tickMs, due * 1000);
@@ -343,7 +528,7 @@ export class Client {
       return;
     }
     // A push on this client's own stream re-bases the mark (§6).
-    if (holder.accept(claims, document, this.#now(), true) === "rolled_back") return;
+    if (holder.accept(claims, document, this.#now(), true) !== "accepted") return; // older, or the one held
     this.#store(holder);
     this.#recordContact();
     this.#publish();
@@ -413,7 +598,11 @@ export class Client {
             else if (field === "data") data.push(value);
           }
           if (event === "status" && data.length) await this.#applyPushed(token, data.join("\n"));
-          else if (event === "machines") this.#schedule(0);
+          else if (event === "machines") {
+            // A place was taken or freed: ask at once for this machine's own answer (§19).
+            this.#forced = true;
+            this.#schedule(0);
+          }
         }
         // An event over 64 KiB: dropped with the connection.
         if (buffer.length > MAX_ANSWER_BYTES) return controller.abort();

@@ -3,6 +3,6 @@
 // status documents, the rollback rule, the clock mark and the verdict — held
 // to the conformance suite in tests/conformance/ — and `Client`: disk state,
 // refresh and activate round trips, polling, the change stream, listeners.
-export { LicenseToken, ProtocolError, TrustedKeys, checkRollback, parseTime, verify } from "./protocol.js";
+export { LicenseToken, ProtocolError, TrustedKeys, checkRollback, fingerprintHash, machineFingerprint, parseTime, verify } from "./protocol.js";
 export { Holder, compute } from "./verdict.js";
-export { Client, ClientError } from "./client.js";
+export { Client, ClientError, backoffMs } from "./client.js";

@@ -134,7 +134,7 @@ function timeField(raw, name, required) {
  * to get claims.
  */
 export function verify(bytes, keys, tokenFingerprint, now, options = {}) {
-  const { nonce = null, enforceFreshness = true, maxClockDrift = DEFAULT_MAX_CLOCK_DRIFT } = options;
+  const { nonce = null, enforceFreshness = true, maxClockDrift = DEFAULT_MAX_CLOCK_DRIFT, machine = null } = options;
   const data = Buffer.from(bytes);
   if (data.length > MAX_DOCUMENT_BYTES) {
     throw new ProtocolError("document_too_large", `${data.length} bytes, over ${MAX_DOCUMENT_BYTES}`);
@@ -194,6 +194,10 @@ export function verify(bytes, keys, tokenFingerprint, now, options = {}) {
   }
   if (raw.tfp !== tokenFingerprint) throw new ProtocolError("token_mismatch", "the document answers for another token");
   if (nonce !== null && raw.nonce !== nonce) throw new ProtocolError("nonce_mismatch", "the document does not answer this request");
+  // A document bound to a machine (`mfp`) is that machine's alone (§19).
+  if (machine !== null && raw.mfp != null && raw.mfp !== machine) {
+    throw new ProtocolError("fingerprint_mismatch", "the document answers for another machine");
+  }
   if (enforceFreshness) {
     if (now > exp) throw new ProtocolError("document_expired", "the document's exp has passed");
     if (iat > now + maxClockDrift) throw new ProtocolError("issued_in_future", "the document is signed ahead of the local clock");
@@ -218,6 +222,21 @@ export function verify(bytes, keys, tokenFingerprint, now, options = {}) {
 }
 
 /** The rollback rule (§5): "accept", "same" or "reject". */
+/** `mfp`: the first 32 hex characters of SHA-256 of a machine fingerprint (§19). */
+export function fingerprintHash(fingerprint) {
+  return createHash("sha256").update(fingerprint, "utf-8").digest("hex").slice(0, 32);
+}
+
+/**
+ * The configured fingerprint, or one derived from the host's machine id
+ * (else the persisted instance id) and the token — as the Rust SDK derives
+ * it, so it differs per license and is no cross-vendor tracking id.
+ */
+export function machineFingerprint(explicit, hostId, instance, token) {
+  if (explicit) return explicit;
+  return fingerprintHash(`tessera-machine/1|${hostId || instance}|${token.fingerprint()}`);
+}
+
 export function checkRollback(held, next) {
   if (!held) return "accept";
   if (held.retiredAt !== null && next.iat > held.retiredAt && next.kid !== held.kid) return "accept";

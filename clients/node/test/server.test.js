@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -122,4 +122,59 @@ test("the client against a real authority", { skip: !BIN && "set TESSERA_BIN to 
   assert.equal(client.hasFeature("sso"), false);
   client.close();
   await server.stop();
+});
+
+test("machines, usage and offline files against a real authority", { skip: !BIN && "set TESSERA_BIN to the tessera binary" }, async (t) => {
+  const running = [];
+  t.after(async () => {
+    for (const r of running) await r();
+  });
+  const work = mkdtempSync(join(tmpdir(), "tessera-node-machines-"));
+  const server = await startServer(join(work, "data"), await freePort());
+  running.push(() => server.stop());
+  const issued = await server.admin("POST", "/v1/admin/licenses", { customer: "Acme", plan: "p", duration: "30d", features: ["sso"], max_machines: 1 });
+  const lic = issued.license.id;
+  const client = (name, fingerprint) => {
+    const c = new Client({ servers: [server.url], publicKeys: [server.publicKey], stateDir: join(work, name), fingerprint }).start();
+    running.unshift(() => c.close());
+    return c;
+  };
+  const until = async (pred, ms = 10_000) => {
+    const end = Date.now() + ms;
+    while (!(await pred()) && Date.now() < end) await sleep(20);
+    return pred();
+  };
+
+  // The first machine takes the one place by itself; the second is refused.
+  const first = client("first", "host-1");
+  assert.equal((await first.activate(issued.token)).state, "valid");
+  const second = client("second", "host-2");
+  const refused = await second.activate(issued.token);
+  assert.equal(refused.state, "too_many_machines");
+  assert.ok(!second.hasFeature("sso"));
+  assert.equal((await server.admin("GET", `/v1/admin/licenses/${lic}/machines`)).active, 1);
+
+  // The first gives its place back: the second, told on its stream, takes it.
+  assert.ok(await until(() => second.connected), "the stream is open");
+  assert.equal((await first.deactivate()).state, "not_activated");
+  assert.ok(await until(() => second.verdict.state === "valid"), JSON.stringify(second.verdict));
+  assert.equal((await first.refresh()).state, "not_activated", "a released machine stays released");
+
+  // Usage: the user count reaches the fleet view.
+  second.setUsers(7);
+  const users = async () => {
+    const { instances } = await server.admin("GET", `/v1/admin/licenses/${lic}/instances`);
+    return instances.find((i) => i.instance_id === second.instanceId)?.users === 7;
+  };
+  assert.ok(await until(users), "the fleet view shows 7 users");
+
+  // An offline file from `tessera license export`, with no authority.
+  const plain = await server.admin("POST", "/v1/admin/licenses", { customer: "Site", plan: "p", duration: "30d", features: ["sso"] });
+  const file = join(work, "license.json");
+  writeFileSync(file, JSON.stringify(await server.admin("POST", `/v1/admin/licenses/${plain.license.id}/export`, { ttl: "365d" })));
+  await server.stop();
+  const offline = new Client({ servers: [], publicKeys: [server.publicKey], token: plain.token, stateDir: join(work, "offline"), offlineFile: file }).start();
+  assert.equal(offline.verdict.state, "valid");
+  assert.ok(offline.hasFeature("sso"));
+  offline.close();
 });

@@ -1,11 +1,12 @@
 """Tessera license client for Python.
 
-This first part is the core every client shares (docs/PROTOCOL.md §1–7):
-license tokens and their checksum, pinned keys, verification of signed
-status documents (PASETO v4.public, Ed25519), the rollback rule, the clock
-mark and the verdict — held to the language-neutral conformance suite in
+The core every client shares (docs/PROTOCOL.md §1–7): license tokens and
+their checksum, pinned keys, verification of signed status documents
+(PASETO v4.public, Ed25519), the rollback rule, the clock mark and the
+verdict — held to the language-neutral conformance suite in
 ``tests/conformance/`` — and ``Client``: disk state, refresh and activate
-round trips, background polling, listeners. The change stream comes next.
+round trips, polling, the change stream, listeners, offline files, usage,
+machines and metered quotas.
 """
 
 from .protocol import (
@@ -18,6 +19,7 @@ from .protocol import (
     verify,
 )
 from .client import Client, ClientError
+from .meter import QuotaError
 from .verdict import Holder, Verdict, compute
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "Holder",
     "LicenseToken",
     "ProtocolError",
+    "QuotaError",
     "PublicKey",
     "TrustedKeys",
     "Verdict",

@@ -19,13 +19,28 @@ disk and refreshed from the authority (docs/PROTOCOL.md §7–9, §13–14).
   the held revision is acknowledged (``/v1/instances/ack``) after each and
   on every (re)connect; it reconnects with backoff and jitter and
   ``Last-Event-ID``, and polling goes on while it is down.
-
-Not built yet: usage, machines and quotas."""
+- ``offline_file`` / ``import_offline``: a document from ``tessera license
+  export`` (the JSON file, or the bare document), verified like any other
+  and taken by the rollback rule.
+- ``set_users(n)``: the product's user count, reported (``/v1/usage``) when
+  it changes and every ``usage_interval``.
+- Machines (§19): every request names this machine (``fingerprint``, or one
+  derived from the host's machine id and the token); a license that counts
+  machines gets a place by itself (``/v1/machines/activate``), and
+  ``deactivate()`` gives it back.
+- Metered quotas (§22): ``consume(feature, n)`` counts against the
+  client's estimate of the period's use and refuses past the blocking
+  point; what was consumed is reported (``/v1/consumption``) every
+  ``consumption_interval`` and on ``flush_consumption()``, each report
+  counted once.
+- Every body read is at most 64 KiB; ``Retry-After`` is capped at 5
+  minutes; a ``304`` is never proof of anything (§11, §13)."""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import random
 import secrets
 import threading
@@ -35,7 +50,17 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Callable, List, Optional
 
-from .protocol import LicenseToken, ProtocolError, TrustedKeys, format_time, parse_time, verify
+from .protocol import (
+    LicenseToken,
+    ProtocolError,
+    TrustedKeys,
+    fingerprint_hash,
+    format_time,
+    machine_fingerprint,
+    parse_time,
+    verify,
+)
+from .meter import MAX_QUOTA, Meters, QuotaError
 from .verdict import Holder, Verdict
 
 STATE_FILE = "tessera-state.json"
@@ -45,11 +70,44 @@ MAX_BACKOFF = 300.0
 
 
 class ClientError(Exception):
-    """Why a round trip failed; ``kind`` as the Rust SDK's ``last_error``."""
+    """Why a round trip failed; ``kind`` as the Rust SDK's ``last_error``;
+    ``retry_after``: the wait the authority asked for, capped at 5 minutes."""
 
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str, retry_after: Optional[float] = None, status: Optional[int] = None):
         super().__init__(message)
         self.kind = kind
+        self.retry_after = retry_after
+        self.status = status
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    """`Retry-After` in seconds, capped at the longest backoff (a value in
+    the billions must not park the client for years)."""
+    try:
+        return min(MAX_BACKOFF, max(0.0, float(int((value or "").strip()))))
+    except ValueError:
+        return None
+
+
+def backoff(failures: int, error: Optional[ClientError] = None) -> float:
+    """The wait before the next attempt: what the authority asked for
+    (capped), else full jitter growing to 5 minutes."""
+    if error is not None and error.retry_after is not None:
+        return error.retry_after
+    return min(MAX_BACKOFF, random.uniform(0, 2 ** min(failures, 8)))
+
+
+def host_machine_id() -> Optional[str]:
+    """The host's machine id (systemd's `/etc/machine-id`)."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+            if text:
+                return text
+        except OSError:
+            continue
+    return None
 
 
 @dataclass(frozen=True)
@@ -82,6 +140,10 @@ class Client:
         tick: float = 30.0,
         watch: bool = True,
         stream_read_timeout: float = 37.5,
+        offline_file: Optional[str] = None,
+        fingerprint: Optional[str] = None,
+        usage_interval: float = 900.0,
+        consumption_interval: float = 10.0,
     ):
         if not public_keys:
             raise ValueError("pin at least one public key")
@@ -107,6 +169,19 @@ class Client:
         self._stream_read_timeout = stream_read_timeout
         self._watch_thread: Optional[threading.Thread] = None
         self.connected = False
+        self._offline_file = offline_file
+        self._fingerprint = fingerprint
+        self._machine_given_up = False
+        self._usage_interval = usage_interval
+        self._users: Optional[int] = None
+        self._usage_wake = threading.Event()
+        self._usage_thread: Optional[threading.Thread] = None
+        self._force = False
+        self._meters = Meters()
+        self._consumption_interval = consumption_interval
+        self._report_lock = threading.Lock()
+        self._report: Optional[dict] = None
+        self._next_seq = 0
 
     # ----- reading: no lock, no I/O -------------------------------------
 
@@ -132,20 +207,29 @@ class Client:
 
     def start(self) -> "Client":
         """Load the disk state and publish its verdict, then refresh in the
-        background. Never waits for the network."""
+        background. Never waits for the network. An ``offline_file`` that
+        does not verify raises ``ProtocolError`` (held state unchanged)."""
         with self._lock:
             self._load()
             self._publish()
+        if self._offline_file:
+            with open(self._offline_file, "rb") as f:
+                self.import_offline(f.read(MAX_ANSWER_BYTES + 1))
         self._thread = threading.Thread(target=self._run, name="tessera-refresh", daemon=True)
         self._thread.start()
         if self._watch and self.servers:
             self._watch_thread = threading.Thread(target=self._watch_loop, name="tessera-watch", daemon=True)
             self._watch_thread.start()
+        if self.servers:
+            self._usage_thread = threading.Thread(target=self._usage_loop, name="tessera-usage", daemon=True)
+            self._usage_thread.start()
+            threading.Thread(target=self._consumption_loop, name="tessera-consumption", daemon=True).start()
         return self
 
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
+        self._usage_wake.set()
         if self._thread:
             self._thread.join(timeout=5)
 
@@ -220,6 +304,7 @@ class Client:
     def _publish(self) -> Verdict:
         now = self._now()
         verdict = self._holder.verdict(now) if self._holder else Verdict("unverified", "no_document")
+        self._meters.sync(self._holder.document if self._holder else None, now)
         old = self._status
         self._status = Status(verdict, old.last_verified_at, old.offline_since, old.last_error)
         if verdict != old.verdict:
@@ -239,6 +324,198 @@ class Client:
         old = self._status
         self._status = Status(old.verdict, self._now(), None, None)
 
+    # ----- offline files, usage --------------------------------------------
+
+    def import_offline(self, data: bytes) -> Verdict:
+        """Take a document exported for air-gapped sites (``tessera license
+        export``: its JSON file, or the bare document). It is verified with
+        freshness and the rollback rule: a refused one raises
+        ``ProtocolError`` and changes nothing; an older one is ignored."""
+        if len(data) > MAX_ANSWER_BYTES:
+            raise ProtocolError("document_too_large", "the offline file is over 64 KiB")
+        document = data.strip()
+        try:
+            export = json.loads(data)
+            if isinstance(export, dict) and isinstance(export.get("document"), str):
+                document = export["document"].encode()
+        except ValueError:
+            pass  # the bare document (or bytes the verifier refuses)
+        with self._lock:
+            holder = self._holder
+            if holder is None:
+                raise ClientError("no_token", "an offline file needs the license token it was exported for")
+            if holder.offer(document, self._now()) == "accepted":
+                self._store(holder)
+            return self._publish()
+
+    def set_users(self, users: int) -> None:
+        """How many users the product has now; reported at once when it
+        changes, then every ``usage_interval``. No network call here."""
+        if users < 0:
+            raise ValueError("users must be at least 0")
+        previous, self._users = self._users, users
+        if previous != users:
+            self._usage_wake.set()
+
+    def _usage_loop(self) -> None:
+        while not self._stop.is_set():
+            self._usage_wake.wait(self._usage_interval)
+            self._usage_wake.clear()
+            holder, users = self._holder, self._users
+            if self._stop.is_set() or holder is None or users is None:
+                continue
+            body = {"token": holder.token.secret(), "instance_id": self._instance_id, "users": min(users, 2**32 - 1)}
+            for server in self.servers:
+                try:
+                    self._post(server + "/v1/usage", body, {"Content-Type": "application/json"})
+                    break
+                except ClientError:
+                    continue  # failures never touch the verdict
+
+    # ----- metered quotas ------------------------------------------------------
+
+    def consume(self, feature: str, amount: int = 1) -> int:
+        """Count ``amount`` of a metered feature: a local add, no I/O. Returns
+        what is left of the limit; raises ``QuotaError`` (nothing counted)
+        past the blocking point, for a feature not granted now, without a
+        quota, or for an amount above 2^53."""
+        if not self.has_feature(feature):
+            raise QuotaError("not_granted", f"{feature} is not granted now")
+        holder = self._holder
+        self._meters.sync(holder.document if holder else None, self._now())
+        return self._meters.consume(feature, amount)
+
+    def remaining(self, feature: str) -> Optional[int]:
+        """What is left of ``feature``'s limit this period (estimated now)."""
+        return self._meters.remaining(feature)
+
+    def quotas(self) -> dict:
+        """Each metered feature: ``(limit, used)`` as estimated now."""
+        return self._meters.snapshot()
+
+    def flush_consumption(self) -> None:
+        """Report what was consumed and not yet reported, now (the report in
+        flight first). Raises ``ClientError`` when it could not."""
+        with self._report_lock:
+            while True:
+                now = self._now()
+                report = self._report
+                if report is not None and now - report["first_sent"] > 30 * 86400:
+                    # Unanswered for 30 days: the authority keeps report ids
+                    # 35 days, so a later retry could be counted twice.
+                    self._meters.abandon(report["amounts"])
+                    self._report = report = None
+                if report is None:
+                    amounts = self._meters.take_pending()
+                    if not amounts:
+                        return
+                    if self._next_seq == 0:
+                        # Never an earlier run's number: from the clock (ms ×
+                        # 1024), never below the clock mark.
+                        holder = self._holder
+                        at = max(now, holder.mark or 0) if holder else now
+                        self._next_seq = max(1, min(at * 1000 * 1024, MAX_QUOTA // 2))
+                    report = {"seq": self._next_seq, "amounts": amounts, "first_sent": now}
+                    self._next_seq += 1
+                    self._report = report
+                holder = self._holder
+                if holder is None:
+                    raise ClientError("no_token", "no license token")
+                body = {
+                    "token": holder.token.secret(),
+                    "instance_id": self._instance_id,
+                    "seq": report["seq"],
+                    "amounts": report["amounts"],
+                }
+                try:
+                    data = self._post_first("/v1/consumption", body)
+                except ClientError as e:
+                    if e.status == 409:
+                        # Not counted: the same amounts again under a new number.
+                        report["seq"] = self._next_seq = max(self._next_seq, report["seq"]) + (1 << 20)
+                        self._next_seq += 1
+                        continue
+                    if e.status in (401, 403, 422):
+                        # Refused for good: sending again cannot help.
+                        self._meters.abandon(report["amounts"])
+                        self._report = None
+                    raise
+                try:
+                    quotas = json.loads(data).get("quotas") or {}
+                except (ValueError, AttributeError):
+                    quotas = {}
+                self._meters.settle(report["amounts"], quotas)
+                self._report = None
+
+    def _post_first(self, path: str, body: dict) -> bytes:
+        """POST to the first authority that answers; its body."""
+        last = ClientError("network", "no authority configured")
+        for server in self.servers:
+            try:
+                return self._post(server + path, body, {"Content-Type": "application/json"})[1]
+            except ClientError as e:
+                if e.status is not None:
+                    raise
+                last = e
+        raise last
+
+    def _consumption_loop(self) -> None:
+        while not self._stop.wait(self._consumption_interval):
+            try:
+                self.flush_consumption()
+            except ClientError:
+                pass  # retried at the next interval
+
+    # ----- machines ----------------------------------------------------------
+
+    def fingerprint(self, token: Optional[LicenseToken] = None) -> Optional[str]:
+        """This machine's fingerprint for the held (or given) token."""
+        token = token or (self._holder.token if self._holder else None)
+        if token is None:
+            return None
+        return machine_fingerprint(self._fingerprint, host_machine_id(), self._instance_id, token)
+
+    def activate_machine(self) -> Verdict:
+        """Take (or hold) a place for this machine now."""
+        holder = self._holder
+        if holder is None:
+            raise ClientError("no_token", "no license token: activate one first")
+        return self._machine_round_trip(holder.token, "activate")
+
+    def deactivate(self) -> Verdict:
+        """Give this machine's place back; it stays without one until
+        ``activate_machine()``."""
+        holder = self._holder
+        if holder is None:
+            raise ClientError("no_token", "no license token: activate one first")
+        return self._machine_round_trip(holder.token, "deactivate")
+
+    def _machine_round_trip(self, token: LicenseToken, action: str, activating: bool = False) -> Verdict:
+        n = secrets.token_urlsafe(16)
+        body = {
+            "token": token.secret(),
+            "fingerprint": self.fingerprint(token),
+            "hostname": platform.node() or None,
+            "platform": f"{platform.system().lower()}-{platform.machine()}",
+            "nonce": n,
+        }
+        last: ClientError = ClientError("network", "no authority configured")
+        for server in self.servers:
+            try:
+                status, data, _ = self._post(server + f"/v1/machines/{action}", body, {"Content-Type": "application/json"})
+            except ClientError as e:
+                last = e
+                continue
+            if status == 304:
+                last = ClientError("invalid_answer", "304 to a machine request")
+                break
+            verdict = self._take(token, data, n, activating=activating)
+            self._machine_given_up = action == "deactivate"
+            return verdict
+        with self._lock:
+            self._record_error(last.kind, str(last))
+        raise last
+
     # ----- round trips -----------------------------------------------------
 
     def refresh(self) -> Verdict:
@@ -257,7 +534,7 @@ class Client:
 
     def _round_trip(self, token: LicenseToken, *, nonce: bool, activating: bool = False) -> Verdict:
         n = secrets.token_urlsafe(16) if nonce else None
-        body = {"token": token.secret(), "instance_id": self._instance_id}
+        body = {"token": token.secret(), "instance_id": self._instance_id, "fingerprint": self.fingerprint(token)}
         if n:
             body["nonce"] = n
         headers = {"Content-Type": "application/json"}
@@ -271,41 +548,75 @@ class Client:
                 last = e
                 continue
             if status == 304:
+                if "If-None-Match" not in headers:
+                    # While flagged the client asks with a nonce: a 304 to
+                    # that is an error, never contact (§11).
+                    last = ClientError("invalid_answer", "304 to a request without If-None-Match")
+                    break
+                # Unsigned: it proves nothing; it only spares a download.
                 with self._lock:
-                    self._record_contact()
                     return self._publish()
-            try:
-                document = json.loads(data)["document"]
-                if not isinstance(document, str):
-                    raise ValueError
-            except (ValueError, KeyError, TypeError):
-                last = ClientError("invalid_answer", "the answer is not a validation answer")
-                continue
-            with self._lock:
-                holder = self._holder if (self._holder and self._holder.token.secret() == token.secret()) else None
-                fresh = holder or Holder(keys=self.keys, token=token)
-                if holder is None and self._holder is not None:
-                    fresh.mark = self._holder.mark
-                try:
-                    claims = verify(
-                        document.encode(), self.keys, token.fingerprint(), self._now(), nonce=n
-                    )
-                except ProtocolError as e:
-                    self._record_error("verification", str(e))
-                    raise ClientError("verification", str(e)) from None
-                outcome = fresh.accept(claims, document, self._now(), rebase=n is not None)
-                if outcome == "rolled_back":
-                    self._record_error("rollback", "the document is older than the one held")
-                    raise ClientError("rollback", "the document is older than the one held")
-                self._holder = fresh
-                self._etag = etag
-                self._store(fresh)
-                self._record_contact()
-                return self._publish()
+            verdict = self._take(token, data, n, activating=activating, etag=etag)
+            if self._should_activate():
+                return self._machine_round_trip(token, "activate", activating=activating)
+            return verdict
         with self._lock:
             err = last or ClientError("network", "no authority configured")
             self._record_error(err.kind, str(err))
         raise err
+
+    def _should_activate(self) -> bool:
+        """A license that counts machines says this one has no place: take
+        one, unless it gave its place up (§19)."""
+        held = self._holder.document if self._holder else None
+        if held is None or held.raw.get("machine") is None:
+            return False
+        return held.status == "lease_expired" or (held.status == "not_activated" and not self._machine_given_up)
+
+    def _take(self, token: LicenseToken, data: bytes, n: Optional[str], *, activating: bool, etag: Optional[str] = None) -> Verdict:
+        """Verify an answer (`{"document": …}`) and take it by the rules."""
+        try:
+            document = json.loads(data)["document"]
+            if not isinstance(document, str):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            with self._lock:
+                self._record_error("invalid_answer", "the answer is not a validation answer")
+            raise ClientError("invalid_answer", "the answer is not a validation answer") from None
+        with self._lock:
+            holder = self._holder if (self._holder and self._holder.token.secret() == token.secret()) else None
+            fresh = holder or Holder(keys=self.keys, token=token)
+            if holder is None and self._holder is not None:
+                fresh.mark = self._holder.mark
+            try:
+                claims = verify(
+                    document.encode(),
+                    self.keys,
+                    token.fingerprint(),
+                    self._now(),
+                    nonce=n,
+                    machine=fingerprint_hash(self.fingerprint(token)),
+                )
+            except ProtocolError as e:
+                self._record_error("verification", str(e))
+                raise ClientError("verification", str(e)) from None
+            # A machine released while it held a place stays released.
+            held = fresh.document
+            if claims.status == "not_activated" and held is not None and held.raw.get("mfp") and held.valid:
+                self._machine_given_up = True
+            outcome = fresh.accept(claims, document, self._now(), rebase=n is not None)
+            if outcome == "rolled_back":
+                if held is not None and held.raw.get("mfp") and held.rev == claims.rev:
+                    return self._publish()  # an activation crossing a poll (§19)
+                self._record_error("rollback", "the document is older than the one held")
+                raise ClientError("rollback", "the document is older than the one held")
+            self._holder = fresh
+            if etag is not None:
+                self._etag = etag
+            self._store(fresh)
+            if n is not None or outcome == "accepted":
+                self._record_contact()  # a replayed document proves nothing (§11)
+            return self._publish()
 
     def _post(self, url: str, body: dict, headers: dict):
         req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
@@ -318,13 +629,21 @@ class Client:
         except urllib.error.HTTPError as e:
             if e.code == 304:
                 return 304, b"", e.headers.get("ETag")
-            data = e.read(MAX_ANSWER_BYTES)
+            try:
+                # At most 64 KiB of an error page, whatever its size (§13).
+                data = e.read(MAX_ANSWER_BYTES)
+            except OSError:
+                data = b""
+            finally:
+                e.close()
             try:
                 err = json.loads(data)["error"]
                 message = f"{err['message']} ({err['code']})"
             except (ValueError, KeyError, TypeError):
                 message = data[:200].decode("utf-8", "replace")
-            raise ClientError("http_status", f"HTTP {e.code}: {message}") from None
+            raise ClientError(
+                "http_status", f"HTTP {e.code}: {message}", _retry_after(e.headers.get("Retry-After")), e.code
+            ) from None
         except (urllib.error.URLError, OSError) as e:
             raise ClientError("network", f"cannot reach the authority: {e}") from None
 
@@ -350,8 +669,8 @@ class Client:
                 self._record_error("verification", f"a pushed document was rejected: {e}")
                 return
             # A push on this client's own stream re-bases the mark (§6).
-            if holder.accept(claims, document, self._now(), rebase=True) == "rolled_back":
-                return
+            if holder.accept(claims, document, self._now(), rebase=True) != "accepted":
+                return  # older, or the one held: nothing new
             self._store(holder)
             self._record_contact()
             self._publish()
@@ -402,7 +721,10 @@ class Client:
                 if event == "status" and data:
                     self._apply_pushed(token, "\n".join(data))
                 elif event == "machines":
-                    self._wake.set()  # a place changed: the poll says what
+                    # A place was taken or freed: ask at once for this
+                    # machine's own answer (§19).
+                    self._force = True
+                    self._wake.set()
                 event, data, size = "message", [], 0
             elif text.startswith(":"):
                 size = 0
@@ -425,20 +747,22 @@ class Client:
             wait = self.tick
             if holder is not None and holder.document is not None:
                 due = holder.document.refresh_after - self._now()
-                if due <= 0 or failures:
+                forced, self._force = self._force, False
+                if due <= 0 or failures or forced:
                     try:
-                        self._round_trip(holder.token, nonce=self._status.last_error is not None)
+                        flagged = self._status.last_error is not None or self._status.offline_since is not None
+                        self._round_trip(holder.token, nonce=flagged or forced)
                         failures = 0
-                    except ClientError:
+                    except ClientError as e:
                         failures += 1
-                        wait = min(MAX_BACKOFF, random.uniform(0, 2 ** min(failures, 8)))
+                        wait = backoff(failures, e)
                 else:
                     wait = min(self.tick, due + random.uniform(0, min(30, due / 10 + 1)))
             elif holder is not None:
                 try:
                     self._round_trip(holder.token, nonce=True)
-                except ClientError:
+                except ClientError as e:
                     failures += 1
-                    wait = min(MAX_BACKOFF, random.uniform(0, 2 ** min(failures, 8)))
+                    wait = backoff(failures, e)
             self._wake.wait(wait)
             self._wake.clear()

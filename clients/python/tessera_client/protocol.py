@@ -190,6 +190,7 @@ def verify(
     nonce: Optional[str] = None,
     enforce_freshness: bool = True,
     max_clock_drift: int = DEFAULT_MAX_CLOCK_DRIFT,
+    machine: Optional[str] = None,
 ) -> Claims:
     """Verify a status document in the order of docs/PROTOCOL.md §4; the
     only way to get `Claims`."""
@@ -259,6 +260,9 @@ def verify(
         raise ProtocolError("token_mismatch", "the document answers for another token")
     if nonce is not None and raw.get("nonce") != nonce:
         raise ProtocolError("nonce_mismatch", "the document does not answer this request")
+    # A document bound to a machine (`mfp`) is that machine's alone (§19).
+    if machine is not None and raw.get("mfp") is not None and raw.get("mfp") != machine:
+        raise ProtocolError("fingerprint_mismatch", "the document answers for another machine")
     if enforce_freshness:
         if now > exp:
             raise ProtocolError("document_expired", "the document's exp has passed")
@@ -281,6 +285,22 @@ def verify(
         kid=kid,
         retired_at=retired_at,
     )
+
+
+def fingerprint_hash(fingerprint: str) -> str:
+    """`mfp`: the first 32 hex characters of SHA-256 of a machine
+    fingerprint (§19)."""
+    return hashlib.sha256(fingerprint.encode()).hexdigest()[:32]
+
+
+def machine_fingerprint(explicit: Optional[str], host_id: Optional[str], instance: str, token: "LicenseToken") -> str:
+    """The configured fingerprint, or one derived from the host's machine id
+    (else the persisted instance id) and the token — as the Rust SDK derives
+    it, so it differs per license and is no cross-vendor tracking id."""
+    if explicit:
+        return explicit
+    base = host_id or instance
+    return fingerprint_hash(f"tessera-machine/1|{base}|{token.fingerprint()}")
 
 
 def check_rollback(held: Optional[Claims], new: Claims) -> str:

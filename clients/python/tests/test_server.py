@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tessera_client import Client, ClientError, ProtocolError
+from tessera_client import Client, ClientError, ProtocolError, QuotaError
 
 BIN = os.environ.get("TESSERA_BIN")
 pytestmark = pytest.mark.skipif(not BIN, reason="set TESSERA_BIN to the tessera binary")
@@ -140,3 +140,120 @@ def test_the_client_against_a_real_authority(servers):
     assert not client.has_feature("sso")
     client.close()
     server.stop()
+
+
+def test_machines_usage_and_offline_files_against_a_real_authority(servers):
+    work = tempfile.mkdtemp()
+    data = os.path.join(work, "data")
+    server = Server(data, free_port())
+    servers.append(server)
+    issued = server.admin(
+        "/v1/admin/licenses",
+        {"customer": "Acme", "plan": "p", "duration": "30d", "features": ["sso"], "max_machines": 1},
+    )
+    lic, token = issued["license"]["id"], issued["token"]
+
+    def client(name, fingerprint):
+        return Client(
+            servers=[server.url],
+            public_keys=[server.public_key],
+            state_dir=os.path.join(work, name),
+            fingerprint=fingerprint,
+        ).start()
+
+    # The first machine takes the one place by itself; the second is refused.
+    first = client("first", "host-1")
+    assert first.activate(token).state == "valid"
+    second = client("second", "host-2")
+    v = second.activate(token)
+    assert v.state == "too_many_machines" and not second.has_feature("sso"), v
+    assert server.get(f"/v1/admin/licenses/{lic}/machines")["active"] == 1
+
+    # The first gives its place back: the second, told on its stream, takes
+    # it without being asked.
+    deadline = time.time() + 5
+    while not second.connected and time.time() < deadline:
+        time.sleep(0.02)
+    assert first.deactivate().state == "not_activated"
+    deadline = time.time() + 10
+    while second.verdict.state != "valid" and time.time() < deadline:
+        time.sleep(0.02)
+    assert second.verdict.state == "valid", second.verdict
+    assert first.refresh().state == "not_activated", "a released machine stays released"
+    first.close()
+
+    # Usage: the user count reaches the fleet view.
+    second.set_users(7)
+    deadline = time.time() + 10
+    users = None
+    while time.time() < deadline:
+        items = server.get(f"/v1/admin/licenses/{lic}/instances")["instances"]
+        users = [i.get("users") for i in items if i["instance_id"] == second._instance_id]
+        if users == [7]:
+            break
+        time.sleep(0.1)
+    assert users == [7]
+    second.close()
+
+    # An offline file from `tessera license export`, with no authority.
+    plain = server.admin("/v1/admin/licenses", {"customer": "Site", "plan": "p", "duration": "30d", "features": ["sso"]})
+    export = os.path.join(work, "license.json")
+    with open(export, "w") as f:
+        json.dump(server.admin(f"/v1/admin/licenses/{plain['license']['id']}/export", {"ttl": "365d"}), f)
+    server.stop()
+    offline = Client(
+        servers=[],
+        public_keys=[server.public_key],
+        token=plain["token"],
+        state_dir=os.path.join(work, "offline"),
+        offline_file=export,
+    ).start()
+    assert offline.verdict.state == "valid" and offline.has_feature("sso")
+    offline.close()
+
+
+def test_metered_quotas_against_a_real_authority(servers):
+    work = tempfile.mkdtemp()
+    server = Server(os.path.join(work, "data"), free_port())
+    servers.append(server)
+    issued = server.admin(
+        "/v1/admin/licenses",
+        {"customer": "Acme", "plan": "p", "duration": "30d", "features": ["sso", "api_calls=100/month"]},
+    )
+    lic, token = issued["license"]["id"], issued["token"]
+    client = Client(servers=[server.url], public_keys=[server.public_key], state_dir=os.path.join(work, "a")).start()
+    client.activate(token)
+    assert client.quotas() == {"api_calls": (100, 0)}
+    assert client.consume("api_calls", 60) == 40
+    assert client.remaining("api_calls") == 40 and client.quotas() == {"api_calls": (100, 60)}
+    with pytest.raises(QuotaError) as e:
+        client.consume("api_calls", 41)
+    assert e.value.code == "quota_exhausted" and e.value.remaining == 40
+    for feature, code in (("sso", "unknown_quota"), ("nope", "not_granted")):
+        with pytest.raises(QuotaError) as e:
+            client.consume(feature, 1)
+        assert e.value.code == code
+    with pytest.raises(QuotaError):
+        client.consume("api_calls", 2**53 + 1)
+
+    client.flush_consumption()
+    assert server.get(f"/v1/admin/licenses/{lic}/quotas/api_calls")["quota"]["used"] == 60
+    client.flush_consumption()  # nothing pending: nothing sent, nothing counted twice
+    assert server.get(f"/v1/admin/licenses/{lic}/quotas/api_calls")["quota"]["used"] == 60
+
+    # Another instance uses the rest: the blocking point makes a new
+    # revision, pushed to this client's stream, and its consume refuses.
+    other = Client(servers=[server.url], public_keys=[server.public_key], state_dir=os.path.join(work, "b"), watch=False).start()
+    other.activate(token)
+    assert other.consume("api_calls", 40) == 0
+    other.flush_consumption()
+    other.close()
+    deadline = time.time() + 10
+    while client.verdict.revision == 1 and time.time() < deadline:
+        time.sleep(0.02)
+    assert client.verdict.revision == 2
+    with pytest.raises(QuotaError) as e:
+        client.consume("api_calls", 1)
+    assert e.value.code == "quota_exhausted"
+    assert client.remaining("api_calls") == 0
+    client.close()

@@ -215,9 +215,35 @@ public final class Protocol {
     }
 
     /** Verify a status document in the order of docs/PROTOCOL.md §4. */
-    @SuppressWarnings("unchecked")
     public static Claims verify(byte[] data, TrustedKeys keys, String tokenFingerprint, long now, String nonce,
             boolean enforceFreshness, long maxClockDrift) throws ProtocolException {
+        return verify(data, keys, tokenFingerprint, now, nonce, enforceFreshness, maxClockDrift, null);
+    }
+
+    /** {@code mfp}: the first 32 hex characters of SHA-256 of a machine fingerprint (§19). */
+    public static String fingerprintHash(String fingerprint) {
+        return sha256Hex(fingerprint.getBytes(StandardCharsets.UTF_8)).substring(0, 32);
+    }
+
+    /**
+     * The configured fingerprint, or one derived from the host's machine id
+     * (else the persisted instance id) and the token, as the Rust SDK derives
+     * it: it differs per license and is no cross-vendor tracking id.
+     */
+    public static String machineFingerprint(String explicit, String hostId, String instance, LicenseToken token) {
+        if (explicit != null && !explicit.isEmpty()) return explicit;
+        String base = hostId != null && !hostId.isEmpty() ? hostId : instance;
+        return fingerprintHash("tessera-machine/1|" + base + "|" + token.fingerprint());
+    }
+
+    /**
+     * Verify a status document in the order of docs/PROTOCOL.md §4;
+     * {@code machine}: this machine's {@code mfp}, which a document bound to
+     * a machine must name.
+     */
+    @SuppressWarnings("unchecked")
+    public static Claims verify(byte[] data, TrustedKeys keys, String tokenFingerprint, long now, String nonce,
+            boolean enforceFreshness, long maxClockDrift, String machine) throws ProtocolException {
         if (data.length > MAX_DOCUMENT_BYTES) {
             throw new ProtocolException("document_too_large", data.length + " bytes, over " + MAX_DOCUMENT_BYTES);
         }
@@ -287,6 +313,10 @@ public final class Protocol {
         }
         if (nonce != null && !nonce.equals(raw.get("nonce"))) {
             throw new ProtocolException("nonce_mismatch", "the document does not answer this request");
+        }
+        // A document bound to a machine (`mfp`) is that machine's alone (§19).
+        if (machine != null && raw.get("mfp") != null && !machine.equals(raw.get("mfp"))) {
+            throw new ProtocolException("fingerprint_mismatch", "the document answers for another machine");
         }
         if (enforceFreshness) {
             if (now > exp) throw new ProtocolException("document_expired", "the document's exp has passed");

@@ -181,6 +181,11 @@ public final class Verdicts {
             mark = m;
         }
 
+        /** The held document's claims, or null. */
+        public Claims document() {
+            return document;
+        }
+
         public Long revision() {
             return document == null ? null : document.rev;
         }

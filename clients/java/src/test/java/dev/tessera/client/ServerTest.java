@@ -84,6 +84,8 @@ public final class ServerTest {
         try {
             run(args[0], servers, clients);
             System.out.println("ok   the client against a real authority");
+            machines(args[0], servers, clients);
+            System.out.println("ok   machines, usage and offline files against a real authority");
         } finally {
             for (Client c : clients) c.close();
             for (Server s : servers) s.stop();
@@ -164,5 +166,69 @@ public final class ServerTest {
         clients.add(third);
         check(third.verdict().state.equals("valid"), "from disk until asked");
         check(third.activate(token).state.equals("revoked") && !third.hasFeature("sso"), "revoked on re-activation");
+    }
+
+    static boolean until(java.util.function.BooleanSupplier pred) throws InterruptedException {
+        long end = System.nanoTime() + 10_000_000_000L;
+        while (!pred.getAsBoolean() && System.nanoTime() < end) Thread.sleep(20);
+        return pred.getAsBoolean();
+    }
+
+    @SuppressWarnings("unchecked")
+    static void machines(String bin, List<Server> servers, List<Client> clients) throws Exception {
+        Path work = Files.createTempDirectory("tessera-java-machines-");
+        int port;
+        try (ServerSocket s = new ServerSocket(0)) {
+            port = s.getLocalPort();
+        }
+        Server server = new Server(bin, work.resolve("data"), port);
+        servers.add(server);
+        Map<String, Object> issued = server.admin("POST", "/v1/admin/licenses",
+                "{\"customer\":\"Acme\",\"plan\":\"p\",\"duration\":\"30d\",\"features\":[\"sso\"],\"max_machines\":1}");
+        String lic = (String) ((Map<String, Object>) issued.get("license")).get("id");
+        String token = (String) issued.get("token");
+
+        // The first machine takes the one place by itself; the second is refused.
+        Client first = Client.builder().server(server.url).publicKey(server.publicKey).stateDir(work.resolve("first"))
+                .fingerprint("host-1").build().start();
+        clients.add(first);
+        check(first.activate(token).state.equals("valid"), "the first takes the place");
+        Client second = Client.builder().server(server.url).publicKey(server.publicKey).stateDir(work.resolve("second"))
+                .fingerprint("host-2").build().start();
+        clients.add(second);
+        check(second.activate(token).state.equals("too_many_machines") && !second.hasFeature("sso"), "the second is refused");
+
+        // The first gives its place back: the second, told on its stream, takes it.
+        check(until(second::isConnected), "the stream is open");
+        check(first.deactivate().state.equals("not_activated"), "deactivated");
+        check(until(() -> second.verdict().state.equals("valid")), "the second took the place: " + second.verdict().state);
+        check(first.refresh().state.equals("not_activated"), "a released machine stays released");
+
+        // Usage: the user count reaches the fleet view.
+        second.setUsers(7);
+        Object users = null;
+        for (int i = 0; i < 100 && !Long.valueOf(7).equals(users); i++) {
+            Thread.sleep(100);
+            for (Object o : (List<Object>) server.admin("GET", "/v1/admin/licenses/" + lic + "/instances", null).get("instances")) {
+                Map<String, Object> inst = (Map<String, Object>) o;
+                if (second.instanceId().equals(inst.get("instance_id"))) users = inst.get("users");
+            }
+        }
+        check(Long.valueOf(7).equals(users), "the fleet view shows 7 users: " + users);
+
+        // An offline file from `tessera license export`, with no authority.
+        Map<String, Object> plain = server.admin("POST", "/v1/admin/licenses",
+                "{\"customer\":\"Site\",\"plan\":\"p\",\"duration\":\"30d\",\"features\":[\"sso\"]}");
+        String plainId = (String) ((Map<String, Object>) plain.get("license")).get("id");
+        HttpRequest req = HttpRequest.newBuilder(URI.create(server.url + "/v1/admin/licenses/" + plainId + "/export"))
+                .header("Authorization", "Bearer " + server.adminKey).header("Content-Type", "application/json")
+                .POST(HttpRequest.BodyPublishers.ofString("{\"ttl\":\"365d\"}")).build();
+        Path file = work.resolve("license.json");
+        Files.writeString(file, HTTP.send(req, HttpResponse.BodyHandlers.ofString()).body());
+        server.stop();
+        Client offline = Client.builder().publicKey(server.publicKey).token((String) plain.get("token"))
+                .stateDir(work.resolve("offline")).offlineFile(file).build().start();
+        clients.add(offline);
+        check(offline.verdict().state.equals("valid") && offline.hasFeature("sso"), "the offline file: " + offline.verdict().state);
     }
 }
