@@ -22,6 +22,11 @@
 // - Machines (§19): every request names this machine (`fingerprint`, or one
 //   derived from the host's machine id and the token); a license that counts
 //   machines gets a place by itself, and `deactivate()` gives it back.
+// - Metered quotas (§22): `consume(feature, n)` counts against the client's
+//   estimate of the period's use and refuses past the blocking point; what
+//   was consumed is reported (`/v1/consumption`) every
+//   `consumptionIntervalMs` and on `flushConsumption()`, each report counted
+//   once.
 // - Every body read is at most 64 KiB; `Retry-After` is capped at 5 minutes;
 //   a `304` is never proof of anything (§11, §13).
 
@@ -31,6 +36,7 @@ import { arch, hostname, platform } from "node:os";
 import { join } from "node:path";
 
 import { LicenseToken, ProtocolError, TrustedKeys, fingerprintHash, machineFingerprint, parseTime, verify } from "./protocol.js";
+import { MAX_QUOTA, Meters, QuotaError } from "./meter.js";
 import { Holder } from "./verdict.js";
 
 export const STATE_FILE = "tessera-state.json";
@@ -41,10 +47,11 @@ const MAX_BACKOFF_MS = 300_000;
 /** Why a round trip failed; `kind` as the Rust SDK's `last_error`. */
 export class ClientError extends Error {
   /** `retryAfterMs`: the wait the authority asked for, capped at 5 minutes. */
-  constructor(kind, message, retryAfterMs = null) {
+  constructor(kind, message, retryAfterMs = null, status = null) {
     super(message);
     this.kind = kind;
     this.retryAfterMs = retryAfterMs;
+    this.status = status;
   }
 }
 
@@ -111,8 +118,13 @@ export class Client {
   #usageTimer = null;
   #machineGivenUp = false;
   #forced = false;
+  #meters = new Meters();
+  #report = null;
+  #nextSeq = 0;
+  #reporting = Promise.resolve();
+  #consumptionTimer = null;
 
-  constructor({ servers, publicKeys, token = null, stateDir = null, clock = () => Date.now() / 1000, timeoutMs = 15_000, tickMs = 30_000, watch = true, streamReadTimeoutMs = 37_500, offlineFile = null, fingerprint = null, usageIntervalMs = 900_000 }) {
+  constructor({ servers, publicKeys, token = null, stateDir = null, clock = () => Date.now() / 1000, timeoutMs = 15_000, tickMs = 30_000, watch = true, streamReadTimeoutMs = 37_500, offlineFile = null, fingerprint = null, usageIntervalMs = 900_000, consumptionIntervalMs = 10_000 }) {
     if (!publicKeys?.length) throw new Error("pin at least one public key");
     this.servers = servers.map((s) => s.replace(/\/+$/, ""));
     this.keys = new TrustedKeys();
@@ -129,6 +141,7 @@ export class Client {
     this.offlineFile = offlineFile;
     this.configuredFingerprint = fingerprint;
     this.usageIntervalMs = usageIntervalMs;
+    this.consumptionIntervalMs = consumptionIntervalMs;
   }
 
   // ----- reading: no I/O ------------------------------------------------
@@ -165,7 +178,11 @@ export class Client {
     if (this.offlineFile) this.importOffline(readFileSync(this.offlineFile));
     this.#schedule(0);
     if (this.watch && this.servers.length) this.#watchLoop();
-    if (this.servers.length) this.#scheduleUsage(this.usageIntervalMs);
+    if (this.servers.length) {
+      this.#scheduleUsage(this.usageIntervalMs);
+      this.#consumptionTimer = setInterval(() => this.flushConsumption().catch(() => { /* retried at the next interval */ }), this.consumptionIntervalMs);
+      this.#consumptionTimer.unref?.();
+    }
     return this;
   }
 
@@ -173,7 +190,101 @@ export class Client {
     this.#stopped = true;
     for (const t of this.#timers) clearTimeout(t);
     clearTimeout(this.#usageTimer);
+    clearInterval(this.#consumptionTimer);
     this.#stream?.abort();
+  }
+
+  // ----- metered quotas -------------------------------------------------------
+  /**
+   * Count `amount` of a metered feature: a local add, no I/O. Returns what
+   * is left of the limit; throws `QuotaError` (nothing counted) past the
+   * blocking point, for a feature not granted now, without a quota, or for
+   * an amount above 2^53.
+   */
+  consume(feature, amount = 1) {
+    if (!this.hasFeature(feature)) throw new QuotaError("not_granted", `${feature} is not granted now`);
+    this.#meters.sync(this.#holder?.document ?? null, this.#now());
+    return this.#meters.consume(feature, amount);
+  }
+
+  /** What is left of `feature`'s limit this period (estimated now), or null. */
+  remaining(feature) {
+    return this.#meters.remaining(feature);
+  }
+
+  /** Each metered feature: `{limit, used}` as estimated now. */
+  quotas() {
+    return this.#meters.snapshot();
+  }
+
+  /** Report what was consumed and not yet reported, now (the report in flight first). */
+  flushConsumption() {
+    const run = this.#reporting.then(() => this.#flush());
+    this.#reporting = run.catch(() => {});
+    return run;
+  }
+
+  async #flush() {
+    for (;;) {
+      const now = this.#now();
+      if (this.#report && now - this.#report.firstSent > 30 * 86400) {
+        // Unanswered for 30 days: the authority keeps report ids 35 days,
+        // so a later retry could be counted twice.
+        this.#meters.abandon(this.#report.amounts);
+        this.#report = null;
+      }
+      if (!this.#report) {
+        const amounts = this.#meters.takePending();
+        if (!Object.keys(amounts).length) return;
+        if (this.#nextSeq === 0) {
+          // Never an earlier run's number: from the clock (ms × 1024), never below the clock mark.
+          const at = Math.max(now, this.#holder?.mark ?? 0);
+          this.#nextSeq = Math.max(1, Math.min(at * 1000 * 1024, MAX_QUOTA / 2));
+        }
+        this.#report = { seq: this.#nextSeq++, amounts, firstSent: now };
+      }
+      const holder = this.#holder;
+      if (!holder) throw new ClientError("no_token", "no license token");
+      const report = this.#report;
+      const body = { token: holder.token.secret(), instance_id: this.instanceId, seq: report.seq, amounts: report.amounts };
+      let answer;
+      try {
+        answer = await this.#postFirst("/v1/consumption", body);
+      } catch (e) {
+        if (e.status === 409) {
+          // Not counted: the same amounts again under a new number.
+          report.seq = Math.max(this.#nextSeq, report.seq) + 2 ** 20;
+          this.#nextSeq = report.seq + 1;
+          continue;
+        }
+        if ([401, 403, 422].includes(e.status)) {
+          // Refused for good: sending again cannot help.
+          this.#meters.abandon(report.amounts);
+          this.#report = null;
+        }
+        throw e;
+      }
+      let quotas = {};
+      try {
+        quotas = JSON.parse(answer.data).quotas ?? {};
+      } catch { /* counted all the same */ }
+      this.#meters.settle(report.amounts, quotas);
+      this.#report = null;
+    }
+  }
+
+  /** POST to the first authority that answers. */
+  async #postFirst(path, body) {
+    let last = new ClientError("network", "no authority configured");
+    for (const server of this.servers) {
+      try {
+        return await this.#post(`${server}${path}`, body);
+      } catch (e) {
+        if (!(e instanceof ClientError) || e.status !== null) throw e;
+        last = e;
+      }
+    }
+    throw last;
   }
 
   // ----- offline files, usage ------------------------------------------------
@@ -342,6 +453,7 @@ export class Client {
   // ----- publishing ---------------------------------------------------------
   #publish() {
     const verdict = this.#holder ? this.#holder.verdict(this.#now()) : this.#status.verdict;
+    this.#meters.sync(this.#holder?.document ?? null, this.#now());
     const old = this.#status.verdict;
     this.#status = { ...this.#status, verdict };
     const changed = JSON.stringify(verdict) !== JSON.stringify(old);
@@ -395,7 +507,7 @@ export class Client {
       } catch {
         message = data.subarray(0, 200).toString("utf-8");
       }
-      throw new ClientError("http_status", `HTTP ${res.status}: ${message}`, retryAfterMs(res.headers.get("retry-after")));
+      throw new ClientError("http_status", `HTTP ${res.status}: ${message}`, retryAfterMs(res.headers.get("retry-after")), res.status);
     }
     return { status: res.status, data, etag: res.headers.get("etag") };
   }

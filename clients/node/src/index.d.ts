@@ -35,6 +35,8 @@ export interface Claims {
 }
 
 export interface VerifyOptions {
+  /** This machine's `mfp`: a document bound to another machine is refused (`fingerprint_mismatch`). */
+  machine?: string | null;
   nonce?: string | null;
   enforceFreshness?: boolean;
   maxClockDrift?: number;
@@ -75,7 +77,31 @@ export class Holder {
 /** Why a round trip failed. */
 export class ClientError extends Error {
   readonly kind: "no_token" | "network" | "timeout" | "http_status" | "invalid_answer" | "verification" | "rollback";
+  /** The wait the authority asked for (`Retry-After`), capped at 5 minutes. */
+  readonly retryAfterMs: number | null;
+  /** The HTTP status of an `http_status` error. */
+  readonly status: number | null;
 }
+
+/** A consumption refused and not counted. */
+export class QuotaError extends Error {
+  readonly code: "quota_exhausted" | "unknown_quota" | "not_granted" | "invalid_amount";
+  /** What is left, for `quota_exhausted`. */
+  readonly remaining: number | null;
+}
+
+/** The meters of a held license (what `Client.consume` uses). */
+export class Meters {
+  sync(claims: Claims | null, now: number): void;
+  consume(feature: string, amount: number): number;
+  remaining(feature: string): number | null;
+  snapshot(): Record<string, { limit: number; used: number }>;
+}
+
+/** The wait before the next attempt after `failures` failures. */
+export function backoffMs(failures: number, error?: ClientError | null): number;
+/** `mfp`: the first 32 hex characters of SHA-256 of a machine fingerprint. */
+export function fingerprintHash(fingerprint: string): string;
 
 export interface ClientOptions {
   servers: string[];
@@ -87,6 +113,14 @@ export interface ClientOptions {
   tickMs?: number;
   watch?: boolean;
   streamReadTimeoutMs?: number;
+  /** A file of `tessera license export` (or the bare document), taken at start. */
+  offlineFile?: string | null;
+  /** This machine's fingerprint (default: derived from the host's machine id and the token). */
+  fingerprint?: string | null;
+  /** How often the user count is reported (default 15 minutes). */
+  usageIntervalMs?: number;
+  /** How often consumption is reported (default 10 s). */
+  consumptionIntervalMs?: number;
 }
 
 export interface Status {
@@ -111,4 +145,22 @@ export class Client {
   close(): void;
   refresh(): Promise<Verdict>;
   activate(token: string): Promise<Verdict>;
+  /** Takes an exported document: verified, by the rollback rule; throws ProtocolError when refused. */
+  importOffline(bytes: Uint8Array | string): Verdict;
+  /** The product's user count; reported when it changes and every usage interval. */
+  setUsers(users: number): void;
+  /** This machine's fingerprint for the held token. */
+  fingerprint(): string | null;
+  /** Takes (or holds) a place for this machine. */
+  activateMachine(): Promise<Verdict>;
+  /** Gives this machine's place back. */
+  deactivate(): Promise<Verdict>;
+  /** Counts `amount` of a metered feature (no I/O); what is left. Throws QuotaError. */
+  consume(feature: string, amount?: number): number;
+  /** What is left of `feature`'s limit this period, or null. */
+  remaining(feature: string): number | null;
+  /** Each metered feature's limit and estimated use. */
+  quotas(): Record<string, { limit: number; used: number }>;
+  /** Reports what was consumed, now. */
+  flushConsumption(): Promise<void>;
 }

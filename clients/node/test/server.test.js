@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
-import { Client, ClientError, ProtocolError } from "../src/index.js";
+import { Client, ClientError, ProtocolError, QuotaError } from "../src/index.js";
 
 const BIN = process.env.TESSERA_BIN;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -177,4 +177,44 @@ test("machines, usage and offline files against a real authority", { skip: !BIN 
   assert.equal(offline.verdict.state, "valid");
   assert.ok(offline.hasFeature("sso"));
   offline.close();
+});
+
+test("metered quotas against a real authority", { skip: !BIN && "set TESSERA_BIN to the tessera binary" }, async (t) => {
+  const running = [];
+  t.after(async () => {
+    for (const r of running) await r();
+  });
+  const work = mkdtempSync(join(tmpdir(), "tessera-node-quotas-"));
+  const server = await startServer(join(work, "data"), await freePort());
+  running.push(() => server.stop());
+  const issued = await server.admin("POST", "/v1/admin/licenses", { customer: "Acme", plan: "p", duration: "30d", features: ["sso", "api_calls=100/month"] });
+  const lic = issued.license.id;
+  const client = new Client({ servers: [server.url], publicKeys: [server.publicKey], stateDir: join(work, "a") }).start();
+  running.unshift(() => client.close());
+  await client.activate(issued.token);
+  assert.deepEqual(client.quotas(), { api_calls: { limit: 100, used: 0 } });
+  assert.equal(client.consume("api_calls", 60), 40);
+  assert.equal(client.remaining("api_calls"), 40);
+  assert.throws(() => client.consume("api_calls", 41), (e) => e instanceof QuotaError && e.code === "quota_exhausted" && e.remaining === 40);
+  assert.throws(() => client.consume("sso", 1), (e) => e.code === "unknown_quota");
+  assert.throws(() => client.consume("nope", 1), (e) => e.code === "not_granted");
+  assert.throws(() => client.consume("api_calls", 0.5), (e) => e.code === "invalid_amount");
+  const used = async () => (await server.admin("GET", `/v1/admin/licenses/${lic}/quotas/api_calls`)).quota.used;
+  await client.flushConsumption();
+  assert.equal(await used(), 60);
+  await client.flushConsumption();
+  assert.equal(await used(), 60, "nothing pending: nothing counted twice");
+
+  // Another instance uses the rest: the blocking point is a new revision,
+  // pushed to this client's stream, and its consume refuses.
+  const other = new Client({ servers: [server.url], publicKeys: [server.publicKey], stateDir: join(work, "b"), watch: false }).start();
+  running.unshift(() => other.close());
+  await other.activate(issued.token);
+  assert.equal(other.consume("api_calls", 40), 0);
+  await other.flushConsumption();
+  const end = Date.now() + 10_000;
+  while (client.verdict.revision === 1 && Date.now() < end) await sleep(20);
+  assert.equal(client.verdict.revision, 2);
+  assert.throws(() => client.consume("api_calls", 1), (e) => e.code === "quota_exhausted");
+  assert.equal(client.remaining("api_calls"), 0);
 });
