@@ -10,6 +10,7 @@ javac --release 17 -Xlint:all -Werror -d "$out/main" $(find src/main/java -name 
 javac --release 17 -Xlint:all -Werror -cp "$out/main" -d "$out/test" $(find src/test/java -name '*.java')
 jar --create --file "$out/tessera-client.jar" -C "$out/main" .
 java -cp "$out/main:$out/test" dev.tessera.client.ConformanceTest ../../tests/conformance/cases.json
+java -cp "$out/main:$out/test" dev.tessera.client.MeterTest
 # The hostile-server cases, against a fake authority in the test process.
 timeout 300 java -cp "$out/main:$out/test" dev.tessera.client.HostileTest
 # Against a real authority, when TESSERA_BIN names the tessera binary.

@@ -57,6 +57,10 @@ import java.util.function.LongSupplier;
  * ({@link Builder#offlineFile}, {@link #importOffline}); usage
  * ({@link #setUsers}); machines (a place taken by itself,
  * {@link #deactivate}).</li>
+ * <li>Metered quotas: {@link #consume} counts against the client's estimate
+ * of the period's use and refuses past the blocking point; what was consumed
+ * is reported every consumption interval and on {@link #flushConsumption},
+ * each report counted once.</li>
  * <li>Every body read is at most 64 KiB; {@code Retry-After} is capped at
  * 5 minutes; a {@code 304} is never proof of anything.</li>
  * </ul>
@@ -73,15 +77,18 @@ public final class Client implements AutoCloseable {
         public final String kind;
         /** The wait the authority asked for ({@code Retry-After}), capped at 5 minutes; or null. */
         public final Long retryAfterMs;
+        /** The HTTP status of an {@code http_status} error; else 0. */
+        public final int status;
 
         ClientException(String kind, String message) {
-            this(kind, message, null);
+            this(kind, message, null, 0);
         }
 
-        ClientException(String kind, String message, Long retryAfterMs) {
+        ClientException(String kind, String message, Long retryAfterMs, int status) {
             super(message);
             this.kind = kind;
             this.retryAfterMs = retryAfterMs;
+            this.status = status;
         }
     }
 
@@ -106,6 +113,13 @@ public final class Client implements AutoCloseable {
         private Duration usageInterval = Duration.ofMinutes(15);
         private Duration streamReadTimeout = Duration.ofMillis(37_500);
         private Duration requestTimeout = Duration.ofSeconds(15);
+        private Duration consumptionInterval = Duration.ofSeconds(10);
+
+        /** How often consumption is reported (default 10 s). */
+        public Builder consumptionInterval(Duration d) {
+            consumptionInterval = d;
+            return this;
+        }
 
         public Builder server(String url) {
             servers.add(url);
@@ -183,6 +197,11 @@ public final class Client implements AutoCloseable {
     private final Duration usageInterval;
     private final Duration streamReadTimeout;
     private final Duration requestTimeout;
+    private final Duration consumptionInterval;
+    private final Meters meters = new Meters();
+    private final Object reporting = new Object();
+    private Map<String, Object> report;
+    private long nextSeq;
     private final HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
     private final List<Consumer<Verdict>> listeners = new CopyOnWriteArrayList<>();
     private final Object lock = new Object();
@@ -231,6 +250,7 @@ public final class Client implements AutoCloseable {
         this.usageInterval = b.usageInterval;
         this.streamReadTimeout = b.streamReadTimeout;
         this.requestTimeout = b.requestTimeout;
+        this.consumptionInterval = b.consumptionInterval;
     }
 
     public static Builder builder() {
@@ -313,6 +333,14 @@ public final class Client implements AutoCloseable {
         if (!servers.isEmpty()) {
             long every = usageInterval.toMillis();
             background.scheduleWithFixedDelay(this::reportUsage, every, every, TimeUnit.MILLISECONDS);
+            long c = consumptionInterval.toMillis();
+            background.scheduleWithFixedDelay(() -> {
+                try {
+                    flushConsumption();
+                } catch (ClientException e) {
+                    // retried at the next interval
+                }
+            }, c, c, TimeUnit.MILLISECONDS);
         }
         return this;
     }
@@ -382,7 +410,10 @@ public final class Client implements AutoCloseable {
         for (Map.Entry<String, Object> e : m.entrySet()) {
             if (b.length() > 1) b.append(',');
             Object v = e.getValue();
-            b.append(quote(e.getKey())).append(':').append(v instanceof Number ? v.toString() : quote((String) v));
+            @SuppressWarnings("unchecked")
+            String value = v instanceof Number ? v.toString()
+                    : v instanceof Map ? json((Map<String, Object>) v) : quote((String) v);
+            b.append(quote(e.getKey())).append(':').append(value);
         }
         return b.append('}').toString();
     }
@@ -423,6 +454,7 @@ public final class Client implements AutoCloseable {
             return old.verdict();
         }
         status = new Status(next, old.lastVerifiedAt(), old.offlineSince(), old.lastError());
+        meters.sync(holder == null ? null : holder.document(), now());
         Verdict was = old.verdict();
         boolean changed = !next.state.equals(was.state) || !Objects.equals(next.revision, was.revision)
                 || !Objects.equals(next.reason, was.reason) || !next.features.equals(was.features);
@@ -514,6 +546,112 @@ public final class Client implements AutoCloseable {
                 // failures never touch the verdict
             }
         }
+    }
+
+    // ----- metered quotas ------------------------------------------------------------
+
+    /**
+     * Count {@code amount} of a metered feature: a local add, no I/O. Returns
+     * what is left of the limit; throws (nothing counted) past the blocking
+     * point, for a feature not granted now, without a quota, or for an amount
+     * above 2^53.
+     */
+    public long consume(String feature, long amount) throws Meters.QuotaException {
+        if (!hasFeature(feature)) throw new Meters.QuotaException("not_granted", feature + " is not granted now", null);
+        Holder h = holder;
+        meters.sync(h == null ? null : h.document(), now());
+        return meters.consume(feature, amount);
+    }
+
+    /** What is left of {@code feature}'s limit this period (estimated now), or null. */
+    public Long remaining(String feature) {
+        return meters.remaining(feature);
+    }
+
+    /** Each metered feature: {limit, used} as estimated now. */
+    public Map<String, long[]> quotas() {
+        return meters.snapshot();
+    }
+
+    /** Report what was consumed and not yet reported, now (the report in flight first). */
+    @SuppressWarnings("unchecked")
+    public void flushConsumption() throws ClientException {
+        synchronized (reporting) {
+            for (;;) {
+                long t = now();
+                if (report != null && t - (Long) report.get("first_sent") > 30L * 86400) {
+                    // Unanswered for 30 days: the authority keeps report ids
+                    // 35 days, so a later retry could be counted twice.
+                    meters.abandon((Map<String, Long>) report.get("amounts"));
+                    report = null;
+                }
+                if (report == null) {
+                    Map<String, Long> amounts = meters.takePending();
+                    if (amounts.isEmpty()) return;
+                    if (nextSeq == 0) {
+                        // Never an earlier run's number: from the clock (ms ×
+                        // 1024), never below the clock mark.
+                        Holder h = holder;
+                        long at = Math.max(t, h == null || h.mark() == null ? 0 : h.mark());
+                        nextSeq = Math.max(1, Math.min(at * 1000 * 1024, Meters.MAX_QUOTA / 2));
+                    }
+                    report = new LinkedHashMap<>();
+                    report.put("seq", nextSeq++);
+                    report.put("amounts", amounts);
+                    report.put("first_sent", t);
+                }
+                Holder h = holder;
+                if (h == null) throw new ClientException("no_token", "no license token");
+                Map<String, Object> body = new LinkedHashMap<>();
+                body.put("token", h.token().secret());
+                body.put("instance_id", instanceId);
+                body.put("seq", report.get("seq"));
+                body.put("amounts", new LinkedHashMap<String, Object>((Map<String, Long>) report.get("amounts")));
+                Answer answer;
+                try {
+                    answer = sendFirst("/v1/consumption", json(body));
+                } catch (ClientException e) {
+                    if (e.status == 409) {
+                        // Not counted: the same amounts again under a new number.
+                        long seq = Math.max(nextSeq, (Long) report.get("seq")) + (1L << 20);
+                        report.put("seq", seq);
+                        nextSeq = seq + 1;
+                        continue;
+                    }
+                    if (e.status == 401 || e.status == 403 || e.status == 422) {
+                        // Refused for good: sending again cannot help.
+                        meters.abandon((Map<String, Long>) report.get("amounts"));
+                        report = null;
+                    }
+                    throw e;
+                }
+                Map<String, Object> quotas = null;
+                try {
+                    Object parsed = Json.parse(new String(answer.body, StandardCharsets.UTF_8));
+                    if (parsed instanceof Map && ((Map<String, Object>) parsed).get("quotas") instanceof Map) {
+                        quotas = (Map<String, Object>) ((Map<String, Object>) parsed).get("quotas");
+                    }
+                } catch (RuntimeException e) {
+                    // counted all the same
+                }
+                meters.settle((Map<String, Long>) report.get("amounts"), quotas);
+                report = null;
+            }
+        }
+    }
+
+    /** POST to the first authority that answers. */
+    private Answer sendFirst(String path, String body) throws ClientException {
+        ClientException last = new ClientException("network", "no authority configured");
+        for (String server : servers) {
+            try {
+                return send(server + path, body, null);
+            } catch (ClientException e) {
+                if (e.status != 0) throw e;
+                last = e;
+            }
+        }
+        throw last;
     }
 
     // ----- machines -----------------------------------------------------------------
@@ -675,7 +813,7 @@ public final class Client implements AutoCloseable {
                 // not a JSON error: the first bytes say what it is
             }
             throw new ClientException("http_status", "HTTP " + code + ": " + message,
-                    retryAfterMs(res.headers().firstValue("Retry-After").orElse(null)));
+                    retryAfterMs(res.headers().firstValue("Retry-After").orElse(null)), code);
         }
         return new Answer(code, readCapped(res.body()), res.headers().firstValue("ETag").orElse(null));
     }

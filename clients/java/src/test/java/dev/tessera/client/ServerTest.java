@@ -86,6 +86,8 @@ public final class ServerTest {
             System.out.println("ok   the client against a real authority");
             machines(args[0], servers, clients);
             System.out.println("ok   machines, usage and offline files against a real authority");
+            quotas(args[0], servers, clients);
+            System.out.println("ok   metered quotas against a real authority");
         } finally {
             for (Client c : clients) c.close();
             for (Server s : servers) s.stop();
@@ -230,5 +232,59 @@ public final class ServerTest {
                 .stateDir(work.resolve("offline")).offlineFile(file).build().start();
         clients.add(offline);
         check(offline.verdict().state.equals("valid") && offline.hasFeature("sso"), "the offline file: " + offline.verdict().state);
+    }
+
+    @SuppressWarnings("unchecked")
+    static void quotas(String bin, List<Server> servers, List<Client> clients) throws Exception {
+        Path work = Files.createTempDirectory("tessera-java-quotas-");
+        int port;
+        try (ServerSocket s = new ServerSocket(0)) {
+            port = s.getLocalPort();
+        }
+        Server server = new Server(bin, work.resolve("data"), port);
+        servers.add(server);
+        Map<String, Object> issued = server.admin("POST", "/v1/admin/licenses",
+                "{\"customer\":\"Acme\",\"plan\":\"p\",\"duration\":\"30d\",\"features\":[\"sso\",\"api_calls=100/month\"]}");
+        String lic = (String) ((Map<String, Object>) issued.get("license")).get("id");
+        String token = (String) issued.get("token");
+        Client client = Client.builder().server(server.url).publicKey(server.publicKey).stateDir(work.resolve("a")).build().start();
+        clients.add(client);
+        client.activate(token);
+        check(client.quotas().get("api_calls")[0] == 100 && client.quotas().get("api_calls")[1] == 0, "the meter");
+        check(client.consume("api_calls", 60) == 40 && client.remaining("api_calls") == 40, "consumed 60");
+        for (String[] c : new String[][] {{"api_calls", "41", "quota_exhausted"}, {"sso", "1", "unknown_quota"}, {"nope", "1", "not_granted"}}) {
+            try {
+                client.consume(c[0], Long.parseLong(c[1]));
+                check(false, "consumed " + c[1] + " of " + c[0]);
+            } catch (Meters.QuotaException e) {
+                check(e.code.equals(c[2]), e.code);
+            }
+        }
+        java.util.function.Supplier<Object> used = () -> {
+            try {
+                return ((Map<String, Object>) server.admin("GET", "/v1/admin/licenses/" + lic + "/quotas/api_calls", null).get("quota")).get("used");
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        };
+        client.flushConsumption();
+        check(Long.valueOf(60).equals(used.get()), "counted: " + used.get());
+        client.flushConsumption();
+        check(Long.valueOf(60).equals(used.get()), "nothing counted twice");
+
+        // Another instance uses the rest: the blocking point is a new
+        // revision, pushed to this client's stream, and its consume refuses.
+        Client other = Client.builder().server(server.url).publicKey(server.publicKey).stateDir(work.resolve("b")).watch(false).build().start();
+        clients.add(other);
+        other.activate(token);
+        check(other.consume("api_calls", 40) == 0, "the rest");
+        other.flushConsumption();
+        check(until(() -> Long.valueOf(2).equals(client.verdict().revision)), "the blocking point pushed");
+        try {
+            client.consume("api_calls", 1);
+            check(false, "consumed past the blocking point");
+        } catch (Meters.QuotaException e) {
+            check(e.code.equals("quota_exhausted"), e.code);
+        }
     }
 }
