@@ -616,7 +616,21 @@ export class Client {
         wait = Math.min(this.tickMs, due * 1000);
       }
     }
+    const deadline = this.#nextDeadline();
+    // The verdict changes at its deadlines with no request.
+    if (deadline !== null) wait = Math.min(wait, Math.max(10, (deadline - this.clock()) * 1000 + 10));
     this.#schedule(wait);
+  }
+
+  /** The next instant the held verdict changes by the clock alone: the license's end, a feature's end, the grace's end. */
+  #nextDeadline() {
+    const doc = this.#holder?.document;
+    if (!doc) return null;
+    const times = [doc.expiresAt, doc.exp + 1];
+    for (const e of Object.values(doc.entitlements)) if (e?.expires_at) times.push(parseTime(e.expires_at));
+    const now = this.clock();
+    const future = times.filter((t) => t !== null && t !== undefined && t > now);
+    return future.length ? Math.min(...future) : null;
   }
 
   // ----- the change stream -----------------------------------------------------------

@@ -234,3 +234,20 @@ test("the fingerprint is per license and bound", async (t) => {
   );
   held.client.close();
 });
+
+test("the verdict changes at its deadline with no request", async (t) => {
+  // The license ends between two polls (the next an hour away): the verdict
+  // says so on time, by the clock alone.
+  const f = await fake();
+  t.after(f.close);
+  const work = mkdtempSync(join(tmpdir(), "tessera-node-deadline-"));
+  const ends = Math.floor(Date.now() / 1000) + 2;
+  const file = join(work, "license.paseto");
+  writeFileSync(file, documentFor(1, { extra: { expires_at: iso(ends) } }));
+  const client = new Client({ servers: [f.url], publicKeys: [PUBLIC_KEY], token: TOKEN, stateDir: work, offlineFile: file, watch: false, tickMs: 3_600_000 }).start();
+  t.after(() => client.close());
+  assert.equal(client.verdict.state, "valid");
+  f.mode = "down";
+  assert.ok(await until(() => client.verdict.state === "expired", 6000));
+  assert.ok(Date.now() / 1000 - ends < 1.5);
+});

@@ -764,5 +764,24 @@ class Client:
                 except ClientError as e:
                     failures += 1
                     wait = backoff(failures, e)
+            deadline = self._next_deadline()
+            if deadline is not None:
+                # The verdict changes at its deadlines with no request.
+                wait = min(wait, max(0.01, deadline - self.clock() + 0.01))
             self._wake.wait(wait)
             self._wake.clear()
+
+    def _next_deadline(self) -> Optional[float]:
+        """The next instant the held document's verdict changes by the clock
+        alone: the license's end, a feature's end, the end of the grace."""
+        holder = self._holder
+        doc = holder.document if holder else None
+        if doc is None:
+            return None
+        times = [doc.expires_at, doc.exp + 1]
+        for e in doc.entitlements.values():
+            if isinstance(e, dict) and e.get("expires_at"):
+                times.append(parse_time(e["expires_at"]))
+        now = self.clock()
+        future = [t for t in times if t is not None and t > now]
+        return min(future) if future else None

@@ -306,3 +306,26 @@ def test_the_fingerprint_is_per_license_and_bound(fake):
         verify(doc.encode(), client.keys, TFP, int(time.time()), machine=fingerprint_hash(fp))
     assert e.value.code == "fingerprint_mismatch"
     client.close()
+
+
+def test_the_verdict_changes_at_its_deadline_with_no_request(fake):
+    """The license ends between two polls (the next an hour away): the
+    verdict says so on time, by the clock alone."""
+    state = tempfile.mkdtemp()
+    now = int(time.time())
+    ends = format_time(now + 2)
+    fake_doc = document(1, extra={"expires_at": ends})[0]
+    path = os.path.join(state, "license.paseto")
+    with open(path, "w") as f:
+        f.write(fake_doc)
+    client = Client(
+        servers=[fake.url], public_keys=[PUBLIC_KEY], token=TOKEN, state_dir=state, offline_file=path, watch=False, tick=3600
+    ).start()
+    assert client.verdict.state == "valid"
+    fake.mode = "down"
+    deadline = time.time() + 6
+    while client.verdict.state == "valid" and time.time() < deadline:
+        time.sleep(0.02)
+    assert client.verdict.state == "expired"
+    assert time.time() - (now + 2) < 1.5
+    client.close()

@@ -940,12 +940,36 @@ public final class Client implements AutoCloseable {
                     waitMs = Math.min(waitMs, (refreshAfter - now()) * 1000);
                 }
             }
+            Long deadline = nextDeadline();
+            // The verdict changes at its deadlines with no request.
+            if (deadline != null) waitMs = Math.min(waitMs, Math.max(10, (deadline - now()) * 1000 + 10));
             try {
                 if (wake.tryAcquire(Math.max(10, waitMs), TimeUnit.MILLISECONDS)) wake.drainPermits();
             } catch (InterruptedException e) {
                 return;
             }
         }
+    }
+
+    /** The next instant the held verdict changes by the clock alone: the license's end, a feature's end, the grace's end. */
+    @SuppressWarnings("unchecked")
+    private Long nextDeadline() {
+        Holder h = holder;
+        Claims doc = h == null ? null : h.document();
+        if (doc == null) return null;
+        List<Long> times = new ArrayList<>(List.of(doc.exp + 1));
+        if (doc.expiresAt != null) times.add(doc.expiresAt);
+        for (Object e : doc.entitlements.values()) {
+            if (e instanceof Map && ((Map<String, Object>) e).get("expires_at") != null) {
+                try {
+                    times.add(Protocol.parseTime(((Map<String, Object>) e).get("expires_at")));
+                } catch (ProtocolException bad) {
+                    // a verified document has none
+                }
+            }
+        }
+        long t = now();
+        return times.stream().filter(x -> x > t).min(Long::compare).orElse(null);
     }
 
     private void ack(LicenseToken token, long revision) {

@@ -68,7 +68,8 @@ public final class HostileTest {
         String tfp = new LicenseToken(TOKEN).fingerprint();
         String claims = "{\"lic\":\"lic_hostile\",\"tfp\":\"" + tfp + "\",\"status\":\"active\",\"valid\":true,\"plan\":\"p\","
                 + "\"features\":[\"sso\"],\"rev\":" + rev + ",\"iat\":\"" + iso(now) + "\",\"refresh_after\":\"" + iso(now + 3600)
-                + "\",\"exp\":\"" + iso(now + 7 * 86400) + "\",\"expires_at\":\"" + iso(now + 30 * 86400) + "\""
+                + "\",\"exp\":\"" + iso(now + 7 * 86400) + "\""
+                + (extra != null && extra.contains("\"expires_at\"") ? "" : ",\"expires_at\":\"" + iso(now + 30 * 86400) + "\"")
                 + (nonce == null ? "" : ",\"nonce\":\"" + nonce + "\"") + (extra == null ? "" : "," + extra) + "}";
         byte[] message = claims.getBytes(StandardCharsets.UTF_8);
         byte[] footer = ("{\"kid\":\"" + KID + "\"}").getBytes(StandardCharsets.UTF_8);
@@ -341,6 +342,21 @@ public final class HostileTest {
                 check(e.code.equals("fingerprint_mismatch"), e.code);
             }
             h.client.close();
+        });
+        cases.put("the verdict changes at its deadline with no request", f -> {
+            // The license ends between two polls (the next an hour away):
+            // the verdict says so on time, by the clock alone.
+            Path work = Files.createTempDirectory("tessera-java-deadline-");
+            long ends = Instant.now().getEpochSecond() + 2;
+            Path file = work.resolve("license.paseto");
+            Files.writeString(file, document(1, null, "\"expires_at\":\"" + iso(ends) + "\""));
+            Client c = Client.builder().server(f.url).publicKey(PUBLIC_KEY).token(TOKEN).stateDir(work).offlineFile(file)
+                    .watch(false).clock(() -> System.currentTimeMillis() / 1000).build().start();
+            check(c.verdict().state.equals("valid"), "valid first");
+            f.mode = "down";
+            check(until(() -> c.verdict().state.equals("expired")), "expired: " + c.verdict().state);
+            check(System.currentTimeMillis() / 1000.0 - ends < 1.5, "late");
+            c.close();
         });
         int failed = 0;
         for (Map.Entry<String, Case> c : cases.entrySet()) {
