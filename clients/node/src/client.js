@@ -107,7 +107,7 @@ async function readCapped(res) {
 }
 
 export class Client {
-  #status = { verdict: Object.freeze({ state: "unverified", reason: "no_document", revision: null, features: [], warnings: [], afterExpiry: null }), lastVerifiedAt: null, offlineSince: null, lastError: null };
+  #status = { verdict: Object.freeze({ state: "unverified", reason: "no_document", revision: null, features: [], warnings: [], afterExpiry: null, plan: null, customer: null, expiresAt: null, daysLeft: null, maxUsers: null }), lastVerifiedAt: null, offlineSince: null, lastError: null };
   #holder = null;
   #listeners = [];
   #timers = new Set();
@@ -150,6 +150,10 @@ export class Client {
   }
   get status() {
     return this.#status;
+  }
+  /** The held signed document as received, or null. */
+  get document() {
+    return this.#holder?.documentText ?? null;
   }
   hasFeature(name) {
     const v = this.#status.verdict;

@@ -58,6 +58,14 @@ export interface Verdict {
   readonly features: readonly string[];
   readonly warnings: readonly string[];
   readonly afterExpiry: string | null;
+  /** What the held document says of the license (null without one). */
+  readonly plan: string | null;
+  readonly customer: string | null;
+  /** Unix seconds; null for a perpetual license. */
+  readonly expiresAt: number | null;
+  /** Days left, a started day counting as a day; past the end, whole days since. */
+  readonly daysLeft: number | null;
+  readonly maxUsers: number | null;
 }
 
 export function compute(claims: Claims | null, now: number, mark: number | null, options?: { tolerance?: number; maxClockDrift?: number; releasedAt?: number | null }): Verdict;
@@ -137,6 +145,8 @@ export class Client {
   readonly connected: boolean;
   readonly verdict: Verdict;
   readonly status: Status;
+  /** The held signed document as received, or null. */
+  readonly document: string | null;
   hasFeature(name: string): boolean;
   isValid(): boolean;
   onChange(fn: (verdict: Verdict) => void): void;

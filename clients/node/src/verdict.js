@@ -27,14 +27,26 @@ function granted(c, now) {
   });
 }
 
+/** Days left, a started day counting as a day (20 days minus a second is 20); past the end, whole days since. */
+export function daysLeft(expiresAt, now) {
+  if (expiresAt === null || expiresAt === undefined) return null;
+  const secs = expiresAt - now;
+  return secs > 0 ? Math.floor((secs + 86399) / 86400) : Math.trunc(secs / 86400);
+}
+
 /**
  * The verdict in the order of §7: `{state, reason, revision, features,
- * warnings, afterExpiry}`.
+ * warnings, afterExpiry}`, and what the held document says of the license:
+ * `plan`, `customer`, `expiresAt` (Unix seconds, null for perpetual),
+ * `daysLeft` and `maxUsers`.
  */
 export function compute(c, now, mark, options = {}) {
   const { tolerance = DEFAULT_TOLERANCE, maxClockDrift = DEFAULT_MAX_CLOCK_DRIFT, releasedAt = null } = options;
+  const info = c
+    ? { plan: c.raw.plan ?? null, customer: c.raw.customer ?? null, expiresAt: c.expiresAt, daysLeft: daysLeft(c.expiresAt, now), maxUsers: c.raw.max_users ?? null }
+    : { plan: null, customer: null, expiresAt: null, daysLeft: null, maxUsers: null };
   const verdict = (state, reason = null, extra = {}) =>
-    Object.freeze({ state, reason, revision: c ? c.rev : null, features: [], warnings: [], afterExpiry: null, ...extra });
+    Object.freeze({ state, reason, revision: c ? c.rev : null, features: [], warnings: [], afterExpiry: null, ...info, ...extra });
   if (!c) return verdict("unverified", "no_document");
   const effective = Math.max(mark ?? c.iat - maxClockDrift, c.iat - maxClockDrift);
   if (now < effective - tolerance) return verdict("unverified", "clock_tampered");

@@ -74,6 +74,10 @@ test("the client against a real authority", { skip: !BIN && "set TESSERA_BIN to 
   await assert.rejects(client.activate(typo), ProtocolError);
   const v = await client.activate(token);
   assert.equal(v.state, "valid");
+  assert.equal(v.plan, "p");
+  assert.equal(v.customer, "Acme");
+  assert.equal(v.daysLeft, 2);
+  assert.ok(v.expiresAt > Date.now() / 1000);
   assert.ok(client.hasFeature("sso"));
   assert.equal(statSync(join(state, "tessera-state.json")).mode & 0o777, 0o600);
 

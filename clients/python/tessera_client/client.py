@@ -193,6 +193,13 @@ class Client:
     def status(self) -> Status:
         return self._status
 
+    @property
+    def document(self) -> Optional[str]:
+        """The held signed document as received (to hand to another process,
+        or to keep as evidence), or ``None``."""
+        holder = self._holder
+        return holder.document_text if holder else None
+
     def has_feature(self, name: str) -> bool:
         return self._status.verdict.has_feature(name)
 

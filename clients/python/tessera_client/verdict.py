@@ -39,6 +39,14 @@ class Verdict:
     features: tuple = ()
     warnings: tuple = ()
     after_expiry: Optional[str] = None
+    # What the held document says of the license (None without one):
+    # `expires_at` in Unix seconds (None for perpetual), `days_left` with a
+    # started day counting as a day.
+    plan: Optional[str] = None
+    customer: Optional[str] = None
+    expires_at: Optional[int] = None
+    days_left: Optional[int] = None
+    max_users: Optional[int] = None
 
     @property
     def is_valid(self) -> bool:
@@ -59,6 +67,26 @@ def _granted(c: Claims, now: int) -> tuple:
     return tuple(out)
 
 
+def days_left(expires_at: Optional[int], now: int) -> Optional[int]:
+    """Days left, a started day counting as a day: 20 days minus a second
+    is 20; past the end, whole days since (as the Rust SDK counts them)."""
+    if expires_at is None:
+        return None
+    secs = expires_at - now
+    return (secs + 86399) // 86400 if secs > 0 else -((-secs) // 86400)
+
+
+def _info(c: Claims, now: int) -> dict:
+    raw = c.raw
+    return {
+        "plan": raw.get("plan"),
+        "customer": raw.get("customer"),
+        "expires_at": c.expires_at,
+        "days_left": days_left(c.expires_at, now),
+        "max_users": raw.get("max_users"),
+    }
+
+
 def compute(
     c: Optional[Claims],
     now: int,
@@ -73,9 +101,9 @@ def compute(
         return Verdict("unverified", "no_document")
     effective = max(mark if mark is not None else c.iat - max_clock_drift, c.iat - max_clock_drift)
     if now < effective - tolerance:
-        return Verdict("unverified", "clock_tampered", c.rev)
+        return Verdict("unverified", "clock_tampered", c.rev, **_info(c, now))
     if now > c.exp:
-        return Verdict("unverified", "stale", c.rev)
+        return Verdict("unverified", "stale", c.rev, **_info(c, now))
     state = _REFUSALS.get(c.status)
     if state is None:
         state = "expired" if c.expires_at is not None and c.expires_at <= now else "valid"
@@ -99,7 +127,7 @@ def compute(
     if any(not w.startswith("quota_exhausted:") for w in warnings):
         state = "valid"
     features = _granted(c, now) if state == "valid" else ()
-    return Verdict(state, None, c.rev, features, tuple(warnings), after_expiry)
+    return Verdict(state, None, c.rev, features, tuple(warnings), after_expiry, **_info(c, now))
 
 
 def _past_blocking_point(q: dict) -> bool:

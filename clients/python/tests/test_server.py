@@ -89,6 +89,7 @@ def test_the_client_against_a_real_authority(servers):
         client.activate(typo)
     v = client.activate(token)
     assert v.state == "valid" and client.has_feature("sso") and v.revision == 1
+    assert v.plan == "p" and v.customer == "Acme" and v.days_left == 2 and v.expires_at > time.time()
     assert oct(os.stat(os.path.join(state, "tessera-state.json")).st_mode & 0o777) == "0o600"
 
     # An extension arrives on the change stream, with no request.

@@ -16,6 +16,7 @@
 //! `consumption`: consumption reports from many instances of one license
 //! (docs/PROTOCOL.md §22), see `consumption.rs`.
 
+mod clients;
 mod consumption;
 
 use std::sync::Arc;
@@ -40,6 +41,9 @@ enum Command {
     Propagation(PropagationArgs),
     /// Consumption reports from many instances, each reporting once.
     Consumption(consumption::ConsumptionArgs),
+    /// The Rust SDK as bench/clients.sh measures the native clients:
+    /// has_feature, verification, propagation to N clients.
+    Sdk(clients::SdkArgs),
     /// The machine's floor for the same fan-out: a bare TCP server (no HTTP,
     /// no signing, no database) writing one 1 KiB frame to N sockets, each
     /// from its own task woken by one channel, read by N client tasks — the
@@ -526,6 +530,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Propagation(a) => tokio::runtime::Runtime::new()?.block_on(propagation(a)),
         Command::Consumption(a) => tokio::runtime::Runtime::new()?.block_on(consumption::run(a)),
+        Command::Sdk(a) => tokio::runtime::Runtime::new()?.block_on(clients::run(a)),
         Command::FanoutBaseline { watchers, changes } => fanout_baseline(watchers, changes),
         Command::FanoutServer => fanout_server(),
     }

@@ -278,6 +278,12 @@ public final class Client implements AutoCloseable {
         return status;
     }
 
+    /** The held signed document as received, or null. */
+    public String document() {
+        Holder h = holder;
+        return h == null ? null : h.documentText();
+    }
+
     public boolean hasFeature(String name) {
         return status.verdict().hasFeature(name);
     }

@@ -32,15 +32,33 @@ public final class Verdicts {
         public final List<String> features;
         public final List<String> warnings;
         public final String afterExpiry;
+        /** What the held document says of the license (null without one). */
+        public final String plan;
+        public final String customer;
+        /** Unix seconds; null for a perpetual license. */
+        public final Long expiresAt;
+        /** Days left, a started day counting as a day; past the end, whole days since. */
+        public final Long daysLeft;
+        public final Long maxUsers;
 
         Verdict(String state, String reason, Long revision, List<String> features, List<String> warnings,
                 String afterExpiry) {
+            this(state, reason, revision, features, warnings, afterExpiry, null, 0);
+        }
+
+        Verdict(String state, String reason, Long revision, List<String> features, List<String> warnings,
+                String afterExpiry, Claims c, long now) {
             this.state = state;
             this.reason = reason;
             this.revision = revision;
             this.features = List.copyOf(features);
             this.warnings = List.copyOf(warnings);
             this.afterExpiry = afterExpiry;
+            this.plan = c != null && c.raw.get("plan") instanceof String ? (String) c.raw.get("plan") : null;
+            this.customer = c != null && c.raw.get("customer") instanceof String ? (String) c.raw.get("customer") : null;
+            this.expiresAt = c == null ? null : c.expiresAt;
+            this.daysLeft = c == null ? null : daysLeft(c.expiresAt, now);
+            this.maxUsers = c != null && c.raw.get("max_users") instanceof Number ? ((Number) c.raw.get("max_users")).longValue() : null;
         }
 
         public boolean isValid() {
@@ -50,6 +68,13 @@ public final class Verdicts {
         public boolean hasFeature(String name) {
             return isValid() && features.contains(name);
         }
+    }
+
+    /** Days left, a started day counting as a day (20 days minus a second is 20); past the end, whole days since. */
+    public static Long daysLeft(Long expiresAt, long now) {
+        if (expiresAt == null) return null;
+        long secs = expiresAt - now;
+        return secs > 0 ? (secs + 86399) / 86400 : secs / 86400;
     }
 
     @SuppressWarnings("unchecked")
@@ -83,8 +108,8 @@ public final class Verdicts {
         if (c == null) return new Verdict("unverified", "no_document", null, List.of(), List.of(), null);
         long floor = c.iat - maxClockDrift;
         long effective = mark == null ? floor : Math.max(mark, floor);
-        if (now < effective - tolerance) return new Verdict("unverified", "clock_tampered", c.rev, List.of(), List.of(), null);
-        if (now > c.exp) return new Verdict("unverified", "stale", c.rev, List.of(), List.of(), null);
+        if (now < effective - tolerance) return new Verdict("unverified", "clock_tampered", c.rev, List.of(), List.of(), null, c, now);
+        if (now > c.exp) return new Verdict("unverified", "stale", c.rev, List.of(), List.of(), null, c, now);
         String state = REFUSALS.contains(c.status) ? c.status
                 : (c.expiresAt != null && c.expiresAt <= now) ? "expired" : "valid";
         String afterExpiry = null;
@@ -107,7 +132,7 @@ public final class Verdicts {
             }
         }
         if (warnings.stream().anyMatch(w -> !w.startsWith("quota_exhausted:"))) state = "valid";
-        return new Verdict(state, null, c.rev, state.equals("valid") ? granted(c, now) : List.of(), warnings, afterExpiry);
+        return new Verdict(state, null, c.rev, state.equals("valid") ? granted(c, now) : List.of(), warnings, afterExpiry, c, now);
     }
 
     /**

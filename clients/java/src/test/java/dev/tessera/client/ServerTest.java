@@ -121,6 +121,9 @@ public final class ServerTest {
             check(e.code.equals("invalid_token"), "invalid_token");
         }
         check(client.activate(token).state.equals("valid") && client.hasFeature("sso"), "valid after activate");
+        Verdicts.Verdict first = client.verdict();
+        check("p".equals(first.plan) && "Acme".equals(first.customer) && Long.valueOf(2).equals(first.daysLeft)
+                && first.expiresAt > System.currentTimeMillis() / 1000, "plan, customer, days left: " + first.daysLeft);
         check(PosixFilePermissions.toString(Files.getPosixFilePermissions(state.resolve("tessera-state.json"))).equals("rw-------"), "0600");
 
         // An extension arrives on the change stream, with no request.
