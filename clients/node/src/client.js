@@ -638,7 +638,9 @@ export class Client {
   }
 
   // ----- the change stream -----------------------------------------------------------
+  #ackedAt = 0;
   async #ack(token, revision) {
+    this.#ackedAt = Date.now();
     for (const server of this.servers) {
       try {
         await this.#post(`${server}/v1/instances/ack`, { token: token.secret(), instance_id: this.instanceId, revision });
@@ -720,7 +722,12 @@ export class Client {
           let event = "message";
           const data = [];
           for (const line of raw.split("\n")) {
-            if (line.startsWith(":")) continue;
+            if (line.startsWith(":")) {
+              // Every 5 minutes the held revision again, so the fleet view heals after a lost ack (§12).
+              const held = this.#holder?.document;
+              if (Date.now() - this.#ackedAt > 300_000 && held) this.#ack(token, held.rev);
+              continue;
+            }
             const i = line.indexOf(":");
             const field = i < 0 ? line : line.slice(0, i);
             const value = i < 0 ? "" : line.slice(i + 1).replace(/^ /, "");

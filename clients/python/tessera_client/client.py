@@ -67,6 +67,7 @@ STATE_FILE = "tessera-state.json"
 STATE_FORMAT = "tessera-client-state/1"
 MAX_ANSWER_BYTES = 64 * 1024
 MAX_BACKOFF = 300.0
+ACK_EVERY = 300.0
 
 
 class ClientError(Exception):
@@ -177,6 +178,7 @@ class Client:
         self._usage_wake = threading.Event()
         self._usage_thread: Optional[threading.Thread] = None
         self._force = False
+        self._acked_at = 0.0
         self._meters = Meters()
         self._consumption_interval = consumption_interval
         self._report_lock = threading.Lock()
@@ -657,6 +659,7 @@ class Client:
     # ----- the change stream ---------------------------------------------------
 
     def _ack(self, token: LicenseToken, revision: int) -> None:
+        self._acked_at = time.monotonic()
         body = {"token": token.secret(), "instance_id": self._instance_id, "revision": revision}
         for server in self.servers:
             try:
@@ -735,6 +738,11 @@ class Client:
                 event, data, size = "message", [], 0
             elif text.startswith(":"):
                 size = 0
+                # Every 5 minutes the held revision again, so the fleet view
+                # heals by itself after an ack was lost (§12).
+                holder = self._holder
+                if time.monotonic() - self._acked_at > ACK_EVERY and holder and holder.document:
+                    self._ack(token, holder.document.rev)
             else:
                 field, _, value = text.partition(":")
                 value = value[1:] if value.startswith(" ") else value

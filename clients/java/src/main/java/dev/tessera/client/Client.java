@@ -978,7 +978,10 @@ public final class Client implements AutoCloseable {
         return times.stream().filter(x -> x > t).min(Long::compare).orElse(null);
     }
 
+    private volatile long ackedAt;
+
     private void ack(LicenseToken token, long revision) {
+        ackedAt = System.nanoTime();
         Map<String, Object> body = new LinkedHashMap<>();
         body.put("token", token.secret());
         body.put("instance_id", instanceId);
@@ -1109,7 +1112,12 @@ public final class Client implements AutoCloseable {
                     }
                     event = "message";
                     data.setLength(0);
-                } else if (!line.startsWith(":")) {
+                } else if (line.startsWith(":")) {
+                    // Every 5 minutes the held revision again, so the fleet
+                    // view heals after a lost ack (§12).
+                    Holder h = holder;
+                    if (System.nanoTime() - ackedAt > 300_000_000_000L && h != null && h.revision() != null) ack(token, h.revision());
+                } else {
                     int i = line.indexOf(':');
                     String field = i < 0 ? line : line.substring(0, i);
                     String value = i < 0 ? "" : line.substring(i + 1);
