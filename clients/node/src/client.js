@@ -33,6 +33,7 @@
 import { randomBytes } from "node:crypto";
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from "node:fs";
 import { arch, hostname, platform } from "node:os";
+import { mkdir, open, rename } from "node:fs/promises";
 import { join } from "node:path";
 
 import { LicenseToken, ProtocolError, TrustedKeys, fingerprintHash, machineFingerprint, parseTime, verify } from "./protocol.js";
@@ -307,7 +308,7 @@ export class Client {
       if (typeof exported?.document === "string") document = Buffer.from(exported.document);
     } catch { /* the bare document (or bytes the verifier refuses) */ }
     if (!this.#holder) throw new ClientError("no_token", "an offline file needs the license token it was exported for");
-    if (this.#holder.offer(document, this.#now()) === "accepted") this.#store(this.#holder);
+    if (this.#holder.offer(document, this.#now()) === "accepted") this.#storeSync();
     return this.#publish();
   }
 
@@ -374,6 +375,7 @@ export class Client {
       }
       const verdict = this.#take(token, answer, nonce);
       this.#machineGivenUp = action === "deactivate";
+      await this.#writing;
       return verdict;
     }
     this.#recordError(last.kind, last.message);
@@ -425,11 +427,11 @@ export class Client {
     this.#holder = holder;
   }
 
-  #store(holder) {
-    const path = this.#path();
-    if (!path) return;
-    mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
-    const state = {
+  /** The held state as the state file keeps it, or null. */
+  #stateNow() {
+    const holder = this.#holder;
+    if (!holder) return null;
+    return {
       format: STATE_FORMAT,
       instance_id: this.instanceId,
       token: holder.token.secret(),
@@ -437,7 +439,20 @@ export class Client {
       document: holder.documentText,
       high_water_mark: holder.mark === null ? null : formatTime(holder.mark),
     };
-    const tmp = `${path}.${process.pid}.tmp`;
+  }
+
+  #tmpCount = 0;
+  #tmpPath(path) {
+    return `${path}.${process.pid}.${++this.#tmpCount}.tmp`;
+  }
+
+  /** Write the held state now (temporary file, fsync, rename, fsync of the directory). */
+  #storeSync() {
+    const path = this.#path();
+    const state = this.#stateNow();
+    if (!path || !state) return;
+    mkdirSync(this.stateDir, { recursive: true, mode: 0o700 });
+    const tmp = this.#tmpPath(path);
     const fd = openSync(tmp, "w", 0o600);
     try {
       writeSync(fd, JSON.stringify(state));
@@ -452,6 +467,42 @@ export class Client {
     } finally {
       closeSync(dir);
     }
+  }
+
+  #writing = Promise.resolve();
+  /**
+   * Write the held state in the background, after the verdict was published
+   * (a crash in between leaves the disk one document behind, as if the push
+   * had not arrived). Writes run one after another and each takes the state
+   * as it is when it runs, so none puts back an older one; the event loop
+   * never waits for a disk.
+   */
+  #persist() {
+    const path = this.#path();
+    if (!path) return this.#writing;
+    this.#writing = this.#writing
+      .then(async () => {
+        const state = this.#stateNow();
+        if (!state) return;
+        await mkdir(this.stateDir, { recursive: true, mode: 0o700 });
+        const tmp = this.#tmpPath(path);
+        const file = await open(tmp, "w", 0o600);
+        try {
+          await file.writeFile(JSON.stringify(state));
+          await file.sync();
+        } finally {
+          await file.close();
+        }
+        await rename(tmp, path);
+        const dir = await open(this.stateDir, "r");
+        try {
+          await dir.sync();
+        } finally {
+          await dir.close();
+        }
+      })
+      .catch((e) => this.#recordError("storage", `cannot write the license state: ${e.message}`));
+    return this.#writing;
   }
 
   // ----- publishing ---------------------------------------------------------
@@ -541,6 +592,7 @@ export class Client {
       }
       const verdict = this.#take(token, answer, nonce);
       if (this.#shouldActivate()) return this.#machineRoundTrip(token, "activate");
+      await this.#writing; // a round trip returns with its answer on disk
       return verdict;
     }
     this.#recordError(last.kind, last.message);
@@ -579,9 +631,10 @@ export class Client {
     }
     this.#holder = holder;
     if (answer.etag) this.etag = answer.etag;
-    this.#store(holder);
     if (nonce !== null || outcome === "accepted") this.#recordContact(); // a replay proves nothing (§11)
-    return this.#publish();
+    const verdict = this.#publish();
+    this.#persist();
+    return verdict;
   }
 
   // ----- background -------------------------------------------------------------
@@ -661,9 +714,9 @@ export class Client {
     }
     // A push on this client's own stream re-bases the mark (§6).
     if (holder.accept(claims, document, this.#now(), true) !== "accepted") return; // older, or the one held
-    this.#store(holder);
     this.#recordContact();
     this.#publish();
+    this.#persist();
     await this.#ack(token, claims.rev);
   }
 

@@ -158,6 +158,7 @@ class Client:
         self.tick = tick
         self._configured = LicenseToken(token) if token else None
         self._lock = threading.Lock()  # state changes only; readers never take it
+        self._store_lock = threading.Lock()  # one state file write at a time
         self._holder: Optional[Holder] = None
         self._instance_id = "py-" + secrets.token_hex(8)
         self._listeners: List[Callable[[Verdict], None]] = []
@@ -281,19 +282,32 @@ class Client:
             holder.load(None, mark)
         self._holder = holder
 
-    def _store(self, holder: Holder) -> None:
+    def _persist(self) -> None:
+        """Write the held state as it is when written, after the verdict was
+        published (a crash in between only leaves the disk one document
+        behind, as if the push had not arrived). Each write takes the newest
+        state under the write lock, so a slower write never puts back an
+        older one. Never called with ``_lock`` held."""
         path = self._path()
         if not path:
             return
+        with self._store_lock:
+            with self._lock:
+                holder = self._holder
+                if holder is None:
+                    return
+                state = {
+                    "format": STATE_FORMAT,
+                    "instance_id": self._instance_id,
+                    "token": holder.token.secret(),
+                    "configured": self._configured.fingerprint() if self._configured else None,
+                    "document": holder.document_text,
+                    "high_water_mark": format_time(holder.mark) if holder.mark is not None else None,
+                }
+            self._write_state(path, state)
+
+    def _write_state(self, path: str, state: dict) -> None:
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        state = {
-            "format": STATE_FORMAT,
-            "instance_id": self._instance_id,
-            "token": holder.token.secret(),
-            "configured": self._configured.fingerprint() if self._configured else None,
-            "document": holder.document_text,
-            "high_water_mark": format_time(holder.mark) if holder.mark is not None else None,
-        }
         tmp = f"{path}.{os.getpid()}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -353,9 +367,11 @@ class Client:
             holder = self._holder
             if holder is None:
                 raise ClientError("no_token", "an offline file needs the license token it was exported for")
-            if holder.offer(document, self._now()) == "accepted":
-                self._store(holder)
-            return self._publish()
+            taken = holder.offer(document, self._now()) == "accepted"
+            verdict = self._publish()
+        if taken:
+            self._persist()
+        return verdict
 
     def set_users(self, users: int) -> None:
         """How many users the product has now; reported at once when it
@@ -622,10 +638,11 @@ class Client:
             self._holder = fresh
             if etag is not None:
                 self._etag = etag
-            self._store(fresh)
             if n is not None or outcome == "accepted":
                 self._record_contact()  # a replayed document proves nothing (§11)
-            return self._publish()
+            verdict = self._publish()
+        self._persist()
+        return verdict
 
     def _post(self, url: str, body: dict, headers: dict):
         req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
@@ -681,9 +698,9 @@ class Client:
             # A push on this client's own stream re-bases the mark (§6).
             if holder.accept(claims, document, self._now(), rebase=True) != "accepted":
                 return  # older, or the one held: nothing new
-            self._store(holder)
             self._record_contact()
             self._publish()
+        self._persist()
         self._ack(token, claims.rev)
 
     def _watch_loop(self) -> None:

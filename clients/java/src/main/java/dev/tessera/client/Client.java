@@ -424,16 +424,41 @@ public final class Client implements AutoCloseable {
         return b.append('}').toString();
     }
 
-    private void store(Holder h) throws IOException {
+    private final Object storeLock = new Object();
+
+    /**
+     * Write the held state as it is when written, after the verdict was
+     * published (a crash in between only leaves the disk one document
+     * behind, as if the push had not arrived). Each write takes the newest
+     * state under the write lock, so a slower write never puts back an
+     * older one. Never called with {@code lock} held.
+     */
+    private void persist() {
         if (stateDir == null) return;
+        synchronized (storeLock) {
+            Map<String, Object> state = new LinkedHashMap<>();
+            synchronized (lock) {
+                Holder h = holder;
+                if (h == null) return;
+                state.put("format", STATE_FORMAT);
+                state.put("instance_id", instanceId);
+                state.put("token", h.token().secret());
+                state.put("configured", configured == null ? null : configured.fingerprint());
+                state.put("document", h.documentText());
+                state.put("high_water_mark", h.mark() == null ? null : Instant.ofEpochSecond(h.mark()).toString());
+            }
+            try {
+                write(state);
+            } catch (IOException e) {
+                synchronized (lock) {
+                    recordError("storage", "cannot write the license state: " + e.getMessage());
+                }
+            }
+        }
+    }
+
+    private void write(Map<String, Object> state) throws IOException {
         Files.createDirectories(stateDir);
-        Map<String, Object> state = new LinkedHashMap<>();
-        state.put("format", STATE_FORMAT);
-        state.put("instance_id", instanceId);
-        state.put("token", h.token().secret());
-        state.put("configured", configured == null ? null : configured.fingerprint());
-        state.put("document", h.documentText());
-        state.put("high_water_mark", h.mark() == null ? null : Instant.ofEpochSecond(h.mark()).toString());
         Path tmp = stateDir.resolve(STATE_FILE + ".tmp");
         Files.deleteIfExists(tmp);
         Files.createFile(tmp, PosixFilePermissions.asFileAttribute(PosixFilePermissions.fromString("rw-------")));
@@ -507,19 +532,17 @@ public final class Client implements AutoCloseable {
         } catch (RuntimeException e) {
             // the bare document (or bytes the verifier refuses)
         }
+        boolean taken;
+        Verdict v;
         synchronized (lock) {
             if (holder == null) {
                 throw new ProtocolException("no_token", "an offline file needs the license token it was exported for");
             }
-            if (holder.offer(document, now()).equals("accepted")) {
-                try {
-                    store(holder);
-                } catch (IOException e) {
-                    recordError("storage", "cannot write the license state: " + e.getMessage());
-                }
-            }
-            return publish();
+            taken = holder.offer(document, now()).equals("accepted");
+            v = publish();
         }
+        if (taken) persist();
+        return v;
     }
 
     /** How many users the product has now; reported at once when it changes, then every usage interval. */
@@ -881,6 +904,7 @@ public final class Client implements AutoCloseable {
             }
             throw new ClientException("invalid_answer", "the answer is not a validation answer");
         }
+        Verdict v;
         synchronized (lock) {
             boolean same = holder != null && holder.token().secret().equals(token.secret());
             Holder h = same ? holder : new Holder(keys, token, Verdicts.DEFAULT_TOLERANCE, Protocol.DEFAULT_MAX_CLOCK_DRIFT);
@@ -908,14 +932,11 @@ public final class Client implements AutoCloseable {
             }
             holder = h;
             if (answer.etag != null) etag = answer.etag;
-            try {
-                store(h);
-            } catch (IOException e) {
-                recordError("storage", "cannot write the license state: " + e.getMessage());
-            }
             if (nonce != null || outcome.equals("accepted")) recordContact(); // a replay proves nothing (§11)
-            return publish();
+            v = publish();
         }
+        persist();
+        return v;
     }
 
     // ----- background ---------------------------------------------------------------
@@ -1011,14 +1032,10 @@ public final class Client implements AutoCloseable {
                 recordError("verification", "a pushed document was rejected: " + e.getMessage());
                 return;
             }
-            try {
-                store(h);
-            } catch (IOException e) {
-                recordError("storage", "cannot write the license state: " + e.getMessage());
-            }
             recordContact();
             publish();
         }
+        persist();
         ack(token, rev);
     }
 
