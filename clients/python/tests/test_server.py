@@ -105,6 +105,10 @@ def test_the_client_against_a_real_authority(servers):
         time.sleep(0.005)
     took = time.time() - pushed_at
     assert client.verdict.revision == 2 and took < 1.0, f"seen after {took:.3f} s"
+    # The verdict is published, then the listeners are called: wait for them.
+    deadline = time.time() + 1
+    while not (seen and seen[-1].revision == 2) and time.time() < deadline:
+        time.sleep(0.005)
     assert seen and seen[-1].revision == 2
     # The held revision is acknowledged: the fleet view shows it.
     deadline = time.time() + 5

@@ -136,6 +136,8 @@ public final class ServerTest {
         while (!Long.valueOf(2).equals(client.verdict().revision) && System.nanoTime() - pushedAt < 5_000_000_000L) Thread.sleep(5);
         long tookMs = (System.nanoTime() - pushedAt) / 1_000_000;
         check(Long.valueOf(2).equals(client.verdict().revision) && tookMs < 1000, "seen after " + tookMs + " ms");
+        // The verdict is published, then the listeners are called: wait for them.
+        for (int i = 0; i < 250 && !seen.contains(2L); i++) Thread.sleep(4);
         check(seen.contains(2L), "the listener heard it");
         Object held = null;
         for (int i = 0; i < 50; i++) {
