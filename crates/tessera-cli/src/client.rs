@@ -193,6 +193,14 @@ impl AdminClient {
             .await
     }
 
+    /// `POST /v1/admin/offline-activations`.
+    pub async fn offline_activate(
+        &self,
+        req: &tessera_protocol::wire::OfflineActivationRequest,
+    ) -> anyhow::Result<tessera_protocol::wire::OfflineActivation> {
+        self.post("/v1/admin/offline-activations", req).await
+    }
+
     /// `GET /v1/admin/licenses/{id}/instances`, one page.
     pub async fn fleet(&self, id: &LicenseId, limit: u32, offset: u64) -> anyhow::Result<Fleet> {
         self.get(

@@ -35,6 +35,11 @@ pub enum LicenseCommand {
     Revoke(RevokeArgs),
     /// Write a long-lived signed document for an air-gapped site.
     Export(ExportArgs),
+    /// Answer an isolated machine's offline activation request (its file,
+    /// or the TSRQ1 code read over the phone): the machine takes a place,
+    /// and the response file is what it imports (`tessera offline import`).
+    /// Run it again later (after an extension) to renew it by file.
+    OfflineActivate(OfflineActivateArgs),
     /// Show the installations using a license, most recently seen first, a
     /// page at a time.
     Instances(InstancesArgs),
@@ -197,6 +202,56 @@ pub struct ExportArgs {
     output: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct OfflineActivateArgs {
+    #[command(flatten)]
+    conn: crate::Connection,
+    /// The request file, or `-` to read it (or the code) from standard input.
+    request: PathBuf,
+    /// How long the response stays trustworthy offline (at most 400d).
+    #[arg(long, default_value = "365d")]
+    ttl: String,
+    /// Write the response to this file instead of standard output.
+    #[arg(long, short = 'o')]
+    output: Option<PathBuf>,
+}
+
+async fn offline_activate(a: OfflineActivateArgs) -> anyhow::Result<()> {
+    let request = if a.request.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+            .context("reading the request from standard input")?
+    } else {
+        std::fs::read_to_string(&a.request)
+            .with_context(|| format!("cannot read {}", a.request.display()))?
+    };
+    let answer = AdminClient::new(&a.conn)?
+        .offline_activate(&tessera_protocol::wire::OfflineActivationRequest {
+            request,
+            ttl: a.ttl,
+        })
+        .await?;
+    let text = serde_json::to_string_pretty(&answer)? + "\n";
+    let what = format!(
+        "{} for {} ({}, trustworthy until {})",
+        answer.machine.as_deref().unwrap_or("no place"),
+        answer.license,
+        answer.status.as_str(),
+        tessera_protocol::time::format(&answer.valid_until)
+    );
+    match a.output {
+        Some(path) => {
+            std::fs::write(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("Wrote {}: {what}.", path.display());
+        }
+        None => {
+            print!("{text}");
+            eprintln!("{what}.");
+        }
+    }
+    Ok(())
+}
+
 fn print_license(l: &LicenseView) {
     println!("License   {}", l.id);
     println!("Customer  {}", l.customer);
@@ -295,6 +350,7 @@ pub async fn run(cmd: LicenseCommand) -> anyhow::Result<()> {
             state_change(a.license, StateAction::Revoke, a.reason, "Revoked").await
         }
         LicenseCommand::Export(a) => export(a).await,
+        LicenseCommand::OfflineActivate(a) => offline_activate(a).await,
         LicenseCommand::Machines(a) => crate::machines::list(a).await,
         LicenseCommand::Release(a) => crate::machines::release(a).await,
         LicenseCommand::Instances(a) => {

@@ -17,6 +17,7 @@ mod client;
 mod events;
 mod license;
 mod machines;
+mod offline;
 mod output;
 mod policy;
 mod server;
@@ -54,6 +55,10 @@ enum Command {
     Keys(events::KeysArgs),
     /// Run the license client as a sidecar with a local API and status page.
     Agent(agent::AgentArgs),
+    /// Offline activation on an isolated machine: write a request, import
+    /// the response.
+    #[command(subcommand)]
+    Offline(offline::OfflineCommand),
     /// Validate a token against an authority and verify the answer.
     ///
     /// Exit status: 0 valid, 1 not valid, 2 error.
@@ -119,6 +124,7 @@ fn main() -> ExitCode {
             report(runtime.block_on(agent::run(args)))
         }
         Command::Check(args) => runtime.block_on(check::run(args)),
+        Command::Offline(cmd) => report(runtime.block_on(offline::run(cmd))),
     }
 }
 

@@ -11,10 +11,9 @@ use std::time::Duration as StdDuration;
 
 use arc_swap::ArcSwap;
 use chrono::Duration;
-use tessera_protocol::wire::LicenseExport;
 use tessera_protocol::{
-    Expectations, Freshness, InstanceId, LicenseToken, RollbackDecision, TrustedKeys,
-    check_document_rollback, verify, wire::machine_fingerprint_hash,
+    Expectations, Freshness, InstanceId, LicenseToken, TrustedKeys, verify,
+    wire::machine_fingerprint_hash,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -294,8 +293,10 @@ impl Builder {
         if self.keys.is_empty() {
             return Err(Error::Config("no public key pinned".into()));
         }
-        if self.servers.is_empty() && self.offline_file.is_none() {
-            return Err(Error::Config("give a server URL or an offline file".into()));
+        if self.servers.is_empty() && self.offline_file.is_none() && self.state_dir.is_none() {
+            return Err(Error::Config(
+                "give a server URL, an offline file or a state directory".into(),
+            ));
         }
         if self.tick.is_zero() {
             return Err(Error::Config("tick must be positive".into()));
@@ -331,7 +332,24 @@ impl Builder {
         let now = self.clock.now();
         let mut held = self.load_held(state_file.as_ref(), configured, now);
         if let Some(path) = &self.offline_file {
-            self.apply_offline_file(path, state_file.as_ref(), &mut held, now)?;
+            let fingerprint = crate::machine::machine_fingerprint(
+                self.fingerprint.as_deref(),
+                &held.instance_id.to_string(),
+                held.token.as_ref().ok_or_else(|| {
+                    Error::Config(
+                        "an offline file needs the license token it was exported for".into(),
+                    )
+                })?,
+            );
+            let keys = (&self.keys, self.max_clock_drift);
+            crate::offline::apply_offline_file(
+                path,
+                state_file.as_ref(),
+                &mut held,
+                now,
+                keys,
+                &fingerprint,
+            )?;
         }
         let (watch, _) = watch::channel(Arc::new(Verdict::no_document()));
         let inner = Arc::new(Inner {
@@ -506,60 +524,6 @@ impl Builder {
             clock_suspect: false,
             machine_given_up: false,
         }
-    }
-
-    fn apply_offline_file(
-        &self,
-        path: &std::path::Path,
-        file: Option<&StateFile>,
-        held: &mut Held,
-        now: Timestamp,
-    ) -> Result<(), Error> {
-        let token = held.token.clone().ok_or_else(|| {
-            Error::Config("an offline file needs the license token it was exported for".into())
-        })?;
-        let bytes = std::fs::read(path)
-            .map_err(|e| Error::storage("cannot read offline file", path, &e))?;
-        // An export (JSON), or the bare document; bytes that are neither
-        // are the verifier's to refuse (`malformed`), like any answer.
-        let document = match serde_json::from_slice::<LicenseExport>(&bytes) {
-            Ok(export) => export.document.into_bytes(),
-            Err(_) => bytes.trim_ascii().to_vec(),
-        };
-        let expect =
-            Expectations::for_token(token.fingerprint()).with_max_clock_drift(self.max_clock_drift);
-        let doc = verify(&document, &self.keys, &expect, now).map_err(Error::Verification)?;
-        if let Some(current) = &held.document {
-            let (c, n) = (current.claims(), doc.claims());
-            match check_document_rollback(current, &doc) {
-                RollbackDecision::Accept => {}
-                RollbackDecision::Same => return Ok(()),
-                RollbackDecision::Reject => {
-                    // The held document is newer: keep it, the file adds nothing.
-                    tracing::info!(
-                        held = c.rev,
-                        file = n.rev,
-                        "offline file is older than the held document"
-                    );
-                    return Ok(());
-                }
-            }
-        }
-        let mut next = held.disk_state();
-        next.document = Some(doc.as_str().to_owned());
-        let hwm = held
-            .hwm
-            .map_or(doc.claims().iat, |h| h.max(doc.claims().iat))
-            .max(now);
-        next.high_water_mark = Some(hwm);
-        if let Some(file) = file {
-            file.store(&next)?;
-        }
-        held.document = Some(doc);
-        held.hwm = Some(hwm);
-        held.persisted_hwm = Some(hwm);
-        held.contact.last_verified_at = Some(now);
-        Ok(())
     }
 }
 

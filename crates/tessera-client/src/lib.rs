@@ -46,6 +46,7 @@ mod engine;
 mod error;
 mod machine;
 mod meter;
+mod offline;
 mod schedule;
 pub mod state;
 mod stream;

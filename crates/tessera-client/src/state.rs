@@ -150,6 +150,52 @@ impl StateFile {
             &serde_json::to_vec_pretty(state).unwrap_or_default(),
         )
     }
+
+    /// The nonces of the offline activation requests this installation
+    /// made (docs/PROTOCOL.md §25), newest last; none when there is no file.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the file exists but cannot be read or parsed.
+    pub fn offline_requests(&self) -> Result<Vec<String>, Error> {
+        let path = self.dir.join(OFFLINE_REQUESTS_FILE);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<OfflineRequests>(&bytes)
+                .map(|r| r.nonces)
+                .map_err(|e| Error::Storage(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Error::storage("cannot read", &path, &e)),
+        }
+    }
+
+    /// Keep `nonce` with the earlier requests' (the last 16): a response
+    /// answering any of them may be imported, days later, after restarts.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the file cannot be written.
+    pub fn add_offline_request(&self, nonce: &str) -> Result<(), Error> {
+        let mut nonces = self.offline_requests()?;
+        nonces.push(nonce.to_owned());
+        let keep = nonces.len().saturating_sub(16);
+        nonces.drain(..keep);
+        let file = OfflineRequests {
+            format: "tessera-offline-requests/1".to_owned(),
+            nonces,
+        };
+        write_atomically(
+            &self.dir,
+            OFFLINE_REQUESTS_FILE,
+            &serde_json::to_vec_pretty(&file).unwrap_or_default(),
+        )
+    }
+}
+
+/// Where the nonces of offline activation requests are kept.
+pub const OFFLINE_REQUESTS_FILE: &str = "tessera-offline-requests.json";
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct OfflineRequests {
+    format: String,
+    nonces: Vec<String>,
 }
 
 /// Temporary file, fsync, rename over the target, fsync the directory: a

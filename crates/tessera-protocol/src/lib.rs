@@ -68,6 +68,7 @@ pub mod fuzzing;
 pub mod human;
 pub mod ids;
 pub mod keys;
+pub mod offline;
 pub mod quota;
 pub mod rollback;
 pub mod time;

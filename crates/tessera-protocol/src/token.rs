@@ -238,6 +238,28 @@ pub struct TokenFingerprint(String);
 
 text_newtype!(TokenFingerprint);
 
+impl TokenFingerprint {
+    /// A fingerprint as carried by hand (an offline request): 16 lowercase
+    /// hex characters.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for anything else.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        if text.len() == 16
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(Error::Malformed {
+                what: "token fingerprint",
+                reason: "not 16 lowercase hex characters".into(),
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -38,6 +38,9 @@ pub struct MachineAnswer {
     pub refused: Option<Status>,
     /// Metering's word on seats.
     pub seats_exceeded: bool,
+    /// How long the document lives, for an offline activation (§25);
+    /// `None`: as long as any answer.
+    pub ttl: Option<chrono::Duration>,
 }
 
 /// What the document for a known license answers.
@@ -236,7 +239,8 @@ impl DocumentSigner {
         now: Timestamp,
         machine: MachineAnswer,
     ) -> Result<Arc<SignedDocument>> {
-        let mut claims = status::license_claims(license, tfp, echo, now, None);
+        // An offline activation's answer lives its `ttl` (§25).
+        let mut claims = status::license_claims(license, tfp, echo, now, machine.ttl);
         claims.seats_exceeded = machine.seats_exceeded;
         claims.mfp = Some(machine.mfp);
         if let Some(refusal) = machine.refused {

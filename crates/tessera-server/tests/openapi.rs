@@ -63,6 +63,7 @@ async fn every_api_route_is_described() {
         include_str!("../src/http/quotas.rs"),
         include_str!("../src/http/trials.rs"),
         include_str!("../src/http/policies.rs"),
+        include_str!("../src/http/offline.rs"),
     ] {
         in_code.extend(routes_in(source));
     }

@@ -10,7 +10,7 @@
 
 mod page;
 mod routes;
-mod view;
+pub(crate) mod view;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,7 +51,10 @@ pub struct AgentArgs {
     /// otherwise: the API can change the license in use.
     #[arg(long, env = "TESSERA_AGENT_LISTEN", default_value = "127.0.0.1:7401")]
     listen: SocketAddr,
-    /// Air-gapped mode: a file made by `tessera license export`.
+    /// Air-gapped mode: a file made by `tessera license export`, or the
+    /// response to this machine's offline request (`tessera license
+    /// offline-activate`). Watched: a newer file put in its place is taken
+    /// within a second, with no restart.
     #[arg(long, env = "TESSERA_OFFLINE_FILE")]
     offline_file: Option<PathBuf>,
     /// The product's version, shown in the authority's fleet view.
@@ -89,7 +92,7 @@ pub struct AgentArgs {
     trial_policy: Option<String>,
 }
 
-fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read token file {}", path.display()))?;
     let token = text.trim().to_owned();
@@ -138,6 +141,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         builder = builder.fingerprint(fingerprint);
     }
     let client = builder.start().context("cannot start the license client")?;
+    if let Some(path) = args.offline_file.clone() {
+        tokio::spawn(watch_offline_file(client.clone(), path));
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -185,6 +191,38 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     client.shutdown();
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Renewal by file (docs/PROTOCOL.md §25): the offline file is looked at
+/// four times a second; when it changed (replaced, rewritten), it is
+/// imported — verified, bound to this machine, and taken only if newer.
+async fn watch_offline_file(client: Client, path: std::path::PathBuf) {
+    let seen = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()))
+    };
+    let mut last = seen(&path);
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        every.tick().await;
+        let now = seen(&path);
+        if now.is_none() || now == last {
+            continue;
+        }
+        last = now;
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        match client.import_offline(&bytes).await {
+            Ok(v) => tracing::info!(
+                file = %path.display(),
+                revision = v.license.as_ref().map_or(0, |l| l.revision),
+                "offline file taken"
+            ),
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "offline file refused"),
+        }
+    }
 }
 
 fn parse_released_at(text: &str) -> Result<tessera_protocol::Timestamp, String> {

@@ -49,6 +49,8 @@ pub fn router(client: Client, addr: SocketAddr) -> Router {
         .route("/v1/usage", post(usage))
         .route("/v1/consume", post(consume))
         .route("/v1/deactivate", post(deactivate))
+        .route("/v1/offline/request", post(offline_request))
+        .route("/v1/offline/import", post(offline_import))
         .route("/metrics", get(metrics))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
@@ -174,6 +176,39 @@ async fn activate(State(s): State<AgentState>, body: axum::body::Bytes) -> Respo
 /// Give this machine's place back (a license that counts machines).
 async fn deactivate(State(s): State<AgentState>) -> Response {
     answer(&s, s.client.deactivate().await)
+}
+
+/// Offline activation, step 1 (docs/PROTOCOL.md §25): this machine's
+/// request, `{request, code}` (the file's text, and its code to read over
+/// the phone).
+async fn offline_request(State(s): State<AgentState>) -> Response {
+    match s.client.offline_request() {
+        Ok(text) => {
+            let code = text.lines().last().unwrap_or_default().to_owned();
+            Json(json!({"request": text, "code": code})).into_response()
+        }
+        Err(e) => client_error(&e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ImportRequest {
+    /// The response file's content (its JSON, or the bare document).
+    response: serde_json::Value,
+}
+
+/// Offline activation, step 3: import the response (or a renewal).
+async fn offline_import(State(s): State<AgentState>, body: axum::body::Bytes) -> Response {
+    let Ok(req) = serde_json::from_slice::<ImportRequest>(&body) else {
+        return bad_json(
+            r#"{"response": <the response file's JSON, or the document as a string>}"#,
+        );
+    };
+    let bytes = match req.response {
+        serde_json::Value::String(text) => text.into_bytes(),
+        other => other.to_string().into_bytes(),
+    };
+    answer(&s, s.client.import_offline(&bytes).await)
 }
 
 #[derive(Debug, Deserialize)]

@@ -316,6 +316,44 @@ pub fn check_fingerprint(what: &'static str, text: &str) -> Result<(), crate::Er
     Ok(())
 }
 
+/// `POST /v1/admin/offline-activations` (docs/PROTOCOL.md §25): an
+/// isolated machine's request, read from its file or typed in.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OfflineActivationRequest {
+    /// The request: its file's text, or the `TSRQ1-…` code alone.
+    pub request: String,
+    /// How long the response stays trustworthy (`365d`, at most 400 days).
+    pub ttl: String,
+}
+
+/// The response an isolated machine imports: a document bound to the
+/// machine (`mfp`) and answering its request's nonce. Also the file
+/// `tessera license offline-activate` writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OfflineActivation {
+    /// Always [`OfflineActivation::FORMAT`].
+    pub format: String,
+    /// The license.
+    pub license: String,
+    /// The machine's activation (`mch_…`); absent when refused.
+    pub machine: Option<String>,
+    /// The answer: `active`, or why not (`too_many_machines`, `suspended`…).
+    pub status: crate::Status,
+    /// Until when the document is trustworthy (its `exp`).
+    #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub valid_until: crate::Timestamp,
+    /// The signed status document.
+    pub document: String,
+}
+
+impl OfflineActivation {
+    /// The format tag.
+    pub const FORMAT: &'static str = "tessera-offline-response/1";
+}
+
 /// The fingerprint hash a document carries (`mfp`): the first 32 hex
 /// characters of SHA-256 of the fingerprint. The authority keeps only
 /// this; a client compares it with the hash of its own fingerprint.

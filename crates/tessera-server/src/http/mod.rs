@@ -17,6 +17,7 @@ pub mod console;
 mod error;
 mod extract;
 pub mod machines;
+pub mod offline;
 pub mod openapi;
 pub mod policies;
 pub mod public;
@@ -136,6 +137,7 @@ pub fn router(state: AppState) -> Router {
         .merge(machines::admin_router())
         .merge(quotas::admin_router())
         .merge(policies::admin_router())
+        .merge(offline::admin_router())
         .layer(DefaultBodyLimit::max(state.limits.admin_body_bytes));
     let streams = public::streams(state.clone());
     Router::new()

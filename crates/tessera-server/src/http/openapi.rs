@@ -18,6 +18,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::quotas::QuotasAdminApi::openapi());
     doc.merge(super::trials::TrialsApi::openapi());
     doc.merge(super::policies::PoliciesAdminApi::openapi());
+    doc.merge(super::offline::OfflineAdminApi::openapi());
     doc.merge(super::backstage::BackstageApi::openapi());
     doc
 }

@@ -25,7 +25,7 @@ use crate::store::{Activation, Decision, MachineKey};
 /// Applies the machine rules; every answer a signed document.
 #[derive(Debug)]
 pub struct Machines {
-    shared: Shared,
+    pub(super) shared: Shared,
     push: Arc<Push>,
     /// When each machine's latest document was signed: the next one is
     /// signed at least a second later, so a holder takes it as newer by
@@ -46,6 +46,8 @@ struct Asked {
     tfp: TokenFingerprint,
     mfp: String,
     echo: Echo,
+    /// The answer's lifetime, for an offline activation (§25).
+    ttl: Option<chrono::Duration>,
 }
 
 impl Machines {
@@ -111,6 +113,7 @@ impl Machines {
             tfp: hash.fingerprint(),
             mfp,
             echo,
+            ttl: None,
         };
         Ok(Ok((asked, components)))
     }
@@ -171,6 +174,7 @@ impl Machines {
             claim,
             refused,
             seats_exceeded,
+            ttl: asked.ttl,
         };
         let signed =
             (self.shared.signer).for_machine(&asked.license, asked.tfp, asked.echo, at, answer)?;
@@ -194,11 +198,6 @@ impl Machines {
             Ok(asked) => asked,
             Err(unknown) => return Ok(unknown),
         };
-        if !crate::status::usable(&asked.license, self.now()) {
-            return self.answer(asked, None, None).await;
-        }
-        let now = self.lease_now();
-        let settings = asked.license.machines;
         let new = NewMachine {
             id: format!("mch_{}", uuid::Uuid::now_v7()),
             mfp: asked.mfp.clone(),
@@ -207,6 +206,65 @@ impl Machines {
             platform: req.platform.map(|n| clip(&n)),
             components: components.clone(),
         };
+        self.take_place(asked, new, components).await
+    }
+
+    /// An offline activation (§25): the machine `mfp` of `license` takes a
+    /// place like an online activation, and the answer — bound to the
+    /// machine, answering `nonce` — lives `ttl`. Floating licenses need
+    /// heartbeats, which an isolated machine cannot send: refused.
+    ///
+    /// # Errors
+    /// 422 `offline_floating` for a floating license, 400 for a bad nonce.
+    pub async fn activate_offline(
+        &self,
+        license: License,
+        mfp: String,
+        nonce: String,
+        ttl: chrono::Duration,
+        app_version: Option<String>,
+    ) -> Result<Arc<SignedDocument>> {
+        if license.machines.mode == MachineMode::Floating {
+            return Err(Error::unprocessable(
+                "offline_floating",
+                "a floating license needs heartbeats, which an isolated machine cannot send: \
+                 use node-locked machines for offline activation (or a site relay)",
+            ));
+        }
+        check_nonce(&nonce)?;
+        let asked = Asked {
+            tfp: license.token_hash.fingerprint(),
+            license,
+            mfp: mfp.clone(),
+            echo: Echo {
+                instance_id: None,
+                nonce: Some(nonce),
+            },
+            ttl: Some(ttl),
+        };
+        let new = NewMachine {
+            id: format!("mch_{}", uuid::Uuid::now_v7()),
+            mfp,
+            name: Some("offline".to_owned()),
+            hostname: None,
+            platform: app_version.map(|v| clip(&format!("offline, app {v}"))),
+            components: Vec::new(),
+        };
+        self.take_place(asked, new, Vec::new()).await
+    }
+
+    /// Take a place for `new`, or hold the one the machine has.
+    async fn take_place(
+        &self,
+        asked: Asked,
+        new: NewMachine,
+        components: Vec<String>,
+    ) -> Result<Arc<SignedDocument>> {
+        if !crate::status::usable(&asked.license, self.now()) {
+            return self.answer(asked, None, None).await;
+        }
+        let now = self.lease_now();
+        let settings = asked.license.machines;
         let mfp = asked.mfp.clone();
         let activation = self
             .shared
@@ -340,6 +398,7 @@ impl Machines {
                 tfp,
                 mfp: String::new(),
                 echo,
+                ttl: None,
             };
             return self.answer(asked, None, Some(Status::NotActivated)).await;
         };
@@ -349,6 +408,7 @@ impl Machines {
             tfp,
             mfp,
             echo,
+            ttl: None,
         };
         self.held(asked).await
     }

@@ -11,7 +11,8 @@
 //! - [`metering`]: seats, usage reports, acks and the fleet view;
 //! - [`installations`]: the instance limit and sightings;
 //! - [`machines`], [`machine_rules`]: activations, leases and their rules;
-//!   [`places`]: the places held, as this replica knows them;
+//!   [`places`]: the places held, as this replica knows them; [`offline`]:
+//!   offline activation requests answered;
 //! - [`cache`]: licenses by token hash, shared by the above.
 //!
 //! [`Components::new`] wires them; each handler takes only the one it
@@ -24,6 +25,7 @@ pub mod installations;
 pub mod machine_rules;
 pub mod machines;
 pub mod metering;
+pub mod offline;
 pub mod places;
 pub mod push;
 pub mod rules;

@@ -133,6 +133,31 @@ impl Store {
         self.with_quota_used(row).await
     }
 
+    /// The licenses whose token has this fingerprint (the first 16 hex
+    /// characters of its hash: an offline request carries no token), at
+    /// most two — more than one means the fingerprint is ambiguous. A range
+    /// on the unique index of `token_hash`, so no scan.
+    pub async fn licenses_by_token_fingerprint(
+        &self,
+        tfp: &tessera_protocol::TokenFingerprint,
+    ) -> Result<Vec<License>> {
+        let rows: Vec<LicenseRow> = sqlx::query_as(concat!(
+            license_select!(),
+            "WHERE l.token_hash >= $1 AND l.token_hash < $2 LIMIT 2"
+        ))
+        .bind(tfp.as_str())
+        .bind(format!("{}g", tfp.as_str()))
+        .fetch_all(self.reader())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            if let Some(l) = self.with_quota_used(Some(row)).await? {
+                out.push(l);
+            }
+        }
+        Ok(out)
+    }
+
     /// Apply a change if the license is still at `change.expected_revision`:
     /// revision + 1 and the audit event, in one transaction. `None` when the
     /// license moved on meanwhile (the caller re-reads and retries).

@@ -1,0 +1,200 @@
+//! Offline activation with the real binaries (docs/PROTOCOL.md §25): the
+//! isolated machine's `tessera offline request`, the vendor's `tessera
+//! license offline-activate`, an agent with no server watching its offline
+//! file — activated, then renewed by dropping a new response in place, with
+//! no restart — and the agent's own request/import API.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tessera_testkit::process::{Process, eventually};
+
+mod common;
+
+use common::{BIN, Workdir};
+
+fn ok(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+async fn revision(agent: &Process) -> Value {
+    agent.get("/v1/status").await.1["revision"].clone()
+}
+
+#[tokio::test]
+async fn an_isolated_agent_activates_and_renews_by_file() {
+    let (w, server) = Workdir::with_server();
+    let (id, token) = server
+        .issue(json!({"customer": "Bank", "plan": "p", "features": ["sso"], "duration": "30d", "max_machines": 2}))
+        .await;
+    let token_file = w.token_file(&token);
+    let state = w.dir.path().join("agent-state");
+    let local = |cmd: &str, extra: &[&str]| {
+        let mut args = vec![
+            "offline",
+            cmd,
+            "--public-key",
+            &server.public_key,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--fingerprint",
+            "vault-1",
+        ];
+        args.extend_from_slice(extra);
+        std::process::Command::new(BIN)
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let request = w.dir.path().join("request.txt");
+    let out = local("request", &["-o", request.to_str().unwrap()]);
+    ok(&out);
+    let text = std::fs::read_to_string(&request).unwrap();
+    assert!(!text.contains(&token), "the token never leaves the machine");
+    let code = text.lines().last().unwrap();
+    assert!(code.starts_with("TSRQ1-") && code.len() <= 200, "{code}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(code),
+        "the code is shown to read out"
+    );
+
+    // The vendor answers it.
+    let response = w.dir.path().join("response.json");
+    let out = w.tessera(
+        &server,
+        &[
+            "license",
+            "offline-activate",
+            request.to_str().unwrap(),
+            "--ttl",
+            "365d",
+            "-o",
+            response.to_str().unwrap(),
+        ],
+    );
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("active"),
+        "{out:?}"
+    );
+
+    // The isolated agent: no server, the response as its offline file.
+    let agent = Process::spawn(
+        BIN,
+        &[
+            "agent",
+            "--public-key",
+            &server.public_key,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--fingerprint",
+            "vault-1",
+            "--offline-file",
+            response.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &w.dir.path().join("agent.log"),
+        &[],
+    );
+    let (_, v) = agent.get("/v1/status").await;
+    assert_eq!(
+        (v["state"].as_str(), v["revision"].as_u64()),
+        (Some("valid"), Some(1)),
+        "{v}"
+    );
+
+    // Renewal by file: extended, answered again, moved into place.
+    let first = std::fs::read(&response).unwrap();
+    server.extend(&id, json!({"by": "30d"})).await;
+    let renewed = w.dir.path().join("renewed.json");
+    ok(&w.tessera(
+        &server,
+        &[
+            "license",
+            "offline-activate",
+            request.to_str().unwrap(),
+            "-o",
+            renewed.to_str().unwrap(),
+        ],
+    ));
+    let moved = Instant::now();
+    std::fs::rename(&renewed, &response).unwrap();
+    eventually("the renewal taken", Duration::from_secs(10), async || {
+        (revision(&agent).await == 2).then_some(())
+    })
+    .await;
+    // The target is a second (measured in bench/offline-renewal.sh); this
+    // bound only catches a watcher that does not work.
+    assert!(
+        moved.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        moved.elapsed()
+    );
+
+    // An older response dropped in its place is refused; the agent keeps 2.
+    std::fs::write(&response, &first).unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(revision(&agent).await, 2);
+
+    // The agent's own API: a request, and a response posted back.
+    let (status, r) = agent.post("/v1/offline/request", json!({}), None).await;
+    assert_eq!(status, 200, "{r}");
+    assert!(r["code"].as_str().unwrap().starts_with("TSRQ1-"));
+    let (status, answer) = server
+        .admin(
+            "/v1/admin/offline-activations",
+            json!({"request": r["request"], "ttl": "30d"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, v) = agent
+        .post("/v1/offline/import", json!({"response": answer}), None)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["state"], "valid");
+    // Garbage through the API: refused, nothing changes.
+    let (status, v) = agent
+        .post(
+            "/v1/offline/import",
+            json!({"response": "v4.public.AAAA"}),
+            None,
+        )
+        .await;
+    assert_eq!(status, 502, "{v}");
+    assert_eq!(agent.get("/v1/status").await.1["state"], "valid");
+
+    // `tessera offline import` from the command line, on a second machine:
+    // the first machine's response is refused there.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "offline",
+            "import",
+            response.to_str().unwrap(),
+            "--public-key",
+            &server.public_key,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--state-dir",
+            w.dir.path().join("other-state").to_str().unwrap(),
+            "--fingerprint",
+            "vault-2",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bound to another machine"),
+        "{out:?}"
+    );
+}
