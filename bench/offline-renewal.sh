@@ -23,7 +23,7 @@ agent_dir=$work/agent
 $BIN offline request --public-key "$key" --token-file "$work/token" --state-dir "$agent_dir" \
   --fingerprint vault-1 -o "$work/request.txt" 2>/dev/null
 $BIN license offline-activate "$work/request.txt" --ttl 365d -o "$work/response.json" 2>/dev/null
-TESSERA_LOG=warn $BIN agent --public-key "$key" --token-file "$work/token" --state-dir "$agent_dir" \
+env -u TESSERA_SERVER TESSERA_LOG=warn $BIN agent --public-key "$key" --token-file "$work/token" --state-dir "$agent_dir" \
   --fingerprint vault-1 --offline-file "$work/response.json" --listen 127.0.0.1:0 >"$work/agent.out" 2>"$work/agent.err" &
 pids+=("$!")
 for _ in $(seq 100); do grep -q '^listening on ' "$work/agent.out" 2>/dev/null && break; sleep 0.1; done
@@ -45,7 +45,7 @@ for i in range(tries):
     os.replace(new, os.path.join(work, "response.json"))
     while status()["revision"] != expected:
         if time.perf_counter() - started > 10:
-            sys.exit(f"renewal {i + 1} not taken within 10 s")
+            sys.exit(f"renewal {i + 1} not taken within 10 s: {status()}; agent log: {open(os.path.join(work, 'agent.err')).read()[-2000:]}")
         time.sleep(0.002)
     samples.append((time.perf_counter() - started) * 1000)
 samples.sort()

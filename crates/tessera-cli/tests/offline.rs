@@ -113,6 +113,14 @@ async fn an_isolated_agent_activates_and_renews_by_file() {
         (Some("valid"), Some(1)),
         "{v}"
     );
+    // Its page says how it renews, and when the next file is due (the
+    // license's end, 30 days, before the response's 365).
+    let (_, page) = agent.get("/").await;
+    let page = page.as_str().unwrap_or_default().to_owned();
+    assert!(
+        page.contains("offline license, renews by file, next due in 30 days"),
+        "{page}"
+    );
 
     // Renewal by file: extended, answered again, moved into place.
     let first = std::fs::read(&response).unwrap();

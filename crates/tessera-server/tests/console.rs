@@ -96,6 +96,44 @@ fn number(page: &str, id: &str) -> u64 {
 }
 
 backend_tests! {
+    async fn the_console_answers_an_offline_request_with_a_download(backend: Backend) {
+        let s = TestServer::start_on(backend.clone()).await;
+        let (id, token) = s.issue(json!({"customer": "Bank", "plan": "p", "duration": "30d", "max_machines": 1})).await;
+        let mut c = Browserless::new(&s);
+        c.sign_in(&s.admin_key).await;
+        let csrf = c.csrf().await;
+        let (status, page, _) = c.get("/offline").await;
+        assert_eq!(status, 200);
+        assert!(page.contains("Offline activation") && page.contains("href=\"/offline\""));
+        let request = tessera_protocol::offline::OfflineRequest {
+            tfp: tessera_protocol::LicenseToken::parse(&token).unwrap().fingerprint(),
+            mfp: "0123456789abcdef0123456789abcdef".into(),
+            nonce: "00112233445566778899".into(),
+            mark: s.now(),
+            app_version: Some("5.2".into()),
+        }
+        .encode()
+        .unwrap();
+        let origin = format!("http://{}", s.addr);
+        let (status, body, headers) = c.post("/offline", &[("csrf", &csrf), ("request", &request), ("ttl", "90d")], Some(&origin)).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(headers["content-disposition"].to_str().unwrap().contains("response.json"));
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["status"], "active", "{answer}");
+        assert!(answer["document"].as_str().unwrap().starts_with("v4.public."));
+        let (_, machines) = s.admin_get(&format!("/v1/admin/licenses/{id}/machines")).await;
+        assert_eq!(machines["active"], 1, "{machines}");
+        // A misread code comes back on the form with what was typed.
+        let flip = if request.ends_with('Z') { 'Y' } else { 'Z' };
+        let misread = format!("{}{flip}", &request[..request.len() - 1]);
+        let (status, page, _) = c.post("/offline", &[("csrf", &csrf), ("request", &misread), ("ttl", "90d")], Some(&origin)).await;
+        assert_eq!(status, 422, "{page}");
+        assert!(page.contains("form-error") && page.contains(&misread[..20]), "{page}");
+        // Without the session's token nothing is answered.
+        let (status, _, _) = c.post("/offline", &[("request", &request)], Some(&origin)).await;
+        assert_eq!(status, 403);
+    }
+
     async fn sessions_are_strict_cookies_and_expire(backend: Backend) {
         let s = TestServer::start_on(backend.clone()).await;
         let mut c = Browserless::new(&s);

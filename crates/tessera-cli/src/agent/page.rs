@@ -82,8 +82,35 @@ fn state_label(v: &StatusView) -> String {
     }
 }
 
-/// The expiry warning inside 30, 7 and 1 days; `(text, urgent)`.
+/// An offline license (no authority configured): days until its next file
+/// is due — the held document's end, or the license's if sooner.
+fn renewal_due_in(v: &StatusView) -> Option<i64> {
+    if v.server.is_some() || v.revision.is_none() {
+        return None;
+    }
+    let due = match (v.fresh_until, v.expires_at) {
+        (Some(f), Some(e)) => f.min(e),
+        (f, e) => f.or(e)?,
+    };
+    Some(super::view::days_left(due - chrono::Utc::now()))
+}
+
+/// The expiry warning inside 30, 7 and 1 days; `(text, urgent)`. For an
+/// offline license the same horizons apply to its next file.
 fn warning(v: &StatusView) -> Option<(String, bool)> {
+    if let Some(due) = renewal_due_in(v).filter(|d| *d <= 30 && v.state == "valid") {
+        let when = if due <= 1 {
+            "within a day".to_owned()
+        } else {
+            format!("in {due} days")
+        };
+        return Some((
+            format!(
+                "This offline license needs its next file {when}: make a request and send it to your vendor."
+            ),
+            due <= 7,
+        ));
+    }
     let days = v.days_left?;
     if v.state == "expired" || days <= 0 {
         return Some((
@@ -169,7 +196,10 @@ pub fn render(v: &StatusView) -> Markup {
                             dt { "Revision" } dd #revision { (v.revision.map_or_else(|| "—".to_owned(), |r| r.to_string())) }
                             dt { "Last verified" } dd #last-verified { (when(v.last_verified_at)) }
                             dt { "Updates" } dd #updates {
-                                @if v.stream_connected { "live (pushed by the authority)" } @else { "polling" }
+                                @if let Some(due) = renewal_due_in(v) {
+                                    "offline license, renews by file, next due "
+                                    (if due == 1 { "within a day".to_owned() } else if due > 0 { format!("in {due} days") } else { "now".to_owned() })
+                                } @else if v.stream_connected { "live (pushed by the authority)" } @else { "polling" }
                             }
                             dt { "Offline since" } dd #offline-since {
                                 @if v.offline_since.is_some() { (when(v.offline_since)) } @else { "online" }

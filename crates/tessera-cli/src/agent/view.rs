@@ -43,6 +43,10 @@ pub struct StatusView {
     /// 0 or less = expired); null when perpetual.
     pub days_left: Option<i64>,
     pub revision: Option<u64>,
+    /// Until when the held document may be relied on without contact (its
+    /// `exp`): for an offline license, when the next file is due.
+    #[serde(with = "tessera_protocol::time::rfc3339_opt")]
+    pub fresh_until: Option<Timestamp>,
     #[serde(with = "tessera_protocol::time::rfc3339_opt")]
     pub last_verified_at: Option<Timestamp>,
     #[serde(with = "tessera_protocol::time::rfc3339_opt")]
@@ -124,6 +128,7 @@ impl StatusView {
             expires_at,
             days_left: expires_at.map(|t| days_left(t - Utc::now())),
             revision: license.map(|l| l.revision),
+            fresh_until: license.map(|l| l.fresh_until),
             last_verified_at: v.last_verified_at,
             offline_since: v.offline_since,
             last_error: v.last_error.clone(),
@@ -150,7 +155,7 @@ impl StatusView {
 }
 
 /// Days left, a started day counting as a day: 20 days minus a second is 20.
-fn days_left(remaining: chrono::Duration) -> i64 {
+pub(crate) fn days_left(remaining: chrono::Duration) -> i64 {
     let secs = remaining.num_seconds();
     if secs > 0 {
         (secs + 86_399) / 86_400

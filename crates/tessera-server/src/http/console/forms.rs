@@ -21,7 +21,26 @@ macro_rules! has_csrf {
         })*
     };
 }
-has_csrf!(CsrfForm, ExtendForm, ReasonForm, PolicyForm, IssueForm);
+has_csrf!(
+    CsrfForm,
+    ExtendForm,
+    ReasonForm,
+    PolicyForm,
+    IssueForm,
+    OfflineForm
+);
+
+/// The offline activation form: a request file's text (or its code) and
+/// how long the response lives.
+#[derive(Debug, serde::Deserialize)]
+pub struct OfflineForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    pub request: String,
+    #[serde(default)]
+    pub ttl: String,
+}
 
 /// A text field: `None` when blank.
 pub fn optional(text: &str) -> Option<String> {

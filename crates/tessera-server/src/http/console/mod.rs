@@ -19,6 +19,7 @@ mod errors;
 mod events;
 mod forms;
 mod licenses;
+mod offline;
 mod policies;
 mod session;
 mod signin;
@@ -81,6 +82,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route(
             "/policies",
             get(policies::policies).post(policies::create_policy),
+        )
+        .route(
+            "/offline",
+            get(offline::offline_form).post(offline::offline_activate),
         )
         .route("/events", get(events::events));
     let router = StateAction::ALL.into_iter().fold(router, |router, action| {

@@ -3,10 +3,12 @@
 
 mod licenses;
 mod machines;
+mod offline;
 mod policies;
 
 pub use licenses::*;
 pub use machines::*;
+pub use offline::*;
 pub use policies::*;
 
 use maud::{DOCTYPE, Markup, html};
@@ -57,6 +59,7 @@ pub fn layout(c: &Chrome, title: &str, body: Markup) -> Markup {
         ("licenses", "/licenses", "Licenses"),
         ("issue", "/licenses/new", "Issue"),
         ("policies", "/policies", "Policies"),
+        ("offline", "/offline", "Offline"),
         ("events", "/events", "Events"),
     ];
     let head = html! { link rel="stylesheet" href="/console.css"; };
