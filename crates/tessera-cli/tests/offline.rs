@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tessera_testkit::browser::Browser;
 use tessera_testkit::process::{Process, eventually};
 
 mod common;
@@ -171,6 +172,30 @@ async fn an_isolated_agent_activates_and_renews_by_file() {
         .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["state"], "valid");
+    // The agent's page, in Chromium: make a request, paste the response.
+    server.extend(&id, json!({"by": "30d"})).await;
+    let browser = Browser::start().await;
+    browser.client.goto(&agent.url).await.unwrap();
+    browser.click("#offline summary").await;
+    browser.click("#offline-request").await;
+    let shown = browser
+        .wait_text("#offline-code", "the request", |t| t.contains("TSRQ1-"))
+        .await;
+    let (status, answer) = server
+        .admin(
+            "/v1/admin/offline-activations",
+            json!({"request": shown, "ttl": "30d"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    browser.fill("#offline-response", &answer.to_string()).await;
+    browser.click("#offline-import").await;
+    browser
+        .wait_text("#revision", "the imported revision", |t| t == "3")
+        .await;
+    browser.screenshot("agent-offline-import").await;
+    browser.close().await;
+
     // Garbage through the API: refused, nothing changes.
     let (status, v) = agent
         .post(

@@ -51,6 +51,17 @@ document.getElementById('activate-form').addEventListener('submit', (e) => {
   e.preventDefault();
   call('/v1/activate', { token: document.getElementById('token').value });
 });
+// Offline activation (no network): the request to send, the response to paste.
+document.getElementById('offline-request').addEventListener('click', async () => {
+  const r = await fetch('/v1/offline/request', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+  const answer = await r.json();
+  const out = document.getElementById('offline-code');
+  out.textContent = r.ok ? answer.request : (answer.error ? answer.error.message : 'The agent answered ' + r.status);
+});
+document.getElementById('offline-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  call('/v1/offline/import', { response: document.getElementById('offline-response').value.trim() });
+});
 // A change that reaches the agent by itself shows without a click.
 const shown = document.body.dataset.revision + '|' + document.body.dataset.state;
 setInterval(async () => {
@@ -216,6 +227,17 @@ pub fn render(v: &StatusView) -> Markup {
                                 input #token name="token" autocomplete="off" spellcheck="false" placeholder="tsr_…";
                             }
                             button #activate type="submit" { "Activate" }
+                        }
+                        details #offline {
+                            summary { "Offline activation (no network to the authority)" }
+                            p { "Make a request, send it to your vendor (or read them its last line), then paste the response they send back." }
+                            button #offline-request type="button" { "Make an offline request" }
+                            pre #offline-code {}
+                            form #offline-form {
+                                label for="offline-response" { "Response" }
+                                textarea #offline-response rows="4" spellcheck="false" placeholder="{\"format\": \"tessera-offline-response/1\", …}" {}
+                                button #offline-import type="submit" { "Import the response" }
+                            }
                         }
                         p #message role="status" {}
                     }
