@@ -308,7 +308,13 @@ export class Client {
       if (typeof exported?.document === "string") document = Buffer.from(exported.document);
     } catch { /* the bare document (or bytes the verifier refuses) */ }
     if (!this.#holder) throw new ClientError("no_token", "an offline file needs the license token it was exported for");
-    if (this.#holder.offer(document, this.#now()) === "accepted") this.#storeSync();
+    const holder = this.#holder;
+    const claims = verify(document, this.keys, holder.token.fingerprint(), this.#now(), { maxClockDrift: holder.maxClockDrift, machine: fingerprintHash(this.fingerprint(holder.token)) });
+    // A response to an offline activation request (§25) answers the
+    // request's nonce; this client makes none, so it cannot tell its own
+    // from another machine's request: refused.
+    if (claims.raw.mfp != null) throw new ProtocolError("nonce_mismatch", "a response to an offline request this client did not make");
+    if (holder.accept(claims, document.toString("utf-8"), this.#now()) === "accepted") this.#storeSync();
     return this.#publish();
   }
 

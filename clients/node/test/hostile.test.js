@@ -193,7 +193,8 @@ test("a stream of garbage changes nothing", async (t) => {
   f.mode = "newer";
   f.rev = 2;
   assert.ok(await until(() => held.client.verdict.revision === 2), "the control: a real newer document on the stream");
-  assert.notDeepEqual(readFileSync(held.path), held.before);
+  // Written after the verdict is published (in the background): wait for it.
+  assert.ok(await until(() => !readFileSync(held.path).equals(held.before)), "stored");
   held.client.close();
 });
 
@@ -250,4 +251,19 @@ test("the verdict changes at its deadline with no request", async (t) => {
   f.mode = "down";
   assert.ok(await until(() => client.verdict.state === "expired", 6000));
   assert.ok(Date.now() / 1000 - ends < 1.5);
+});
+
+test("a machine-bound offline response is refused", () => {
+  // Offline activation responses answer a request's nonce: this client
+  // makes no requests, so it takes none — not even one bound to its own
+  // machine (it could be another request's).
+  const work = mkdtempSync(join(tmpdir(), "tessera-node-bound-"));
+  const client = new Client({ servers: [], publicKeys: [PUBLIC_KEY], token: TOKEN, stateDir: work, fingerprint: "vault-1" }).start();
+  const bound = documentFor(3, { nonce: "00112233445566778899", extra: { mfp: fingerprintHash("vault-1") } });
+  assert.throws(() => client.importOffline(Buffer.from(bound)), (e) => e.code === "nonce_mismatch");
+  const other = documentFor(3, { extra: { mfp: fingerprintHash("vault-2") } });
+  assert.throws(() => client.importOffline(Buffer.from(other)), (e) => e.code === "fingerprint_mismatch");
+  assert.equal(client.verdict.state, "unverified");
+  assert.equal(client.importOffline(Buffer.from(documentFor(3))).revision, 3, "an export is taken");
+  client.close();
 });

@@ -353,7 +353,9 @@ class Client:
         """Take a document exported for air-gapped sites (``tessera license
         export``: its JSON file, or the bare document). It is verified with
         freshness and the rollback rule: a refused one raises
-        ``ProtocolError`` and changes nothing; an older one is ignored."""
+        ``ProtocolError`` and changes nothing; an older one is ignored.
+        Responses to offline activation requests (bound to a machine) are
+        the Rust SDK's and the agent's: refused here (``nonce_mismatch``)."""
         if len(data) > MAX_ANSWER_BYTES:
             raise ProtocolError("document_too_large", "the offline file is over 64 KiB")
         document = data.strip()
@@ -367,7 +369,20 @@ class Client:
             holder = self._holder
             if holder is None:
                 raise ClientError("no_token", "an offline file needs the license token it was exported for")
-            taken = holder.offer(document, self._now()) == "accepted"
+            claims = verify(
+                document,
+                self.keys,
+                holder.token.fingerprint(),
+                self._now(),
+                max_clock_drift=holder.max_clock_drift,
+                machine=fingerprint_hash(self.fingerprint(holder.token)),
+            )
+            if claims.raw.get("mfp") is not None:
+                # A response to an offline activation request (§25) answers
+                # the request's nonce; this client makes none, so it cannot
+                # tell its own from another machine's request: refused.
+                raise ProtocolError("nonce_mismatch", "a response to an offline request this client did not make")
+            taken = holder.accept(claims, document.decode(), self._now()) == "accepted"
             verdict = self._publish()
         if taken:
             self._persist()

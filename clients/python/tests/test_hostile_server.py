@@ -263,6 +263,10 @@ def test_a_stream_of_garbage_changes_nothing(fake):
     while client.verdict.revision != 2 and time.time() < deadline:
         time.sleep(0.05)
     assert client.verdict.revision == 2
+    # Written after the verdict is published: wait for it.
+    deadline = time.time() + 5
+    while read(path) == before and time.time() < deadline:
+        time.sleep(0.02)
     assert read(path) != before
     client.close()
 
@@ -328,4 +332,25 @@ def test_the_verdict_changes_at_its_deadline_with_no_request(fake):
         time.sleep(0.02)
     assert client.verdict.state == "expired"
     assert time.time() - (now + 2) < 1.5
+    client.close()
+
+
+def test_a_machine_bound_offline_response_is_refused(fake):
+    """Offline activation responses answer a request's nonce: this client
+    makes no requests, so it takes none — not even one bound to its own
+    machine (it could be another request's)."""
+    from tessera_client.protocol import fingerprint_hash
+
+    work = tempfile.mkdtemp()
+    client = Client(servers=[], public_keys=[PUBLIC_KEY], token=TOKEN, state_dir=work, fingerprint="vault-1").start()
+    bound = document(3, nonce="00112233445566778899", extra={"mfp": fingerprint_hash("vault-1")})[0]
+    with pytest.raises(ProtocolError) as e:
+        client.import_offline(bound.encode())
+    assert e.value.code == "nonce_mismatch"
+    other = document(3, extra={"mfp": fingerprint_hash("vault-2")})[0]
+    with pytest.raises(ProtocolError) as e:
+        client.import_offline(other.encode())
+    assert e.value.code == "fingerprint_mismatch"
+    assert client.verdict.state == "unverified"
+    assert client.import_offline(document(3)[0].encode()).revision == 3, "an export is taken"
     client.close()

@@ -538,7 +538,15 @@ public final class Client implements AutoCloseable {
             if (holder == null) {
                 throw new ProtocolException("no_token", "an offline file needs the license token it was exported for");
             }
-            taken = holder.offer(document, now()).equals("accepted");
+            Claims claims = Protocol.verify(document, keys, holder.token().fingerprint(), now(), null, true,
+                    Protocol.DEFAULT_MAX_CLOCK_DRIFT, Protocol.fingerprintHash(fingerprint(holder.token())));
+            // A response to an offline activation request (§25) answers the
+            // request's nonce; this client makes none, so it cannot tell its
+            // own from another machine's request: refused.
+            if (claims.raw.get("mfp") != null) {
+                throw new ProtocolException("nonce_mismatch", "a response to an offline request this client did not make");
+            }
+            taken = holder.accept(claims, new String(document, StandardCharsets.UTF_8), now(), false).equals("accepted");
             v = publish();
         }
         if (taken) persist();

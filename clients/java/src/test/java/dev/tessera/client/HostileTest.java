@@ -298,7 +298,14 @@ public final class HostileTest {
             f.mode = "newer";
             f.rev = 2;
             check(until(() -> Long.valueOf(2).equals(h.client.verdict().revision)), "the control: a real newer document");
-            check(!Arrays.equals(Files.readAllBytes(h.path), h.before), "stored");
+            // Written after the verdict is published: wait for it.
+            check(until(() -> {
+                try {
+                    return !Arrays.equals(Files.readAllBytes(h.path), h.before);
+                } catch (IOException e) {
+                    return false;
+                }
+            }), "stored");
             h.client.close();
         });
         cases.put("an offline file is taken by the rules", f -> {
@@ -356,6 +363,28 @@ public final class HostileTest {
             f.mode = "down";
             check(until(() -> c.verdict().state.equals("expired")), "expired: " + c.verdict().state);
             check(System.currentTimeMillis() / 1000.0 - ends < 1.5, "late");
+            c.close();
+        });
+        cases.put("a machine-bound offline response is refused", f -> {
+            // Offline activation responses answer a request's nonce: this
+            // client makes none, so it takes none — not even one bound to
+            // its own machine (it could be another request's).
+            Path work = Files.createTempDirectory("tessera-java-bound-");
+            Client c = Client.builder().publicKey(PUBLIC_KEY).token(TOKEN).stateDir(work).fingerprint("vault-1").build().start();
+            String[][] refusals = {
+                {document(3, "00112233445566778899", "\"mfp\":\"" + Protocol.fingerprintHash("vault-1") + "\""), "nonce_mismatch"},
+                {document(3, null, "\"mfp\":\"" + Protocol.fingerprintHash("vault-2") + "\""), "fingerprint_mismatch"},
+            };
+            for (String[] r : refusals) {
+                try {
+                    c.importOffline(r[0].getBytes(StandardCharsets.UTF_8));
+                    check(false, "taken: " + r[1]);
+                } catch (ProtocolException e) {
+                    check(e.code.equals(r[1]), e.code + " for " + r[1]);
+                }
+            }
+            check(c.verdict().state.equals("unverified"), "nothing taken");
+            check(Long.valueOf(3).equals(c.importOffline(document(3, null, null).getBytes(StandardCharsets.UTF_8)).revision), "an export is taken");
             c.close();
         });
         int failed = 0;
