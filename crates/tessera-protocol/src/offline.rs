@@ -94,6 +94,13 @@ fn unbase32(text: &str) -> Result<Vec<u8>, Error> {
         }
         acc &= (1 << bits) - 1;
     }
+    // The encoder pads the last character with zero bits: any other last
+    // character is a misreading the checksum alone could miss.
+    if acc != 0 {
+        return Err(malformed(
+            "the last character does not fit the code: it was misread",
+        ));
+    }
     Ok(out)
 }
 
@@ -233,17 +240,22 @@ mod tests {
             OfflineRequest::decode(&file).unwrap(),
             OfflineRequest::decode(&code).unwrap()
         );
-        // Any single character misread is caught by the checksum.
+        // Any single character misread as any other is caught (the
+        // checksum, and the last character's padding bits).
         let body_start = PREFIX.len() + 1;
+        let mut tried = 0;
         for (i, c) in code.char_indices().skip(body_start) {
             if c == '-' {
                 continue;
             }
-            let other = if c == 'A' { 'B' } else { 'A' };
-            let mut misread = code.clone();
-            misread.replace_range(i..=i, &other.to_string());
-            assert!(OfflineRequest::decode(&misread).is_err(), "{misread}");
+            for &other in ALPHABET.iter().filter(|&&a| char::from(a) != c) {
+                let mut misread = code.clone();
+                misread.replace_range(i..=i, &char::from(other).to_string());
+                assert!(OfflineRequest::decode(&misread).is_err(), "{misread}");
+                tried += 1;
+            }
         }
+        assert!(tried > 2_000, "{tried}");
         // A group left out, an unknown character, no code at all.
         let short = code[..code.len() - 6].to_owned();
         assert!(OfflineRequest::decode(&short).is_err());
