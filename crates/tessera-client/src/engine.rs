@@ -457,8 +457,9 @@ impl Inner {
         let Some(transport) = &self.transport else {
             return Err(Error::NoServer);
         };
-        let (instance_id, tag, forced) = {
+        let (instance_id, tag, forced, asked_over) = {
             let held = self.lock();
+            let asked_over = crate::crossing::held_version(&held);
             let forced = forced || held.needs_proof();
             let tag = (!forced)
                 .then(|| {
@@ -468,7 +469,7 @@ impl Inner {
                         .map(etag)
                 })
                 .flatten();
-            (held.instance_id.to_string(), tag, forced)
+            (held.instance_id.to_string(), tag, forced, asked_over)
         };
         let nonce = forced.then(random_nonce);
         let fingerprint = self.fingerprint(&token);
@@ -518,6 +519,9 @@ impl Inner {
         self.note_machine_ended(&doc);
         if self.should_activate(&doc) {
             return self.machine_round_trip(token, "activate", activating).await;
+        }
+        if crate::crossing::superseded(&self.lock(), &doc, asked_over) {
+            return Ok(self.cell.load_full());
         }
         self.accept(doc, activating.then_some(token), evidence)
             .await

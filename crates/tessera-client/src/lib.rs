@@ -42,6 +42,7 @@
 mod builder;
 pub mod clock;
 mod consumption;
+mod crossing;
 mod engine;
 mod error;
 mod machine;

@@ -385,3 +385,48 @@ async fn a_lost_ack_is_sent_again_when_the_stream_reconnects() {
     wait_held(&s, &id, "re-acked after the reconnect").await;
     drop(client);
 }
+
+/// A refresh that joined a poll already on its way gets the poll's answer;
+/// when a newer document arrived meanwhile (pushed, or imported), that
+/// answer — no older than what was held when asking — is superseded, not a
+/// rollback error (CI saw `refresh()` fail so after a suspension pushed on
+/// the stream). An answer older than what was held when asking stays an
+/// error (the hostile fixtures' `lower-revision`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_crossing_a_newer_document_is_superseded_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = clock();
+    let (fake, client, token) = activated(&dir, &clock, StdDuration::from_secs(3600)).await;
+    assert_eq!(client.verdict().license.as_ref().unwrap().revision, 1);
+    // The authority answers revision 1, slowly.
+    fake.fake.set(|f, req, _| {
+        let answer = tessera_testkit::fake::Fake::answer(f.claims_for(req), &f.key);
+        // Blocking, but telling the runtime so: its timers and other tasks
+        // move to another thread meanwhile.
+        tokio::task::block_in_place(|| std::thread::sleep(StdDuration::from_millis(400)));
+        answer
+    });
+    let asking = {
+        let client = client.clone();
+        tokio::spawn(async move { client.refresh().await })
+    };
+    tokio::time::sleep(StdDuration::from_millis(100)).await;
+    // Meanwhile revision 2 arrives (here as an offline file; on the stream
+    // in the field).
+    let tfp = tessera_protocol::LicenseToken::parse(&token)
+        .unwrap()
+        .fingerprint();
+    let mut newer = tessera_protocol::StatusClaims::sample(tfp, clock.now());
+    newer.rev = 2;
+    let doc = tessera_protocol::sign(&newer, &fake.fake.key).unwrap();
+    let v = client.import_offline(doc.as_bytes()).await.unwrap();
+    assert!(!asking.is_finished(), "the answer is still on its way");
+    assert_eq!(v.license.as_ref().unwrap().revision, 2);
+    let answered = asking.await.unwrap().expect("superseded, not an error");
+    assert_eq!(answered.license.as_ref().unwrap().revision, 2);
+    assert!(
+        client.verdict().last_error.is_none(),
+        "{:?}",
+        client.verdict().last_error
+    );
+}

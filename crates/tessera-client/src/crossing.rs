@@ -1,0 +1,37 @@
+//! An answer that crosses a pushed document on its way.
+//!
+//! A round trip (a poll, or a refresh that joined it) asks at revision N;
+//! while its answer travels, the change stream delivers revision N+1. The
+//! answer, still revision N, is then older than the held document: the
+//! rollback rule keeps it out, but it is no attack — it is no older than
+//! what was held when the client asked — so it is dropped without an error
+//! (the caller gets the held, newer verdict). An answer older than what was
+//! held when asking is still the rollback error it always was.
+
+use tessera_protocol::rollback::{RollbackDecision, check_document_rollback};
+use tessera_protocol::{Timestamp, VerifiedDocument};
+
+use crate::engine::Held;
+
+/// (revision, `iat`) of the held document, taken when a request is sent.
+pub(crate) fn held_version(held: &Held) -> Option<(u64, Timestamp)> {
+    held.document
+        .as_ref()
+        .map(|d| (d.claims().rev, d.claims().iat))
+}
+
+/// `doc` is older than the held document only because a newer one arrived
+/// after the request was sent (`asked_over`: what was held then).
+pub(crate) fn superseded(
+    held: &Held,
+    doc: &VerifiedDocument,
+    asked_over: Option<(u64, Timestamp)>,
+) -> bool {
+    let Some(current) = &held.document else {
+        return false;
+    };
+    let d = doc.claims();
+    current.claims().tfp == d.tfp
+        && check_document_rollback(current, doc) == RollbackDecision::Reject
+        && asked_over.is_none_or(|asked| (d.rev, d.iat) >= asked)
+}
