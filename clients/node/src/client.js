@@ -125,7 +125,7 @@ export class Client {
   #reporting = Promise.resolve();
   #consumptionTimer = null;
 
-  constructor({ servers, publicKeys, token = null, stateDir = null, clock = () => Date.now() / 1000, timeoutMs = 15_000, tickMs = 30_000, watch = true, streamReadTimeoutMs = 37_500, offlineFile = null, fingerprint = null, usageIntervalMs = 900_000, consumptionIntervalMs = 10_000 }) {
+  constructor({ servers, publicKeys, token = null, stateDir = null, clock = () => Date.now() / 1000, timeoutMs = 15_000, tickMs = 30_000, watch = true, streamReadTimeoutMs = 37_500, offlineFile = null, fingerprint = null, usageIntervalMs = 900_000, consumptionIntervalMs = 10_000, ackIntervalMs = 300_000 }) {
     if (!publicKeys?.length) throw new Error("pin at least one public key");
     this.servers = servers.map((s) => s.replace(/\/+$/, ""));
     this.keys = new TrustedKeys();
@@ -143,6 +143,7 @@ export class Client {
     this.configuredFingerprint = fingerprint;
     this.usageIntervalMs = usageIntervalMs;
     this.consumptionIntervalMs = consumptionIntervalMs;
+    this.ackIntervalMs = ackIntervalMs;
   }
 
   // ----- reading: no I/O ------------------------------------------------
@@ -784,7 +785,7 @@ export class Client {
             if (line.startsWith(":")) {
               // Every 5 minutes the held revision again, so the fleet view heals after a lost ack (§12).
               const held = this.#holder?.document;
-              if (Date.now() - this.#ackedAt > 300_000 && held) this.#ack(token, held.rev);
+              if (Date.now() - this.#ackedAt > this.ackIntervalMs && held) this.#ack(token, held.rev);
               continue;
             }
             const i = line.indexOf(":");

@@ -129,6 +129,8 @@ export interface ClientOptions {
   usageIntervalMs?: number;
   /** How often consumption is reported (default 10 s). */
   consumptionIntervalMs?: number;
+  /** How often the held revision is acknowledged again on an open stream (default 5 minutes). */
+  ackIntervalMs?: number;
 }
 
 export interface Status {

@@ -39,7 +39,7 @@ function documentFor(rev, { nonce = null, extra = {} } = {}) {
 
 /** A fake authority; `mode` says how it answers. */
 async function fake() {
-  const f = { mode: "ok", rev: 1, sent: 0, streamClosed: false };
+  const f = { mode: "ok", rev: 1, sent: 0, acks: 0, streamClosed: false };
   f.server = createServer((req, res) => {
     if (req.method === "GET" && req.url === "/v1/watch") {
       res.writeHead(200, { "content-type": "text/event-stream" });
@@ -60,6 +60,10 @@ async function fake() {
         res.write(Buffer.from([0xff, 0xfe, 0, 10, 10]));
         res.write("id: x\nretry: -1\n\n");
         setTimeout(() => res.end(), 1000);
+      } else if (f.mode === "keepalive") {
+        const beat = setInterval(() => res.write(":\n\n"), 100);
+        res.on("close", () => clearInterval(beat));
+        setTimeout(() => res.end(), 5000);
       } else if (f.mode === "newer") {
         res.write(`event: status\nid: ${f.rev}\ndata: ${documentFor(f.rev)}\n\n`);
         setTimeout(() => res.end(), 5000);
@@ -71,10 +75,12 @@ async function fake() {
     let text = "";
     req.on("data", (c) => { text += c; });
     req.on("end", () => {
+      if (req.url === "/v1/instances/ack") f.acks++;
       if (req.url !== "/v1/validate") return res.writeHead(204).end();
       const body = JSON.parse(text);
       const json = (status, value, headers = {}) => res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(value));
       switch (f.mode) {
+        case "keepalive":
         case "ok": return json(200, { document: documentFor(f.rev, { nonce: body.nonce }) }, { etag: `"${f.rev}-1"` });
         case "big": return json(200, { document: "v4.public." + "A".repeat(70_000) });
         case "retry": return json(503, { error: { code: "busy", message: "busy" } }, { "retry-after": "99999999999" });
@@ -266,4 +272,20 @@ test("a machine-bound offline response is refused", () => {
   assert.equal(client.verdict.state, "unverified");
   assert.equal(client.importOffline(Buffer.from(documentFor(3))).revision, 3, "an export is taken");
   client.close();
+});
+
+test("the held revision is acknowledged again on an open stream", async (t) => {
+  // §12: besides after each document and on every (re)connect, the held
+  // revision is acknowledged again every ackIntervalMs (5 minutes by
+  // default) while the stream is open, so a lost ack heals by itself.
+  const f = await fake();
+  t.after(f.close);
+  f.mode = "keepalive";
+  const client = new Client({ servers: [f.url], publicKeys: [PUBLIC_KEY], stateDir: mkdtempSync(join(tmpdir(), "tessera-node-ack-")), tickMs: 3_600_000, ackIntervalMs: 300 }).start();
+  t.after(() => client.close());
+  await client.activate(TOKEN);
+  assert.ok(await until(() => client.connected));
+  const before = f.acks;
+  await new Promise((r) => setTimeout(r, 2000));
+  assert.ok(f.acks - before >= 3, `${f.acks - before} acks in 2 s`);
 });

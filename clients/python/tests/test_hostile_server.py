@@ -57,6 +57,7 @@ class Fake:
         self.mode = "ok"
         self.rev = 1
         self.sent = 0
+        self.acks = 0
         self.stream_closed = threading.Event()
         fake = self
 
@@ -78,13 +79,15 @@ class Fake:
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if self.path == "/v1/instances/ack":
+                    fake.acks += 1
                 if self.path != "/v1/validate":
                     self.send_response(204)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 mode = fake.mode
-                if mode == "ok":
+                if mode in ("ok", "keepalive"):
                     doc = document(fake.rev, body.get("nonce"))[0]
                     self._json(200, {"document": doc}, [("ETag", f'"{fake.rev}-1"')])
                 elif mode == "big":
@@ -131,6 +134,11 @@ class Fake:
                         self.wfile.write(b"\xff\xfe\x00garbage\n\nid: x\nretry: -1\n\n")
                         self.wfile.flush()
                         time.sleep(1)
+                    elif fake.mode == "keepalive":
+                        for _ in range(50):
+                            self.wfile.write(b":\n\n")
+                            self.wfile.flush()
+                            time.sleep(0.1)
                     elif fake.mode == "newer":
                         doc = document(fake.rev)[0]
                         self.wfile.write(f"event: status\nid: {fake.rev}\ndata: {doc}\n\n".encode())
@@ -353,4 +361,23 @@ def test_a_machine_bound_offline_response_is_refused(fake):
     assert e.value.code == "fingerprint_mismatch"
     assert client.verdict.state == "unverified"
     assert client.import_offline(document(3)[0].encode()).revision == 3, "an export is taken"
+    client.close()
+
+
+def test_the_held_revision_is_acknowledged_again_on_an_open_stream(fake):
+    """§12: besides after each document and on every (re)connect, the held
+    revision is acknowledged again every `ack_interval` (5 minutes by
+    default) while the stream is open, so a lost ack heals by itself."""
+    fake.mode = "keepalive"
+    client = Client(
+        servers=[fake.url], public_keys=[PUBLIC_KEY], state_dir=tempfile.mkdtemp(), tick=3600, ack_interval=0.3
+    ).start()
+    client.activate(TOKEN)
+    deadline = time.time() + 10
+    while not client.connected and time.time() < deadline:
+        time.sleep(0.02)
+    assert client.connected
+    before = fake.acks
+    time.sleep(2.0)
+    assert fake.acks - before >= 3, f"{fake.acks - before} acks in 2 s"
     client.close()

@@ -114,6 +114,13 @@ public final class Client implements AutoCloseable {
         private Duration streamReadTimeout = Duration.ofMillis(37_500);
         private Duration requestTimeout = Duration.ofSeconds(15);
         private Duration consumptionInterval = Duration.ofSeconds(10);
+        private Duration ackInterval = Duration.ofMinutes(5);
+
+        /** How often the held revision is acknowledged again on an open stream (default 5 minutes). */
+        public Builder ackInterval(Duration d) {
+            ackInterval = d;
+            return this;
+        }
 
         /** How often consumption is reported (default 10 s). */
         public Builder consumptionInterval(Duration d) {
@@ -198,6 +205,7 @@ public final class Client implements AutoCloseable {
     private final Duration streamReadTimeout;
     private final Duration requestTimeout;
     private final Duration consumptionInterval;
+    private final Duration ackInterval;
     private final Meters meters = new Meters();
     private final Object reporting = new Object();
     private Map<String, Object> report;
@@ -251,6 +259,7 @@ public final class Client implements AutoCloseable {
         this.streamReadTimeout = b.streamReadTimeout;
         this.requestTimeout = b.requestTimeout;
         this.consumptionInterval = b.consumptionInterval;
+        this.ackInterval = b.ackInterval;
     }
 
     public static Builder builder() {
@@ -1141,7 +1150,7 @@ public final class Client implements AutoCloseable {
                     // Every 5 minutes the held revision again, so the fleet
                     // view heals after a lost ack (§12).
                     Holder h = holder;
-                    if (System.nanoTime() - ackedAt > 300_000_000_000L && h != null && h.revision() != null) ack(token, h.revision());
+                    if (System.nanoTime() - ackedAt > ackInterval.toNanos() && h != null && h.revision() != null) ack(token, h.revision());
                 } else {
                     int i = line.indexOf(':');
                     String field = i < 0 ? line : line.substring(0, i);

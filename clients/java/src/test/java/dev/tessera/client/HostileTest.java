@@ -86,6 +86,7 @@ public final class HostileTest {
         volatile String mode = "ok";
         volatile long rev = 1;
         final AtomicLong sent = new AtomicLong();
+        final AtomicLong acks = new AtomicLong();
         volatile boolean streamClosed;
         final HttpServer server;
         final String url;
@@ -117,6 +118,7 @@ public final class HostileTest {
                     return;
                 }
                 String req = new String(ex.getRequestBody().readAllBytes(), StandardCharsets.UTF_8);
+                if (ex.getRequestURI().getPath().equals("/v1/instances/ack")) acks.incrementAndGet();
                 if (!ex.getRequestURI().getPath().equals("/v1/validate")) {
                     ex.sendResponseHeaders(204, -1);
                     ex.close();
@@ -125,7 +127,7 @@ public final class HostileTest {
                 @SuppressWarnings("unchecked")
                 Object nonce = ((Map<String, Object>) Json.parse(req)).get("nonce");
                 switch (mode) {
-                    case "ok" -> {
+                    case "ok", "keepalive" -> {
                         ex.getResponseHeaders().set("ETag", "\"" + rev + "-1\"");
                         json(ex, 200, "{\"document\":\"" + document(rev, (String) nonce, null) + "\"}");
                     }
@@ -179,6 +181,13 @@ public final class HostileTest {
                         out.write("id: x\nretry: -1\n\n".getBytes(StandardCharsets.UTF_8));
                         out.flush();
                         Thread.sleep(1000);
+                    }
+                    case "keepalive" -> {
+                        for (int i = 0; i < 50; i++) {
+                            out.write(":\n\n".getBytes(StandardCharsets.UTF_8));
+                            out.flush();
+                            Thread.sleep(100);
+                        }
                     }
                     case "newer" -> {
                         out.write(("event: status\nid: " + rev + "\ndata: " + document(rev, null, null) + "\n\n").getBytes(StandardCharsets.UTF_8));
@@ -385,6 +394,20 @@ public final class HostileTest {
             }
             check(c.verdict().state.equals("unverified"), "nothing taken");
             check(Long.valueOf(3).equals(c.importOffline(document(3, null, null).getBytes(StandardCharsets.UTF_8)).revision), "an export is taken");
+            c.close();
+        });
+        cases.put("the held revision is acknowledged again on an open stream", f -> {
+            // §12: besides after each document and on every (re)connect, the
+            // held revision is acknowledged again every ackInterval (5 minutes
+            // by default) while the stream is open: a lost ack heals itself.
+            f.mode = "keepalive";
+            Client c = Client.builder().server(f.url).publicKey(PUBLIC_KEY).stateDir(Files.createTempDirectory("tessera-java-ack-"))
+                    .ackInterval(java.time.Duration.ofMillis(300)).build().start();
+            c.activate(TOKEN);
+            check(until(c::isConnected), "connected");
+            long before = f.acks.get();
+            Thread.sleep(2000);
+            check(f.acks.get() - before >= 3, (f.acks.get() - before) + " acks in 2 s");
             c.close();
         });
         int failed = 0;
