@@ -231,3 +231,89 @@ async fn an_isolated_agent_activates_and_renews_by_file() {
         "{out:?}"
     );
 }
+
+/// The agent's offline file may be a directory: its newest file is used,
+/// and a renewal dropped into it is taken with no restart.
+#[tokio::test]
+async fn an_agent_watches_a_directory_of_offline_files() {
+    let (w, server) = Workdir::with_server();
+    let (id, token) = server
+        .issue(json!({"customer": "Plant", "plan": "p", "features": ["sso"], "duration": "30d", "max_machines": 1}))
+        .await;
+    let token_file = w.token_file(&token);
+    let state = w.dir.path().join("agent-state");
+    let request = w.dir.path().join("request.txt");
+    ok(&std::process::Command::new(BIN)
+        .args([
+            "offline",
+            "request",
+            "--public-key",
+            &server.public_key,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--fingerprint",
+            "line-1",
+            "-o",
+            request.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap());
+    let inbox = w.dir.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    let answer = |name: &str| {
+        ok(&w.tessera(
+            &server,
+            &[
+                "license",
+                "offline-activate",
+                request.to_str().unwrap(),
+                "-o",
+                inbox.join(name).to_str().unwrap(),
+            ],
+        ));
+    };
+    answer("2026-12-01.json");
+    let agent = Process::spawn(
+        BIN,
+        &[
+            "agent",
+            "--public-key",
+            &server.public_key,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--fingerprint",
+            "line-1",
+            "--offline-file",
+            inbox.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &w.dir.path().join("agent.log"),
+        &[],
+    );
+    eventually(
+        "the inbox's response taken",
+        Duration::from_secs(10),
+        async || (revision(&agent).await == 1).then_some(()),
+    )
+    .await;
+    server.extend(&id, json!({"by": "30d"})).await;
+    // A later file in the same directory (the copy lands under a .tmp name
+    // first, as a careful copy does, then is renamed).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    answer("renewal.json.tmp");
+    std::fs::rename(
+        inbox.join("renewal.json.tmp"),
+        inbox.join("2027-01-01.json"),
+    )
+    .unwrap();
+    eventually("the renewal taken", Duration::from_secs(10), async || {
+        (revision(&agent).await == 2).then_some(())
+    })
+    .await;
+    assert_eq!(agent.get("/v1/status").await.1["state"], "valid");
+}

@@ -13,7 +13,7 @@ mod routes;
 pub(crate) mod view;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -53,8 +53,9 @@ pub struct AgentArgs {
     listen: SocketAddr,
     /// Air-gapped mode: a file made by `tessera license export`, or the
     /// response to this machine's offline request (`tessera license
-    /// offline-activate`). Watched: a newer file put in its place is taken
-    /// within a second, with no restart.
+    /// offline-activate`) — or a directory of them, whose newest file is
+    /// used. Watched: a newer file put in its place (or in the directory)
+    /// is taken within a second, with no restart.
     #[arg(long, env = "TESSERA_OFFLINE_FILE")]
     offline_file: Option<PathBuf>,
     /// The product's version, shown in the authority's fleet view.
@@ -125,7 +126,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.token_file {
         builder = builder.token(read_token(path)?);
     }
-    if let Some(path) = &args.offline_file {
+    // A directory of offline files is read by the watcher (its newest
+    // file); a single file is taken at start, refused if it does not verify.
+    if let Some(path) = args.offline_file.as_ref().filter(|p| !p.is_dir()) {
         builder = builder.offline_file(path);
     }
     if let Some(released_at) = args.app_released_at {
@@ -142,7 +145,8 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     let client = builder.start().context("cannot start the license client")?;
     if let Some(path) = args.offline_file.clone() {
-        tokio::spawn(watch_offline_file(client.clone(), path));
+        let first = path.is_dir();
+        tokio::spawn(watch_offline_file(client.clone(), path, first));
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -193,34 +197,63 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Renewal by file (docs/PROTOCOL.md §25): the offline file is looked at
-/// four times a second; when it changed (replaced, rewritten), it is
-/// imported — verified, bound to this machine, and taken only if newer.
-async fn watch_offline_file(client: Client, path: std::path::PathBuf) {
-    let seen = |p: &std::path::Path| {
-        std::fs::metadata(p)
+/// The file to look at: `path` itself, or a directory's newest regular
+/// file (by modification time), with what identifies its current content.
+fn offline_candidate(path: &Path) -> Option<(PathBuf, Option<std::time::SystemTime>, u64)> {
+    let seen = |p: PathBuf| {
+        let m = std::fs::metadata(&p)
             .ok()
-            .map(|m| (m.modified().ok(), m.len()))
+            .filter(std::fs::Metadata::is_file)?;
+        Some((p, m.modified().ok(), m.len()))
     };
-    let mut last = seen(&path);
+    if !path.is_dir() {
+        return seen(path.to_path_buf());
+    }
+    std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| e.ok())
+        // Files being written by a copy (`*.tmp`, dot files) are not yet offline files.
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            !name.starts_with('.') && !name.ends_with(".tmp")
+        })
+        .filter_map(|e| seen(e.path()))
+        .max_by_key(|(_, modified, _)| *modified)
+}
+
+/// Renewal by file (docs/PROTOCOL.md §25): the offline file (or the
+/// directory's newest) is looked at four times a second; when it changed
+/// (replaced, rewritten, a newer file dropped in), it is imported —
+/// verified, bound to this machine, and taken only if newer. `first`: also
+/// import what is there now (a directory is not read at start).
+async fn watch_offline_file(client: Client, path: PathBuf, first: bool) {
+    let mut last = if first {
+        None
+    } else {
+        offline_candidate(&path)
+    };
     let mut every = tokio::time::interval(std::time::Duration::from_millis(250));
     loop {
         every.tick().await;
-        let now = seen(&path);
+        let now = offline_candidate(&path);
         if now.is_none() || now == last {
             continue;
         }
-        last = now;
-        let Ok(bytes) = std::fs::read(&path) else {
+        last.clone_from(&now);
+        let Some((file, _, _)) = now else {
+            continue;
+        };
+        let Ok(bytes) = std::fs::read(&file) else {
             continue;
         };
         match client.import_offline(&bytes).await {
             Ok(v) => tracing::info!(
-                file = %path.display(),
+                file = %file.display(),
                 revision = v.license.as_ref().map_or(0, |l| l.revision),
                 "offline file taken"
             ),
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "offline file refused"),
+            Err(e) => tracing::warn!(file = %file.display(), error = %e, "offline file refused"),
         }
     }
 }
