@@ -534,7 +534,7 @@ fn check_ranges(claims: &StatusClaims) -> Result<(), Error> {
     Ok(())
 }
 
-fn is_canonical(text: &str, token: &UntrustedToken<Public, V4>) -> bool {
+pub(crate) fn is_canonical(text: &str, token: &UntrustedToken<Public, V4>) -> bool {
     use base64ct::{Base64UrlUnpadded, Encoding};
     let mut expected = String::with_capacity(text.len());
     expected.push_str(PublicToken::HEADER);
