@@ -11,7 +11,6 @@ use std::time::Duration as StdDuration;
 
 use arc_swap::ArcSwap;
 use chrono::Duration;
-use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 use tessera_protocol::wire::{ValidateRequest, machine_fingerprint_hash};
 use tessera_protocol::{
@@ -43,7 +42,7 @@ pub(crate) enum Evidence {
     Poll,
 }
 
-type Flight = Shared<BoxFuture<'static, Result<Arc<Verdict>, Error>>>;
+pub(crate) type Flight = Shared<BoxFuture<'static, Result<Arc<Verdict>, Error>>>;
 
 /// Settings fixed at start.
 #[derive(Debug)]
@@ -448,7 +447,7 @@ impl Inner {
 
     /// One round trip for `token`. `forced` sends a fresh nonce and no
     /// `If-None-Match`: the answer must be new.
-    async fn round_trip(
+    pub(crate) async fn round_trip(
         self: Arc<Self>,
         token: LicenseToken,
         forced: bool,
@@ -459,7 +458,7 @@ impl Inner {
         };
         let (instance_id, tag, forced, asked_over) = {
             let held = self.lock();
-            let asked_over = crate::crossing::held_version(&held);
+            let asked_over = crate::flight::held_version(&held);
             let forced = forced || held.needs_proof();
             let tag = (!forced)
                 .then(|| {
@@ -520,52 +519,11 @@ impl Inner {
         if self.should_activate(&doc) {
             return self.machine_round_trip(token, "activate", activating).await;
         }
-        if crate::crossing::superseded(&self.lock(), &doc, asked_over) {
+        if crate::flight::superseded(&self.lock(), &doc, asked_over) {
             return Ok(self.cell.load_full());
         }
         self.accept(doc, activating.then_some(token), evidence)
             .await
-    }
-
-    /// Run `round_trip` once per token at a time: concurrent callers share
-    /// the one request and its result. The work runs as its own task, so a
-    /// caller giving up does not cut a state write in half.
-    pub(crate) async fn single_flight(
-        self: &Arc<Self>,
-        token: LicenseToken,
-        forced: bool,
-        activating: bool,
-    ) -> Result<Arc<Verdict>, Error> {
-        let key = token.fingerprint();
-        let flight = {
-            let mut inflight = self
-                .inflight
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(f) = inflight.get(&key) {
-                f.clone()
-            } else {
-                let task = tokio::spawn(self.clone().round_trip(token, forced, activating));
-                let f: Flight = async move {
-                    task.await.unwrap_or_else(|e| {
-                        Err(Error::Network(format!("refresh task failed: {e}")))
-                    })
-                }
-                .boxed()
-                .shared();
-                inflight.insert(key.clone(), f.clone());
-                f
-            }
-        };
-        let result = flight.clone().await;
-        let mut inflight = self
-            .inflight
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if inflight.get(&key).is_some_and(|f| f.ptr_eq(&flight)) {
-            inflight.remove(&key);
-        }
-        result
     }
 
     /// The stream opened or closed.

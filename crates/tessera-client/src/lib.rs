@@ -42,9 +42,9 @@
 mod builder;
 pub mod clock;
 mod consumption;
-mod crossing;
 mod engine;
 mod error;
+mod flight;
 mod machine;
 mod meter;
 mod offline;
