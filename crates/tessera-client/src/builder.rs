@@ -332,23 +332,15 @@ impl Builder {
         let now = self.clock.now();
         let mut held = self.load_held(state_file.as_ref(), configured, now);
         if let Some(path) = &self.offline_file {
-            let fingerprint = crate::machine::machine_fingerprint(
-                self.fingerprint.as_deref(),
-                &held.instance_id.to_string(),
-                held.token.as_ref().ok_or_else(|| {
-                    Error::Config(
-                        "an offline file needs the license token it was exported for".into(),
-                    )
-                })?,
-            );
             let keys = (&self.keys, self.max_clock_drift);
+            let fingerprint = self.fingerprint.as_deref();
             crate::offline::apply_offline_file(
                 path,
                 state_file.as_ref(),
                 &mut held,
                 now,
                 keys,
-                &fingerprint,
+                fingerprint,
             )?;
         }
         let (watch, _) = watch::channel(Arc::new(Verdict::no_document()));

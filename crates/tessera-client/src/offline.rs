@@ -58,22 +58,25 @@ fn verify_offline(
 }
 
 /// The offline file given at start (`Builder::offline_file`), taken into
-/// the held state before anything runs: refused as [`verify_offline`]
-/// says; an older one than the held document adds nothing.
+/// the held state before anything runs (`fingerprint`: the configured one,
+/// else derived as always): refused as [`verify_offline`] says; an older
+/// one than the held document adds nothing.
 pub(crate) fn apply_offline_file(
     path: &Path,
     file: Option<&StateFile>,
     held: &mut Held,
     now: Timestamp,
     keys: (&TrustedKeys, Duration),
-    fingerprint: &str,
+    fingerprint: Option<&str>,
 ) -> Result<(), Error> {
     let token = held.token.clone().ok_or_else(|| {
         Error::Config("an offline file needs the license token it was exported for".into())
     })?;
+    let fingerprint =
+        crate::machine::machine_fingerprint(fingerprint, &held.instance_id.to_string(), &token);
     let bytes =
         std::fs::read(path).map_err(|e| Error::storage("cannot read offline file", path, &e))?;
-    let doc = verify_offline(&bytes, keys, &token, fingerprint, file, now)?;
+    let doc = verify_offline(&bytes, keys, &token, &fingerprint, file, now)?;
     if let Some(current) = &held.document {
         let (c, n) = (current.claims(), doc.claims());
         match check_document_rollback(current, &doc) {

@@ -586,7 +586,7 @@ public final class Client implements AutoCloseable {
         body.put("users", n);
         for (String server : servers) {
             try {
-                readBody(post(server + "/v1/usage", json(body), null));
+                send(server + "/v1/usage", json(body), null);
                 return;
             } catch (ClientException e) {
                 // failures never touch the verdict
@@ -864,9 +864,6 @@ public final class Client implements AutoCloseable {
         return new Answer(code, readCapped(res.body()), res.headers().firstValue("ETag").orElse(null));
     }
 
-    private static void readBody(HttpResponse<InputStream> res) throws ClientException {
-        readCapped(res.body());
-    }
 
     private Verdict roundTrip(LicenseToken token, boolean withNonce) throws ClientException {
         String nonce = withNonce ? Base64.getUrlEncoder().withoutPadding().encodeToString(randomBytes(16)) : null;
