@@ -7,7 +7,7 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::Args;
 use tessera_protocol::wire::{ValidateRequest, ValidateResponse};
-use tessera_protocol::{Expectations, LicenseToken, Status, TrustedKeys, VerifiedDocument, verify};
+use tessera_protocol::{Expectations, LicenseToken, Status, TrustedKeys, VerifiedDocument};
 
 use crate::output;
 
@@ -82,8 +82,13 @@ async fn validate(args: &CheckArgs) -> anyhow::Result<VerifiedDocument> {
     let answer: ValidateResponse = serde_json::from_slice(&bytes)
         .context("the authority's answer is not a validation answer")?;
     let expect = Expectations::for_token(token.fingerprint()).with_nonce(nonce);
-    let verified = verify(answer.document.as_bytes(), &keys, &expect, Utc::now())
-        .context("the authority's answer failed verification")?;
+    let verified = tessera_protocol::bundle::verify_any(
+        answer.document.as_bytes(),
+        &keys,
+        &expect,
+        Utc::now(),
+    )
+    .context("the authority's answer failed verification")?;
     Ok(verified)
 }
 

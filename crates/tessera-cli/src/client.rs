@@ -201,6 +201,37 @@ impl AdminClient {
         self.post("/v1/admin/offline-activations", req).await
     }
 
+    /// `POST /v1/admin/sites`: the site and its first bundle.
+    pub async fn create_site(
+        &self,
+        input: &tessera_protocol::wire::SiteInput,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.post("/v1/admin/sites", input).await
+    }
+
+    /// `GET /v1/admin/sites`.
+    pub async fn sites(&self) -> anyhow::Result<Vec<tessera_protocol::wire::SiteView>> {
+        self.get("/v1/admin/sites", &()).await
+    }
+
+    /// `POST /v1/admin/sites/{site}/bundle`.
+    pub async fn site_bundle(
+        &self,
+        site: &str,
+    ) -> anyhow::Result<tessera_protocol::wire::SiteBundleFile> {
+        self.post(&format!("/v1/admin/sites/{site}/bundle"), &())
+            .await
+    }
+
+    /// `DELETE /v1/admin/sites/{site}`.
+    pub async fn revoke_site(
+        &self,
+        site: &str,
+    ) -> anyhow::Result<tessera_protocol::wire::SiteView> {
+        let path = format!("/v1/admin/sites/{site}");
+        self.send(self.authed(Method::DELETE, &path)?).await
+    }
+
     /// `GET /v1/admin/licenses/{id}/instances`, one page.
     pub async fn fleet(&self, id: &LicenseId, limit: u32, offset: u64) -> anyhow::Result<Fleet> {
         self.get(

@@ -8,6 +8,7 @@
 //! - `args`: command-line values shared by the commands;
 //! - `agent`: the client SDK as a sidecar (local API, status page);
 //! - `check`: one-shot validation with full verification;
+//! - `site`, `relay`: isolated sites — the vendor's side and the relay;
 //! - `output`: tables and times for people.
 
 mod agent;
@@ -20,7 +21,9 @@ mod machines;
 mod offline;
 mod output;
 mod policy;
+mod relay;
 mod server;
+mod site;
 mod webhook;
 
 use std::path::PathBuf;
@@ -59,6 +62,12 @@ enum Command {
     /// the response.
     #[command(subcommand)]
     Offline(offline::OfflineCommand),
+    /// Sites: isolated networks whose relay answers for the authority.
+    #[command(subcommand)]
+    Site(site::SiteCommand),
+    /// Run a site relay: answers every instance of an isolated network,
+    /// within the bundle the authority signed (`relay init` makes its key).
+    Relay(relay::RelayArgs),
     /// Validate a token against an authority and verify the answer.
     ///
     /// Exit status: 0 valid, 1 not valid, 2 error.
@@ -125,6 +134,11 @@ fn main() -> ExitCode {
         }
         Command::Check(args) => runtime.block_on(check::run(args)),
         Command::Offline(cmd) => report(runtime.block_on(offline::run(cmd))),
+        Command::Site(cmd) => report(runtime.block_on(site::run(cmd))),
+        Command::Relay(args) => {
+            init_tracing(false);
+            report(runtime.block_on(relay::run(args)))
+        }
     }
 }
 

@@ -12,8 +12,7 @@ use std::time::Duration as StdDuration;
 use arc_swap::ArcSwap;
 use chrono::Duration;
 use tessera_protocol::{
-    Expectations, Freshness, InstanceId, LicenseToken, TrustedKeys, verify,
-    wire::machine_fingerprint_hash,
+    Expectations, Freshness, InstanceId, LicenseToken, TrustedKeys, wire::machine_fingerprint_hash,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -463,7 +462,7 @@ impl Builder {
             let expect = Expectations::for_token(token.fingerprint())
                 .with_freshness(Freshness::SkipForStoredState)
                 .with_machine(machine_fingerprint_hash(&fingerprint));
-            match verify(text.as_bytes(), &self.keys, &expect, now) {
+            match tessera_protocol::bundle::verify_any(text.as_bytes(), &self.keys, &expect, now) {
                 Ok(doc) => document = Some(doc),
                 Err(tessera_protocol::Error::TokenMismatch) => {}
                 Err(e) => {

@@ -15,7 +15,7 @@ use futures_util::future::{BoxFuture, Shared};
 use tessera_protocol::wire::{ValidateRequest, machine_fingerprint_hash};
 use tessera_protocol::{
     Expectations, Freshness, InstanceId, LicenseToken, RollbackDecision, Timestamp,
-    TokenFingerprint, TrustedKeys, VerifiedDocument, check_document_rollback, verify,
+    TokenFingerprint, TrustedKeys, VerifiedDocument, check_document_rollback,
 };
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
@@ -553,10 +553,11 @@ impl Inner {
         text: &str,
         expect: &Expectations,
     ) -> Result<VerifiedDocument, Error> {
-        verify(text.as_bytes(), &self.keys, expect, self.now()).map_err(|e| {
-            let e = Error::Verification(e);
-            self.record_failure(&e);
-            e
-        })
+        tessera_protocol::bundle::verify_any(text.as_bytes(), &self.keys, expect, self.now())
+            .map_err(|e| {
+                let e = Error::Verification(e);
+                self.record_failure(&e);
+                e
+            })
     }
 }

@@ -12,7 +12,7 @@ use tessera_protocol::rollback::{RollbackDecision, check_document_rollback};
 use tessera_protocol::wire::{LicenseExport, machine_fingerprint_hash};
 use tessera_protocol::{
     Error as ProtocolError, Expectations, Freshness, LicenseToken, Timestamp, TrustedKeys,
-    VerifiedDocument, verify,
+    VerifiedDocument,
 };
 
 use crate::Client;
@@ -43,7 +43,8 @@ fn verify_offline(
         .with_max_clock_drift(max_clock_drift)
         .with_freshness(Freshness::Enforce)
         .with_machine(machine_fingerprint_hash(fingerprint));
-    let doc = verify(&text, keys, &expect, now).map_err(Error::Verification)?;
+    let doc = tessera_protocol::bundle::verify_any(&text, keys, &expect, now)
+        .map_err(Error::Verification)?;
     if doc.claims().mfp.is_some() {
         let ours = match state {
             Some(state) => state.offline_requests()?,

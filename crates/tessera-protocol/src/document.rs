@@ -300,8 +300,8 @@ pub struct Expectations {
     nonce: Option<String>,
     machine: Option<String>,
     max_clock_drift: Duration,
-    freshness: Freshness,
-    limits: Limits,
+    pub(crate) freshness: Freshness,
+    pub(crate) limits: Limits,
 }
 
 impl Expectations {

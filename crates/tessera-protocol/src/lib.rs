@@ -71,6 +71,7 @@ pub mod ids;
 pub mod keys;
 pub mod offline;
 pub mod quota;
+pub mod relay;
 pub mod rollback;
 pub mod time;
 pub mod token;

@@ -89,6 +89,7 @@ pub struct Server {
     config: ServerConfig,
     licenses: Components,
     trials: Arc<licenses::Trials>,
+    sites: Arc<licenses::Sites>,
     webhooks: Arc<webhooks::Webhooks>,
     signer: Arc<DocumentSigner>,
     admin: Arc<AdminAuth>,
@@ -253,6 +254,7 @@ impl Server {
             secrets.clone(),
             config.limits.trials_per_ip_per_hour,
         ));
+        let sites = Arc::new(licenses::Sites::new(&licenses.shared));
         let webhooks = Arc::new(webhooks::Webhooks::new(
             store.clone(),
             config.clock.clone(),
@@ -275,6 +277,7 @@ impl Server {
             config,
             licenses,
             trials,
+            sites,
             webhooks,
             signer,
             admin,
@@ -312,6 +315,7 @@ impl Server {
             metering: self.licenses.metering.clone(),
             machines: self.licenses.machines.clone(),
             trials: self.trials.clone(),
+            sites: self.sites.clone(),
             metrics: self.licenses.shared.metrics.clone(),
             webhooks: self.webhooks.clone(),
             signer: self.signer.clone(),

@@ -127,6 +127,14 @@ impl DocumentSigner {
         Ok(tessera_protocol::sign(claims, &self.key)?)
     }
 
+    /// Sign a site's bundle (§26).
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if encoding fails or it is over 8 KiB.
+    pub fn sign_bundle(&self, bundle: &tessera_protocol::bundle::SiteBundle) -> Result<String> {
+        Ok(tessera_protocol::bundle::sign_bundle(bundle, &self.key)?)
+    }
+
     fn signed(&self, claims: StatusClaims) -> Result<Arc<SignedDocument>> {
         let document = self.sign(&claims)?;
         let answer = ValidateResponse {

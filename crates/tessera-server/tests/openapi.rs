@@ -64,6 +64,7 @@ async fn every_api_route_is_described() {
         include_str!("../src/http/trials.rs"),
         include_str!("../src/http/policies.rs"),
         include_str!("../src/http/offline.rs"),
+        include_str!("../src/http/sites.rs"),
     ] {
         in_code.extend(routes_in(source));
     }

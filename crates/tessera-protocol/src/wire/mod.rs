@@ -8,6 +8,7 @@
 //! - [`fleet`]: the fleet view;
 //! - [`webhooks`]: webhook endpoints, deliveries and payloads;
 //! - [`machines`]: machine settings, activation and the admin view;
+//! - [`sites`]: sites, their relays and their bundles;
 //! - [`enums`]: the wire's enums, each with one spelling.
 
 pub mod admin;
@@ -15,6 +16,7 @@ pub mod enums;
 pub mod fleet;
 pub mod machines;
 pub mod public;
+pub mod sites;
 pub mod webhooks;
 
 pub use admin::*;
@@ -22,6 +24,7 @@ pub use enums::*;
 pub use fleet::*;
 pub use machines::*;
 pub use public::*;
+pub use sites::*;
 pub use webhooks::*;
 
 use serde::Serialize;

@@ -24,6 +24,7 @@ pub mod public;
 pub mod quotas;
 pub mod ratelimit;
 pub mod serve;
+pub mod sites;
 pub mod trials;
 mod watch;
 
@@ -76,6 +77,8 @@ parts! {
     machines: Arc<Machines>,
     /// Trials.
     trials: Arc<crate::licenses::Trials>,
+    /// Sites and their relays.
+    sites: Arc<crate::licenses::Sites>,
     /// Metrics.
     metrics: Arc<crate::metrics::Metrics>,
     /// Webhook endpoints.
@@ -132,12 +135,14 @@ pub fn router(state: AppState) -> Router {
         .merge(machines::public_router(&state))
         .merge(quotas::public_router(&state))
         .merge(trials::public_router(&state))
+        .merge(sites::public_router(&state))
         .layer(DefaultBodyLimit::max(state.limits.public_body_bytes));
     let admin = admin::router()
         .merge(machines::admin_router())
         .merge(quotas::admin_router())
         .merge(policies::admin_router())
         .merge(offline::admin_router())
+        .merge(sites::admin_router())
         .layer(DefaultBodyLimit::max(state.limits.admin_body_bytes));
     let streams = public::streams(state.clone());
     Router::new()

@@ -19,6 +19,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::trials::TrialsApi::openapi());
     doc.merge(super::policies::PoliciesAdminApi::openapi());
     doc.merge(super::offline::OfflineAdminApi::openapi());
+    doc.merge(super::sites::SitesAdminApi::openapi());
+    doc.merge(super::sites::SitesApi::openapi());
     doc.merge(super::backstage::BackstageApi::openapi());
     doc
 }

@@ -12,7 +12,8 @@
 //! - [`installations`]: the instance limit and sightings;
 //! - [`machines`], [`machine_rules`]: activations, leases and their rules;
 //!   [`places`]: the places held, as this replica knows them; [`offline`]:
-//!   offline activation requests answered;
+//!   offline activation requests answered; [`sites`]: isolated sites'
+//!   relays and their bundles;
 //! - [`cache`]: licenses by token hash, shared by the above.
 //!
 //! [`Components::new`] wires them; each handler takes only the one it
@@ -29,6 +30,7 @@ pub mod offline;
 pub mod places;
 pub mod push;
 pub mod rules;
+pub mod sites;
 pub mod trials;
 pub mod validation;
 
@@ -40,6 +42,7 @@ pub use machines::Machines;
 pub use metering::{Metering, Seats};
 pub use push::{Push, Watch};
 pub use rules::StateAction;
+pub use sites::Sites;
 pub use trials::Trials;
 pub use validation::{HeldTag, Validation, Validator};
 

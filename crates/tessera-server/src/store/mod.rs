@@ -29,7 +29,9 @@ mod trials;
 pub use trials::TrialRow;
 mod replicas;
 mod rows;
+mod sites;
 pub mod sqlite;
+pub use sites::SiteRow;
 mod webhooks;
 
 pub use machines::{Activation, Decision, HEARTBEAT_GRACE, MachineKey};
