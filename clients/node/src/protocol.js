@@ -134,6 +134,15 @@ function timeField(raw, name, required) {
  * to get claims.
  */
 export function verify(bytes, keys, tokenFingerprint, now, options = {}) {
+  // From the authority (§4), or from a site relay it certified (§26).
+  const footer = peekFooter(bytes);
+  if (footer && typeof footer === "object" && footer.bundle != null) {
+    return verifyRelayed(bytes, footer, keys, tokenFingerprint, now, options);
+  }
+  return verifyDirect(bytes, keys, tokenFingerprint, now, options);
+}
+
+function verifyDirect(bytes, keys, tokenFingerprint, now, options = {}) {
   const { nonce = null, enforceFreshness = true, maxClockDrift = DEFAULT_MAX_CLOCK_DRIFT, machine = null } = options;
   const data = Buffer.from(bytes);
   if (data.length > MAX_DOCUMENT_BYTES) {
@@ -222,6 +231,140 @@ export function verify(bytes, keys, tokenFingerprint, now, options = {}) {
 }
 
 /** The rollback rule (§5): "accept", "same" or "reject". */
+const BUNDLE_TYPE = "tessera-site-bundle/1";
+const MAX_BUNDLE_BYTES = 8 * 1024;
+const MAX_CHAIN = 3;
+
+const relayRefused = (reason) => new ProtocolError("malformed", `relayed document: ${reason}`);
+
+/** The footer's JSON, unverified (which way to verify), or null. */
+function peekFooter(bytes) {
+  try {
+    const text = new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(bytes));
+    if (!text.startsWith(HEADER)) return null;
+    const parts = text.slice(HEADER.length).split(".");
+    return parts.length === 2 ? JSON.parse(b64urlDecode(parts[1]).toString("utf-8")) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A site bundle and the chain above it (§26); `now` null skips expiry. */
+function verifyBundle(text, keys, now, depth) {
+  if (typeof text !== "string" || !text.startsWith(HEADER)) throw relayRefused("the bundle is not a v4.public token");
+  const parts = text.slice(HEADER.length).split(".");
+  if (parts.length !== 2) throw relayRefused("the bundle names no key");
+  const body = b64urlDecode(parts[0]);
+  const footerBytes = b64urlDecode(parts[1]);
+  if (body.length < 64 || HEADER + b64urlEncode(body) + "." + b64urlEncode(footerBytes) !== text) {
+    throw relayRefused("the bundle's encoding is not canonical");
+  }
+  let footer;
+  try {
+    footer = JSON.parse(footerBytes.toString("utf-8"));
+  } catch {
+    footer = null;
+  }
+  if (!footer || typeof footer.kid !== "string" || typeof footer.typ !== "string") throw relayRefused("the bundle names no key");
+  if (footer.typ !== BUNDLE_TYPE) throw relayRefused("not a site bundle");
+  let parent = null;
+  if (footer.parent != null) {
+    if (depth >= MAX_CHAIN) throw relayRefused(`more than ${MAX_CHAIN} relays in the chain`);
+    parent = verifyBundle(footer.parent, keys, now, depth + 1);
+  }
+  let key;
+  if (parent === null) {
+    key = keys.keys.get(footer.kid);
+    if (!key) throw new ProtocolError("unknown_key_id", `key ${footer.kid.slice(0, 32)} is not pinned`);
+  } else {
+    const relay = new TrustedKeys().pin(String(parent.relay_key));
+    key = relay.keys.get(footer.kid);
+    if (!key) throw relayRefused("a bundle signed by another key than its parent's relay");
+  }
+  const message = body.subarray(0, body.length - 64);
+  const signature = body.subarray(body.length - 64);
+  if (!edVerify(null, pae([Buffer.from(HEADER), message, footerBytes, Buffer.alloc(0)]), key, signature)) {
+    throw new ProtocolError("bad_signature", "the bundle's signature does not verify");
+  }
+  let bundle;
+  try {
+    bundle = JSON.parse(message.toString("utf-8"));
+    bundle.expSecs = parseTime(bundle.exp);
+    if (!Array.isArray(bundle.licenses)) throw new Error("licenses");
+  } catch {
+    throw relayRefused("bundle: missing or bad fields");
+  }
+  if (now !== null && now > bundle.expSecs) throw new ProtocolError("document_expired", "the relay's bundle has ended");
+  if (parent !== null) checkChild(bundle, parent);
+  return bundle;
+}
+
+const endOf = (l) => (l.expires_at == null ? null : parseTime(l.expires_at));
+const withinEnd = (end, bound) => bound === null || (end !== null && end <= bound);
+const bundleLicense = (bundle, tfp) => bundle.licenses.find((l) => l && l.tfp === tfp) ?? null;
+
+/** A relay's bundle for a relay below grants no more than its own. */
+function checkChild(child, parent) {
+  if (child.expSecs > parent.expSecs) throw relayRefused("a bundle outlives its parent");
+  for (const l of child.licenses) {
+    const p = bundleLicense(parent, l.tfp);
+    if (p === null) throw relayRefused("a bundle names a license its parent does not");
+    const cm = l.max_machines ?? null;
+    const pm = p.max_machines ?? null;
+    const same =
+      l.license === p.license &&
+      l.rev === p.rev &&
+      l.status === p.status &&
+      (!l.valid || p.valid) &&
+      (l.machine_mode ?? null) === (p.machine_mode ?? null) &&
+      (l.features ?? []).every((f) => (p.features ?? []).includes(f)) &&
+      withinEnd(endOf(l), endOf(p)) &&
+      (pm === null || (cm !== null && cm <= pm));
+    if (!same) throw relayRefused(`a bundle grants more for ${l.license} than its parent`);
+  }
+}
+
+/** §26: the bundle chain by the pinned keys, the document by the relay key
+ * it certifies (all of §4), then the bundle's bounds. */
+function verifyRelayed(bytes, footer, keys, tokenFingerprint, now, options) {
+  const data = Buffer.from(bytes);
+  if (data.length > MAX_DOCUMENT_BYTES) {
+    throw new ProtocolError("document_too_large", `${data.length} bytes, over ${MAX_DOCUMENT_BYTES}`);
+  }
+  if (typeof footer.bundle !== "string" || footer.bundle.length > MAX_BUNDLE_BYTES) throw relayRefused("the bundle is over 8 KiB");
+  const enforce = options.enforceFreshness ?? true;
+  const bundle = verifyBundle(footer.bundle, keys, enforce ? now : null, 1);
+  const relay = new TrustedKeys().pin(String(bundle.relay_key));
+  if (!relay.keys.has(footer.kid)) throw relayRefused("signed by another key than the bundle's relay");
+  const claims = verifyDirect(bytes, relay, tokenFingerprint, now, options);
+  checkBounds(claims, bundle);
+  return claims;
+}
+
+function checkBounds(c, bundle) {
+  const raw = c.raw;
+  if (c.exp > bundle.expSecs) throw relayRefused("it outlives its bundle");
+  // "No such license" grants nothing: a relay may say it of any token.
+  if (c.status === "not_found" && raw.lic == null && !c.valid && c.features.length === 0) return;
+  const license = bundleLicense(bundle, c.tfp);
+  if (license === null) throw relayRefused("the bundle does not name this license");
+  if (raw.lic !== license.license || c.rev !== license.rev) {
+    throw relayRefused("it names another license or revision than the bundle");
+  }
+  if (c.valid && !license.valid) throw relayRefused(`it grants a license the bundle says is ${license.status}`);
+  const extra = c.features.find((f) => !(license.features ?? []).includes(f));
+  if (extra !== undefined) throw relayRefused(`it grants "${extra}", which the bundle does not`);
+  if (!withinEnd(c.expiresAt, endOf(license))) throw relayRefused("it extends the license past the bundle's end");
+  const most = license.max_machines ?? null;
+  if (most !== null) {
+    const m = raw.machine;
+    if (!m || typeof m !== "object") throw relayRefused("it answers with no machine for a license that counts them");
+    if (m.max == null || m.max > most || (m.used ?? 0) > most) {
+      throw relayRefused(`it counts more than the bundle's ${most} machines`);
+    }
+  }
+}
+
 /** `mfp`: the first 32 hex characters of SHA-256 of a machine fingerprint (§19). */
 export function fingerprintHash(fingerprint) {
   return createHash("sha256").update(fingerprint, "utf-8").digest("hex").slice(0, 32);

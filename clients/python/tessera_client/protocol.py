@@ -192,8 +192,27 @@ def verify(
     max_clock_drift: int = DEFAULT_MAX_CLOCK_DRIFT,
     machine: Optional[str] = None,
 ) -> Claims:
-    """Verify a status document in the order of docs/PROTOCOL.md §4; the
-    only way to get `Claims`."""
+    """Verify a status document from the authority (docs/PROTOCOL.md §4)
+    or from a site relay it certified (§26); the only way to get `Claims`."""
+    options = dict(nonce=nonce, enforce_freshness=enforce_freshness, max_clock_drift=max_clock_drift, machine=machine)
+    footer = _peek_footer(data)
+    if isinstance(footer, dict) and footer.get("bundle") is not None:
+        return _verify_relayed(data, footer, keys, token_fingerprint, now, **options)
+    return _verify_direct(data, keys, token_fingerprint, now, **options)
+
+
+def _verify_direct(
+    data: bytes,
+    keys: TrustedKeys,
+    token_fingerprint: str,
+    now: int,
+    *,
+    nonce: Optional[str] = None,
+    enforce_freshness: bool = True,
+    max_clock_drift: int = DEFAULT_MAX_CLOCK_DRIFT,
+    machine: Optional[str] = None,
+) -> Claims:
+    """§4, in its order, under `keys`."""
     if len(data) > MAX_DOCUMENT_BYTES:
         raise ProtocolError("document_too_large", f"{len(data)} bytes, over {MAX_DOCUMENT_BYTES}")
     try:
@@ -285,6 +304,159 @@ def verify(
         kid=kid,
         retired_at=retired_at,
     )
+
+
+BUNDLE_TYPE = "tessera-site-bundle/1"
+MAX_BUNDLE_BYTES = 8 * 1024
+MAX_CHAIN = 3
+
+
+def _relay_refused(reason: str) -> ProtocolError:
+    return ProtocolError("malformed", f"relayed document: {reason}")
+
+
+def _peek_footer(data: bytes) -> Any:
+    """The footer's JSON, unverified (which way to verify), or None."""
+    try:
+        text = data.decode("utf-8")
+        if not text.startswith(HEADER):
+            return None
+        parts = text[len(HEADER):].split(".")
+        return json.loads(_b64url_decode(parts[1])) if len(parts) == 2 else None
+    except (UnicodeDecodeError, ValueError, ProtocolError):
+        return None
+
+
+def _verify_bundle(text: Any, keys: TrustedKeys, now: Optional[int], depth: int) -> Dict[str, Any]:
+    """A site bundle and the chain above it (§26); `now` None skips expiry."""
+    if not isinstance(text, str) or not text.startswith(HEADER):
+        raise _relay_refused("the bundle is not a v4.public token")
+    parts = text[len(HEADER):].split(".")
+    if len(parts) != 2:
+        raise _relay_refused("the bundle names no key")
+    body, footer_bytes = _b64url_decode(parts[0]), _b64url_decode(parts[1])
+    if len(body) < 64 or HEADER + _b64url_encode(body) + "." + _b64url_encode(footer_bytes) != text:
+        raise _relay_refused("the bundle's encoding is not canonical")
+    try:
+        footer = json.loads(footer_bytes)
+        kid, typ = footer["kid"], footer["typ"]
+    except (ValueError, KeyError, TypeError):
+        raise _relay_refused("the bundle names no key") from None
+    if typ != BUNDLE_TYPE:
+        raise _relay_refused("not a site bundle")
+    parent = None
+    if footer.get("parent") is not None:
+        if depth >= MAX_CHAIN:
+            raise _relay_refused(f"more than {MAX_CHAIN} relays in the chain")
+        parent = _verify_bundle(footer["parent"], keys, now, depth + 1)
+    if parent is None:
+        key = keys.keys.get(kid)
+        if key is None:
+            raise ProtocolError("unknown_key_id", f"key {str(kid)[:32]!r} is not pinned")
+    else:
+        key = PublicKey(parent["relay_key"])
+        if key.kid != kid:
+            raise _relay_refused("a bundle signed by another key than its parent's relay")
+    message, signature = body[:-64], body[-64:]
+    try:
+        key.key.verify(signature, _pae([HEADER.encode(), message, footer_bytes, b""]))
+    except InvalidSignature:
+        raise ProtocolError("bad_signature", "the bundle's signature does not verify") from None
+    try:
+        bundle = json.loads(message)
+        bundle["exp_secs"] = parse_time(bundle["exp"])
+        licenses = bundle["licenses"]
+        if not isinstance(licenses, list):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise _relay_refused("bundle: missing or bad fields") from None
+    if now is not None and now > bundle["exp_secs"]:
+        raise ProtocolError("document_expired", "the relay's bundle has ended")
+    if parent is not None:
+        _check_child(bundle, parent)
+    return bundle
+
+
+def _end(license: Dict[str, Any]) -> Optional[int]:
+    value = license.get("expires_at")
+    return None if value is None else parse_time(value)
+
+
+def _within_end(end: Optional[int], bound: Optional[int]) -> bool:
+    return bound is None or (end is not None and end <= bound)
+
+
+def _bundle_license(bundle: Dict[str, Any], tfp: Any) -> Optional[Dict[str, Any]]:
+    return next((l for l in bundle["licenses"] if isinstance(l, dict) and l.get("tfp") == tfp), None)
+
+
+def _check_child(child: Dict[str, Any], parent: Dict[str, Any]) -> None:
+    """A relay's bundle for a relay below grants no more than its own."""
+    if child["exp_secs"] > parent["exp_secs"]:
+        raise _relay_refused("a bundle outlives its parent")
+    for l in child["licenses"]:
+        p = _bundle_license(parent, l.get("tfp"))
+        if p is None:
+            raise _relay_refused("a bundle names a license its parent does not")
+        cm, pm = l.get("max_machines"), p.get("max_machines")
+        same = (
+            l.get("license") == p.get("license")
+            and l.get("rev") == p.get("rev")
+            and l.get("status") == p.get("status")
+            and (not l.get("valid") or p.get("valid"))
+            and l.get("machine_mode") == p.get("machine_mode")
+            and all(f in (p.get("features") or []) for f in (l.get("features") or []))
+            and _within_end(_end(l), _end(p))
+            and (pm is None or (cm is not None and cm <= pm))
+        )
+        if not same:
+            raise _relay_refused(f"a bundle grants more for {l.get('license')} than its parent")
+
+
+def _verify_relayed(data: bytes, footer: Dict[str, Any], keys: TrustedKeys, token_fingerprint: str, now: int, **options: Any) -> Claims:
+    """§26: the bundle chain by the pinned keys, the document by the relay
+    key it certifies (all of §4), then the bundle's bounds."""
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise ProtocolError("document_too_large", f"{len(data)} bytes, over {MAX_DOCUMENT_BYTES}")
+    text = footer.get("bundle")
+    if not isinstance(text, str) or len(text) > MAX_BUNDLE_BYTES:
+        raise _relay_refused("the bundle is over 8 KiB")
+    bundle = _verify_bundle(text, keys, now if options.get("enforce_freshness", True) else None, 1)
+    relay = PublicKey(str(bundle.get("relay_key")))
+    if relay.kid != footer.get("kid"):
+        raise _relay_refused("signed by another key than the bundle's relay")
+    claims = _verify_direct(data, TrustedKeys(keys={relay.kid: relay}), token_fingerprint, now, **options)
+    _check_bounds(claims, bundle)
+    return claims
+
+
+def _check_bounds(c: Claims, bundle: Dict[str, Any]) -> None:
+    raw = c.raw
+    if c.exp > bundle["exp_secs"]:
+        raise _relay_refused("it outlives its bundle")
+    # "No such license" grants nothing: a relay may say it of any token.
+    if c.status == "not_found" and raw.get("lic") is None and not c.valid and not c.features:
+        return
+    license = _bundle_license(bundle, c.tfp)
+    if license is None:
+        raise _relay_refused("the bundle does not name this license")
+    if raw.get("lic") != license.get("license") or c.rev != license.get("rev"):
+        raise _relay_refused("it names another license or revision than the bundle")
+    if c.valid and not license.get("valid"):
+        raise _relay_refused(f"it grants a license the bundle says is {license.get('status')}")
+    granted = license.get("features") or []
+    extra = next((f for f in c.features if f not in granted), None)
+    if extra is not None:
+        raise _relay_refused(f"it grants {extra!r}, which the bundle does not")
+    if not _within_end(c.expires_at, _end(license)):
+        raise _relay_refused("it extends the license past the bundle's end")
+    most = license.get("max_machines")
+    if most is not None:
+        m = raw.get("machine")
+        if not isinstance(m, dict):
+            raise _relay_refused("it answers with no machine for a license that counts them")
+        if m.get("max") is None or m["max"] > most or int(m.get("used", 0)) > most:
+            raise _relay_refused(f"it counts more than the bundle's {most} machines")
 
 
 def fingerprint_hash(fingerprint: str) -> str:

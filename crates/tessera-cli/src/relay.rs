@@ -173,7 +173,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         ),
     }
     // Tests and scripts read this line for the port.
-    println!("relay listening on http://{addr}");
+    println!("listening on http://{addr}");
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {

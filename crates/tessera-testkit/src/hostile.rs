@@ -284,4 +284,185 @@ pub fn fixtures() -> Vec<Fixture> {
             Expect::Refused("malformed"),
         ),
     ]
+    .into_iter()
+    .chain(relayed_fixtures())
+    .collect()
+}
+
+const RELAY_SEED: [u8; 32] = [11; 32];
+const HALL_SEED: [u8; 32] = [12; 32];
+
+/// The site bundle the relayed fixtures carry: revision 6 of the license,
+/// `sso` and `audit`, 20 floating seats, for 30 days.
+fn site_bundle() -> tessera_protocol::bundle::SiteBundle {
+    use tessera_protocol::bundle::{BundleLicense, SiteBundle};
+    let t = now();
+    let c = claims(HELD_REV + 1, t);
+    SiteBundle {
+        site: "fixture-site".into(),
+        relay_key: SigningKey::from_seed(&RELAY_SEED).public_key().to_paserk(),
+        iat: t - Duration::days(1),
+        exp: t + Duration::days(30),
+        licenses: vec![BundleLicense {
+            tfp: c.tfp.clone(),
+            license: c.lic.clone().unwrap_or_default(),
+            rev: c.rev,
+            status: c.status,
+            valid: true,
+            plan: c.plan.clone(),
+            customer: c.customer.clone(),
+            features: c.features.clone(),
+            entitlements: c.entitlements.clone(),
+            on_expiry: c.on_expiry,
+            enforcement: c.enforcement,
+            max_users: c.max_users,
+            valid_from: c.valid_from,
+            expires_at: c.expires_at,
+            max_machines: Some(20),
+            machine_mode: Some(tessera_protocol::wire::MachineMode::Floating),
+            lease_ttl: Some(900),
+        }],
+    }
+}
+
+/// A relay's claims: revision 6 with `used` of 20 floating seats, no
+/// machine bound (any client may take it), trusted for a day.
+fn relayed_claims(used: u32, max: u32) -> StatusClaims {
+    let t = now();
+    let mut c = claims(HELD_REV + 1, t);
+    c.exp = t + Duration::days(1);
+    c.machine = Some(tessera_protocol::MachineClaim {
+        id: None,
+        activated_at: None,
+        mode: tessera_protocol::wire::MachineMode::Floating,
+        used,
+        max: Some(max),
+        lease_ttl: Some(900),
+        lease_expires_at: None,
+    });
+    c
+}
+
+/// Documents a relay signs, honest and hostile (docs/PROTOCOL.md §26): a
+/// client pinning only the authority's key takes the first and the chained
+/// one, and refuses the rest with their reason.
+fn relayed_fixtures() -> Vec<Fixture> {
+    use tessera_protocol::bundle::{sign_bundle, sign_child_bundle, sign_relayed};
+    let t = now();
+    let authority = pinned_key();
+    let relay = SigningKey::from_seed(&RELAY_SEED);
+    let bundle = site_bundle();
+    let signed_bundle = sign_bundle(&bundle, &authority).expect("a bundle");
+    let doc =
+        |c: &StatusClaims, b: &str| sign_relayed(c, &relay, b).expect("a document").into_bytes();
+    let fx = |name, what, bytes: Vec<u8>, expect| Fixture {
+        name,
+        what,
+        bytes,
+        expect,
+    };
+    let mut extra = relayed_claims(3, 20);
+    extra.features.push("export".into());
+    let mut later = relayed_claims(3, 20);
+    later.expires_at = later.expires_at.map(|e| e + Duration::days(365));
+    let mut greedy = bundle.clone();
+    greedy.licenses[0].max_machines = Some(200);
+    // The bundle's payload replaced by the greedy one, under the
+    // authority's signature and footer.
+    let spliced = {
+        let forged = sign_bundle(&greedy, &relay).expect("a bundle");
+        let (head, _) = forged.rsplit_once('.').expect("a footer");
+        let (_, footer) = signed_bundle.rsplit_once('.').expect("a footer");
+        format!("{head}.{footer}")
+    };
+    let ended = {
+        let mut b = bundle.clone();
+        b.iat = t - Duration::days(31);
+        b.exp = t - Duration::seconds(1);
+        let mut c = relayed_claims(3, 20);
+        c.iat = t - Duration::days(2);
+        c.refresh_after = c.iat;
+        c.exp = b.exp;
+        doc(&c, &sign_bundle(&b, &authority).expect("a bundle"))
+    };
+    let hall = SigningKey::from_seed(&HALL_SEED);
+    let child = |max: u32| {
+        let mut b = bundle.clone();
+        b.site = "fixture-site/hall-b".into();
+        b.relay_key = hall.public_key().to_paserk();
+        b.exp = t + Duration::days(7);
+        b.licenses[0].max_machines = Some(max);
+        sign_child_bundle(&b, &relay, &signed_bundle).expect("a bundle")
+    };
+    vec![
+        fx(
+            "relayed",
+            "revision 6 from a site relay the authority certified: taken",
+            doc(&relayed_claims(20, 20), &signed_bundle),
+            Expect::Accepted,
+        ),
+        fx(
+            "relayed-chained",
+            "revision 6 from a building's relay certified by the site's relay: taken",
+            sign_relayed(&relayed_claims(5, 5), &hall, &child(5))
+                .expect("a document")
+                .into_bytes(),
+            Expect::Accepted,
+        ),
+        fx(
+            "relayed-21st-seat",
+            "a relay counting 21 machines of the bundle's 20",
+            doc(&relayed_claims(21, 20), &signed_bundle),
+            Expect::Refused("malformed"),
+        ),
+        fx(
+            "relayed-extra-feature",
+            "a relay granting a feature its bundle does not",
+            doc(&extra, &signed_bundle),
+            Expect::Refused("malformed"),
+        ),
+        fx(
+            "relayed-later-end",
+            "a relay extending the license a year past its bundle",
+            doc(&later, &signed_bundle),
+            Expect::Refused("malformed"),
+        ),
+        fx(
+            "relayed-edited-bundle",
+            "a relay whose bundle was edited to 200 seats",
+            doc(&relayed_claims(3, 20), &spliced),
+            Expect::Refused("bad_signature"),
+        ),
+        fx(
+            "relayed-self-certified",
+            "a relay carrying a bundle it signed itself",
+            doc(
+                &relayed_claims(3, 20),
+                &sign_bundle(&greedy, &relay).expect("a bundle"),
+            ),
+            Expect::Refused("unknown_key_id"),
+        ),
+        fx(
+            "relayed-bundle-ended",
+            "a relay key used after its bundle ended",
+            ended,
+            Expect::Refused("document_expired"),
+        ),
+        fx(
+            "relayed-wrong-signer",
+            "a document signed by another key than the bundle's relay",
+            sign_relayed(&relayed_claims(3, 20), &other_key(), &signed_bundle)
+                .expect("a document")
+                .into_bytes(),
+            Expect::Refused("malformed"),
+        ),
+        fx(
+            "relayed-chained-greedy",
+            "a building's relay given 25 seats by a site relay holding 20",
+            sign_relayed(&relayed_claims(5, 25), &hall, &child(25))
+                .expect("a document")
+                .into_bytes(),
+            Expect::Refused("malformed"),
+        ),
+    ]
 }

@@ -191,7 +191,7 @@ public final class Protocol {
         }
     }
 
-    private static byte[] pae(byte[]... pieces) {
+    static byte[] pae(byte[]... pieces) {
         int size = 8;
         for (byte[] p : pieces) size += 8 + p.length;
         ByteBuffer b = ByteBuffer.allocate(size).order(ByteOrder.LITTLE_ENDIAN);
@@ -241,8 +241,20 @@ public final class Protocol {
      * {@code machine}: this machine's {@code mfp}, which a document bound to
      * a machine must name.
      */
-    @SuppressWarnings("unchecked")
     public static Claims verify(byte[] data, TrustedKeys keys, String tokenFingerprint, long now, String nonce,
+            boolean enforceFreshness, long maxClockDrift, String machine) throws ProtocolException {
+        // From the authority (§4), or from a site relay it certified (§26).
+        Map<String, Object> footer = Relayed.peekFooter(data);
+        if (footer != null && footer.get("bundle") != null) {
+            return Relayed.verify(data, footer, keys, tokenFingerprint, now, nonce, enforceFreshness, maxClockDrift,
+                    machine);
+        }
+        return verifyDirect(data, keys, tokenFingerprint, now, nonce, enforceFreshness, maxClockDrift, machine);
+    }
+
+    /** §4, in its order, under {@code keys}. */
+    @SuppressWarnings("unchecked")
+    static Claims verifyDirect(byte[] data, TrustedKeys keys, String tokenFingerprint, long now, String nonce,
             boolean enforceFreshness, long maxClockDrift, String machine) throws ProtocolException {
         if (data.length > MAX_DOCUMENT_BYTES) {
             throw new ProtocolException("document_too_large", data.length + " bytes, over " + MAX_DOCUMENT_BYTES);
