@@ -28,6 +28,9 @@ pub enum Error {
         /// For people.
         message: String,
     },
+    /// No such route: 404.
+    #[error("{0}")]
+    NotFound(String),
     /// A change the state does not allow: 409.
     #[error("{message}")]
     Conflict {
@@ -93,6 +96,7 @@ impl Error {
             Self::Protocol(_) => (StatusCode::BAD_REQUEST, "malformed"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             Self::Database(_) | Self::Migrate(_) | Self::Io { .. } | Self::Config(_) => {

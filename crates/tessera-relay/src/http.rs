@@ -56,12 +56,7 @@ pub fn router(relay: Arc<Relay>, shutdown: CancellationToken) -> Router {
         .route("/v1/relay/status", get(status))
         .route("/v1/relay/sync", post(sync))
         .route("/healthz", get(|| async { "ok" }))
-        .fallback(|| async {
-            Error::Forbidden {
-                code: "not_found",
-                message: "no such route on a relay".into(),
-            }
-        })
+        .fallback(|| async { Error::NotFound("no such route on a relay".into()) })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(AppState { relay, shutdown })
 }

@@ -344,6 +344,50 @@ async fn the_relay_refuses_what_is_not_its_bundle_and_a_clock_set_back() {
     // Its own bundle is taken; a token the bundle does not name gets a
     // signed not_found that the instance accepts.
     assert!(relay.relay.take_bundle(&bundle).await.unwrap());
+    // Bad input: a clear error, nothing taken.
+    let raw = reqwest::Client::new()
+        .post(format!("{}/v1/validate", relay.url))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    let v: serde_json::Value = raw.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "malformed");
+    let (status, v) = relay
+        .post("/v1/validate", json!({"token": "tsr_mistyped"}))
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("malformed")),
+        "{v}"
+    );
+    let (status, v) = relay
+        .post(
+            "/v1/machines/activate",
+            json!({"token": token, "fingerprint": ""}),
+        )
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("invalid_fingerprint")),
+        "{v}"
+    );
+    let (status, v) = relay
+        .post("/v1/instances/ack", json!({"token": tessera_protocol::LicenseToken::generate(&mut rand::rng()).expose_secret(), "instance_id": "i-1", "revision": 1}))
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{v}"
+    );
+    let (status, v) = relay.post("/v1/nope", json!({})).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "{v}"
+    );
     let (_, unknown) = s
         .issue(json!({"customer": "Y", "plan": "p", "duration": "30d"}))
         .await;

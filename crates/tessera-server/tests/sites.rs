@@ -105,6 +105,31 @@ backend_tests! {
         assert_eq!(got.0, 201, "{}", got.1);
     }
 
+    async fn a_sites_share_is_not_free_online(backend: Backend) {
+        let s = TestServer::start_on(backend).await;
+        let (id, token) = s.issue(json!({"customer": "A", "plan": "p", "duration": "30d", "max_machines": 3})).await;
+        let activate = |fp: &'static str| {
+            s.request("POST", "/v1/machines/activate", Some(json!({"token": token, "fingerprint": fp})), None)
+        };
+        let (status, v) = activate("online-1").await;
+        assert_eq!((status.as_u16(), v["verdict"]["status"].as_str()), (200, Some("active")), "{v}");
+        // One place is taken online: a site may hold the other two, not three.
+        let key = relay_key().public_key().to_paserk();
+        let got = s.admin_post("/v1/admin/sites", json!({"site": "p", "relay_key": key,
+            "licenses": [{"license": id, "max_machines": 3}]})).await;
+        assert_error(&got, 409, "machines_allocated");
+        let got = s.admin_post("/v1/admin/sites", json!({"site": "p", "relay_key": key,
+            "licenses": [{"license": id, "max_machines": 2}]})).await;
+        assert_eq!(got.0, 201, "{}", got.1);
+        // … and then no second machine online.
+        let (_, v) = activate("online-2").await;
+        assert_eq!(v["verdict"]["status"], "too_many_machines", "{v}");
+        // Revoked, the site's share is free again.
+        s.admin("DELETE", "/v1/admin/sites/p", None).await;
+        let (_, v) = activate("online-2").await;
+        assert_eq!(v["verdict"]["status"], "active", "{v}");
+    }
+
     async fn bad_sites_are_refused_with_their_reason(backend: Backend) {
         let s = TestServer::start_on(backend).await;
         let (id, _) = s.issue(json!({"customer": "A", "plan": "p", "duration": "30d", "max_machines": 3})).await;

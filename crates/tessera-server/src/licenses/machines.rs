@@ -266,6 +266,11 @@ impl Machines {
         let now = self.lease_now();
         let settings = asked.license.machines;
         let mfp = asked.mfp.clone();
+        // Machines held by sites' relays (§26) are not free here.
+        let reserved = match settings.max_machines {
+            Some(max) => super::sites::reserved(&self.shared.store, &asked.license.id, max).await?,
+            None => 0,
+        };
         let activation = self
             .shared
             .store
@@ -285,7 +290,9 @@ impl Machines {
                     if let Some(m) = matched {
                         return Decision::Renew(m.id.clone());
                     }
-                    let full = settings.max_machines.is_some_and(|max| held >= max);
+                    let full = settings
+                        .max_machines
+                        .is_some_and(|max| held.saturating_add(reserved) >= max);
                     if full {
                         Decision::Refuse
                     } else {

@@ -96,7 +96,12 @@ impl Sites {
                     format!("{} is revoked", share.license),
                 ));
             }
-            check_share(&license, share, &others)?;
+            let online = self
+                .shared
+                .store
+                .active_machines(&license.id, self.shared.clock.now())
+                .await?;
+            check_share(&license, share, &others, online)?;
         }
         let now = self.shared.clock.now();
         let row = SiteRow {
@@ -272,8 +277,26 @@ fn bundle_license(license: &License, share: Option<u32>, now: Timestamp) -> Bund
     }
 }
 
-/// The sites' shares of a license's machines stay within its limit.
-fn check_share(license: &License, share: &SiteLicense, others: &[SiteRow]) -> Result<()> {
+/// Machines of `license` (limited to `max`) that sites hold.
+///
+/// # Errors
+/// The store's.
+pub async fn reserved(store: &crate::store::Store, license: &LicenseId, max: u32) -> Result<u32> {
+    Ok(store
+        .site_shares(license.as_str())
+        .await?
+        .into_iter()
+        .fold(0u32, |sum, share| sum.saturating_add(share.unwrap_or(max))))
+}
+
+/// The sites' shares of a license's machines, and the places taken online,
+/// stay within its limit.
+fn check_share(
+    license: &License,
+    share: &SiteLicense,
+    others: &[SiteRow],
+    online: u32,
+) -> Result<()> {
     let Some(max) = license.machines.max_machines else {
         return Ok(());
     };
@@ -284,7 +307,7 @@ fn check_share(license: &License, share: &SiteLicense, others: &[SiteRow]) -> Re
             license.id
         )));
     }
-    let mut taken = 0u32;
+    let mut taken = online;
     for other in others.iter().filter(|o| o.revoked_at.is_none()) {
         let shares: Vec<SiteLicense> = serde_json::from_str(&other.licenses).map_err(json_error)?;
         for s in shares.iter().filter(|s| s.license == license.id.as_str()) {
@@ -295,7 +318,7 @@ fn check_share(license: &License, share: &SiteLicense, others: &[SiteRow]) -> Re
         return Err(Error::conflict(
             "machines_allocated",
             format!(
-                "{} has {max} machines and other sites hold {taken}: give this site at most {}",
+                "{} has {max} machines and other sites or online machines hold {taken}: give this site at most {}",
                 license.id,
                 max.saturating_sub(taken)
             ),

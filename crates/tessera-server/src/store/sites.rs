@@ -77,6 +77,26 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// The shares of `license`'s machines held by sites not revoked
+    /// (`None`: a site given the whole license).
+    pub async fn site_shares(&self, license: &str) -> Result<Vec<Option<u32>>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT licenses FROM sites WHERE revoked_at IS NULL")
+                .fetch_all(self.reader())
+                .await?;
+        let mut shares = Vec::new();
+        for (text,) in rows {
+            let list: Vec<tessera_protocol::wire::SiteLicense> = serde_json::from_str(&text)
+                .map_err(|e| crate::Error::Corrupt(format!("site JSON: {e}")))?;
+            shares.extend(
+                list.into_iter()
+                    .filter(|s| s.license == license)
+                    .map(|s| s.max_machines),
+            );
+        }
+        Ok(shares)
+    }
+
     /// A relay synchronised: keep its report.
     pub async fn record_site_sync(&self, name: &str, usage: &str, at: Timestamp) -> Result<()> {
         sqlx::query("UPDATE sites SET last_sync_at = $1, usage = $2 WHERE name = $3")
