@@ -124,6 +124,9 @@ pub struct Relay {
     /// Per machine and revision, the last `iat` signed (see
     /// [`Relay::sign_for_machine`]).
     last_iat: std::sync::Mutex<HashMap<String, Timestamp>>,
+    /// Answers to nonce-less validations, by (token, instance, bundle):
+    /// reused for [`REUSE_FOR`].
+    reuse: std::sync::Mutex<HashMap<String, (Timestamp, axum::body::Bytes)>>,
     /// Installation sightings not yet written (batched each second).
     sightings: std::sync::Mutex<Vec<store::Sighting>>,
     /// The last synchronisation with the upstream, and its outcome.
@@ -137,6 +140,10 @@ impl std::fmt::Debug for Relay {
             .finish_non_exhaustive()
     }
 }
+
+/// How long an answer to a nonce-less validation is given again (the
+/// authority's window too).
+pub const REUSE_FOR: Duration = Duration::seconds(60);
 
 /// The relay key's file in a data directory.
 #[must_use]
@@ -173,6 +180,7 @@ impl Relay {
             changes: broadcast::channel(1024).0,
             mark: std::sync::Mutex::new(mark.max(now)),
             last_iat: std::sync::Mutex::default(),
+            reuse: std::sync::Mutex::default(),
             sightings: std::sync::Mutex::default(),
             last_sync: std::sync::Mutex::default(),
         });
@@ -362,6 +370,40 @@ impl Relay {
         }
         let document = tessera_protocol::bundle::sign_relayed(&claims, &self.key, &held.text)?;
         Ok((document, claims))
+    }
+
+    /// The answer signed for `key` within [`REUSE_FOR`], unless the clock
+    /// went back or a term of the license (its end, a feature's end) passed
+    /// since it was signed.
+    pub(crate) fn reused(
+        &self,
+        key: &str,
+        license: &tessera_protocol::bundle::BundleLicense,
+        now: Timestamp,
+    ) -> Option<axum::body::Bytes> {
+        let reuse = self
+            .reuse
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (signed, body) = reuse.get(key)?;
+        let crossed = |end: Option<Timestamp>| end.is_some_and(|e| *signed < e && e <= now);
+        let fresh = *signed <= now
+            && now - *signed < REUSE_FOR
+            && !crossed(license.expires_at)
+            && !license.entitlements.values().any(|e| crossed(e.expires_at));
+        fresh.then(|| body.clone())
+    }
+
+    /// Keep an answer for [`Relay::reused`].
+    pub(crate) fn keep_for_reuse(&self, key: String, now: Timestamp, body: axum::body::Bytes) {
+        let mut reuse = self
+            .reuse
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if reuse.len() > 100_000 {
+            reuse.clear();
+        }
+        reuse.insert(key, (now, body));
     }
 
     /// Streams hear of changes here.

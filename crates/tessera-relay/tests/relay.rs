@@ -27,7 +27,7 @@ async fn floating(max: u32, ttl: &str) -> (TestServer, String, String) {
 
 #[tokio::test]
 async fn thirty_instances_against_twenty_floating_seats_get_exactly_twenty() {
-    let (s, id, token) = floating(20, "3s").await;
+    let (s, id, token) = floating(20, "6s").await;
     let (dir, relay_key) = relay_dir();
     let bundle = create_site(
         &s,
@@ -344,6 +344,16 @@ async fn the_relay_refuses_what_is_not_its_bundle_and_a_clock_set_back() {
     // Its own bundle is taken; a token the bundle does not name gets a
     // signed not_found that the instance accepts.
     assert!(relay.relay.take_bundle(&bundle).await.unwrap());
+    // A polling product's request is answered with the document signed for
+    // it moments ago; a nonce or another instance gets its own.
+    let ask = |body: serde_json::Value| relay.post("/v1/validate", body);
+    let (_, a) = ask(json!({"token": token, "instance_id": "i-1"})).await;
+    let (_, b) = ask(json!({"token": token, "instance_id": "i-1"})).await;
+    assert_eq!(a["document"], b["document"]);
+    let (_, c) = ask(json!({"token": token, "instance_id": "i-2"})).await;
+    assert_ne!(a["document"], c["document"]);
+    let (_, d) = ask(json!({"token": token, "instance_id": "i-1", "nonce": "n-1"})).await;
+    assert_eq!(d["verdict"]["nonce"], "n-1");
     // Bad input: a clear error, nothing taken.
     let raw = reqwest::Client::new()
         .post(format!("{}/v1/validate", relay.url))
