@@ -156,6 +156,73 @@ async fn a_site_runs_on_its_relay_with_the_bundle_carried_by_hand() {
             .any(|l| l["license"] == floating && l["machines"] == 1),
         "{status}"
     );
+    // A building's relay certified from the command line while the site's
+    // relay runs: its seat is taken there within a second.
+    let hall_dir = w.dir.path().join("hall");
+    let hall_key = ok(&Command::new(BIN)
+        .args(["relay", "init", "--data-dir", hall_dir.to_str().unwrap()])
+        .output()
+        .unwrap());
+    let hall_bundle = w.dir.path().join("hall.json");
+    let out = Command::new(BIN)
+        .args([
+            "relay",
+            "child",
+            "plant-7/hall-b",
+            "--data-dir",
+            relay_dir_arg,
+            "--public-key",
+            &server.public_key,
+            "--relay-key",
+            hall_key.trim(),
+            "--license",
+            &format!("{floating}:1"),
+            "-o",
+            hall_bundle.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    ok(&out);
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(&hall_bundle).unwrap()).unwrap();
+    assert_eq!(file["site"], "plant-7/hall-b");
+    eventually(
+        "the hall's seat taken at the site",
+        Duration::from_secs(10),
+        async || {
+            let (_, status) = relay.get("/v1/relay/status").await;
+            status["licenses"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|l| l["license"] == floating && l["machines"] == 2)
+                .then_some(())
+        },
+    )
+    .await;
+    // The site has no seat left for a second hall.
+    let out = Command::new(BIN)
+        .args([
+            "relay",
+            "child",
+            "plant-7/hall-c",
+            "--data-dir",
+            relay_dir_arg,
+            "--public-key",
+            &server.public_key,
+            "--relay-key",
+            hall_key.trim(),
+            "--license",
+            &format!("{floating}:1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("places free"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     agent.terminate();
     relay.terminate();
 

@@ -529,6 +529,11 @@ impl Relay {
             }
             if round.is_multiple_of(4) {
                 self.flush().await;
+                // Relays below may be added by `tessera relay child` in
+                // another process: their seats are taken here within a second.
+                if let Err(e) = self.refresh_delegated().await {
+                    tracing::warn!(error = %e, "cannot read the relays below");
+                }
             }
         }
     }
