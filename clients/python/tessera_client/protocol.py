@@ -181,20 +181,12 @@ def _time_field(raw: Dict[str, Any], name: str, required: bool) -> Optional[int]
     return t
 
 
-def verify(
-    data: bytes,
-    keys: TrustedKeys,
-    token_fingerprint: str,
-    now: int,
-    *,
-    nonce: Optional[str] = None,
-    enforce_freshness: bool = True,
-    max_clock_drift: int = DEFAULT_MAX_CLOCK_DRIFT,
-    machine: Optional[str] = None,
-) -> Claims:
+def verify(data: bytes, keys: TrustedKeys, token_fingerprint: str, now: int, **options: Any) -> Claims:
     """Verify a status document from the authority (docs/PROTOCOL.md §4)
-    or from a site relay it certified (§26); the only way to get `Claims`."""
-    options = dict(nonce=nonce, enforce_freshness=enforce_freshness, max_clock_drift=max_clock_drift, machine=machine)
+    or from a site relay it certified (§26); the only way to get `Claims`.
+    Options (keywords): `nonce` the document must echo, `enforce_freshness`
+    (False only for state this holder stored), `max_clock_drift` (seconds),
+    `machine` (this machine's `mfp`)."""
     footer = _peek_footer(data)
     if isinstance(footer, dict) and footer.get("bundle") is not None:
         return _verify_relayed(data, footer, keys, token_fingerprint, now, **options)

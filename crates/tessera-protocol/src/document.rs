@@ -193,6 +193,44 @@ pub struct StatusClaims {
 }
 
 impl StatusClaims {
+    /// A signed "no such license" for `tfp` (`not_found`: revision 0, not
+    /// valid, nothing granted), echoing the request's instance and nonce,
+    /// signed at `iat`, asked again at `refresh_after`, trusted until `exp`.
+    #[must_use]
+    pub fn not_found(
+        tfp: TokenFingerprint,
+        iid: Option<String>,
+        nonce: Option<String>,
+        iat: Timestamp,
+        refresh_after: Timestamp,
+        exp: Timestamp,
+    ) -> Self {
+        Self {
+            lic: None,
+            tfp,
+            iid,
+            nonce,
+            mfp: None,
+            machine: None,
+            status: Status::NotFound,
+            valid: false,
+            plan: None,
+            features: Vec::new(),
+            entitlements: crate::Entitlements::new(),
+            on_expiry: crate::wire::OnExpiry::default(),
+            enforcement: crate::wire::Enforcement::default(),
+            max_users: None,
+            seats_exceeded: false,
+            customer: None,
+            valid_from: None,
+            expires_at: None,
+            rev: 0,
+            iat,
+            refresh_after,
+            exp,
+        }
+    }
+
     /// The claims of a typical valid document: license
     /// `lic_01936b2e-7c3a-7def-8a12-0123456789ab` of "Acme", plan
     /// `enterprise`, features `sso` and `audit`, 10 users, revision 1,

@@ -150,28 +150,12 @@ pub fn not_found(
     bundle_exp: Timestamp,
     now: Timestamp,
 ) -> StatusClaims {
-    StatusClaims {
-        lic: None,
+    StatusClaims::not_found(
         tfp,
-        iid: echo.instance_id,
-        nonce: echo.nonce,
-        mfp: None,
-        machine: None,
-        status: Status::NotFound,
-        valid: false,
-        plan: None,
-        features: Vec::new(),
-        entitlements: tessera_protocol::Entitlements::new(),
-        on_expiry: OnExpiry::default(),
-        enforcement: Enforcement::default(),
-        max_users: None,
-        seats_exceeded: false,
-        customer: None,
-        valid_from: None,
-        expires_at: None,
-        rev: 0,
-        iat: now,
-        refresh_after: (now + REFRESH).min(bundle_exp),
-        exp: (now + DOCUMENT_LIFETIME).min(bundle_exp),
-    }
+        echo.instance_id,
+        echo.nonce,
+        now,
+        (now + REFRESH).min(bundle_exp),
+        (now + DOCUMENT_LIFETIME).min(bundle_exp),
+    )
 }

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{client_of, create_site, eventually, relay_dir, start_relay_in, until};
+use common::{client_of, create_site, eventually, relay_dir, site_relay, start_relay_in, until};
 use serde_json::json;
 use tessera_client::VerdictState;
 use tessera_testkit::TestServer;
@@ -210,40 +210,39 @@ async fn a_renewal_reaches_the_site_by_file_and_by_synchronisation() {
     relay.stop().await;
 }
 
+/// The site's relay certifies a hall's relay with `seats` of `license`.
+async fn hall(
+    site: &common::RunningRelay,
+    name: &str,
+    key: &str,
+    license: &str,
+    seats: u32,
+) -> Result<tessera_protocol::wire::SiteBundleFile, tessera_relay::Error> {
+    let share = tessera_protocol::wire::SiteLicense {
+        license: license.to_owned(),
+        max_machines: Some(seats),
+    };
+    site.relay
+        .add_child(name, key, vec![share], chrono::Duration::days(7))
+        .await
+}
+
 #[tokio::test]
 async fn a_relay_below_a_relay_gets_no_more_than_its_share() {
     let (s, id, token) = floating(20, "15m").await;
-    let (site_dir, site_key) = relay_dir();
-    let bundle = create_site(
-        &s,
-        "plant-7",
-        &site_key,
-        json!([{"license": id, "max_machines": 20}]),
-    )
-    .await;
-    let site = start_relay_in(site_dir, s.keys(), |_| {}).await;
-    site.relay.take_bundle(&bundle).await.unwrap();
+    let site = site_relay(&s, json!([{"license": id, "max_machines": 20}])).await;
     // The site's relay certifies a building's relay with 2 of its 20 seats.
     let (hall_dir, hall_key) = relay_dir();
-    let child = site
-        .relay
-        .add_child(
-            "plant-7/hall-b",
-            &hall_key,
-            vec![tessera_protocol::wire::SiteLicense {
-                license: id.clone(),
-                max_machines: Some(2),
-            }],
-            chrono::Duration::days(7),
-        )
+    let child = hall(&site, "plant-7/hall-b", &hall_key, &id, 2)
         .await
         .unwrap();
-    let hall = start_relay_in(hall_dir, s.keys(), |c| {
+    let hall_relay = start_relay_in(hall_dir, s.keys(), |c| {
         c.upstream = Some(site.url.clone());
         c.sync_interval = Duration::from_millis(300);
     })
     .await;
-    hall.relay
+    hall_relay
+        .relay
         .take_bundle(&serde_json::to_string(&child).unwrap())
         .await
         .unwrap();
@@ -254,7 +253,7 @@ async fn a_relay_below_a_relay_gets_no_more_than_its_share() {
         .iter()
         .enumerate()
         .map(|(i, d)| {
-            client_of(&hall.url, &s, d.path(), &format!("hall-{i}"))
+            client_of(&hall_relay.url, &s, d.path(), &format!("hall-{i}"))
                 .token(&token)
                 .start()
                 .unwrap()
@@ -275,24 +274,14 @@ async fn a_relay_below_a_relay_gets_no_more_than_its_share() {
     .await;
     // A child's share larger than what is free is refused.
     let (_, other_key) = relay_dir();
-    let e = site
-        .relay
-        .add_child(
-            "plant-7/hall-c",
-            &other_key,
-            vec![tessera_protocol::wire::SiteLicense {
-                license: id.clone(),
-                max_machines: Some(19),
-            }],
-            chrono::Duration::days(7),
-        )
+    let e = hall(&site, "plant-7/hall-c", &other_key, &id, 19)
         .await
         .unwrap_err();
     assert!(e.to_string().contains("18 of 20 places free"), "{e}");
     for c in &clients {
         c.shutdown();
     }
-    hall.stop().await;
+    hall_relay.stop().await;
     site.stop().await;
 }
 
@@ -430,16 +419,7 @@ async fn the_relay_refuses_what_is_not_its_bundle_and_a_clock_set_back() {
 #[tokio::test]
 async fn the_audit_log_is_append_only_and_chained() {
     let (s, id, token) = floating(2, "15m").await;
-    let (dir, relay_key) = relay_dir();
-    let bundle = create_site(
-        &s,
-        "plant-7",
-        &relay_key,
-        json!([{"license": id, "max_machines": 2}]),
-    )
-    .await;
-    let relay = start_relay_in(dir, s.keys(), |_| {}).await;
-    relay.relay.take_bundle(&bundle).await.unwrap();
+    let relay = site_relay(&s, json!([{"license": id, "max_machines": 2}])).await;
     for fp in ["a", "b", "c"] {
         relay
             .post(

@@ -147,30 +147,14 @@ pub fn license_claims(
 /// Claims for a well-formed token the authority does not know.
 #[must_use]
 pub fn not_found_claims(tfp: TokenFingerprint, echo: Echo, now: Timestamp) -> StatusClaims {
-    StatusClaims {
-        lic: None,
+    StatusClaims::not_found(
         tfp,
-        iid: echo.instance_id,
-        nonce: echo.nonce,
-        mfp: None,
-        machine: None,
-        status: Status::NotFound,
-        valid: false,
-        plan: None,
-        features: Vec::new(),
-        entitlements: tessera_protocol::Entitlements::new(),
-        on_expiry: Default::default(),
-        enforcement: Default::default(),
-        max_users: None,
-        seats_exceeded: false,
-        customer: None,
-        valid_from: None,
-        expires_at: None,
-        rev: 0,
-        iat: now,
-        refresh_after: now + Policy::DEFAULT_REFRESH_INTERVAL,
-        exp: now + Policy::DEFAULT_OFFLINE_GRACE,
-    }
+        echo.instance_id,
+        echo.nonce,
+        now,
+        now + Policy::DEFAULT_REFRESH_INTERVAL,
+        now + Policy::DEFAULT_OFFLINE_GRACE,
+    )
 }
 
 #[cfg(test)]

@@ -142,3 +142,13 @@ pub async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> b
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A relay in a fresh directory holding the bundle of site `plant-7`
+/// created on `s` with these licenses (taken as if carried in by hand).
+pub async fn site_relay(s: &TestServer, licenses: Value) -> RunningRelay {
+    let (dir, key) = relay_dir();
+    let bundle = create_site(s, "plant-7", &key, licenses).await;
+    let relay = start_relay_in(dir, s.keys(), |_| {}).await;
+    relay.relay.take_bundle(&bundle).await.unwrap();
+    relay
+}
