@@ -18,6 +18,11 @@ pub fn parse_license_id(text: &str) -> Result<LicenseId, String> {
     LicenseId::parse(text).map_err(|e| e.to_string())
 }
 
+/// A time typed by a person (RFC 3339 or `YYYY-MM-DD`, UTC midnight).
+pub fn parse_date(text: &str) -> Result<tessera_protocol::Timestamp, String> {
+    tessera_protocol::human::parse_date_or_time(text).map_err(|e| e.to_string())
+}
+
 /// Machine limit and mode, for `policy create` and `license issue`.
 #[derive(Debug, Args)]
 pub struct MachineArgs {

@@ -323,6 +323,13 @@ impl AdminClient {
         self.get("/v1/admin/events", &query).await
     }
 
+    /// `GET /v1/admin/events?after=…`: up to `limit` events after `after`,
+    /// oldest first.
+    pub async fn events_after(&self, after: i64, limit: u32) -> anyhow::Result<Page<EventView>> {
+        let query = [("after", after.to_string()), ("limit", limit.to_string())];
+        self.get("/v1/admin/events", &query).await
+    }
+
     /// `GET /v1/keys` (public: no admin key needed).
     pub async fn keys(&self) -> anyhow::Result<KeysResponse> {
         self.send(self.http.get(self.url("/v1/keys"))).await

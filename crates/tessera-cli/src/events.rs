@@ -10,7 +10,10 @@ use crate::client::AdminClient;
 use crate::output;
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct EventsArgs {
+    #[command(subcommand)]
+    action: Option<EventsAction>,
     /// Only this license's events.
     #[arg(long, value_parser = parse_license_id)]
     license: Option<LicenseId>,
@@ -21,7 +24,46 @@ pub struct EventsArgs {
     conn: Connection,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// Check the audit log's hash chain from its first event: each event
+    /// names the one before it and matches its own hash. Names the first
+    /// broken link (exit status 1).
+    Verify(ChainArgs),
+    /// Write the audit log as JSON lines or CSV, oldest first, page by page
+    /// (any number of events in constant memory), checking the chain.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ChainArgs {
+    #[command(flatten)]
+    conn: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Only events at or after this time (RFC 3339 or YYYY-MM-DD).
+    #[arg(long, value_parser = crate::args::parse_date)]
+    since: Option<tessera_protocol::Timestamp>,
+    /// Only events before this time.
+    #[arg(long, value_parser = crate::args::parse_date)]
+    until: Option<tessera_protocol::Timestamp>,
+    /// `jsonl` (one event a line) or `csv`.
+    #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+    format: String,
+    #[command(flatten)]
+    conn: Connection,
+}
+
 pub async fn events(a: EventsArgs) -> anyhow::Result<()> {
+    match a.action {
+        Some(EventsAction::Verify(c)) => return crate::audit::verify(&c.conn).await,
+        Some(EventsAction::Export(e)) => {
+            return crate::audit::export(&e.conn, e.since, e.until, &e.format).await;
+        }
+        None => {}
+    }
     let page = AdminClient::new(&a.conn)?
         .events(a.license.as_ref(), a.limit)
         .await?;

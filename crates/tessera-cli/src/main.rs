@@ -13,6 +13,7 @@
 
 mod agent;
 mod args;
+mod audit;
 mod check;
 mod client;
 mod events;

@@ -60,6 +60,7 @@ macro_rules! text_newtype {
 
 mod error;
 
+pub mod audit;
 pub mod bundle;
 pub mod clock;
 pub mod document;

@@ -240,6 +240,10 @@ impl Server {
             None => SecretBox::load_or_create(&data_dir.file(DataDir::SECRETS_KEY), true)?,
         });
         seal_plain_secrets(store.as_ref(), &secrets).await?;
+        let chained = store.chain_events().await?;
+        if chained > 0 {
+            tracing::info!(events = chained, "audit events hashed into the chain");
+        }
         let licenses = Components::new(
             &store,
             &signer,

@@ -274,6 +274,12 @@ pub struct EventView {
     pub before: Option<serde_json::Value>,
     /// Summary after.
     pub after: Option<serde_json::Value>,
+    /// The hash of the event before it (§27).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_hash: Option<String>,
+    /// This event's hash, over `prev_hash` and its fields (§27).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 /// A page of a list; pass `next_cursor` back as `cursor` for the next one.

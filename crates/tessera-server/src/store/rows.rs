@@ -267,6 +267,8 @@ pub(crate) struct EventRow {
     revision: Option<i64>,
     before: Option<String>,
     after: Option<String>,
+    prev_hash: Option<String>,
+    hash: Option<String>,
 }
 
 from_row!(EventRow => EventView, |r| {
@@ -283,6 +285,8 @@ from_row!(EventRow => EventView, |r| {
         revision: r.revision.map(|v| u64_of(v, "revision")).transpose()?,
         before: json(r.before)?,
         after: json(r.after)?,
+        prev_hash: r.prev_hash,
+        hash: r.hash,
     })
 });
 
