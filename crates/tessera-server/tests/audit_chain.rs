@@ -94,3 +94,22 @@ backend_tests! {
         }
     }
 }
+
+/// Three replicas on one PostgreSQL database appending at once: one chain.
+#[tokio::test]
+async fn replicas_writing_at_once_keep_one_chain() {
+    let Some(replicas) = TestServer::postgres_replicas("audit chain across replicas", 3).await
+    else {
+        return;
+    };
+    let writers = replicas.iter().enumerate().map(|(r, s)| async move {
+        for i in 0..15 {
+            s.issue_for(&format!("Replica {r} customer {i}"), "30d")
+                .await;
+        }
+    });
+    futures_util::future::join_all(writers).await;
+    let events = all_events(&replicas[1]).await;
+    assert_eq!(events.len(), 45);
+    assert_eq!(check(&events), Ok(45));
+}
