@@ -122,7 +122,8 @@ impl Store {
         }
         let rows: Vec<Due> = sqlx::query_as(
             "SELECT d.id, d.webhook_id, w.url, w.secret, d.attempts, d.created_at, \
-             e.seq, e.at, e.actor, e.kind, e.license_id, e.revision, e.before, e.after \
+             e.seq, e.at, e.actor, e.kind, e.license_id, e.revision, e.before, e.after, \
+             e.prev_hash, e.hash \
              FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
              JOIN events e ON e.seq = d.event_seq \
              WHERE d.state = 'pending' AND d.next_at <= $1 \
