@@ -24,6 +24,38 @@ fn ok(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// An agent with no server: its state in `state`, this machine's
+/// fingerprint, its license by `offline` (a file or a directory, watched).
+fn isolated_agent(
+    w: &Workdir,
+    public_key: &str,
+    token_file: &std::path::Path,
+    state: &std::path::Path,
+    fingerprint: &str,
+    offline: &std::path::Path,
+) -> Process {
+    Process::spawn(
+        BIN,
+        &[
+            "agent",
+            "--public-key",
+            public_key,
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--fingerprint",
+            fingerprint,
+            "--offline-file",
+            offline.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &w.dir.path().join("agent.log"),
+        &[],
+    )
+}
+
 async fn revision(agent: &Process) -> Value {
     agent.get("/v1/status").await.1["revision"].clone()
 }
@@ -88,25 +120,13 @@ async fn an_isolated_agent_activates_and_renews_by_file() {
     );
 
     // The isolated agent: no server, the response as its offline file.
-    let agent = Process::spawn(
-        BIN,
-        &[
-            "agent",
-            "--public-key",
-            &server.public_key,
-            "--token-file",
-            token_file.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--fingerprint",
-            "vault-1",
-            "--offline-file",
-            response.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &w.dir.path().join("agent.log"),
-        &[],
+    let agent = isolated_agent(
+        &w,
+        &server.public_key,
+        &token_file,
+        &state,
+        "vault-1",
+        &response,
     );
     let (_, v) = agent.get("/v1/status").await;
     assert_eq!(
@@ -275,25 +295,13 @@ async fn an_agent_watches_a_directory_of_offline_files() {
         ));
     };
     answer("2026-12-01.json");
-    let agent = Process::spawn(
-        BIN,
-        &[
-            "agent",
-            "--public-key",
-            &server.public_key,
-            "--token-file",
-            token_file.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--fingerprint",
-            "line-1",
-            "--offline-file",
-            inbox.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &w.dir.path().join("agent.log"),
-        &[],
+    let agent = isolated_agent(
+        &w,
+        &server.public_key,
+        &token_file,
+        &state,
+        "line-1",
+        &inbox,
     );
     eventually(
         "the inbox's response taken",

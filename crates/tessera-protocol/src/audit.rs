@@ -11,9 +11,22 @@ use crate::wire::EventView;
 /// The first event's `prev_hash`.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// An event's hash: SHA-256 (hex) of the JSON array `[prev, at (Unix
-/// seconds), actor, kind, license, revision, before, after]`, `before` and
-/// `after` as their compact JSON text.
+/// A link of a hash chain: SHA-256 (hex) of the compact JSON array of
+/// `prev` followed by `fields`. The authority's audit log and a relay's
+/// (§26) are both chained this way.
+#[must_use]
+pub fn link_hash(prev: &str, fields: &[serde_json::Value]) -> String {
+    let mut array = Vec::with_capacity(fields.len() + 1);
+    array.push(serde_json::Value::from(prev));
+    array.extend_from_slice(fields);
+    hex::encode(Sha256::digest(
+        serde_json::Value::Array(array).to_string().as_bytes(),
+    ))
+}
+
+/// An event's hash: [`link_hash`] of `[at (Unix seconds), actor, kind,
+/// license, revision, before, after]`, `before` and `after` as their
+/// compact JSON text.
 #[must_use]
 #[allow(clippy::too_many_arguments)]
 pub fn event_hash(
@@ -26,9 +39,19 @@ pub fn event_hash(
     before: Option<&str>,
     after: Option<&str>,
 ) -> String {
-    let text =
-        serde_json::json!([prev, at, actor, kind, license, revision, before, after]).to_string();
-    hex::encode(Sha256::digest(text.as_bytes()))
+    use serde_json::json;
+    link_hash(
+        prev,
+        &[
+            json!(at),
+            json!(actor),
+            json!(kind),
+            json!(license),
+            json!(revision),
+            json!(before),
+            json!(after),
+        ],
+    )
 }
 
 /// The hash `event` should carry after `prev`.

@@ -198,17 +198,6 @@ async fn validate(State(s): State<AppState>, bytes: Bytes) -> Result<Response> {
     Ok(([("content-type", "application/json")], body).into_response())
 }
 
-/// The license a machine route names, with the held bundle and now.
-fn machine_context<'a>(
-    relay: &Relay,
-    token_text: &str,
-    held: &'a Held,
-) -> Result<Option<&'a BundleLicense>> {
-    let token = token(token_text)?;
-    let _ = relay;
-    Ok(held.bundle.license(&token.fingerprint()))
-}
-
 async fn machine_route(
     s: AppState,
     req: ActivateRequest,
@@ -222,8 +211,8 @@ async fn machine_route(
         nonce: nonce(req.nonce.as_deref())?,
     };
     let mfp = machine_hash(&req.fingerprint)?;
-    let Some(license) = machine_context(relay, &req.token, &held)? else {
-        let tfp = token(&req.token)?.fingerprint();
+    let tfp = token(&req.token)?.fingerprint();
+    let Some(license) = held.bundle.license(&tfp) else {
         return answer(
             relay,
             &held,
@@ -246,7 +235,10 @@ async fn machine_route(
     let tfp = license.tfp.as_str();
     let (outcome, used) = match action {
         "activate" => {
-            let (outcome, used, taken) = relay
+            // Only freed places are announced (machines waiting for one
+            // ask again); a place taken changes nothing for the others,
+            // and 30 machines asking at every activation is a storm.
+            relay
                 .places()
                 .activate(
                     license,
@@ -254,12 +246,7 @@ async fn machine_route(
                     req.name.clone().or(req.hostname.clone()),
                     now,
                 )
-                .await?;
-            // Only freed places are announced (machines waiting for one
-            // ask again); a place taken changes nothing for the others,
-            // and 30 machines asking at every activation is a storm.
-            let _ = taken;
-            (outcome, used)
+                .await?
         }
         "heartbeat" => {
             let (outcome, used, freed) = relay.places().heartbeat(license, &mfp, now).await?;
@@ -449,13 +436,9 @@ fn tokio_stream_of(
     stream::unfold(rx, |mut rx| async move {
         match rx.recv().await {
             Ok(change) => Some((change, rx)),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some((
-                crate::Change {
-                    tfp: None,
-                    machines: false,
-                },
-                rx,
-            )),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                Some((crate::Change { tfp: None }, rx))
+            }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
         }
     })

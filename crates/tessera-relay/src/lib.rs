@@ -101,14 +101,12 @@ pub struct Held {
     pub bundle: SiteBundle,
 }
 
-/// A change streams must hear of: a license's terms (`machines: false`) or
-/// its places.
+/// A change streams must hear of: a license's terms or places changed
+/// (each stream sends what its license's kind calls for).
 #[derive(Debug, Clone)]
 pub struct Change {
     /// Which license (token fingerprint); `None`: all (a new bundle).
     pub tfp: Option<String>,
-    /// Places changed (announce), rather than the license.
-    pub machines: bool,
 }
 
 /// The relay's shared state.
@@ -294,10 +292,7 @@ impl Relay {
             .await?;
         tracing::info!(site = %bundle.site, valid_until = %bundle.exp, "bundle taken");
         self.held.store(Some(Arc::new(Held { text, bundle })));
-        let _ = self.changes.send(Change {
-            tfp: None,
-            machines: false,
-        });
+        let _ = self.changes.send(Change { tfp: None });
         Ok(true)
     }
 
@@ -415,7 +410,6 @@ impl Relay {
     pub(crate) fn announce(&self, tfp: &str) {
         let _ = self.changes.send(Change {
             tfp: Some(tfp.to_owned()),
-            machines: true,
         });
     }
 

@@ -104,7 +104,7 @@ impl Places {
         mfp: &str,
         name: Option<String>,
         now: Timestamp,
-    ) -> Result<(Outcome, u32, bool)> {
+    ) -> Result<(Outcome, u32)> {
         let tfp = license.tfp.as_str();
         let mut held = self.held.lock().await;
         let places = held.entry(tfp.to_owned()).or_default();
@@ -113,7 +113,7 @@ impl Places {
             if active(&m, at) {
                 let renewed = self.renew(places, m, license, now).await?;
                 let used = count(Some(places), at) + self.delegated(tfp);
-                return Ok((Outcome::Place(renewed), used, false));
+                return Ok((Outcome::Place(renewed), used));
             }
             self.end(places, &m, license, "lease.expired", now).await?;
         }
@@ -127,7 +127,7 @@ impl Places {
                     Some("too_many_machines"),
                 )
                 .await?;
-            return Ok((Outcome::Refused(Status::TooManyMachines), used, false));
+            return Ok((Outcome::Refused(Status::TooManyMachines), used));
         }
         self.forget_lapsed(tfp, mfp).await;
         let m = MachineRow {
@@ -145,7 +145,7 @@ impl Places {
             )
             .await?;
         places.insert(mfp.to_owned(), m.clone());
-        Ok((Outcome::Place(m), used + 1, true))
+        Ok((Outcome::Place(m), used + 1))
     }
 
     /// A machine asks where it stands; a floating one renews its lease (a

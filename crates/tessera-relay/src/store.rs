@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::str::FromStr;
 
-use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{SqliteConnection, SqlitePool};
 
@@ -50,7 +49,8 @@ pub struct AuditEvent {
     pub hash: String,
 }
 
-/// What an event hashes: the previous hash and its fields, unambiguously.
+/// What an event hashes: the chain's link (`tessera_protocol::audit`) over
+/// the previous hash and `[at, kind, license, machine, detail]`.
 #[must_use]
 pub fn event_hash(
     prev: &str,
@@ -60,12 +60,21 @@ pub fn event_hash(
     machine: Option<&str>,
     detail: Option<&str>,
 ) -> String {
-    let text = serde_json::json!([prev, at, kind, license, machine, detail]).to_string();
-    hex::encode(Sha256::digest(text.as_bytes()))
+    use serde_json::json;
+    tessera_protocol::audit::link_hash(
+        prev,
+        &[
+            json!(at),
+            json!(kind),
+            json!(license),
+            json!(machine),
+            json!(detail),
+        ],
+    )
 }
 
 /// The first event's `prev`.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub use tessera_protocol::audit::GENESIS;
 
 /// A child relay as stored.
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -81,7 +81,6 @@ impl Sites {
         if valid_for < Duration::minutes(10) {
             return Err(invalid("valid_for is at least 10 minutes"));
         }
-        let others = self.shared.store.sites().await?;
         for (i, share) in input.licenses.iter().enumerate() {
             if input.licenses[..i]
                 .iter()
@@ -96,12 +95,7 @@ impl Sites {
                     format!("{} is revoked", share.license),
                 ));
             }
-            let online = self
-                .shared
-                .store
-                .active_machines(&license.id, self.shared.clock.now())
-                .await?;
-            check_share(&license, share, &others, online)?;
+            self.check_share(&license, share).await?;
         }
         let now = self.shared.clock.now();
         let row = SiteRow {
@@ -192,6 +186,37 @@ impl Sites {
             .await?;
         tracing::info!(site = %name, "relay synchronised");
         self.sign(&row).await
+    }
+
+    /// The sites' shares of a license's machines and the places taken
+    /// online stay within its limit.
+    async fn check_share(&self, license: &License, share: &SiteLicense) -> Result<()> {
+        let Some(max) = license.machines.max_machines else {
+            return Ok(());
+        };
+        let mine = share.max_machines.unwrap_or(max);
+        if mine > max {
+            return Err(invalid(format!(
+                "{} has {max} machines; a site cannot have {mine}",
+                license.id
+            )));
+        }
+        let store = &self.shared.store;
+        let online = store
+            .active_machines(&license.id, self.shared.clock.now())
+            .await?;
+        let taken = online.saturating_add(reserved(store, &license.id, max).await?);
+        if taken.saturating_add(mine) > max {
+            return Err(Error::conflict(
+                "machines_allocated",
+                format!(
+                    "{} has {max} machines and other sites or online machines hold {taken}: give this site at most {}",
+                    license.id,
+                    max.saturating_sub(taken)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     async fn site(&self, name: &str) -> Result<SiteRow> {
@@ -287,44 +312,6 @@ pub async fn reserved(store: &crate::store::Store, license: &LicenseId, max: u32
         .await?
         .into_iter()
         .fold(0u32, |sum, share| sum.saturating_add(share.unwrap_or(max))))
-}
-
-/// The sites' shares of a license's machines, and the places taken online,
-/// stay within its limit.
-fn check_share(
-    license: &License,
-    share: &SiteLicense,
-    others: &[SiteRow],
-    online: u32,
-) -> Result<()> {
-    let Some(max) = license.machines.max_machines else {
-        return Ok(());
-    };
-    let mine = share.max_machines.unwrap_or(max);
-    if mine > max {
-        return Err(invalid(format!(
-            "{} has {max} machines; a site cannot have {mine}",
-            license.id
-        )));
-    }
-    let mut taken = online;
-    for other in others.iter().filter(|o| o.revoked_at.is_none()) {
-        let shares: Vec<SiteLicense> = serde_json::from_str(&other.licenses).map_err(json_error)?;
-        for s in shares.iter().filter(|s| s.license == license.id.as_str()) {
-            taken = taken.saturating_add(s.max_machines.unwrap_or(max));
-        }
-    }
-    if taken.saturating_add(mine) > max {
-        return Err(Error::conflict(
-            "machines_allocated",
-            format!(
-                "{} has {max} machines and other sites or online machines hold {taken}: give this site at most {}",
-                license.id,
-                max.saturating_sub(taken)
-            ),
-        ));
-    }
-    Ok(())
 }
 
 fn revoked(name: &str) -> Error {
