@@ -48,7 +48,7 @@ start_server() {
     >"$work/$name.out" 2>"$work/$name.err" &
   pid=$!
   pids+=("$pid")
-  for _ in $(seq 100); do grep -q '^listening on ' "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq "${START_TRIES:-100}"); do grep -q '^listening on ' "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
   url=$(sed -n 's/^listening on //p' "$work/$name.out")
   if [ -z "$url" ]; then
     echo "the server did not start:" >&2
