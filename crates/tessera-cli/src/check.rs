@@ -32,6 +32,10 @@ pub struct CheckArgs {
     /// Print the verified claims as JSON.
     #[arg(long, env = "TESSERA_JSON")]
     json: bool,
+    /// The product the license must be of (refused otherwise:
+    /// wrong_product). Default: any product.
+    #[arg(long, env = "TESSERA_PRODUCT")]
+    product: Option<String>,
 }
 
 fn random_nonce() -> String {
@@ -81,7 +85,9 @@ async fn validate(args: &CheckArgs) -> anyhow::Result<VerifiedDocument> {
     }
     let answer: ValidateResponse = serde_json::from_slice(&bytes)
         .context("the authority's answer is not a validation answer")?;
-    let expect = Expectations::for_token(token.fingerprint()).with_nonce(nonce);
+    let expect = Expectations::for_token(token.fingerprint())
+        .with_nonce(nonce)
+        .with_product(args.product.clone());
     let verified = tessera_protocol::bundle::verify_any(
         answer.document.as_bytes(),
         &keys,

@@ -114,13 +114,22 @@ impl AdminClient {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> anyhow::Result<T> {
+        self.send_accepting(req, |_| false).await
+    }
+
+    /// Send; a success, or a status `also` accepts, is answered with `T`.
+    async fn send_accepting<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        also: impl Fn(reqwest::StatusCode) -> bool,
+    ) -> anyhow::Result<T> {
         let response = self.send_retrying(req).await?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
             .context("reading the authority's answer")?;
-        if status.is_success() {
+        if status.is_success() || also(status) {
             return serde_json::from_slice(&bytes)
                 .with_context(|| format!("unexpected answer from the authority ({status})"));
         }
@@ -140,12 +149,20 @@ impl AdminClient {
     }
 
     /// `GET path?q`, answered with `T`.
-    async fn get<T: DeserializeOwned>(&self, path: &str, q: &impl Serialize) -> anyhow::Result<T> {
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        q: &impl Serialize,
+    ) -> anyhow::Result<T> {
         self.send(self.authed(Method::GET, path)?.query(q)).await
     }
 
     /// `POST path` with the JSON body `b`, answered with `T`.
-    async fn post<T: DeserializeOwned>(&self, path: &str, b: &impl Serialize) -> anyhow::Result<T> {
+    pub(crate) async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        b: &impl Serialize,
+    ) -> anyhow::Result<T> {
         self.send(self.authed(Method::POST, path)?.json(b)).await
     }
 
@@ -349,12 +366,26 @@ impl AdminClient {
 
     /// `DELETE /v1/admin/webhooks/{id}`.
     pub async fn remove_webhook(&self, id: &str) -> anyhow::Result<()> {
+        self.delete(&format!("/v1/admin/webhooks/{id}")).await
+    }
+
+    /// `POST path` with the JSON body `b`: `T` whether the answer is a
+    /// success or a `422` carrying `T` (an import batch's refused rows).
+    pub(crate) async fn post_any<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        b: &impl Serialize,
+    ) -> anyhow::Result<T> {
+        self.send_accepting(self.authed(Method::POST, path)?.json(b), |s| {
+            s == reqwest::StatusCode::UNPROCESSABLE_ENTITY
+        })
+        .await
+    }
+
+    /// `DELETE path`, answered with no content.
+    pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<()> {
         let response = self
-            .send_retrying(
-                self.http
-                    .delete(self.url(&format!("/v1/admin/webhooks/{id}")))
-                    .bearer_auth(self.key()?),
-            )
+            .send_retrying(self.authed(Method::DELETE, path)?)
             .await?;
         if response.status().is_success() {
             return Ok(());
@@ -388,4 +419,10 @@ pub struct LicenseList {
     /// Only expiring within this duration (`30d`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expiring_within: Option<String>,
+    /// Only this product's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// After this license id (the next page).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }

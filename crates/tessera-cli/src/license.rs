@@ -53,6 +53,13 @@ pub enum LicenseCommand {
     /// Free a machine's place at once (force release); it hears so on its
     /// stream.
     Release(crate::machines::ReleaseArgs),
+    /// Import licenses in bulk from CSV, JSON lines or Keygen's export,
+    /// keeping their existing keys; checked first, then written in
+    /// batches, resumable (rerun the same command after a crash).
+    Import(Box<crate::import::ImportArgs>),
+    /// Every license as JSON lines (the format import reads), for backups
+    /// and for leaving.
+    ExportAll(crate::import::ExportAllArgs),
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +119,9 @@ pub struct IssueArgs {
     /// Policy name (default: the built-in "default").
     #[arg(long, env = "TESSERA_POLICY")]
     policy: Option<String>,
+    /// Product (default: the policy's; "default" for the built-in policy).
+    #[arg(long, env = "TESSERA_PRODUCT")]
+    product: Option<String>,
     #[command(flatten)]
     conn: Connection,
 }
@@ -149,6 +159,9 @@ pub struct ListArgs {
     /// Only licenses expiring within this duration from now (e.g. 30d).
     #[arg(long)]
     expiring_within: Option<String>,
+    /// Only this product's licenses.
+    #[arg(long)]
+    product: Option<String>,
     /// Most licenses to show.
     #[arg(long, default_value_t = 100)]
     limit: u32,
@@ -314,6 +327,8 @@ pub async fn run(cmd: LicenseCommand) -> anyhow::Result<()> {
             Ok(())
         }
         LicenseCommand::List(a) => list(a).await,
+        LicenseCommand::Import(a) => crate::import::import(*a).await,
+        LicenseCommand::ExportAll(a) => crate::import::export_all(a).await,
         LicenseCommand::Extend(a) => {
             let IdArgs { id, conn } = a.license;
             let req = ExtendRequest { to: a.to, by: a.by };
@@ -433,6 +448,8 @@ async fn issue(a: IssueArgs) -> anyhow::Result<()> {
         customer_email: a.email,
         plan: a.plan,
         policy: a.policy,
+        product: a.product,
+        metadata: None,
         features: a.features.as_deref().map(split_list),
         max_users: a.max_users,
         trial: a.trial.then_some(true),
@@ -468,6 +485,8 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
         customer: a.customer,
         state: a.state,
         expiring_within: a.expiring_within,
+        product: a.product,
+        cursor: None,
     };
     let page = client.licenses(&query).await?;
     if a.conn.json {

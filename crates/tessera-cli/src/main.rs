@@ -8,15 +8,18 @@
 //! - `args`: command-line values shared by the commands;
 //! - `agent`: the client SDK as a sidecar (local API, status page);
 //! - `check`: one-shot validation with full verification;
+//! - `access`: products and admin keys;
 //! - `site`, `relay`: isolated sites — the vendor's side and the relay;
 //! - `output`: tables and times for people.
 
+mod access;
 mod agent;
 mod args;
 mod audit;
 mod check;
 mod client;
 mod events;
+mod import;
 mod license;
 mod machines;
 mod offline;
@@ -53,6 +56,12 @@ enum Command {
     /// Manage webhook endpoints and see their deliveries.
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
+    /// Create and list products.
+    #[command(subcommand)]
+    Product(access::ProductCommand),
+    /// Create, list and revoke admin keys with roles.
+    #[command(subcommand, name = "admin-key")]
+    AdminKey(access::AdminKeyCommand),
     /// Show the audit log.
     Events(events::EventsArgs),
     /// Show the authority's public keys, or rotate the signing key (`keys rotate`).
@@ -127,6 +136,8 @@ fn main() -> ExitCode {
         Command::License(cmd) => report(runtime.block_on(license::run(cmd))),
         Command::Policy(cmd) => report(runtime.block_on(policy::run(cmd))),
         Command::Webhook(cmd) => report(runtime.block_on(webhook::run(cmd))),
+        Command::Product(cmd) => report(runtime.block_on(access::products(cmd))),
+        Command::AdminKey(cmd) => report(runtime.block_on(access::admin_keys(cmd))),
         Command::Events(args) => report(runtime.block_on(events::events(args))),
         Command::Keys(args) => report(runtime.block_on(events::keys(args))),
         Command::Agent(args) => {

@@ -74,6 +74,9 @@ pub struct PolicyCreateArgs {
     /// nothing). Suspension and revocation always apply.
     #[arg(long)]
     enforcement: Option<Enforcement>,
+    /// The product owning it (default: "default").
+    #[arg(long)]
+    product: Option<String>,
     #[command(flatten)]
     conn: Connection,
 }
@@ -107,6 +110,7 @@ pub async fn run(cmd: PolicyCommand) -> anyhow::Result<()> {
             let client = AdminClient::new(&a.conn)?;
             let input = PolicyInput {
                 name: a.name,
+                product: a.product,
                 duration: a.duration,
                 features: a.features.as_deref().map(split_list).unwrap_or_default(),
                 max_users: a.max_users,

@@ -21,6 +21,7 @@ fn offline_client(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> C
     let now = tessera_protocol::time::whole_seconds(Utc::now());
     let claims = StatusClaims {
         lic: Some("lic_01936b2e-7c3a-7def-8a12-0123456789ab".into()),
+        product: None,
         tfp: token.fingerprint(),
         iid: None,
         nonce: None,

@@ -52,6 +52,7 @@ pub struct Builder {
     usage_interval: StdDuration,
     consumption_interval: StdDuration,
     trial_policy: Option<String>,
+    product: Option<String>,
 }
 
 /// Whether the client keeps a change stream open.
@@ -87,6 +88,7 @@ impl Default for Builder {
             usage_interval: StdDuration::from_secs(15 * 60),
             consumption_interval: StdDuration::from_secs(10),
             trial_policy: None,
+            product: None,
         }
     }
 }
@@ -162,6 +164,15 @@ impl Builder {
     #[must_use]
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// The product this client is part of (§28): a license of another
+    /// product is refused (`wrong_product`), online, pushed, stored or
+    /// offline. Default: any product.
+    #[must_use]
+    pub fn product(mut self, product: impl Into<String>) -> Self {
+        self.product = Some(product.into());
         self
     }
 
@@ -331,7 +342,7 @@ impl Builder {
         let now = self.clock.now();
         let mut held = self.load_held(state_file.as_ref(), configured, now);
         if let Some(path) = &self.offline_file {
-            let keys = (&self.keys, self.max_clock_drift);
+            let keys = (&self.keys, self.max_clock_drift, self.product.as_deref());
             let fingerprint = self.fingerprint.as_deref();
             crate::offline::apply_offline_file(
                 path,
@@ -356,6 +367,7 @@ impl Builder {
                 app_released_at: self.app_released_at,
                 fingerprint: self.fingerprint,
                 components: self.components,
+                product: self.product,
             },
             keys: self.keys,
             transport,
@@ -460,6 +472,7 @@ impl Builder {
                 token,
             );
             let expect = Expectations::for_token(token.fingerprint())
+                .with_product(self.product.clone())
                 .with_freshness(Freshness::SkipForStoredState)
                 .with_machine(machine_fingerprint_hash(&fingerprint));
             match tessera_protocol::bundle::verify_any(text.as_bytes(), &self.keys, &expect, now) {

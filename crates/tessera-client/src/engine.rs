@@ -56,6 +56,19 @@ pub(crate) struct Settings {
     pub fingerprint: Option<String>,
     /// `None`: the host's own (see `machine::host_components`).
     pub components: Option<Vec<String>>,
+    /// The product licenses must be of; `None`: any.
+    pub product: Option<String>,
+}
+
+impl Settings {
+    /// What a document for `token` must satisfy, from these settings:
+    /// the product, the clock drift, fresh.
+    pub(crate) fn expect(&self, token: &LicenseToken) -> Expectations {
+        Expectations::for_token(token.fingerprint())
+            .with_product(self.product.clone())
+            .with_max_clock_drift(self.max_clock_drift)
+            .with_freshness(Freshness::Enforce)
+    }
 }
 
 /// What the client holds. std Mutex: never held across an await.
@@ -501,9 +514,9 @@ impl Inner {
             }
             Answer::Document(text) => text,
         };
-        let mut expect = Expectations::for_token(token.fingerprint())
-            .with_max_clock_drift(self.settings.max_clock_drift)
-            .with_freshness(Freshness::Enforce)
+        let mut expect = self
+            .settings
+            .expect(&token)
             .with_machine(machine_fingerprint_hash(&fingerprint));
         let evidence = if nonce.is_some() {
             Evidence::Nonce

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tessera_protocol::wire::{ActivateRequest, machine_fingerprint_hash};
-use tessera_protocol::{Expectations, Freshness, LicenseToken, Status, VerifiedDocument};
+use tessera_protocol::{LicenseToken, Status, VerifiedDocument};
 
 use crate::engine::{Evidence, Inner, random_nonce};
 use crate::error::Error;
@@ -88,9 +88,9 @@ impl Inner {
                 return Err(e);
             }
         };
-        let expect = Expectations::for_token(token.fingerprint())
-            .with_max_clock_drift(self.settings.max_clock_drift)
-            .with_freshness(Freshness::Enforce)
+        let expect = self
+            .settings
+            .expect(&token)
             .with_machine(machine_fingerprint_hash(&fingerprint))
             .with_nonce(nonce);
         let doc = self.verified(&text, &expect)?;

@@ -28,7 +28,7 @@ use crate::verdict::Verdict;
 /// in `state` (`nonce_mismatch`).
 fn verify_offline(
     bytes: &[u8],
-    (keys, max_clock_drift): (&TrustedKeys, Duration),
+    (keys, max_clock_drift, product): (&TrustedKeys, Duration, Option<&str>),
     token: &LicenseToken,
     fingerprint: &str,
     state: Option<&StateFile>,
@@ -40,6 +40,7 @@ fn verify_offline(
         Err(_) => bytes.trim_ascii().to_vec(),
     };
     let expect = Expectations::for_token(token.fingerprint())
+        .with_product(product.map(str::to_owned))
         .with_max_clock_drift(max_clock_drift)
         .with_freshness(Freshness::Enforce)
         .with_machine(machine_fingerprint_hash(fingerprint));
@@ -67,7 +68,7 @@ pub(crate) fn apply_offline_file(
     file: Option<&StateFile>,
     held: &mut Held,
     now: Timestamp,
-    keys: (&TrustedKeys, Duration),
+    keys: (&TrustedKeys, Duration, Option<&str>),
     fingerprint: Option<&str>,
 ) -> Result<(), Error> {
     let token = held.token.clone().ok_or_else(|| {
@@ -167,7 +168,11 @@ impl Client {
     pub async fn import_offline(&self, bytes: &[u8]) -> Result<Arc<Verdict>, Error> {
         let inner = &self.inner;
         let token = inner.lock().token.clone().ok_or(Error::NoToken)?;
-        let keys = (&inner.keys, inner.settings.max_clock_drift);
+        let keys = (
+            &inner.keys,
+            inner.settings.max_clock_drift,
+            inner.settings.product.as_deref(),
+        );
         let fingerprint = inner.fingerprint(&token);
         let state = inner.state_file.as_ref();
         let doc = verify_offline(bytes, keys, &token, &fingerprint, state, inner.now())

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use tessera_protocol::{Expectations, Freshness, LicenseToken};
+use tessera_protocol::LicenseToken;
 
 use crate::engine::{Evidence, Inner};
 use crate::error::Error;
@@ -232,9 +232,7 @@ impl Inner {
         token: &LicenseToken,
         text: &str,
     ) -> Result<Arc<Verdict>, Error> {
-        let expect = Expectations::for_token(token.fingerprint())
-            .with_max_clock_drift(self.settings.max_clock_drift)
-            .with_freshness(Freshness::Enforce);
+        let expect = self.settings.expect(token);
         let doc = self.verified(text, &expect)?;
         self.accept(doc, None, Evidence::Stream).await
     }

@@ -67,6 +67,9 @@ pub struct BundleLicense {
     pub tfp: TokenFingerprint,
     /// The license id.
     pub license: String,
+    /// Its product (§28); absent: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
     /// The license's revision: relayed documents carry exactly this one.
     pub rev: u64,
     /// Its status when signed (`active`, `trial`, `suspended`, …).

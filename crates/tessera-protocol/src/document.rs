@@ -120,6 +120,10 @@ pub struct StatusClaims {
     /// License id; absent only for `not_found`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lic: Option<String>,
+    /// The product the license belongs to (§28); absent from documents of
+    /// authorities before products, which means `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
     /// Fingerprint of the token this answers for.
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub tfp: TokenFingerprint,
@@ -207,6 +211,7 @@ impl StatusClaims {
     ) -> Self {
         Self {
             lic: None,
+            product: None,
             tfp,
             iid,
             nonce,
@@ -242,6 +247,7 @@ impl StatusClaims {
     pub fn sample(tfp: TokenFingerprint, iat: Timestamp) -> Self {
         Self {
             lic: Some("lic_01936b2e-7c3a-7def-8a12-0123456789ab".into()),
+            product: None,
             tfp,
             iid: None,
             nonce: None,
@@ -302,6 +308,10 @@ pub const MAX_REVISION: u64 = 1 << 53;
 /// its retirement plus this span, so its forgeries die by themselves.
 pub const MAX_DOCUMENT_LIFETIME: Duration = Duration::days(400);
 
+/// The product of every license made before products existed, and of a
+/// document that names none.
+pub const DEFAULT_PRODUCT: &str = "default";
+
 /// Bounds enforced while reading untrusted documents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -337,6 +347,7 @@ pub struct Expectations {
     token: TokenFingerprint,
     nonce: Option<String>,
     machine: Option<String>,
+    product: Option<String>,
     max_clock_drift: Duration,
     pub(crate) freshness: Freshness,
     pub(crate) limits: Limits,
@@ -353,6 +364,7 @@ impl Expectations {
             token,
             nonce: None,
             machine: None,
+            product: None,
             max_clock_drift: Self::DEFAULT_MAX_CLOCK_DRIFT,
             freshness: Freshness::Enforce,
             limits: Limits::default(),
@@ -372,6 +384,15 @@ impl Expectations {
     #[must_use]
     pub fn with_machine(mut self, mfp: impl Into<String>) -> Self {
         self.machine = Some(mfp.into());
+        self
+    }
+
+    /// Refuse a license of another product (§28): a document answering for
+    /// a license whose `product` is not this one (absent counts as
+    /// `default`). `None` accepts every product.
+    #[must_use]
+    pub fn with_product(mut self, product: Option<String>) -> Self {
+        self.product = product;
         self
     }
 
@@ -518,6 +539,17 @@ pub fn verify(
         && own != mfp
     {
         return Err(Error::FingerprintMismatch);
+    }
+    if let Some(expected) = &expect.product
+        && claims.lic.is_some()
+    {
+        let found = claims.product.as_deref().unwrap_or(DEFAULT_PRODUCT);
+        if found != expected {
+            return Err(Error::WrongProduct {
+                expected: expected.clone(),
+                found: found.chars().take(64).collect(),
+            });
+        }
     }
     if expect.freshness == Freshness::Enforce {
         if now > claims.exp {

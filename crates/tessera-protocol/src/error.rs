@@ -65,6 +65,14 @@ pub enum Error {
     /// The document is bound to another machine (`mfp`).
     #[error("status document is bound to another machine")]
     FingerprintMismatch,
+    /// The document answers for a license of another product (§28).
+    #[error("the license is for product \"{found}\", this product is \"{expected}\"")]
+    WrongProduct {
+        /// The product the client is configured for.
+        expected: String,
+        /// The document's.
+        found: String,
+    },
     /// The document's hard freshness bound has passed.
     #[error("status document expired at {exp} (now {now})")]
     DocumentExpired {
@@ -134,6 +142,7 @@ impl Error {
             Error::TokenMismatch => "token_mismatch",
             Error::NonceMismatch => "nonce_mismatch",
             Error::FingerprintMismatch => "fingerprint_mismatch",
+            Error::WrongProduct { .. } => "wrong_product",
             Error::DocumentExpired { .. } => "document_expired",
             Error::IssuedInFuture { .. } => "issued_in_future",
             Error::Signing { .. } => "signing_failed",

@@ -80,8 +80,8 @@ pub mod webhook;
 pub mod wire;
 
 pub use document::{
-    Expectations, Freshness, Limits, MAX_DOCUMENT_LIFETIME, MAX_REVISION, MachineClaim, Status,
-    StatusClaims, VerifiedDocument, sign, verify,
+    DEFAULT_PRODUCT, Expectations, Freshness, Limits, MAX_DOCUMENT_LIFETIME, MAX_REVISION,
+    MachineClaim, Status, StatusClaims, VerifiedDocument, sign, verify,
 };
 pub use entitlements::{Entitlement, Entitlements};
 pub use error::Error;

@@ -89,6 +89,25 @@ fn generate_body<R: CryptoRng + ?Sized>(rng: &mut R) -> String {
     String::from_utf8(random).unwrap_or_default()
 }
 
+/// Shortest license key from another system that is taken as one.
+pub const FOREIGN_KEY_MIN: usize = 8;
+/// Longest (Keygen's signed keys run to a few hundred characters).
+pub const FOREIGN_KEY_MAX: usize = 512;
+
+/// Whether `text` is a license key imported from another system (§30):
+/// not `tsr_…` (those are checked, checksum and all) nor `tsa_…`, 8–512
+/// printable ASCII characters without spaces. It is kept exactly as it is,
+/// so customers need not re-enter anything; only its hash is stored, as for
+/// Tessera's own tokens. Without a checksum, a mistyped one is simply not
+/// found.
+#[must_use]
+pub fn is_foreign_license_key(text: &str) -> bool {
+    !text.starts_with(TokenKind::License.prefix())
+        && !text.starts_with(TokenKind::Admin.prefix())
+        && (FOREIGN_KEY_MIN..=FOREIGN_KEY_MAX).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_graphic())
+}
+
 fn parse_body(kind: TokenKind, text: &str) -> Result<(), Error> {
     let noun = kind.noun();
     let Some(body) = text.strip_prefix(kind.prefix()) else {
@@ -142,6 +161,18 @@ macro_rules! secret_token {
             /// contains the token.
             pub fn parse(text: &str) -> Result<Self, Error> {
                 let text = text.trim();
+                if $kind == TokenKind::License && !text.starts_with($kind.prefix()) {
+                    if is_foreign_license_key(text) {
+                        return Ok(Self(text.to_owned()));
+                    }
+                    return Err(Error::TokenFormat {
+                        reason: format!(
+                            "a license key is a tsr_… token, or another system's key of \
+                             {FOREIGN_KEY_MIN}–{FOREIGN_KEY_MAX} printable ASCII characters \
+                             without spaces"
+                        ),
+                    });
+                }
                 parse_body($kind, text)?;
                 Ok(Self(text.to_owned()))
             }
@@ -324,6 +355,27 @@ mod tests {
         let shown = format!("{t:?}");
         assert!(!shown.contains(&t.expose_secret()[4..30]));
         assert!(shown.ends_with(t.last4()));
+    }
+
+    #[test]
+    fn foreign_license_keys_are_kept_as_they_are() {
+        let keygen = "C1B6DE-39A6E3-DE1529-8559A0-4AF593-V3";
+        let t = LicenseToken::parse(&format!("  {keygen}\n")).unwrap();
+        assert_eq!(t.expose_secret(), keygen);
+        assert_eq!(t.last4(), "3-V3");
+        // Tessera's own keep their checks; admin keys never pass as licenses;
+        // too short, too long, spaces or non-ASCII are not keys.
+        assert!(LicenseToken::parse("tsr_notachecksummedtoken0000000000000000").is_err());
+        for bad in [
+            "tsa_0123456789",
+            "short",
+            "has space inside",
+            "ключ-лицензии-1",
+            &"k".repeat(513),
+        ] {
+            assert!(LicenseToken::parse(bad).is_err(), "{bad}");
+        }
+        assert!(AdminKey::parse(keygen).is_err());
     }
 
     #[test]

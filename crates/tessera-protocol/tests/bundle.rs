@@ -40,6 +40,7 @@ fn site() -> Site {
         exp: now() + Duration::days(30),
         licenses: vec![BundleLicense {
             tfp: token.fingerprint(),
+            product: None,
             license: "lic_01936b2e-7c3a-7def-8a12-0123456789ab".into(),
             rev: 1,
             status: Status::Active,

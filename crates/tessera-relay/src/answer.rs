@@ -106,6 +106,7 @@ pub fn claims(
     }
     StatusClaims {
         lic: Some(license.license.clone()),
+        product: license.product.clone(),
         tfp: license.tfp.clone(),
         iid: echo.instance_id,
         nonce: echo.nonce,

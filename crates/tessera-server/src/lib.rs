@@ -22,6 +22,7 @@
 //! - [`http`]: routers, extractors, the error mapping;
 //! - [`clock`]: the injected clock.
 
+pub mod access;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -141,7 +142,13 @@ async fn ensure_admin_key(
         } else {
             "admin".to_owned()
         };
-        store.insert_admin_key(&name, &hash, now).await?;
+        let key = crate::store::AdminKeyRecord {
+            principal: access::Principal::admin(&name),
+            name,
+            hash,
+            created_at: now,
+        };
+        store.insert_admin_key(&key, None).await?;
     }
     Ok(created)
 }
@@ -224,7 +231,7 @@ impl Server {
         store.startup_cleanup().await?;
         check_replica_keys(store.as_ref(), key.kid().as_str(), now).await?;
         store.heartbeat(key.kid().as_str(), now).await?;
-        let admin = Arc::new(AdminAuth::new(store.admin_keys().await?));
+        let admin = Arc::new(AdminAuth::new(store.clone(), config.clock.clone()));
         let public_key = key.public_key().clone();
         let retired = datadir::load_retired_keys(&signing_key_path)?;
         let signer = Arc::new(

@@ -31,6 +31,15 @@ pub struct HorizonLabel {
     pub within: String,
 }
 
+/// Labels: a product (its name) and a stored license state.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProductStateLabel {
+    /// Product name.
+    pub product: String,
+    /// `active`, `suspended`, `revoked`.
+    pub state: String,
+}
+
 /// Label: a webhook delivery attempt's result.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
@@ -67,6 +76,8 @@ pub struct Metrics {
     pub watchers: Gauge,
     /// Licenses by stored state (all replicas: read from the database).
     pub licenses: Family<StateLabel, Gauge>,
+    /// Licenses by product and stored state.
+    pub product_licenses: Family<ProductStateLabel, Gauge>,
     /// Active licenses expiring within each horizon (and already past it).
     pub expiring: Family<HorizonLabel, Gauge>,
     /// Horizon events raised, by horizon.
@@ -144,6 +155,10 @@ impl Default for Metrics {
             state: state.to_string(),
         });
         let licenses = r.family("tessera_licenses", "Licenses by stored state", &states);
+        let product_licenses = r.add(
+            "tessera_product_licenses",
+            "Licenses by product and stored state",
+        );
         let expiring = r.add(
             "tessera_licenses_expiring",
             "Active licenses whose expiry falls within the horizon (within=\"expired\": already past it)",
@@ -180,6 +195,7 @@ impl Default for Metrics {
             propagation,
             watchers,
             licenses,
+            product_licenses,
             expiring,
             horizon_events,
             auto_renewals,

@@ -96,6 +96,7 @@ pub fn license_claims(
     let status = license.status_at(now);
     StatusClaims {
         lic: Some(license.id.to_string()),
+        product: Some(license.product.clone()),
         tfp,
         iid: echo.instance_id,
         nonce: echo.nonce,

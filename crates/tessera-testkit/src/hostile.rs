@@ -306,6 +306,7 @@ fn site_bundle() -> tessera_protocol::bundle::SiteBundle {
         licenses: vec![BundleLicense {
             tfp: c.tfp.clone(),
             license: c.lic.clone().unwrap_or_default(),
+            product: None,
             rev: c.rev,
             status: c.status,
             valid: true,

@@ -8,6 +8,7 @@
 //! - [`hostile`]: reproducible hostile status documents (`tests/data/`).
 
 pub mod browser;
+mod browserless;
 pub mod conformance;
 pub mod fake;
 pub mod hostile;
@@ -26,6 +27,7 @@ pub fn connect_from(from: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpStr
     socket.into()
 }
 
+pub use browserless::Browserless;
 pub use server::{Backend, Options, Stopped, TestDatabase, TestServer, assert_error};
 
 /// Sum of `tessera_validations_total` in a metrics text. Panics when the

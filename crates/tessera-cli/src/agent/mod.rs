@@ -72,6 +72,10 @@ pub struct AgentArgs {
     /// on a persistent volume, or the StatefulSet ordinal, never the pod UID.
     #[arg(long, env = "TESSERA_FINGERPRINT")]
     fingerprint: Option<String>,
+    /// The product this agent serves: a license of another product is
+    /// refused (wrong_product). Default: any product.
+    #[arg(long, env = "TESSERA_PRODUCT")]
+    product: Option<String>,
     /// This machine's components, for licenses that match machines by a
     /// threshold of components (repeat: `--component cpu:… --component
     /// disk:…`, or comma-separated in `TESSERA_COMPONENTS`). Default: the
@@ -139,6 +143,9 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     }
     if !args.components.is_empty() {
         builder = builder.components(&args.components);
+    }
+    if let Some(product) = &args.product {
+        builder = builder.product(product);
     }
     if let Some(fingerprint) = &args.fingerprint {
         builder = builder.fingerprint(fingerprint);

@@ -23,6 +23,7 @@ fn doc_with(
     let token = LicenseToken::generate(&mut rand::rng());
     let mut claims = StatusClaims {
         lic: Some("lic_01936b2e-7c3a-7def-8a12-0123456789ab".into()),
+        product: None,
         tfp: token.fingerprint(),
         iid: None,
         nonce: None,

@@ -13,6 +13,9 @@ use crate::ids::{CustomerId, PolicyId};
 pub struct PolicyInput {
     /// Unique name.
     pub name: String,
+    /// The product owning it (default: `default`).
+    #[serde(default)]
+    pub product: Option<String>,
     /// Default license duration; `None` = perpetual.
     #[serde(default)]
     pub duration: Option<String>,
@@ -64,6 +67,10 @@ pub struct PolicyView {
     pub id: PolicyId,
     /// Unique name.
     pub name: String,
+    /// The product owning it; `None` for the built-in `default` policy,
+    /// which serves every product.
+    #[serde(default)]
+    pub product: Option<String>,
     /// Default duration, or `None` for perpetual.
     pub duration: Option<String>,
     /// Default features.
@@ -113,6 +120,14 @@ pub struct IssueLicenseRequest {
     /// Policy name (default: the built-in `default` policy).
     #[serde(default)]
     pub policy: Option<String>,
+    /// Product (default: the policy's; for the built-in `default` policy,
+    /// the `default` product).
+    #[serde(default)]
+    pub product: Option<String>,
+    /// Free-form JSON object kept with the license.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
     /// Features (default: the policy's). Each a name (letters, digits,
     /// `_ - . :`) or `name@end` for a feature that ends before the license
     /// (`audit@2027-03-01`: at the start of that day, UTC; or an RFC 3339
@@ -150,6 +165,13 @@ pub struct LicenseView {
     pub id: String,
     /// Customer name.
     pub customer: String,
+    /// Product name.
+    #[serde(default = "default_product")]
+    pub product: String,
+    /// Free-form metadata.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Policy name.
     pub policy: String,
     /// Plan.
@@ -418,4 +440,87 @@ pub struct PolicyUpdateView {
     pub changes: Vec<VerdictChange>,
     /// Connected instances of the licenses whose verdict changes.
     pub instances_connected: u64,
+}
+
+fn default_product() -> String {
+    crate::DEFAULT_PRODUCT.to_owned()
+}
+
+/// `POST /v1/admin/products`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProductInput {
+    /// Short name, fixed for ever: 1–64 of `a-z 0-9 -` (`metabase-ee`).
+    pub name: String,
+    /// How people call it (default: the name).
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// A product as the admin API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProductView {
+    /// Short name.
+    pub name: String,
+    /// Display name.
+    pub display_name: String,
+    /// How many licenses it has.
+    pub licenses: u64,
+    /// Created.
+    #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+}
+
+/// `POST /v1/admin/keys`: a scoped admin key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminKeyInput {
+    /// Unique name (the actor in the audit log): letters, digits, `-_.`.
+    pub name: String,
+    /// `read`, `support`, `issuer` or `admin`.
+    pub role: String,
+    /// Limit it to these products (default: all).
+    #[serde(default)]
+    pub products: Option<Vec<String>>,
+    /// When it stops working: a date, an RFC 3339 time, or a duration
+    /// from now (`90d`). Default: never.
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+/// An admin key as the admin API shows it (never the key).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AdminKeyView {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: String,
+    /// Products it is limited to; absent: all.
+    #[serde(default)]
+    pub products: Option<Vec<String>>,
+    /// When it stops working.
+    #[serde(default, with = "crate::time::rfc3339_opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub expires_at: Option<Timestamp>,
+    /// Whether it has expired (as of the answer).
+    #[serde(default)]
+    pub expired: bool,
+    /// Created.
+    #[serde(with = "crate::time::rfc3339")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+}
+
+/// Answer to creating a key: the key, shown this once and never again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedAdminKey {
+    /// The key's settings.
+    #[serde(flatten)]
+    pub view: AdminKeyView,
+    /// `tsa_…`: not stored by the authority.
+    pub key: String,
 }

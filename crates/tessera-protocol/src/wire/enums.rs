@@ -226,11 +226,24 @@ pub enum EventKind {
     /// A webhook endpoint was removed.
     #[serde(rename = "webhook.removed")]
     WebhookRemoved,
+    /// A product was created.
+    #[serde(rename = "product.created")]
+    ProductCreated,
+    /// An admin key was created (its name, role and products; never the key).
+    #[serde(rename = "admin_key.created")]
+    AdminKeyCreated,
+    /// An admin key was revoked.
+    #[serde(rename = "admin_key.revoked")]
+    AdminKeyRevoked,
+    /// A batch of licenses was imported (one event per batch: how many,
+    /// the first and last license id, the import it belongs to).
+    #[serde(rename = "licenses.imported")]
+    LicensesImported,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 24] = [
         Self::LicenseIssued,
         Self::LicenseExtended,
         Self::LicenseAutoRenewed,
@@ -251,6 +264,10 @@ impl EventKind {
         Self::PolicyUpdated,
         Self::WebhookCreated,
         Self::WebhookRemoved,
+        Self::ProductCreated,
+        Self::AdminKeyCreated,
+        Self::AdminKeyRevoked,
+        Self::LicensesImported,
     ];
 }
 

@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod enums;
 pub mod fleet;
+pub mod import;
 pub mod machines;
 pub mod public;
 pub mod sites;
@@ -22,6 +23,7 @@ pub mod webhooks;
 pub use admin::*;
 pub use enums::*;
 pub use fleet::*;
+pub use import::*;
 pub use machines::*;
 pub use public::*;
 pub use sites::*;

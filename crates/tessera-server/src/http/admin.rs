@@ -13,7 +13,7 @@ use tessera_protocol::human::parse_duration;
 use tessera_protocol::wire::{
     CustomerView, DeliveryView, ErrorBody, EventView, ExportRequest, ExtendRequest,
     IssueLicenseRequest, IssuedLicense, LicenseExport, LicenseState, LicenseView, Page,
-    PolicyInput, PolicyView, ReasonRequest, UsageView, WebhookInput, WebhookView,
+    ReasonRequest, UsageView, WebhookInput, WebhookView,
 };
 
 use super::{Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState};
@@ -26,7 +26,6 @@ use crate::webhooks::Webhooks;
 /// The admin routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/v1/admin/policies", get(list_policies).post(create_policy))
         .route("/v1/admin/customers", get(list_customers))
         .route("/v1/admin/licenses", get(list_licenses).post(issue))
         .route("/v1/admin/licenses/{id}", get(show))
@@ -117,43 +116,6 @@ fn optional_body<T: Default + for<'de> Deserialize<'de>>(body: &Bytes) -> Result
 }
 
 #[utoipa::path(
-    post,
-    path = "/v1/admin/policies",
-    tag = "admin",
-    request_body = PolicyInput,
-    responses((status = 201, body = PolicyView), AdminErrors),
-    description = "Create a policy."
-)]
-async fn create_policy(
-    State(svc): Svc,
-    admin: Admin,
-    ApiJson(input): ApiJson<PolicyInput>,
-) -> Result<(StatusCode, Json<PolicyView>), ApiError> {
-    let policy = svc.create_policy(input, &admin.name).await?;
-    Ok((StatusCode::CREATED, Json(policy.view())))
-}
-
-#[utoipa::path(
-    get,
-    path = "/v1/admin/policies",
-    tag = "admin",
-    responses((status = 200, body = Page<PolicyView>), AdminErrors),
-    description = "List policies."
-)]
-async fn list_policies(State(svc): Svc, _: Admin) -> Result<Json<Page<PolicyView>>, ApiError> {
-    let items = svc
-        .policies()
-        .await?
-        .iter()
-        .map(crate::model::Policy::view)
-        .collect();
-    Ok(Json(Page {
-        items,
-        next_cursor: None,
-    }))
-}
-
-#[utoipa::path(
     get,
     path = "/v1/admin/customers",
     tag = "admin",
@@ -191,7 +153,7 @@ async fn issue(
     admin: Admin,
     ApiJson(req): ApiJson<IssueLicenseRequest>,
 ) -> Result<(StatusCode, Json<IssuedLicense>), ApiError> {
-    let (license, token) = svc.issue(req, &admin.name).await?;
+    let (license, token) = svc.issue(req, &admin.principal).await?;
     Ok((
         StatusCode::CREATED,
         Json(IssuedLicense {
@@ -224,6 +186,8 @@ async fn show(
 struct LicenseListQuery {
     customer: Option<String>,
     state: Option<String>,
+    /// Only this product's licenses.
+    product: Option<String>,
     /// A duration such as `30d`: licenses expiring between now and then.
     expiring_within: Option<String>,
     limit: Option<u32>,
@@ -241,7 +205,7 @@ struct LicenseListQuery {
 async fn list_licenses(
     State(svc): Svc,
     State(limits): State<Limits>,
-    _: Admin,
+    admin: Admin,
     ApiQuery(q): ApiQuery<LicenseListQuery>,
 ) -> Result<Json<Page<LicenseView>>, ApiError> {
     let state = q
@@ -272,6 +236,7 @@ async fn list_licenses(
         customer: q.customer,
         state,
         expiring,
+        products: admin.principal.product_filter(q.product.as_deref()),
         page: LicensePage::After(q.cursor),
         limit,
     };
@@ -426,6 +391,8 @@ struct InstanceQuery {
 #[into_params(parameter_in = Query)]
 struct EventQuery {
     license: Option<String>,
+    /// Only events of this product's licenses.
+    product: Option<String>,
     /// Oldest first, after this sequence number.
     after: Option<i64>,
     /// Newest first, before this sequence number (the default order).
@@ -444,7 +411,7 @@ struct EventQuery {
 async fn list_events(
     State(svc): Svc,
     State(limits): State<Limits>,
-    _: Admin,
+    admin: Admin,
     ApiQuery(q): ApiQuery<EventQuery>,
 ) -> Result<Json<Page<EventView>>, ApiError> {
     if q.after.is_some() && q.before.is_some() {
@@ -456,6 +423,7 @@ async fn list_events(
     let limit = page_size(q.limit, &limits);
     let filter = EventFilter {
         license: q.license.as_deref().map(license_id).transpose()?,
+        products: admin.principal.product_filter(q.product.as_deref()),
         after: q.after,
         before: q.before,
         limit,
@@ -577,8 +545,6 @@ async fn deliveries(
 /// The admin API's part of `/openapi.json`.
 #[derive(utoipa::OpenApi)]
 #[openapi(modifiers(&AdminSecurity), paths(
-    create_policy,
-    list_policies,
     list_customers,
     issue,
     show,

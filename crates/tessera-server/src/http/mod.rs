@@ -10,12 +10,14 @@
 //! component they need (see [`crate::licenses`]), and map errors with
 //! [`ApiError`].
 
+pub mod access;
 pub mod admin;
 pub mod backstage;
 pub mod client;
 pub mod console;
 mod error;
 mod extract;
+pub mod import;
 pub mod machines;
 pub mod offline;
 pub mod openapi;
@@ -143,6 +145,8 @@ pub fn router(state: AppState) -> Router {
         .merge(policies::admin_router())
         .merge(offline::admin_router())
         .merge(sites::admin_router())
+        .merge(access::admin_router())
+        .merge(import::admin_router())
         .layer(DefaultBodyLimit::max(state.limits.admin_body_bytes));
     let streams = public::streams(state.clone());
     Router::new()

@@ -20,6 +20,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::policies::PoliciesAdminApi::openapi());
     doc.merge(super::offline::OfflineAdminApi::openapi());
     doc.merge(super::sites::SitesAdminApi::openapi());
+    doc.merge(super::access::AccessAdminApi::openapi());
+    doc.merge(super::import::ImportAdminApi::openapi());
     doc.merge(super::sites::SitesApi::openapi());
     doc.merge(super::backstage::BackstageApi::openapi());
     doc

@@ -1,21 +1,80 @@
-//! `PATCH /v1/admin/policies/{name}` (docs/PROTOCOL.md §24): change a
-//! policy's client settings, or preview which verdicts would change.
+//! Policies: `GET`/`POST /v1/admin/policies`, and `PATCH
+//! /v1/admin/policies/{name}` (docs/PROTOCOL.md §24): change a policy's
+//! client settings, or preview which verdicts would change.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::routing::patch;
+use axum::http::StatusCode;
+use axum::routing::{get, patch};
 use axum::{Json, Router};
 use serde::Deserialize;
-use tessera_protocol::wire::{PolicyUpdate, PolicyUpdateView};
+use tessera_protocol::wire::{Page, PolicyInput, PolicyUpdate, PolicyUpdateView, PolicyView};
 
 use super::admin::{AdminErrors, AdminSecurity};
 use super::{Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState};
 use crate::licenses::Changes;
 
-/// The route.
+/// The routes.
 pub fn admin_router() -> Router<AppState> {
-    Router::new().route("/v1/admin/policies/{name}", patch(update))
+    Router::new()
+        .route("/v1/admin/policies", get(list_policies).post(create_policy))
+        .route("/v1/admin/policies/{name}", patch(update))
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/admin/policies",
+    tag = "admin",
+    request_body = PolicyInput,
+    responses((status = 201, body = PolicyView), AdminErrors),
+    description = "Create a policy (of the `default` product unless `product` names another)."
+)]
+async fn create_policy(
+    State(svc): State<Arc<Changes>>,
+    admin: Admin,
+    ApiJson(input): ApiJson<PolicyInput>,
+) -> Result<(StatusCode, Json<PolicyView>), ApiError> {
+    let policy = svc.create_policy(input, &admin.name).await?;
+    Ok((StatusCode::CREATED, Json(policy.view())))
+}
+
+/// Query of `GET /v1/admin/policies`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Only this product's policies (and the built-in `default`).
+    product: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/admin/policies",
+    tag = "admin",
+    params(ListQuery),
+    responses((status = 200, body = Page<PolicyView>), AdminErrors),
+    description = "List policies."
+)]
+async fn list_policies(
+    State(svc): State<Arc<Changes>>,
+    admin: Admin,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<Page<PolicyView>>, ApiError> {
+    let filter = admin.principal.product_filter(q.product.as_deref());
+    let items = svc
+        .policies()
+        .await?
+        .iter()
+        .filter(|p| match (&filter, &p.product) {
+            (Some(list), Some(product)) => list.split(',').any(|l| l == product),
+            _ => true,
+        })
+        .map(crate::model::Policy::view)
+        .collect();
+    Ok(Json(Page {
+        items,
+        next_cursor: None,
+    }))
 }
 
 /// Query of `PATCH /v1/admin/policies/{name}`.
@@ -52,5 +111,5 @@ async fn update(
 
 /// The route's part of `/openapi.json`.
 #[derive(utoipa::OpenApi)]
-#[openapi(modifiers(&AdminSecurity), paths(update))]
+#[openapi(modifiers(&AdminSecurity), paths(create_policy, list_policies, update))]
 pub struct PoliciesAdminApi;

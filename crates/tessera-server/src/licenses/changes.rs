@@ -51,7 +51,7 @@ type Update = (LicenseState, Option<Timestamp>);
 /// Reads and changes of policies and licenses.
 #[derive(Debug)]
 pub struct Changes {
-    shared: Shared,
+    pub(super) shared: Shared,
     push: Arc<Push>,
     /// Changes to one license from this process run one at a time, so they
     /// do not starve each other's optimistic check. Striped by license id.
@@ -90,7 +90,16 @@ impl Changes {
     pub async fn create_policy(&self, input: PolicyInput, actor: &str) -> Result<Policy> {
         let now = self.now();
         let id = PolicyId::from_uuid_text(&uuid::Uuid::now_v7().to_string())?;
-        let policy = rules::new_policy(input, id, now)?;
+        let product = input
+            .product
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .unwrap_or(tessera_protocol::DEFAULT_PRODUCT)
+            .to_owned();
+        self.require_product(&product).await?;
+        let mut policy = rules::new_policy(input, id, now)?;
+        policy.product = Some(product);
         let event = NewEvent {
             at: now,
             actor: actor.to_owned(),
@@ -207,8 +216,9 @@ impl Changes {
     pub async fn issue(
         &self,
         req: IssueLicenseRequest,
-        actor: &str,
+        principal: &crate::access::Principal,
     ) -> Result<(License, LicenseToken)> {
+        let actor = principal.name.as_str();
         let customer = req.customer.trim().to_owned();
         check_text("customer", &customer)?;
         let plan = req.plan.trim().to_owned();
@@ -224,6 +234,9 @@ impl Changes {
             .policy_by_name(policy_name)
             .await?
             .ok_or_else(|| Error::not_found("policy", policy_name))?;
+        let product = self
+            .product_for(req.product.as_deref(), &policy, principal)
+            .await?;
         let now = self.now();
         let expires_at = rules::issue_expiry(&req, &policy, now)?;
         // A policy's defaults were checked when it was made (and are kept
@@ -252,6 +265,8 @@ impl Changes {
             expires_at,
             auto_renew: req.auto_renew,
             machines,
+            product,
+            metadata: req.metadata.unwrap_or_default(),
         };
         let event = NewEvent {
             at: now,

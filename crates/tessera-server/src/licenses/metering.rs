@@ -227,14 +227,18 @@ impl Metering {
         })
     }
 
-    /// Counts for the console's dashboard.
+    /// Counts for the console's dashboard, of `products` (comma-separated
+    /// names; `None`: all).
     ///
     /// # Errors
     /// The store's.
-    pub async fn overview(&self) -> Result<Overview> {
+    pub async fn overview(&self, products: Option<&str>) -> Result<Overview> {
         const DASHBOARD: [Duration; 3] = [Duration::days(30), Duration::days(7), Duration::days(1)];
         self.shared.installations.recorder().flush().await?;
-        self.shared.store.overview(self.now(), &DASHBOARD).await
+        self.shared
+            .store
+            .overview(self.now(), &DASHBOARD, products)
+            .await
     }
 
     /// Installations of a license (pending sightings written first, so the
@@ -347,8 +351,18 @@ impl Metering {
         let overview = self
             .shared
             .store
-            .overview(self.now(), &self.lifecycle.horizons)
+            .overview(self.now(), &self.lifecycle.horizons, None)
             .await?;
+        for (product, state, n) in &overview.by_product {
+            self.shared
+                .metrics
+                .product_licenses
+                .get_or_create(&crate::metrics::ProductStateLabel {
+                    product: product.clone(),
+                    state: state.clone(),
+                })
+                .set(*n);
+        }
         for state in ["active", "suspended", "revoked"] {
             let n = overview
                 .by_state

@@ -22,12 +22,14 @@
 pub mod cache;
 pub mod changes;
 pub mod fields;
+pub mod import;
 pub mod installations;
 pub mod machine_rules;
 pub mod machines;
 pub mod metering;
 pub mod offline;
 pub mod places;
+mod products;
 pub mod push;
 pub mod rules;
 pub mod sites;

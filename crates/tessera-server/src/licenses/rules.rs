@@ -153,6 +153,7 @@ pub fn new_policy(input: PolicyInput, id: PolicyId, now: Timestamp) -> Result<Po
             &input.machines,
             crate::model::MachineSettings::default(),
         )?,
+        product: None,
         created_at: now,
     })
 }

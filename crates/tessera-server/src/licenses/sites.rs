@@ -281,6 +281,7 @@ fn bundle_license(license: &License, share: Option<u32>, now: Timestamp) -> Bund
         max_machines.map(|_| tessera_protocol::wire::MachineMode::NodeLocked)
     };
     BundleLicense {
+        product: Some(license.product.clone()),
         tfp,
         license: license.id.to_string(),
         rev: c.rev,

@@ -8,10 +8,12 @@ pub use tessera_protocol::wire::{Fleet, FleetSummary, Instance};
 use tessera_protocol::{CustomerId, LicenseId, PolicyId, Status, Timestamp, TokenHash};
 
 mod machines;
+mod products;
 mod queries;
 mod quotas;
 mod webhooks;
 pub use machines::{Machine, MachineSettings, NewMachine};
+pub use products::Product;
 pub use queries::{ExpiryWindow, LicensePage, LicenseQuery};
 pub use quotas::{Consumption, Counted, Metered, PeriodUse, Recorded};
 pub use webhooks::{Attempt, DueDelivery, Webhook, WebhookSecret};
@@ -47,6 +49,9 @@ pub struct Policy {
     pub on_expiry: wire::OnExpiry,
     /// How its rules are applied.
     pub enforcement: wire::Enforcement,
+    /// The product owning it; `None` only for the built-in `default`
+    /// policy, which serves every product.
+    pub product: Option<String>,
     /// Machine settings its licenses get.
     pub machines: MachineSettings,
     /// Created.
@@ -67,6 +72,7 @@ impl Policy {
     #[must_use]
     pub fn view(&self) -> wire::PolicyView {
         wire::PolicyView {
+            product: self.product.clone(),
             id: self.id.clone(),
             name: self.name.clone(),
             duration: self.duration.map(format_duration),
@@ -125,6 +131,10 @@ pub struct License {
     pub customer_id: CustomerId,
     /// Customer name.
     pub customer: String,
+    /// The product (§28), by name.
+    pub product: String,
+    /// Free-form JSON object kept with the license (imports carry it over).
+    pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Policy settings.
     pub policy: LicensePolicy,
     /// Plan.
@@ -175,6 +185,8 @@ impl License {
             token_last4: "ABCD".into(),
             customer_id: CustomerId::parse("cus_1").expect("a fixed id"),
             customer: "Acme".into(),
+            product: tessera_protocol::DEFAULT_PRODUCT.into(),
+            metadata: serde_json::Map::new(),
             policy: LicensePolicy {
                 name: Policy::DEFAULT_NAME.into(),
                 refresh_interval: Policy::DEFAULT_REFRESH_INTERVAL,
@@ -305,6 +317,8 @@ impl License {
     #[must_use]
     pub fn view(&self, now: Timestamp) -> wire::LicenseView {
         wire::LicenseView {
+            product: self.product.clone(),
+            metadata: self.metadata.clone(),
             id: self.id.to_string(),
             customer: self.customer.clone(),
             policy: self.policy.name.clone(),
@@ -383,6 +397,10 @@ pub struct NewLicense {
     pub auto_renew: Option<bool>,
     /// Machine limit and mode.
     pub machines: MachineSettings,
+    /// Its product, by name.
+    pub product: String,
+    /// Free-form metadata.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A change to a license's mutable fields, applied only if the license is
@@ -460,6 +478,9 @@ impl InstanceSeen {
 pub struct EventFilter {
     /// Only this license's events.
     pub license: Option<LicenseId>,
+    /// Only events of licenses of these products, names separated by
+    /// commas (`None`: every event).
+    pub products: Option<String>,
     /// Only events after this sequence number, oldest first.
     pub after: Option<i64>,
     /// Only events before this sequence number, newest first (the default order).
@@ -501,6 +522,8 @@ pub struct Session {
 pub struct Overview {
     /// Licenses by stored state: (state, count).
     pub by_state: Vec<(String, i64)>,
+    /// Licenses by product and stored state.
+    pub by_product: Vec<(String, String, i64)>,
     /// Active licenses past their expiry.
     pub expired: i64,
     /// Active licenses expiring within each horizon asked for: (horizon, count).

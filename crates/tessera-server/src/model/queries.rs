@@ -39,6 +39,8 @@ pub struct LicenseQuery {
     pub state: Option<LicenseState>,
     /// Only licenses whose expiry falls in this window.
     pub expiring: Option<ExpiryWindow>,
+    /// Only these products: names separated by commas (`None`: all).
+    pub products: Option<String>,
     /// Which page.
     pub page: LicensePage,
     /// Page size.

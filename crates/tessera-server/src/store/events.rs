@@ -8,6 +8,15 @@ use super::rows::{EventRow, collect, i64_of, json_text};
 use crate::error::Result;
 use crate::model::{EventFilter, NewEvent};
 
+/// Events of licenses of the products in `$4` (comma-separated names), or
+/// every event when `$4` is NULL.
+macro_rules! products_filter {
+    () => {
+        "($4 IS NULL OR license_id IN (SELECT id FROM licenses \
+          WHERE ',' || $4 || ',' LIKE '%,' || SUBSTR(product_id, 5) || ',%'))"
+    };
+}
+
 impl Store {
     /// Append an audit event that changes no license (e.g. an export).
     pub async fn append_event(
@@ -26,26 +35,31 @@ impl Store {
     pub async fn events(&self, f: &EventFilter) -> Result<Vec<EventView>> {
         let license = f.license.as_ref().map(LicenseId::as_str);
         let rows: Vec<EventRow> = if let Some(after) = f.after {
-            sqlx::query_as(
+            sqlx::query_as(concat!(
                 "SELECT seq, at, actor, kind, license_id, revision, before, after, prev_hash, hash \
                  FROM events \
-                 WHERE ($1 IS NULL OR license_id = $1) AND seq > $2 ORDER BY seq LIMIT $3",
-            )
+                 WHERE ($1 IS NULL OR license_id = $1) AND seq > $2 AND ",
+                products_filter!(),
+                " ORDER BY seq LIMIT $3",
+            ))
             .bind(license)
             .bind(after)
             .bind(i64::from(f.limit))
+            .bind(f.products.as_deref())
             .fetch_all(self.reader())
             .await?
         } else {
-            sqlx::query_as(
+            sqlx::query_as(concat!(
                 "SELECT seq, at, actor, kind, license_id, revision, before, after, prev_hash, hash \
                  FROM events \
-                 WHERE ($1 IS NULL OR license_id = $1) AND ($2 IS NULL OR seq < $2) \
-                 ORDER BY seq DESC LIMIT $3",
-            )
+                 WHERE ($1 IS NULL OR license_id = $1) AND ($2 IS NULL OR seq < $2) AND ",
+                products_filter!(),
+                " ORDER BY seq DESC LIMIT $3",
+            ))
             .bind(license)
             .bind(f.before)
             .bind(i64::from(f.limit))
+            .bind(f.products.as_deref())
             .fetch_all(self.reader())
             .await?
         };

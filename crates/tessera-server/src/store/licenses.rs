@@ -11,19 +11,38 @@ use crate::model::{
     License, LicenseChange, LicensePage, LicenseQuery, NewEvent, NewLicense, Overview,
 };
 
-/// The filters of a [`LicenseQuery`], as `$1`…`$7`. LIKE wildcards typed
+/// The filters of a [`LicenseQuery`], as `$1`…`$8`. LIKE wildcards typed
 /// by the user are taken literally (escaped), so `lic_…` and `50%` mean
 /// what they say.
 macro_rules! license_where {
     () => {
-        "WHERE ($1 IS NULL OR LOWER(c.name) LIKE $1 ESCAPE '\\' \
+        concat!(
+            "WHERE ($1 IS NULL OR LOWER(c.name) LIKE $1 ESCAPE '\\' \
                 OR LOWER(l.plan) LIKE $1 ESCAPE '\\' \
                 OR l.id LIKE $1 ESCAPE '\\' OR l.token_last4 = $2) \
          AND ($3 IS NULL OR c.name = $3) \
          AND ($4 IS NULL OR l.state = $4) \
          AND ($5 IS NULL OR (l.expires_at IS NOT NULL AND l.expires_at <= $5 \
                              AND l.expires_at > $6)) \
-         AND ($7 IS NULL OR l.id > $7) "
+         AND ($7 IS NULL OR l.id > $7) \
+         AND ",
+            in_products!("$8"),
+            " "
+        )
+    };
+}
+
+/// `l` (a license row) is of the products in the parameter: a
+/// comma-separated list of names, or NULL for every product.
+macro_rules! in_products {
+    ($p:literal) => {
+        concat!(
+            "(",
+            $p,
+            " IS NULL OR ',' || ",
+            $p,
+            " || ',' LIKE '%,' || SUBSTR(l.product_id, 5) || ',%')"
+        )
     };
 }
 
@@ -31,14 +50,14 @@ macro_rules! license_where {
 const LICENSES_AFTER: &str = concat!(
     license_select!(),
     license_where!(),
-    "ORDER BY l.id LIMIT $8"
+    "ORDER BY l.id LIMIT $9"
 );
 
 /// A page of licenses at an offset, newest first.
 const LICENSES_AT_OFFSET: &str = concat!(
     license_select!(),
     license_where!(),
-    "ORDER BY l.created_at DESC, l.id DESC LIMIT $8 OFFSET $9"
+    "ORDER BY l.created_at DESC, l.id DESC LIMIT $9 OFFSET $10"
 );
 
 /// License `id` as `tx` sees it: read back after writing it, before commit.
@@ -75,9 +94,9 @@ impl Store {
             "INSERT INTO licenses (id, token_hash, token_last4, customer_id, policy_id, plan, \
              features, max_users, trial, valid_from, expires_at, state, revision, created_at, \
              updated_at, auto_renew, max_machines, machine_mode, lease_ttl_secs, \
-             max_borrow_secs, fingerprint_match, entitlements) \
+             max_borrow_secs, fingerprint_match, entitlements, product_id, metadata) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', 1, $12, $12, $13, \
-             $14, $15, $16, $17, $18, $19)",
+             $14, $15, $16, $17, $18, $19, $20, $21)",
         )
         .bind(l.id.as_str())
         .bind(l.token_hash.as_str())
@@ -94,6 +113,8 @@ impl Store {
         .bind(l.auto_renew);
         bind_machines(insert, &l.machines)
             .bind(serde_json::to_string(&l.entitlements).unwrap_or_else(|_| "{}".into()))
+            .bind(crate::model::Product::id_of(&l.product))
+            .bind(serde_json::Value::Object(l.metadata.clone()).to_string())
             .execute(&mut *tx)
             .await?;
         self.insert_event(&mut tx, Some(&l.id), Some(1), &event)
@@ -224,45 +245,68 @@ impl Store {
         Ok(total)
     }
 
-    /// Counts at `now`, with active licenses expiring within each horizon.
+    /// Counts at `now`, with active licenses expiring within each horizon,
+    /// of the products in `products` (comma-separated names; `None`: all).
     pub async fn overview(
         &self,
         now: Timestamp,
         horizons: &[chrono::Duration],
+        products: Option<&str>,
     ) -> Result<Overview> {
-        let by_state: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state, COUNT(*) FROM licenses GROUP BY state ORDER BY state")
-                .fetch_all(self.reader())
-                .await?;
+        let by_product: Vec<(String, String, i64)> = sqlx::query_as(concat!(
+            "SELECT SUBSTR(product_id, 5), state, COUNT(*) FROM licenses l WHERE ",
+            in_products!("$1"),
+            " GROUP BY product_id, state ORDER BY product_id, state"
+        ))
+        .bind(products)
+        .fetch_all(self.reader())
+        .await?;
+        let mut by_state: Vec<(String, i64)> = Vec::new();
+        for (_, state, n) in &by_product {
+            match by_state.iter_mut().find(|(s, _)| s == state) {
+                Some((_, total)) => *total += n,
+                None => by_state.push((state.clone(), *n)),
+            }
+        }
+        by_state.sort();
         let t = now.timestamp();
-        let (expired,): (i64,) = sqlx::query_as(
-            "SELECT COUNT(*) FROM licenses WHERE state = 'active' \
-             AND expires_at IS NOT NULL AND expires_at <= $1",
-        )
+        let (expired,): (i64,) = sqlx::query_as(concat!(
+            "SELECT COUNT(*) FROM licenses l WHERE l.state = 'active' \
+             AND l.expires_at IS NOT NULL AND l.expires_at <= $1 AND ",
+            in_products!("$2")
+        ))
         .bind(t)
+        .bind(products)
         .fetch_one(self.reader())
         .await?;
         let mut expiring = Vec::with_capacity(horizons.len());
         for horizon in horizons {
-            let (n,): (i64,) = sqlx::query_as(
-                "SELECT COUNT(*) FROM licenses WHERE state = 'active' \
-                 AND expires_at > $1 AND expires_at <= $2",
-            )
+            let (n,): (i64,) = sqlx::query_as(concat!(
+                "SELECT COUNT(*) FROM licenses l WHERE l.state = 'active' \
+                 AND l.expires_at > $1 AND l.expires_at <= $2 AND ",
+                in_products!("$3")
+            ))
             .bind(t)
             .bind(t + horizon.num_seconds())
+            .bind(products)
             .fetch_one(self.reader())
             .await?;
             expiring.push((*horizon, n));
         }
-        let (online, total): (i64, i64) = sqlx::query_as(
+        let (online, total): (i64, i64) = sqlx::query_as(concat!(
             "SELECT COALESCE(SUM(CASE WHEN stream_connected OR last_seen >= $1 \
-             THEN 1 ELSE 0 END), 0), COUNT(*) FROM instances",
-        )
+             THEN 1 ELSE 0 END), 0), COUNT(*) FROM instances i \
+             WHERE $2 IS NULL OR i.license_id IN (SELECT l.id FROM licenses l WHERE ",
+            in_products!("$2"),
+            ")"
+        ))
         .bind(t - 3_600)
+        .bind(products)
         .fetch_one(self.reader())
         .await?;
         Ok(Overview {
             by_state,
+            by_product,
             expired,
             expiring,
             instances_online: online,
@@ -280,6 +324,7 @@ struct WhereArgs {
     before: Option<i64>,
     not_before: i64,
     after: Option<String>,
+    products: Option<String>,
 }
 
 impl WhereArgs {
@@ -316,6 +361,7 @@ impl WhereArgs {
                 LicensePage::After(after) => after.clone(),
                 LicensePage::Offset(_) => None,
             },
+            products: q.products.clone(),
         }
     }
 
@@ -331,5 +377,6 @@ impl WhereArgs {
             .bind(self.before)
             .bind(self.not_before)
             .bind(self.after)
+            .bind(self.products)
     }
 }

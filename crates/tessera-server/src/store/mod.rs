@@ -18,12 +18,14 @@
 
 mod auth;
 mod events;
+mod import;
 mod instances;
 mod licenses;
 mod lifecycle;
 mod machines;
 mod policies;
 pub mod postgres;
+mod products;
 mod quotas;
 mod trials;
 pub use trials::TrialRow;
@@ -51,6 +53,10 @@ pub struct AdminKeyRecord {
     pub name: String,
     /// SHA-256 of the key.
     pub hash: TokenHash,
+    /// Its role, products and expiry.
+    pub principal: crate::access::Principal,
+    /// Created.
+    pub created_at: Timestamp,
 }
 
 /// A change another replica committed.

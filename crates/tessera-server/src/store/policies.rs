@@ -21,9 +21,9 @@ impl Store {
              refresh_interval_secs, offline_grace_secs, renewal_basis, auto_renew, \
              auto_renew_period_secs, created_at, renew_before_secs, \
              max_machines, machine_mode, lease_ttl_secs, max_borrow_secs, fingerprint_match, \
-             on_expiry, enforcement) \
+             on_expiry, enforcement, product_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-             $14, $15, $16, $17, $18, $19, $20) \
+             $14, $15, $16, $17, $18, $19, $20, $21) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(p.id.as_str())
@@ -42,6 +42,7 @@ impl Store {
         let inserted = bind_machines(inserted, &p.machines)
             .bind(p.on_expiry.to_string())
             .bind(p.enforcement.to_string())
+            .bind(p.product.as_deref().map(crate::model::Product::id_of))
             .execute(&mut *tx)
             .await?;
         if inserted.rows_affected() == 0 {

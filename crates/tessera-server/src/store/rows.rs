@@ -64,8 +64,17 @@ pub(crate) struct PolicyRow {
     created_at: i64,
     on_expiry: String,
     enforcement: String,
+    product_id: Option<String>,
     #[sqlx(flatten)]
     machines: MachineRow,
+}
+
+/// A product's name from its id: ids are `prd_` + the name (names never
+/// change), so rows carry the id and nothing needs a join to name it.
+pub(crate) fn product_name(id: &str) -> Result<String> {
+    id.strip_prefix(crate::model::Product::ID_PREFIX)
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Corrupt(format!("product id {id:?}")))
 }
 
 from_row!(PolicyRow => Policy, |r| {
@@ -84,6 +93,7 @@ from_row!(PolicyRow => Policy, |r| {
         renew_before: Duration::seconds(r.renew_before_secs),
         on_expiry: parsed(&r.on_expiry, "on_expiry")?,
         enforcement: parsed(&r.enforcement, "enforcement")?,
+        product: r.product_id.as_deref().map(product_name).transpose()?,
         machines: r.machines.settings()?,
         created_at: ts(r.created_at)?,
     })
@@ -95,7 +105,8 @@ macro_rules! policy_columns {
         "id, name, duration_secs, features, max_users, trial, \
          refresh_interval_secs, offline_grace_secs, renewal_basis, auto_renew, \
          auto_renew_period_secs, renew_before_secs, created_at, on_expiry, enforcement, \
-         max_machines, machine_mode, lease_ttl_secs, max_borrow_secs, fingerprint_match"
+         max_machines, machine_mode, lease_ttl_secs, max_borrow_secs, fingerprint_match, \
+         product_id"
     };
 }
 pub(crate) use policy_columns;
@@ -107,6 +118,8 @@ pub(crate) struct LicenseRow {
     token_last4: String,
     customer_id: String,
     customer: String,
+    product_id: String,
+    metadata: String,
     policy_name: String,
     refresh_interval_secs: i64,
     offline_grace_secs: i64,
@@ -141,6 +154,9 @@ from_row!(LicenseRow => License, |r| {
         token_last4: r.token_last4,
         customer_id: parsed(&r.customer_id, "customer id")?,
         customer: r.customer,
+        product: product_name(&r.product_id)?,
+        metadata: serde_json::from_str(&r.metadata)
+            .map_err(|e| Error::Corrupt(format!("metadata: {e}")))?,
         policy: LicensePolicy {
             name: r.policy_name,
             refresh_interval: Duration::seconds(r.refresh_interval_secs),
@@ -245,7 +261,7 @@ from_row!(MachineActivationRow => Machine, |r| {
 macro_rules! license_select {
     () => {
         "SELECT l.id, l.token_hash, l.token_last4, l.customer_id, \
-     c.name AS customer, p.name AS policy_name, p.refresh_interval_secs, \
+     c.name AS customer, l.product_id, l.metadata, p.name AS policy_name, p.refresh_interval_secs, \
      p.offline_grace_secs, p.renewal_basis, p.duration_secs AS policy_duration_secs, \
      p.auto_renew AS policy_auto_renew, p.auto_renew_period_secs, p.renew_before_secs, p.on_expiry, p.enforcement, \
      l.auto_renew, l.plan, l.features, l.entitlements, l.max_users, l.trial, \

@@ -56,6 +56,12 @@ impl From<Error> for ConsoleError {
                 "Not found",
                 format!("There is no {what} {id}. It may have been typed wrongly."),
             ),
+            Error::Forbidden { message, .. } => Self::new(
+                StatusCode::FORBIDDEN,
+                "Your key may not do this",
+                sentence(&message),
+            )
+            .back("/"),
             Error::Conflict { message, .. } => Self::new(
                 StatusCode::CONFLICT,
                 "That cannot be done now",
@@ -127,6 +133,7 @@ pub async fn render_errors(
     if let Some(e) = response.extensions_mut().remove::<ConsoleError>() {
         let chrome = Chrome {
             session: None,
+            principal: None,
             here: "",
             now: clock.now(),
         };

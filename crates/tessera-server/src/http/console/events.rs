@@ -2,18 +2,25 @@
 
 use axum::extract::{Query, State};
 
-use super::forms::EventsQuery;
+use super::forms::{EventsQuery, ProductQuery};
 use super::session::Console;
 use super::templates;
 use super::{Meter, Page, Svc, license_id};
 use crate::model::EventFilter;
 
 /// Counts, horizons and the latest events.
-pub async fn dashboard(State(svc): Svc, State(metering): Meter, console: Console) -> Page {
-    let overview = metering.overview().await?;
+pub async fn dashboard(
+    State(svc): Svc,
+    State(metering): Meter,
+    console: Console,
+    Query(q): Query<ProductQuery>,
+) -> Page {
+    let products = console.principal.product_filter(q.product());
+    let overview = metering.overview(products.as_deref()).await?;
     let recent = svc
         .events(&EventFilter {
             limit: 10,
+            products,
             ..EventFilter::default()
         })
         .await?;
@@ -33,6 +40,7 @@ pub async fn events(State(svc): Svc, console: Console, Query(q): Query<EventsQue
     let list = svc
         .events(&EventFilter {
             license,
+            products: console.principal.product_filter(None),
             before: q.before,
             limit: 50,
             ..EventFilter::default()

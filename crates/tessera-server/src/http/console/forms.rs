@@ -110,6 +110,8 @@ pub struct PolicyForm {
     #[serde(default)]
     name: String,
     #[serde(default)]
+    product: String,
+    #[serde(default)]
     duration: String,
     #[serde(default)]
     features: String,
@@ -155,6 +157,7 @@ impl PolicyForm {
         };
         Ok(PolicyInput {
             name: self.name.clone(),
+            product: optional(&self.product),
             duration: optional(&self.duration),
             features: list(&self.features),
             max_users: None,
@@ -217,6 +220,8 @@ pub struct IssueForm {
     #[serde(default)]
     pub policy: String,
     #[serde(default)]
+    pub product: String,
+    #[serde(default)]
     pub features: String,
     #[serde(default)]
     pub max_users: String,
@@ -265,6 +270,8 @@ impl IssueForm {
             customer_email: optional(&self.email),
             plan: self.plan.clone(),
             policy: optional(&self.policy),
+            product: optional(&self.product),
+            metadata: None,
             features: optional(&self.features).map(|f| list(&f)),
             max_users,
             trial: self.trial.is_some().then_some(true),
@@ -290,6 +297,8 @@ pub struct ListQuery {
     pub state: String,
     #[serde(default)]
     pub expiring: String,
+    #[serde(default)]
+    pub product: String,
     #[serde(default, skip_serializing)]
     pub page: Option<u32>,
 }
@@ -318,4 +327,18 @@ pub struct EventsQuery {
     pub license: String,
     #[serde(default)]
     pub before: Option<i64>,
+}
+
+/// The dashboard's query: one product's counts.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProductQuery {
+    #[serde(default)]
+    pub product: String,
+}
+
+impl ProductQuery {
+    /// The product asked for, if any.
+    pub fn product(&self) -> Option<&str> {
+        Some(self.product.trim()).filter(|p| !p.is_empty())
+    }
 }

@@ -52,6 +52,9 @@ pub async fn licenses(State(svc): Svc, console: Console, Query(q): Query<ListQue
         customer: None,
         state,
         expiring,
+        products: console
+            .principal
+            .product_filter(Some(q.product.trim()).filter(|p| !p.is_empty())),
         page: LicensePage::Offset((page - 1) * PAGE_SIZE),
         limit: PAGE_SIZE,
     };
@@ -63,6 +66,7 @@ pub async fn licenses(State(svc): Svc, console: Console, Query(q): Query<ListQue
         text: &q.q,
         state: &q.state,
         expiring: &q.expiring,
+        product: &q.product,
         page,
         pages: pages_count,
         total,
@@ -90,7 +94,7 @@ pub async fn issue_form(State(svc): Svc, console: Console) -> Page {
 pub async fn issue(State(svc): Svc, Posted { console, form }: Posted<IssueForm>) -> Reply {
     let refused = match form.request() {
         Err(message) => message.to_owned(),
-        Ok(req) => match svc.issue(req, &console.session.key_name).await {
+        Ok(req) => match svc.issue(req, &console.principal).await {
             Ok((license, token)) => {
                 let chrome = console.chrome("issue", &svc);
                 let page = templates::issued(&chrome, &license, token.expose_secret());

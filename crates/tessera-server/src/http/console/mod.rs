@@ -131,6 +131,7 @@ impl Console {
     fn chrome<'a>(&'a self, here: &'a str, svc: &Changes) -> Chrome<'a> {
         Chrome {
             session: Some(&self.session),
+            principal: Some(&self.principal),
             here,
             now: svc.now(),
         }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Form;
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::header::{COOKIE, HOST, ORIGIN};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
@@ -14,8 +14,10 @@ use serde::de::DeserializeOwned;
 
 use super::errors::ConsoleError;
 use super::forms::HasCsrf;
+use crate::access::{Principal, action_of};
 use crate::auth::Sessions;
 use crate::model::Session;
+use crate::store::Store;
 
 /// The session cookie's name.
 pub const COOKIE_NAME: &str = "tessera_session";
@@ -50,10 +52,14 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         })
 }
 
-/// A signed-in console request.
+/// A signed-in console request whose key's role allows what the route
+/// does ([`crate::access::action_of`]: a confirmation page counts as the
+/// action it confirms) and whose products include the license it names.
 pub struct Console {
     /// Its session.
     pub session: Session,
+    /// What its key may do.
+    pub principal: Principal,
 }
 
 /// Not signed in: go to the sign-in page.
@@ -68,6 +74,7 @@ impl IntoResponse for SignIn {
 impl<S> FromRequestParts<S> for Console
 where
     Arc<Sessions>: FromRef<S>,
+    Arc<Store>: FromRef<S>,
     S: Send + Sync,
 {
     type Rejection = Response;
@@ -77,9 +84,29 @@ where
         let Some(id) = cookie(&parts.headers, COOKIE_NAME) else {
             return Err(SignIn.into_response());
         };
-        match sessions.find(id).await {
-            Ok(Some(session)) => Ok(Console { session }),
-            Ok(None) => Err(SignIn.into_response()),
+        let (session, principal) = match sessions.find(id).await {
+            Ok(Some(found)) => found,
+            Ok(None) => return Err(SignIn.into_response()),
+            Err(e) => return Err(ConsoleError::from(e).into_response()),
+        };
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or("", MatchedPath::as_str);
+        let allowed = match principal.may(action_of(parts.method.as_str(), route)) {
+            Ok(()) => {
+                crate::http::extract::check_products(
+                    &principal,
+                    route,
+                    parts.uri.path(),
+                    &Arc::<Store>::from_ref(state),
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        match allowed {
+            Ok(()) => Ok(Console { session, principal }),
             Err(e) => Err(ConsoleError::from(e).into_response()),
         }
     }
@@ -98,6 +125,7 @@ pub struct Posted<F> {
 impl<S, F> FromRequest<S> for Posted<F>
 where
     Arc<Sessions>: FromRef<S>,
+    Arc<Store>: FromRef<S>,
     S: Send + Sync,
     F: DeserializeOwned + HasCsrf + Send,
 {

@@ -12,11 +12,12 @@ use super::forms::{CsrfForm, LoginForm};
 use super::session::{COOKIE_NAME, Posted, check_origin, cleared_cookie, cookie, session_cookie};
 use super::templates::{self, Chrome};
 use super::{Reply, Svc};
-use crate::auth::{AdminAuth, Sessions};
+use crate::auth::{AdminAuth, KeyCheck, Sessions};
 
 fn signed_out(svc: &crate::licenses::Changes) -> Chrome<'static> {
     Chrome {
         session: None,
+        principal: None,
         here: "",
         now: svc.now(),
     }
@@ -45,12 +46,17 @@ pub async fn login(
     Form(form): Form<LoginForm>,
 ) -> Reply {
     check_origin(&headers)?;
-    let Some(name) = admin.authenticate(form.key.trim()) else {
-        let page = templates::login(
-            &signed_out(&svc),
-            Some("That admin key is not valid. Check for a typo, or ask for the key in admin.key."),
-        );
-        return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+    let name = match admin.authenticate(form.key.trim()).await? {
+        KeyCheck::Valid(p) => p.name,
+        check => {
+            let why = if check == KeyCheck::Expired {
+                "That admin key has expired. Ask for a new one."
+            } else {
+                "That admin key is not valid. Check for a typo, or ask for the key in admin.key."
+            };
+            let page = templates::login(&signed_out(&svc), Some(why));
+            return Ok((StatusCode::UNAUTHORIZED, page).into_response());
+        }
     };
     let (id, _) = sessions.start(&name).await?;
     tracing::info!(actor = %name, "console sign-in");

@@ -17,6 +17,7 @@ pub struct ListView<'a> {
     pub text: &'a str,
     pub state: &'a str,
     pub expiring: &'a str,
+    pub product: &'a str,
     pub page: u32,
     pub pages: u32,
     pub total: i64,
@@ -48,8 +49,12 @@ pub fn licenses(c: &Chrome, v: &ListView, rows: &[License]) -> Markup {
                           (option("7d", "within 7 days", v.expiring)) (option("30d", "within 30 days", v.expiring))
                           (option("expired", "already expired", v.expiring))
                       } }
+                div { label for="product" { "Product" }
+                      input #product name="product" value=(v.product) placeholder="any" style="width: 10rem;"; }
                 button #search type="submit" { "Search" }
-                a.button.secondary href="/licenses/new" { "Issue a license" }
+                @if c.can(crate::access::Action::Issue) {
+                    a.button.secondary href="/licenses/new" { "Issue a license" }
+                }
             }
             @if rows.is_empty() {
                 p.empty #no-licenses {
@@ -61,12 +66,13 @@ pub fn licenses(c: &Chrome, v: &ListView, rows: &[License]) -> Markup {
                 }
             } @else {
                 table #licenses {
-                    thead { tr { th { "License" } th { "Customer" } th { "Plan" } th { "Status" } th { "Expires" } th { "Revision" } th { "Token" } } }
+                    thead { tr { th { "License" } th { "Customer" } th { "Product" } th { "Plan" } th { "Status" } th { "Expires" } th { "Revision" } th { "Token" } } }
                     tbody {
                         @for l in rows {
                             tr {
                                 td.mono { a href={"/licenses/" (l.id)} { (l.id) } }
                                 td { (l.customer) }
+                                td { (l.product) }
                                 td { (l.plan) }
                                 td { (status_badge(l.status_at(c.now))) }
                                 td { (expiry(l, c.now)) }
@@ -105,6 +111,7 @@ pub fn issue_form(c: &Chrome, policies: &[Policy], f: &IssueForm, error: Option<
                           select #policy name="policy" {
                               @for p in policies { option value=(p.name) selected[p.name == f.policy] { (p.name) } }
                           } }
+                    div { label for="product" { "Product (default: the policy's)" } input #product name="product" value=(f.product) placeholder="default"; }
                     div { label for="features" { "Features, comma-separated (default: the policy's); name@date for one that ends earlier" } input #features name="features" value=(f.features) placeholder="sso, audit@2027-03-01"; }
                     div { label for="max_users" { "Seat limit (optional)" } input #max_users name="max_users" inputmode="numeric" value=(f.max_users); }
                     (machine_fields(&f.machines))
@@ -186,6 +193,7 @@ pub fn license(
                     @if l.state == tessera_protocol::wire::LicenseState::Revoked {
                         p.muted { "This license is revoked. Nothing can change it any more." }
                     } @else {
+                        @if c.can(crate::access::Action::Extend) {
                         h2 style="margin-top: 0;" { "Extend" }
                         form.row method="get" action={"/licenses/" (l.id) "/extend"} {
                             div { label for="by" { "By (counted " (basis(l)) ")" }
@@ -196,14 +204,24 @@ pub fn license(
                             div { label for="to" { "…or to a date" } input #to type="date" name="to" required; }
                             button #extend-to type="submit" class="secondary" { "Set expiry…" }
                         }
+                        }
+                        @if c.can(crate::access::Action::Suspend) || c.can(crate::access::Action::Manage) {
                         h2 { "State" }
                         div.row {
                             @if l.state == tessera_protocol::wire::LicenseState::Suspended {
-                                a.button.secondary #reinstate href={"/licenses/" (l.id) "/reinstate"} { "Reinstate…" }
+                                @if c.can(crate::access::Action::Reinstate) {
+                                    a.button.secondary #reinstate href={"/licenses/" (l.id) "/reinstate"} { "Reinstate…" }
+                                }
                             } @else {
                                 a.button.secondary #suspend href={"/licenses/" (l.id) "/suspend"} { "Suspend…" }
                             }
-                            a.button.danger #revoke href={"/licenses/" (l.id) "/revoke"} { "Revoke…" }
+                            @if c.can(crate::access::Action::Manage) {
+                                a.button.danger #revoke href={"/licenses/" (l.id) "/revoke"} { "Revoke…" }
+                            }
+                        }
+                        }
+                        @if !c.can(crate::access::Action::Extend) && !c.can(crate::access::Action::Suspend) {
+                            p.muted #read-only { "Your key's role (" (c.principal.map_or("none", |p| p.role.as_str())) ") may not change licenses." }
                         }
                     }
                 }

@@ -33,7 +33,7 @@ pub fn machines_section(c: &Chrome, l: &License, list: &MachineList) -> Markup {
                             td { (when(&m.last_heartbeat_at)) }
                             @if floating { td { (m.lease_expires_at.as_ref().map(when).unwrap_or_default()) } }
                             td {
-                                @if m.state == MachineState::Active {
+                                @if m.state == MachineState::Active && c.can(crate::access::Action::Manage) {
                                     form.inline method="post" action={"/licenses/" (l.id) "/machines/" (m.id) "/release"} {
                                         input type="hidden" name="csrf" value=(c.csrf());
                                         button.secondary.release type="submit" { "Release" }

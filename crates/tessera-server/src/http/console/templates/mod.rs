@@ -21,6 +21,8 @@ use crate::model::{License, Overview, Session};
 pub struct Chrome<'a> {
     /// The signed-in session (none on the login page).
     pub session: Option<&'a Session>,
+    /// What its key may do (none on the login page).
+    pub principal: Option<&'a crate::access::Principal>,
     /// The nav entry to highlight.
     pub here: &'a str,
     /// Now (for relative times).
@@ -28,6 +30,12 @@ pub struct Chrome<'a> {
 }
 
 impl Chrome<'_> {
+    /// Whether the signed-in key may do `action`: actions it may not are
+    /// not shown (and refused if posted anyway).
+    pub fn can(&self, action: crate::access::Action) -> bool {
+        self.principal.is_some_and(|p| p.may(action).is_ok())
+    }
+
     /// The session's CSRF token, for the forms of the page.
     pub fn csrf(&self) -> &str {
         self.session.map_or("", |s| s.csrf.as_str())
@@ -54,13 +62,14 @@ fn status_badge(status: Status) -> Markup {
 }
 
 pub fn layout(c: &Chrome, title: &str, body: Markup) -> Markup {
+    use crate::access::Action;
     let nav = [
-        ("dashboard", "/", "Dashboard"),
-        ("licenses", "/licenses", "Licenses"),
-        ("issue", "/licenses/new", "Issue"),
-        ("policies", "/policies", "Policies"),
-        ("offline", "/offline", "Offline"),
-        ("events", "/events", "Events"),
+        ("dashboard", "/", "Dashboard", Action::Read),
+        ("licenses", "/licenses", "Licenses", Action::Read),
+        ("issue", "/licenses/new", "Issue", Action::Issue),
+        ("policies", "/policies", "Policies", Action::Read),
+        ("offline", "/offline", "Offline", Action::Issue),
+        ("events", "/events", "Events", Action::Read),
     ];
     let head = html! { link rel="stylesheet" href="/console.css"; };
     let title = format!("{title} · Tessera");
@@ -72,11 +81,14 @@ pub fn layout(c: &Chrome, title: &str, body: Markup) -> Markup {
                     header {
                         a.brand href="/" { "Tessera" }
                         @if let Some(session) = c.session {
-                            @for (key, href, label) in nav {
-                                a href=(href) class=[(key == c.here).then_some("here")] { (label) }
+                            @for (key, href, label, action) in nav {
+                                @if c.can(action) {
+                                    a href=(href) class=[(key == c.here).then_some("here")] { (label) }
+                                }
                             }
                             span.who {
-                                span { "signed in with key " strong { (session.key_name) } }
+                                span { "signed in with key " strong { (session.key_name) }
+                                    @if let Some(p) = c.principal { " " span.muted #role { "(" (p.role) ")" } } }
                                 form.inline method="post" action="/logout" {
                                     input type="hidden" name="csrf" value=(session.csrf);
                                     button #logout type="submit" { "Log out" }
@@ -143,6 +155,7 @@ pub fn dashboard(c: &Chrome, o: &Overview, recent: &[EventView]) -> Markup {
         "Dashboard",
         html! {
             h1 { "Dashboard" }
+            (product_filter(o))
             div.cards {
                 a.card href="/licenses?state=active" { div.n #count-active { (count("active")) } div.l { "active" } }
                 a.card href="/licenses?state=suspended" { div.n #count-suspended { (count("suspended")) } div.l { "suspended" } }
@@ -164,6 +177,25 @@ pub fn dashboard(c: &Chrome, o: &Overview, recent: &[EventView]) -> Markup {
             (event_table(recent, c.now))
         },
     )
+}
+
+/// The products the counts cover, with a link to each product's own.
+fn product_filter(o: &Overview) -> Markup {
+    let mut products: Vec<&str> = o.by_product.iter().map(|(p, _, _)| p.as_str()).collect();
+    products.dedup();
+    html! {
+        @if products.len() > 1 {
+            p #products {
+                "Products: "
+                @for p in &products {
+                    a href={"/?product=" (p)} { (p) } " "
+                }
+                a href="/" { "(all)" }
+            }
+        } @else if let Some(p) = products.first() {
+            p.muted #products { "Product " strong { (p) } }
+        }
+    }
 }
 
 pub fn event_table(events: &[EventView], now: Timestamp) -> Markup {

@@ -19,11 +19,12 @@ pub fn policies(
             @if let Some(done) = done { p.banner.ok #done { (done) } }
             @if let Some(e) = error { p.banner.error #form-error { (e) } }
             table #policies {
-                thead { tr { th { "Name" } th { "Default duration" } th { "Features" } th { "Users" } th { "Refresh" } th { "Offline grace" } th { "Extensions count" } th { "Trial" } } }
+                thead { tr { th { "Name" } th { "Product" } th { "Default duration" } th { "Features" } th { "Users" } th { "Refresh" } th { "Offline grace" } th { "Extensions count" } th { "Trial" } } }
                 tbody {
                     @for p in policies {
                         tr {
                             td { (p.name) }
+                            td { (p.product.as_deref().unwrap_or("every product")) }
                             td { (p.duration.map_or_else(|| "none".to_owned(), tessera_protocol::human::format_duration)) }
                             td { @if p.features.is_empty() { span.muted { "none" } } @else { (p.features.join(", ")) } }
                             td { (p.max_users.map_or_else(|| "unlimited".to_owned(), |n| n.to_string())) }
@@ -35,11 +36,13 @@ pub fn policies(
                     }
                 }
             }
+            @if c.can(crate::access::Action::Manage) {
             h2 { "New policy" }
             form.card method="post" action="/policies" {
                 input type="hidden" name="csrf" value=(c.csrf());
                 div.fields {
                     div { label for="name" { "Name" } input #name name="name" required; }
+                    div { label for="product" { "Product" } input #product name="product" value="default"; }
                     div { label for="duration" { "Default duration (e.g. 365d; empty = none)" } input #duration name="duration"; }
                     div { label for="features" { "Default features, comma-separated" } input #features name="features"; }
                     div { label for="refresh_interval" { "Refresh interval" } input #refresh_interval name="refresh_interval" value="1h"; }
@@ -56,6 +59,7 @@ pub fn policies(
                 label style="margin-bottom: 1rem;" { input type="checkbox" name="trial" value="on"; " Trial licenses" }
                 label style="margin-bottom: 1rem;" { input #auto_renew type="checkbox" name="auto_renew" value="on"; " Renew licenses automatically (by the default duration)" }
                 button #create-policy type="submit" { "Create policy" }
+            }
             }
         },
     )

@@ -1,0 +1,756 @@
+//! `tessera license import FILE` and `tessera license export-all`
+//! (docs/PROTOCOL.md §30).
+//!
+//! An import reads the file twice, a line at a time (constant memory but
+//! for one 16-byte hash per key, to find duplicates): first every row is
+//! checked — here (encoding, shape, duplicate keys) and by the authority in
+//! dry-run batches (products, policies, dates, keys already taken) — then,
+//! unless a row is bad (or `--skip-invalid`), the rows are sent in batches,
+//! each written in one transaction with the import's progress. The import
+//! is named by the file's hash, so a rerun after a crash resumes after the
+//! last committed batch: no duplicates, nothing half-imported.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use sha2::{Digest, Sha256};
+use tessera_protocol::LicenseToken;
+use tessera_protocol::wire::{ExportedLicense, ImportBatch, ImportProgress, ImportRow, Page};
+
+use crate::Connection;
+use crate::client::AdminClient;
+
+/// Longest line read: a longer one is not a license (a wrong file).
+const MAX_LINE_BYTES: usize = 1 << 20;
+/// Largest Keygen export read (one JSON document).
+const MAX_KEYGEN_BYTES: u64 = 1 << 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A header line naming the columns, then one license per line.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
+    /// Keygen's license export: `{"data": [{"type": "licenses", …}]}`.
+    Keygen,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file: CSV or JSON lines of licenses (columns/fields: key,
+    /// customer, customer_email, product, policy, plan, features,
+    /// valid_from, expires_at, max_users, max_machines, state, metadata),
+    /// or Keygen's license export. A row's `key` keeps an existing license
+    /// key as it is; rows without one get a new tsr_ token (--keys-out).
+    file: PathBuf,
+    /// The file's format (default: from its extension, .csv, .jsonl or
+    /// .json for Keygen).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// Check every row and print each bad one's line and reason; import
+    /// nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Import the good rows and leave out the bad ones (listed). Without
+    /// it, one bad row imports nothing.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Where the tokens made for rows without a key are written (JSON
+    /// lines: row, customer, key), before each batch is sent; a rerun
+    /// reuses them.
+    #[arg(long, value_name = "FILE")]
+    keys_out: Option<PathBuf>,
+    /// Product of rows that name none.
+    #[arg(long)]
+    product: Option<String>,
+    /// Policy of rows that name none.
+    #[arg(long)]
+    policy: Option<String>,
+    /// Plan of Keygen licenses (their metadata's "plan" wins).
+    #[arg(long, default_value = "keygen")]
+    plan: String,
+    /// Rows per batch (one transaction each).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    batch: u64,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportAllArgs {
+    /// Output format (JSON lines: one license per line, as import reads it).
+    #[arg(long, value_parser = ["jsonl"], default_value = "jsonl")]
+    format: String,
+    /// Write here (default: standard output).
+    #[arg(long, short = 'o')]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    conn: Connection,
+}
+
+/// A row as read: the license, or why its line is not one.
+type Read1 = Result<ImportRow, (u64, String)>;
+
+/// The rows of a file, in order, read a line at a time.
+struct Rows<'a> {
+    reader: BufReader<std::fs::File>,
+    format: Format,
+    defaults: &'a ImportArgs,
+    buf: Vec<u8>,
+    line: u64,
+    headers: Option<Vec<String>>,
+    /// A Keygen export, read whole (it is one JSON document).
+    keygen: Option<std::vec::IntoIter<serde_json::Value>>,
+}
+
+impl<'a> Rows<'a> {
+    fn open(path: &Path, format: Format, defaults: &'a ImportArgs) -> anyhow::Result<Self> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut reader = BufReader::new(file);
+        let keygen = if format == Format::Keygen {
+            let mut text = Vec::new();
+            reader
+                .by_ref()
+                .take(MAX_KEYGEN_BYTES + 1)
+                .read_to_end(&mut text)?;
+            if text.len() as u64 > MAX_KEYGEN_BYTES {
+                bail!("{} is over 1 GiB: not a Keygen export", path.display());
+            }
+            let doc: serde_json::Value = serde_json::from_slice(strip_bom(&text)?)
+                .context("the file is not a JSON document (a Keygen export is {\"data\": […]})")?;
+            let Some(serde_json::Value::Array(items)) = doc.get("data").cloned() else {
+                bail!("no \"data\" list: not a Keygen license export");
+            };
+            Some(items.into_iter())
+        } else {
+            None
+        };
+        Ok(Self {
+            reader,
+            format,
+            defaults,
+            buf: Vec::new(),
+            line: 0,
+            headers: None,
+            keygen,
+        })
+    }
+
+    /// The next row (or why its line is not one); `None` at the end.
+    fn next(&mut self) -> anyhow::Result<Option<Read1>> {
+        let row = match self.read()? {
+            None => return Ok(None),
+            Some(row) => row,
+        };
+        Ok(Some(row.map(|mut row| {
+            if row.product.is_none() {
+                row.product.clone_from(&self.defaults.product);
+            }
+            if row.policy.is_none() {
+                row.policy.clone_from(&self.defaults.policy);
+            }
+            row
+        })))
+    }
+
+    fn read(&mut self) -> anyhow::Result<Option<Read1>> {
+        if let Some(items) = &mut self.keygen {
+            let Some(item) = items.next() else {
+                return Ok(None);
+            };
+            self.line += 1;
+            return Ok(Some(keygen_row(self.line, &item, &self.defaults.plan)));
+        }
+        loop {
+            self.buf.clear();
+            let n = self
+                .reader
+                .by_ref()
+                .take(MAX_LINE_BYTES as u64 + 1)
+                .read_until(b'\n', &mut self.buf)?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            let line = self.line;
+            if self.buf.len() > MAX_LINE_BYTES {
+                bail!(
+                    "line {line} is longer than {} MiB: is this the right file? Nothing was imported",
+                    MAX_LINE_BYTES >> 20
+                );
+            }
+            let bytes = if line == 1 {
+                strip_bom(&self.buf)?
+            } else {
+                &self.buf[..]
+            };
+            let Ok(text) = std::str::from_utf8(bytes) else {
+                return Ok(Some(Err((
+                    line,
+                    "not UTF-8 text (save the file as UTF-8)".into(),
+                ))));
+            };
+            let text = text.trim_end_matches(['\n', '\r']);
+            if text.trim().is_empty() {
+                continue;
+            }
+            return Ok(Some(match self.format {
+                Format::Jsonl => jsonl_row(line, text),
+                Format::Csv => match &self.headers {
+                    None => {
+                        self.headers = Some(csv_headers(text)?);
+                        continue;
+                    }
+                    Some(h) => csv_row(line, h, text),
+                },
+                Format::Keygen => unreachable!("read whole in open"),
+            }));
+        }
+    }
+}
+
+/// The text after a UTF-8 byte-order mark; UTF-16 is refused by name.
+fn strip_bom(bytes: &[u8]) -> anyhow::Result<&[u8]> {
+    if bytes.starts_with(&[0xFF, 0xFE]) || bytes.starts_with(&[0xFE, 0xFF]) {
+        bail!("the file is UTF-16: save it as UTF-8");
+    }
+    Ok(bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes))
+}
+
+fn jsonl_row(line: u64, text: &str) -> Read1 {
+    let mut value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| (line, format!("not a JSON object: {e}")))?;
+    let Some(object) = value.as_object_mut() else {
+        return Err((line, "not a JSON object".into()));
+    };
+    object.insert("row".into(), line.into());
+    // What export-all adds to a row: an export imports back.
+    for added in ["id", "revision", "created_at"] {
+        object.remove(added);
+    }
+    serde_json::from_value(value).map_err(|e| (line, e.to_string()))
+}
+
+const CSV_COLUMNS: [&str; 15] = [
+    "key",
+    "key_sha256",
+    "key_last4",
+    "customer",
+    "customer_email",
+    "product",
+    "policy",
+    "plan",
+    "features",
+    "valid_from",
+    "expires_at",
+    "max_users",
+    "max_machines",
+    "state",
+    "metadata",
+];
+
+fn csv_record(text: &str) -> Result<Vec<String>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(text.as_bytes());
+    match reader.records().next() {
+        Some(Ok(record)) => Ok(record.iter().map(|f| f.trim().to_owned()).collect()),
+        Some(Err(e)) => Err(e.to_string()),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn csv_headers(text: &str) -> anyhow::Result<Vec<String>> {
+    let headers = csv_record(text).map_err(|e| anyhow::anyhow!("line 1 (the header): {e}"))?;
+    for h in &headers {
+        if !CSV_COLUMNS.contains(&h.as_str()) {
+            bail!(
+                "line 1 names an unknown column {h:?}; columns are {}",
+                CSV_COLUMNS.join(", ")
+            );
+        }
+    }
+    for needed in ["customer", "plan"] {
+        if !headers.iter().any(|h| h == needed) {
+            bail!("line 1 (the header) has no {needed:?} column");
+        }
+    }
+    Ok(headers)
+}
+
+fn csv_row(line: u64, headers: &[String], text: &str) -> Read1 {
+    let fields = csv_record(text).map_err(|e| (line, e))?;
+    if fields.len() != headers.len() {
+        return Err((
+            line,
+            format!(
+                "{} fields, the header names {}",
+                fields.len(),
+                headers.len()
+            ),
+        ));
+    }
+    let mut object = serde_json::Map::new();
+    object.insert("row".into(), line.into());
+    for (h, v) in headers.iter().zip(fields) {
+        if v.is_empty() {
+            continue;
+        }
+        let value = match h.as_str() {
+            "features" => v
+                .split([',', ';'])
+                .map(str::trim)
+                .filter(|f| !f.is_empty())
+                .map(|f| serde_json::Value::String(f.to_owned()))
+                .collect(),
+            "max_users" | "max_machines" => serde_json::Value::Number(
+                v.parse::<u32>()
+                    .map_err(|_| (line, format!("{h} {v:?} is not a whole number")))?
+                    .into(),
+            ),
+            "metadata" => serde_json::from_str(&v)
+                .map_err(|e| (line, format!("metadata is not a JSON object: {e}")))?,
+            _ => serde_json::Value::String(v),
+        };
+        object.insert(h.clone(), value);
+    }
+    serde_json::from_value(serde_json::Value::Object(object)).map_err(|e| (line, e.to_string()))
+}
+
+/// A license of Keygen's export: its key kept, its limits and dates
+/// mapped, its Keygen ids kept in the metadata (`keygen`).
+fn keygen_row(row: u64, item: &serde_json::Value, plan: &str) -> Read1 {
+    let a = &item["attributes"];
+    if item["type"] != "licenses" {
+        return Err((row, "not a license (its type is not \"licenses\")".into()));
+    }
+    let Some(key) = a["key"].as_str() else {
+        return Err((row, "no attributes.key".into()));
+    };
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_owned);
+    let metadata = a["metadata"].as_object().cloned().unwrap_or_default();
+    let id_of = |rel: &str| {
+        item["relationships"][rel]["data"]["id"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let customer = text(&metadata.get("customer").cloned().unwrap_or_default())
+        .or_else(|| text(&a["name"]))
+        .or_else(|| {
+            id_of("owner")
+                .or_else(|| id_of("user"))
+                .map(|u| format!("keygen user {u}"))
+        })
+        .or_else(|| text(&item["id"]))
+        .unwrap_or_default();
+    let mut kept = metadata.clone();
+    kept.insert(
+        "keygen".into(),
+        serde_json::json!({"id": item["id"], "policy": id_of("policy"), "product": id_of("product")}),
+    );
+    let number = |v: &serde_json::Value| v.as_u64().and_then(|n| u32::try_from(n).ok());
+    Ok(ImportRow {
+        row,
+        key: Some(key.to_owned()),
+        customer,
+        customer_email: metadata
+            .get("email")
+            .and_then(|e| e.as_str())
+            .map(str::to_owned),
+        plan: metadata
+            .get("plan")
+            .and_then(|p| p.as_str())
+            .unwrap_or(plan)
+            .to_owned(),
+        valid_from: text(&a["created"]),
+        expires_at: text(&a["expiry"]),
+        max_users: number(&a["maxUsers"]),
+        max_machines: number(&a["maxMachines"]),
+        state: (a["suspended"] == true).then_some(tessera_protocol::wire::LicenseState::Suspended),
+        metadata: Some(kept),
+        ..ImportRow::default()
+    })
+}
+
+fn format_of(args: &ImportArgs) -> anyhow::Result<Format> {
+    if let Some(f) = args.format {
+        return Ok(f);
+    }
+    match args.file.extension().and_then(|e| e.to_str()) {
+        Some("csv") => Ok(Format::Csv),
+        Some("jsonl" | "ndjson") => Ok(Format::Jsonl),
+        Some("json") => Ok(Format::Keygen),
+        _ => bail!(
+            "cannot tell the format of {} from its name: give --format csv|jsonl|keygen",
+            args.file.display()
+        ),
+    }
+}
+
+/// The import's id: the file's SHA-256 with the defaults applied to it.
+fn import_id(args: &ImportArgs) -> anyhow::Result<String> {
+    let mut file = std::fs::File::open(&args.file)
+        .with_context(|| format!("cannot open {}", args.file.display()))?;
+    let mut hash = Sha256::new();
+    std::io::copy(&mut file, &mut hash)?;
+    for default in [&args.product, &args.policy] {
+        hash.update([0]);
+        hash.update(default.as_deref().unwrap_or_default());
+    }
+    hash.update(args.plan.as_bytes());
+    Ok(hex::encode(&hash.finalize()[..16]))
+}
+
+/// A progress line on a terminal: rows done, of how many, rows/s.
+struct Progress {
+    started: Instant,
+    total: u64,
+    shown: bool,
+    what: &'static str,
+}
+
+impl Progress {
+    fn new(what: &'static str, total: u64) -> Self {
+        Self {
+            started: Instant::now(),
+            total,
+            shown: std::io::stderr().is_terminal(),
+            what,
+        }
+    }
+
+    fn rate(&self, done: u64) -> f64 {
+        done as f64 / self.started.elapsed().as_secs_f64().max(1e-3)
+    }
+
+    fn update(&self, done: u64) {
+        if self.shown {
+            let width = 30usize;
+            let filled = (done * width as u64 / self.total.max(1)) as usize;
+            eprint!(
+                "\r{} [{}{}] {done}/{} rows  {:.0} rows/s ",
+                self.what,
+                "#".repeat(filled.min(width)),
+                " ".repeat(width - filled.min(width)),
+                self.total,
+                self.rate(done)
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
+}
+
+pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
+    let format = format_of(&args)?;
+    let client = AdminClient::new(&args.conn)?;
+    let id = import_id(&args)?;
+    let total = count_rows(&args, format)?;
+    let state: ImportProgress = client.get(&format!("/v1/admin/imports/{id}"), &()).await?;
+    // Pass 1: every row not yet imported checked, nothing written.
+    let mut bad: HashMap<u64, String> = HashMap::new();
+    let mut seen: HashMap<[u8; 16], u64> = HashMap::new();
+    let mut keyless = 0u64;
+    let check = Progress::new("checking", total);
+    let mut checked = 0u64;
+    let mut rows = Rows::open(&args.file, format, &args)?;
+    let mut batch = Vec::new();
+    loop {
+        let read = rows.next()?;
+        let end = read.is_none();
+        match read {
+            None => {}
+            Some(Err((row, reason))) => {
+                bad.insert(row, reason);
+            }
+            // Imported by an earlier run of this import: its key is taken.
+            Some(Ok(row)) if row.row < state.next_row => {}
+            Some(Ok(mut row)) => match row.key.as_deref().map(str::trim) {
+                Some(key) => {
+                    let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+                    let mut short = [0u8; 16];
+                    short.copy_from_slice(&digest[..16]);
+                    match seen.insert(short, row.row) {
+                        Some(first) => {
+                            bad.insert(row.row, format!("the same key as line {first}"));
+                        }
+                        None => batch.push(row),
+                    }
+                }
+                None => {
+                    if row.key_sha256.is_none() {
+                        keyless += 1;
+                        // Checked with a token like the one it will get.
+                        row.key = Some(
+                            LicenseToken::generate(&mut rand::rng())
+                                .expose_secret()
+                                .to_owned(),
+                        );
+                    }
+                    batch.push(row);
+                }
+            },
+        }
+        if !batch.is_empty() && (end || batch.len() as u64 >= args.batch) {
+            let rows = std::mem::take(&mut batch);
+            let n = rows.len() as u64;
+            let first = rows[0].row;
+            let next = rows.last().map_or(first, |r| r.row) + 1;
+            let answer: ImportProgress = client
+                .post_any(
+                    "/v1/admin/licenses/import",
+                    &ImportBatch {
+                        import: id.clone(),
+                        first_row: first,
+                        next_row: next,
+                        dry_run: true,
+                        rows,
+                    },
+                )
+                .await?;
+            for e in answer.errors {
+                bad.entry(e.row).or_insert(e.reason);
+            }
+            checked += n;
+            check.update(checked);
+        }
+        if end {
+            break;
+        }
+    }
+    check.finish();
+    let mut lines: Vec<(&u64, &String)> = bad.iter().collect();
+    lines.sort();
+    for (row, reason) in &lines {
+        eprintln!("line {row}: {reason}");
+    }
+    let good = total - (bad.len() as u64).min(total);
+    if args.dry_run {
+        eprintln!(
+            "Dry run of import {id}: {good} of {total} rows can be imported, {} cannot. Nothing was imported.",
+            bad.len()
+        );
+        if !bad.is_empty() {
+            bail!("{} bad rows", bad.len());
+        }
+        return Ok(());
+    }
+    if !bad.is_empty() && !args.skip_invalid {
+        bail!(
+            "{} bad rows: nothing was imported. Fix them, or pass --skip-invalid to import the other {good}",
+            bad.len()
+        );
+    }
+    if keyless > 0 && args.keys_out.is_none() {
+        bail!(
+            "{keyless} rows have no key: give --keys-out FILE to receive the tokens made for them. Nothing was imported"
+        );
+    }
+    write_rows(&args, format, &client, &state, &bad, good).await
+}
+
+/// How many rows the file holds (blank lines and the CSV header aside).
+fn count_rows(args: &ImportArgs, format: Format) -> anyhow::Result<u64> {
+    let mut rows = Rows::open(&args.file, format, args)?;
+    let mut n = 0u64;
+    while rows.next()?.is_some() {
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Pass 2: the good rows in batches, from where the import stands.
+async fn write_rows(
+    args: &ImportArgs,
+    format: Format,
+    client: &AdminClient,
+    state: &ImportProgress,
+    bad: &HashMap<u64, String>,
+    good: u64,
+) -> anyhow::Result<()> {
+    let id = state.import.as_str();
+    let already = state.imported;
+    if already > 0 {
+        eprintln!(
+            "Resuming import {id}: {already} licenses imported before, from line {}.",
+            state.next_row
+        );
+    }
+    let mut keys = KeysOut::open(args.keys_out.as_deref())?;
+    let mut cursor = state.next_row;
+    let progress = Progress::new("importing", good);
+    let mut done = already;
+    let mut rows = Rows::open(&args.file, format, args)?;
+    let mut batch = Vec::new();
+    loop {
+        let read = rows.next()?;
+        let end = read.is_none();
+        if let Some(Ok(mut row)) = read
+            && row.row >= cursor
+            && !bad.contains_key(&row.row)
+        {
+            if row.key.is_none() && row.key_sha256.is_none() {
+                row.key = Some(keys.key_for(&row)?);
+            }
+            batch.push(row);
+        }
+        if !batch.is_empty() && (end || batch.len() as u64 >= args.batch) {
+            // The tokens made for this batch are on disk before it is sent.
+            keys.sync()?;
+            let rows = std::mem::take(&mut batch);
+            let next = rows.last().map_or(cursor, |r| r.row) + 1;
+            let answer: ImportProgress = client
+                .post_any(
+                    "/v1/admin/licenses/import",
+                    &ImportBatch {
+                        import: id.to_owned(),
+                        first_row: cursor,
+                        next_row: next,
+                        dry_run: false,
+                        rows,
+                    },
+                )
+                .await?;
+            if !answer.errors.is_empty() {
+                progress.finish();
+                for e in &answer.errors {
+                    eprintln!("line {}: {}", e.row, e.reason);
+                }
+                bail!(
+                    "the authority refused a batch (nothing of it was written; {} licenses imported before it). \
+                     Fix the file, or rerun to resume",
+                    answer.imported
+                );
+            }
+            cursor = answer.next_row;
+            done = answer.imported;
+            progress.update(done);
+        }
+        if end {
+            break;
+        }
+    }
+    progress.finish();
+    eprintln!(
+        "Imported {} licenses ({} in this run, {:.0} rows/s){}.",
+        done,
+        done - already,
+        progress.rate(done - already),
+        if bad.is_empty() {
+            String::new()
+        } else {
+            format!("; {} bad rows left out", bad.len())
+        }
+    );
+    Ok(())
+}
+
+/// The tokens made for rows without a key: written (and synced) before
+/// the batch that carries them is sent, and reused by a rerun.
+struct KeysOut {
+    file: Option<std::fs::File>,
+    known: HashMap<u64, String>,
+}
+
+impl KeysOut {
+    fn open(path: Option<&Path>) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self {
+                file: None,
+                known: HashMap::new(),
+            });
+        };
+        let mut known = HashMap::new();
+        if path.exists() {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: serde_json::Value = serde_json::from_str(line).with_context(|| {
+                    format!("{} is not a keys file of an import", path.display())
+                })?;
+                if let (Some(row), Some(key)) = (v["row"].as_u64(), v["key"].as_str()) {
+                    known.insert(row, key.to_owned());
+                }
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self {
+            file: Some(file),
+            known,
+        })
+    }
+
+    fn key_for(&mut self, row: &ImportRow) -> anyhow::Result<String> {
+        if let Some(key) = self.known.get(&row.row) {
+            return Ok(key.clone());
+        }
+        let key = LicenseToken::generate(&mut rand::rng())
+            .expose_secret()
+            .to_owned();
+        let file = self.file.as_mut().context("no --keys-out file")?;
+        writeln!(
+            file,
+            "{}",
+            serde_json::json!({"row": row.row, "customer": row.customer, "key": key})
+        )?;
+        self.known.insert(row.row, key.clone());
+        Ok(key)
+    }
+
+    fn sync(&mut self) -> anyhow::Result<()> {
+        if let Some(file) = &self.file {
+            file.sync_all().context("cannot sync the keys file")?;
+        }
+        Ok(())
+    }
+}
+
+pub async fn export_all(args: ExportAllArgs) -> anyhow::Result<()> {
+    let client = AdminClient::new(&args.conn)?;
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let progress = Progress::new("exporting", 0);
+    let mut cursor: Option<String> = None;
+    let mut n = 0u64;
+    loop {
+        let mut q = vec![("limit", "1000".to_owned())];
+        if let Some(c) = &cursor {
+            q.push(("cursor", c.clone()));
+        }
+        let page: Page<ExportedLicense> = client.get("/v1/admin/licenses/export", &q).await?;
+        for l in &page.items {
+            serde_json::to_writer(&mut out, l)?;
+            out.write_all(b"\n")?;
+            n += 1;
+        }
+        if progress.shown {
+            eprint!("\rexported {n} licenses ");
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    out.flush()?;
+    progress.finish();
+    eprintln!("Exported {n} licenses (keys as their SHA-256: the authority never holds keys).");
+    Ok(())
+}
