@@ -125,7 +125,7 @@ export class Client {
   #reporting = Promise.resolve();
   #consumptionTimer = null;
 
-  constructor({ servers, publicKeys, token = null, stateDir = null, clock = () => Date.now() / 1000, timeoutMs = 15_000, tickMs = 30_000, watch = true, streamReadTimeoutMs = 37_500, offlineFile = null, fingerprint = null, usageIntervalMs = 900_000, consumptionIntervalMs = 10_000, ackIntervalMs = 300_000 }) {
+  constructor({ servers, publicKeys, token = null, stateDir = null, clock = () => Date.now() / 1000, timeoutMs = 15_000, tickMs = 30_000, watch = true, streamReadTimeoutMs = 37_500, offlineFile = null, fingerprint = null, usageIntervalMs = 900_000, consumptionIntervalMs = 10_000, ackIntervalMs = 300_000, product = null }) {
     if (!publicKeys?.length) throw new Error("pin at least one public key");
     this.servers = servers.map((s) => s.replace(/\/+$/, ""));
     this.keys = new TrustedKeys();
@@ -141,6 +141,8 @@ export class Client {
     this.connected = false;
     this.offlineFile = offlineFile;
     this.configuredFingerprint = fingerprint;
+    /** The product this client is part of: another's license is refused (§28). */
+    this.product = product;
     this.usageIntervalMs = usageIntervalMs;
     this.consumptionIntervalMs = consumptionIntervalMs;
     this.ackIntervalMs = ackIntervalMs;
@@ -310,7 +312,7 @@ export class Client {
     } catch { /* the bare document (or bytes the verifier refuses) */ }
     if (!this.#holder) throw new ClientError("no_token", "an offline file needs the license token it was exported for");
     const holder = this.#holder;
-    const claims = verify(document, this.keys, holder.token.fingerprint(), this.#now(), { maxClockDrift: holder.maxClockDrift, machine: fingerprintHash(this.fingerprint(holder.token)) });
+    const claims = verify(document, this.keys, holder.token.fingerprint(), this.#now(), { maxClockDrift: holder.maxClockDrift, machine: fingerprintHash(this.fingerprint(holder.token)), product: this.product });
     // A response to an offline activation request (§25) answers the
     // request's nonce; this client makes none, so it cannot tell its own
     // from another machine's request: refused.
@@ -423,7 +425,7 @@ export class Client {
       }
     }
     if (!token) return;
-    const holder = new Holder({ keys: this.keys, token });
+    const holder = new Holder({ keys: this.keys, token, product: this.product });
     try {
       holder.load(document, mark);
     } catch (e) {
@@ -617,11 +619,11 @@ export class Client {
       throw new ClientError("invalid_answer", "the answer is not a validation answer");
     }
     const same = this.#holder && this.#holder.token.secret() === token.secret();
-    const holder = same ? this.#holder : new Holder({ keys: this.keys, token });
+    const holder = same ? this.#holder : new Holder({ keys: this.keys, token, product: this.product });
     if (!same && this.#holder) holder.mark = this.#holder.mark;
     let claims;
     try {
-      claims = verify(Buffer.from(document), this.keys, token.fingerprint(), this.#now(), { nonce, machine: fingerprintHash(this.fingerprint(token)) });
+      claims = verify(Buffer.from(document), this.keys, token.fingerprint(), this.#now(), { nonce, machine: fingerprintHash(this.fingerprint(token)), product: this.product });
     } catch (e) {
       if (!(e instanceof ProtocolError)) throw e;
       this.#recordError("verification", e.message);
@@ -714,7 +716,7 @@ export class Client {
     if (!holder || holder.token.secret() !== token.secret()) return;
     let claims;
     try {
-      claims = verify(Buffer.from(document), this.keys, token.fingerprint(), this.#now());
+      claims = verify(Buffer.from(document), this.keys, token.fingerprint(), this.#now(), { product: this.product });
     } catch (e) {
       this.#recordError("verification", `a pushed document was rejected: ${e.message}`);
       return;

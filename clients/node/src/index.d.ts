@@ -125,6 +125,8 @@ export interface ClientOptions {
   offlineFile?: string | null;
   /** This machine's fingerprint (default: derived from the host's machine id and the token). */
   fingerprint?: string | null;
+  /** The product this client is part of: a license of another product is refused (`wrong_product`). */
+  product?: string | null;
   /** How often the user count is reported (default 15 minutes). */
   usageIntervalMs?: number;
   /** How often consumption is reported (default 10 s). */

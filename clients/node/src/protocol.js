@@ -54,11 +54,24 @@ function checksum(random) {
   return out.reverse().join("");
 }
 
-/** A license token `tsr_…`: a mistyped one fails its checksum offline. */
+/**
+ * A license key another system issued, imported as it is (§30): not `tsr_…`
+ * nor `tsa_…`, 8–512 printable ASCII characters without spaces. It has no
+ * checksum; a mistyped one is simply not found.
+ */
+export function isForeignKey(t) {
+  return !t.startsWith(TOKEN_PREFIX) && !t.startsWith("tsa_") && t.length >= 8 && t.length <= 512 && /^[\x21-\x7e]+$/.test(t);
+}
+
+/** A license token `tsr_…` (a mistyped one fails its checksum offline), or another system's key imported as it is. */
 export class LicenseToken {
   #text;
   constructor(text) {
     const t = String(text).trim();
+    if (isForeignKey(t)) {
+      this.#text = t;
+      return;
+    }
     const body = t.slice(TOKEN_PREFIX.length);
     if (!t.startsWith(TOKEN_PREFIX) || body.length !== RANDOM_LEN + CHECKSUM_LEN) {
       throw new ProtocolError("invalid_token", "not a license token (tsr_ and 36 characters)");
@@ -143,7 +156,7 @@ export function verify(bytes, keys, tokenFingerprint, now, options = {}) {
 }
 
 function verifyDirect(bytes, keys, tokenFingerprint, now, options = {}) {
-  const { nonce = null, enforceFreshness = true, maxClockDrift = DEFAULT_MAX_CLOCK_DRIFT, machine = null } = options;
+  const { nonce = null, enforceFreshness = true, maxClockDrift = DEFAULT_MAX_CLOCK_DRIFT, machine = null, product = null } = options;
   const data = Buffer.from(bytes);
   if (data.length > MAX_DOCUMENT_BYTES) {
     throw new ProtocolError("document_too_large", `${data.length} bytes, over ${MAX_DOCUMENT_BYTES}`);
@@ -206,6 +219,13 @@ function verifyDirect(bytes, keys, tokenFingerprint, now, options = {}) {
   // A document bound to a machine (`mfp`) is that machine's alone (§19).
   if (machine !== null && raw.mfp != null && raw.mfp !== machine) {
     throw new ProtocolError("fingerprint_mismatch", "the document answers for another machine");
+  }
+  // A license of another product (§28); no product named means `default`.
+  if (product !== null && raw.lic != null) {
+    const found = raw.product ?? "default";
+    if (found !== product) {
+      throw new ProtocolError("wrong_product", `the license is for product "${String(found).slice(0, 64)}", this product is "${product}"`);
+    }
   }
   if (enforceFreshness) {
     if (now > exp) throw new ProtocolError("document_expired", "the document's exp has passed");

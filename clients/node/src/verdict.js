@@ -77,9 +77,10 @@ export function compute(c, now, mark, options = {}) {
  * mark (§5, §6). Only verified documents change it.
  */
 export class Holder {
-  constructor({ keys, token, tolerance = DEFAULT_TOLERANCE, maxClockDrift = DEFAULT_MAX_CLOCK_DRIFT }) {
+  constructor({ keys, token, tolerance = DEFAULT_TOLERANCE, maxClockDrift = DEFAULT_MAX_CLOCK_DRIFT, product = null }) {
     this.keys = keys;
     this.token = token;
+    this.product = product;
     this.tolerance = tolerance;
     this.maxClockDrift = maxClockDrift;
     this.document = null;
@@ -90,7 +91,7 @@ export class Holder {
   load(document, mark) {
     this.document = null;
     if (document !== null && document !== undefined) {
-      this.document = verify(Buffer.from(document), this.keys, this.token.fingerprint(), 0, { enforceFreshness: false });
+      this.document = verify(Buffer.from(document), this.keys, this.token.fingerprint(), 0, { enforceFreshness: false, product: this.product });
       this.text = document;
       mark = mark === null || mark === undefined ? this.document.iat : Math.max(mark, this.document.iat);
     }
@@ -104,7 +105,7 @@ export class Holder {
 
   /** An unsolicited document: "accepted", "same" or "rolled_back"; throws ProtocolError when refused. */
   offer(bytes, now) {
-    const next = verify(bytes, this.keys, this.token.fingerprint(), now, { maxClockDrift: this.maxClockDrift });
+    const next = verify(bytes, this.keys, this.token.fingerprint(), now, { maxClockDrift: this.maxClockDrift, product: this.product });
     return this.accept(next, Buffer.from(bytes).toString("utf-8"), now);
   }
 

@@ -46,3 +46,11 @@ test("a mistyped token is refused offline", () => {
   assert.throws(() => new LicenseToken(typo), (e) => e instanceof ProtocolError && e.code === "invalid_token");
   assert.equal(String(new LicenseToken(t)).includes(t), false, "never printed whole");
 });
+
+test("another system's key is kept as it is", () => {
+  const keygen = "C1B6DE-39A6E3-DE1529-8559A0-4AF593-V3";
+  assert.equal(new LicenseToken(` ${keygen}\n`).secret(), keygen);
+  for (const bad of ["short", "tsa_0123456789", "has space in it", "ключ-лицензии-1"]) {
+    assert.throws(() => new LicenseToken(bad), (e) => e instanceof ProtocolError && e.code === "invalid_token", bad);
+  }
+});

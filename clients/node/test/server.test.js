@@ -222,3 +222,42 @@ test("metered quotas against a real authority", { skip: !BIN && "set TESSERA_BIN
   assert.throws(() => client.consume("api_calls", 1), (e) => e.code === "quota_exhausted");
   assert.equal(client.remaining("api_calls"), 0);
 });
+
+test("products and imported keys against a real authority", { skip: !BIN && "set TESSERA_BIN to the tessera binary" }, async (t) => {
+  const running = [];
+  t.after(async () => {
+    for (const r of running) await r();
+  });
+  const work = mkdtempSync(join(tmpdir(), "tessera-node-"));
+  const server = await startServer(join(work, "data"), await freePort());
+  running.push(server.stop);
+  await server.admin("POST", "/v1/admin/products", { name: "metabase-ee" });
+  const issued = await server.admin("POST", "/v1/admin/licenses", { customer: "Acme", plan: "p", duration: "30d", features: ["sso"], product: "metabase-ee" });
+  const client = (name, product) => new Client({ servers: [server.url], publicKeys: [server.publicKey], stateDir: join(work, name), product, watch: false }).start();
+
+  const right = client("right", "metabase-ee");
+  running.push(async () => right.close());
+  assert.equal((await right.activate(issued.token)).state, "valid");
+  const wrong = client("wrong", "metabase");
+  running.push(async () => wrong.close());
+  await assert.rejects(wrong.activate(issued.token), (e) => String(e.message).includes("metabase-ee"));
+  assert.equal(wrong.hasFeature("sso"), false);
+
+  // Offline: the file of another product's license is refused too.
+  const file = join(work, "license.json");
+  writeFileSync(file, JSON.stringify(await server.admin("POST", `/v1/admin/licenses/${issued.license.id}/export`, { ttl: "30d" })));
+  assert.throws(
+    () => new Client({ servers: [], publicKeys: [server.publicKey], token: issued.token, stateDir: join(work, "offline"), offlineFile: file, product: "metabase" }).start(),
+    (e) => String(e.message).includes("metabase-ee"),
+  );
+
+  // A key imported from another system validates as it is.
+  await server.admin("POST", "/v1/admin/licenses/import", {
+    import: "node-test", first_row: 1, next_row: 2,
+    rows: [{ row: 1, key: "KEYGEN-STYLE-KEY-0002", customer: "Initech", plan: "p", features: ["sso"] }],
+  });
+  const imported = client("imported", null);
+  running.push(async () => imported.close());
+  assert.equal((await imported.activate("KEYGEN-STYLE-KEY-0002")).state, "valid");
+  assert.ok(imported.hasFeature("sso"));
+});

@@ -146,6 +146,7 @@ class Client:
         usage_interval: float = 900.0,
         consumption_interval: float = 10.0,
         ack_interval: float = ACK_EVERY,
+        product: Optional[str] = None,
     ):
         if not public_keys:
             raise ValueError("pin at least one public key")
@@ -174,6 +175,8 @@ class Client:
         self.connected = False
         self._offline_file = offline_file
         self._fingerprint = fingerprint
+        # The product this client is part of: another's license is refused (§28).
+        self._product = product
         self._machine_given_up = False
         self._usage_interval = usage_interval
         self._users: Optional[int] = None
@@ -275,7 +278,7 @@ class Client:
                 self._record_error("storage", f"ignoring unreadable license state: {e}")
         if token is None:
             return
-        holder = Holder(keys=self.keys, token=token)
+        holder = Holder(keys=self.keys, token=token, product=self._product)
         try:
             holder.load(document, mark)
         except ProtocolError as e:
@@ -378,6 +381,7 @@ class Client:
                 self._now(),
                 max_clock_drift=holder.max_clock_drift,
                 machine=fingerprint_hash(self.fingerprint(holder.token)),
+                product=self._product,
             )
             if claims.raw.get("mfp") is not None:
                 # A response to an offline activation request (§25) answers
@@ -627,7 +631,7 @@ class Client:
             raise ClientError("invalid_answer", "the answer is not a validation answer") from None
         with self._lock:
             holder = self._holder if (self._holder and self._holder.token.secret() == token.secret()) else None
-            fresh = holder or Holder(keys=self.keys, token=token)
+            fresh = holder or Holder(keys=self.keys, token=token, product=self._product)
             if holder is None and self._holder is not None:
                 fresh.mark = self._holder.mark
             try:
@@ -638,6 +642,7 @@ class Client:
                     self._now(),
                     nonce=n,
                     machine=fingerprint_hash(self.fingerprint(token)),
+                    product=self._product,
                 )
             except ProtocolError as e:
                 self._record_error("verification", str(e))
@@ -708,7 +713,7 @@ class Client:
             if holder is None or holder.token.secret() != token.secret():
                 return  # the token changed meanwhile
             try:
-                claims = verify(document.encode(), self.keys, token.fingerprint(), self._now())
+                claims = verify(document.encode(), self.keys, token.fingerprint(), self._now(), product=self._product)
             except ProtocolError as e:
                 self._record_error("verification", f"a pushed document was rejected: {e}")
                 return

@@ -82,11 +82,27 @@ def _checksum(random: str) -> str:
     return "".join(reversed(out))
 
 
+def is_foreign_key(text: str) -> bool:
+    """A license key another system issued, imported as it is (§30): not
+    `tsr_…` nor `tsa_…`, 8–512 printable ASCII characters without spaces.
+    It has no checksum; a mistyped one is simply not found."""
+    return (
+        not text.startswith(TOKEN_PREFIX)
+        and not text.startswith("tsa_")
+        and 8 <= len(text) <= 512
+        and all(33 <= ord(c) <= 126 for c in text)
+    )
+
+
 class LicenseToken:
-    """A license token `tsr_…`: a mistyped one fails its checksum offline."""
+    """A license token `tsr_…` (a mistyped one fails its checksum offline),
+    or another system's key imported as it is."""
 
     def __init__(self, text: str):
         text = text.strip()
+        if is_foreign_key(text):
+            self._text = text
+            return
         body = text[len(TOKEN_PREFIX):]
         if not text.startswith(TOKEN_PREFIX) or len(body) != RANDOM_LEN + CHECKSUM_LEN:
             raise ProtocolError("invalid_token", "not a license token (tsr_ and 36 characters)")
@@ -186,7 +202,8 @@ def verify(data: bytes, keys: TrustedKeys, token_fingerprint: str, now: int, **o
     or from a site relay it certified (§26); the only way to get `Claims`.
     Options (keywords): `nonce` the document must echo, `enforce_freshness`
     (False only for state this holder stored), `max_clock_drift` (seconds),
-    `machine` (this machine's `mfp`)."""
+    `machine` (this machine's `mfp`), `product` (the product this client
+    is part of: a license of another is `wrong_product`, §28)."""
     footer = _peek_footer(data)
     if isinstance(footer, dict) and footer.get("bundle") is not None:
         return _verify_relayed(data, footer, keys, token_fingerprint, now, **options)
@@ -203,6 +220,7 @@ def _verify_direct(
     enforce_freshness: bool = True,
     max_clock_drift: int = DEFAULT_MAX_CLOCK_DRIFT,
     machine: Optional[str] = None,
+    product: Optional[str] = None,
 ) -> Claims:
     """§4, in its order, under `keys`."""
     if len(data) > MAX_DOCUMENT_BYTES:
@@ -274,6 +292,11 @@ def _verify_direct(
     # A document bound to a machine (`mfp`) is that machine's alone (§19).
     if machine is not None and raw.get("mfp") is not None and raw.get("mfp") != machine:
         raise ProtocolError("fingerprint_mismatch", "the document answers for another machine")
+    # A license of another product (§28); no product named means `default`.
+    if product is not None and raw.get("lic") is not None:
+        found = raw.get("product") or "default"
+        if found != product:
+            raise ProtocolError("wrong_product", f'the license is for product "{str(found)[:64]}", this product is "{product}"')
     if enforce_freshness:
         if now > exp:
             raise ProtocolError("document_expired", "the document's exp has passed")

@@ -151,6 +151,7 @@ class Holder:
     mark: Optional[int] = None
     tolerance: int = DEFAULT_TOLERANCE
     max_clock_drift: int = DEFAULT_MAX_CLOCK_DRIFT
+    product: Optional[str] = None
     _text: Optional[str] = field(default=None, repr=False)
 
     def load(self, document: Optional[str], mark: Optional[int]) -> None:
@@ -160,7 +161,12 @@ class Holder:
         self.document = None
         if document is not None:
             self.document = verify(
-                document.encode(), self.keys, self.token.fingerprint(), 0, enforce_freshness=False
+                document.encode(),
+                self.keys,
+                self.token.fingerprint(),
+                0,
+                enforce_freshness=False,
+                product=self.product,
             )
             self._text = document
             mark = self.document.iat if mark is None else max(mark, self.document.iat)
@@ -181,6 +187,7 @@ class Holder:
             self.token.fingerprint(),
             now,
             max_clock_drift=self.max_clock_drift,
+            product=self.product,
         )
         return self.accept(new, data.decode(), now)
 

@@ -58,3 +58,12 @@ def test_a_mistyped_token_is_refused_offline():
         LicenseToken(typo)
     assert e.value.code == "invalid_token"
     assert LicenseToken(token).fingerprint() == LicenseToken(token).fingerprint()
+
+
+def test_another_systems_key_is_kept_as_it_is():
+    keygen = "C1B6DE-39A6E3-DE1529-8559A0-4AF593-V3"
+    assert LicenseToken(f" {keygen}\n").secret() == keygen
+    for bad in ["short", "tsa_0123456789", "has space in it", "ключ-лицензии-1"]:
+        with pytest.raises(ProtocolError) as e:
+            LicenseToken(bad)
+        assert e.value.code == "invalid_token"

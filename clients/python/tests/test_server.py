@@ -262,3 +262,65 @@ def test_metered_quotas_against_a_real_authority(servers):
     assert e.value.code == "quota_exhausted"
     assert client.remaining("api_calls") == 0
     client.close()
+
+
+def test_products_and_imported_keys_against_a_real_authority(servers):
+    """A client configured for a product refuses another's license, online
+    and from an offline file (wrong_product, §28); a key imported from
+    another system validates as it is (§30)."""
+    work = tempfile.mkdtemp()
+    server = Server(os.path.join(work, "data"), free_port())
+    servers.append(server)
+    server.admin("/v1/admin/products", {"name": "metabase-ee"})
+    issued = server.admin(
+        "/v1/admin/licenses",
+        {"customer": "Acme", "plan": "p", "duration": "30d", "features": ["sso"], "product": "metabase-ee"},
+    )
+    token = issued["token"]
+
+    def client(name, product, **extra):
+        return Client(
+            servers=[server.url],
+            public_keys=[server.public_key],
+            state_dir=os.path.join(work, name),
+            product=product,
+            watch=False,
+            **extra,
+        ).start()
+
+    right = client("right", "metabase-ee")
+    assert right.activate(token).state == "valid" and right.has_feature("sso")
+    right.close()
+    wrong = client("wrong", "metabase")
+    with pytest.raises(ClientError) as e:
+        wrong.activate(token)
+    assert "metabase-ee" in str(e.value), e.value
+    assert not wrong.has_feature("sso")
+    wrong.close()
+
+    export = os.path.join(work, "license.json")
+    with open(export, "w") as f:
+        json.dump(server.admin(f"/v1/admin/licenses/{issued['license']['id']}/export", {"ttl": "30d"}), f)
+    offline = Client(
+        servers=[],
+        public_keys=[server.public_key],
+        token=token,
+        state_dir=os.path.join(work, "offline"),
+        offline_file=export,
+        product="metabase",
+    )
+    with pytest.raises((ClientError, ProtocolError)) as e:
+        offline.start()
+    assert "metabase-ee" in str(e.value), e.value
+    assert not offline.has_feature("sso")
+
+    # A key from another system, imported as it is, validates as it is.
+    server.admin(
+        "/v1/admin/licenses/import",
+        {"import": "py-test", "first_row": 1, "next_row": 2,
+         "rows": [{"row": 1, "key": "KEYGEN-STYLE-KEY-0001", "customer": "Initech", "plan": "p", "features": ["sso"]}]},
+    )
+    imported = client("imported", None)
+    assert imported.activate("KEYGEN-STYLE-KEY-0001").state == "valid"
+    assert imported.has_feature("sso")
+    imported.close()

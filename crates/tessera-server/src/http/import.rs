@@ -16,10 +16,19 @@ use super::{Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState};
 use crate::Limits;
 use crate::licenses::Changes;
 
+/// Largest import batch body: 10,000 rows of up to 8 KiB of metadata
+/// would not fit, but that is not an import anyone runs; ordinary rows are
+/// a few hundred bytes.
+pub const IMPORT_BODY_BYTES: usize = 32 << 20;
+
 /// The routes.
 pub fn admin_router() -> Router<AppState> {
     Router::new()
-        .route("/v1/admin/licenses/import", post(import))
+        .route(
+            "/v1/admin/licenses/import",
+            // The inner limit wins over the admin routes' own.
+            post(import).layer(axum::extract::DefaultBodyLimit::max(IMPORT_BODY_BYTES)),
+        )
         .route("/v1/admin/licenses/export", get(export))
         .route("/v1/admin/imports/{id}", get(progress))
 }

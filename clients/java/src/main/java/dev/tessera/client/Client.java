@@ -110,6 +110,7 @@ public final class Client implements AutoCloseable {
         private boolean watch = true;
         private Path offlineFile;
         private String fingerprint;
+        private String product;
         private Duration usageInterval = Duration.ofMinutes(15);
         private Duration streamReadTimeout = Duration.ofMillis(37_500);
         private Duration requestTimeout = Duration.ofSeconds(15);
@@ -173,6 +174,12 @@ public final class Client implements AutoCloseable {
             return this;
         }
 
+        /** The product this client is part of: a license of another is refused ({@code wrong_product}). */
+        public Builder product(String p) {
+            product = p;
+            return this;
+        }
+
         public Builder usageInterval(Duration d) {
             usageInterval = d;
             return this;
@@ -201,6 +208,7 @@ public final class Client implements AutoCloseable {
     private final boolean watch;
     private final Path offlineFile;
     private final String configuredFingerprint;
+    private final String product;
     private final Duration usageInterval;
     private final Duration streamReadTimeout;
     private final Duration requestTimeout;
@@ -255,6 +263,7 @@ public final class Client implements AutoCloseable {
         this.watch = b.watch;
         this.offlineFile = b.offlineFile;
         this.configuredFingerprint = b.fingerprint;
+        this.product = b.product;
         this.usageInterval = b.usageInterval;
         this.streamReadTimeout = b.streamReadTimeout;
         this.requestTimeout = b.requestTimeout;
@@ -394,7 +403,7 @@ public final class Client implements AutoCloseable {
             }
         }
         if (token == null) return;
-        Holder h = new Holder(keys, token, Verdicts.DEFAULT_TOLERANCE, Protocol.DEFAULT_MAX_CLOCK_DRIFT);
+        Holder h = new Holder(keys, token, Verdicts.DEFAULT_TOLERANCE, Protocol.DEFAULT_MAX_CLOCK_DRIFT).product(product);
         try {
             h.load(document, mark);
         } catch (ProtocolException e) {
@@ -547,8 +556,8 @@ public final class Client implements AutoCloseable {
             if (holder == null) {
                 throw new ProtocolException("no_token", "an offline file needs the license token it was exported for");
             }
-            Claims claims = Protocol.verify(document, keys, holder.token().fingerprint(), now(), null, true,
-                    Protocol.DEFAULT_MAX_CLOCK_DRIFT, Protocol.fingerprintHash(fingerprint(holder.token())));
+            Claims claims = Protocol.checkProduct(Protocol.verify(document, keys, holder.token().fingerprint(), now(), null,
+                    true, Protocol.DEFAULT_MAX_CLOCK_DRIFT, Protocol.fingerprintHash(fingerprint(holder.token()))), product);
             // A response to an offline activation request (§25) answers the
             // request's nonce; this client makes none, so it cannot tell its
             // own from another machine's request: refused.
@@ -921,13 +930,15 @@ public final class Client implements AutoCloseable {
         Verdict v;
         synchronized (lock) {
             boolean same = holder != null && holder.token().secret().equals(token.secret());
-            Holder h = same ? holder : new Holder(keys, token, Verdicts.DEFAULT_TOLERANCE, Protocol.DEFAULT_MAX_CLOCK_DRIFT);
+            Holder h = same ? holder
+                    : new Holder(keys, token, Verdicts.DEFAULT_TOLERANCE, Protocol.DEFAULT_MAX_CLOCK_DRIFT).product(product);
             if (!same && holder != null) h.setMark(holder.mark());
             Claims held = h.document();
             String outcome;
             try {
-                Claims claims = Protocol.verify(document.getBytes(StandardCharsets.UTF_8), keys, token.fingerprint(),
-                        now(), nonce, true, Protocol.DEFAULT_MAX_CLOCK_DRIFT, Protocol.fingerprintHash(fingerprint(token)));
+                Claims claims = Protocol.checkProduct(Protocol.verify(document.getBytes(StandardCharsets.UTF_8), keys,
+                        token.fingerprint(), now(), nonce, true, Protocol.DEFAULT_MAX_CLOCK_DRIFT,
+                        Protocol.fingerprintHash(fingerprint(token))), product);
                 // A machine released while it held a place stays released.
                 if (claims.status.equals("not_activated") && held != null && held.raw.get("mfp") != null && held.valid) {
                     machineGivenUp = true;
@@ -1037,8 +1048,8 @@ public final class Client implements AutoCloseable {
             Holder h = holder;
             if (h == null || !h.token().secret().equals(token.secret())) return;
             try {
-                Claims claims = Protocol.verify(document.getBytes(StandardCharsets.UTF_8), keys, token.fingerprint(),
-                        now(), null, true, Protocol.DEFAULT_MAX_CLOCK_DRIFT);
+                Claims claims = Protocol.checkProduct(Protocol.verify(document.getBytes(StandardCharsets.UTF_8), keys,
+                        token.fingerprint(), now(), null, true, Protocol.DEFAULT_MAX_CLOCK_DRIFT), product);
                 // A push on this client's own stream re-bases the mark (§6).
                 if (!h.accept(claims, document, now(), true).equals("accepted")) return; // older, or the one held
                 rev = claims.rev;

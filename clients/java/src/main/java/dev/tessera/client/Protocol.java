@@ -81,12 +81,30 @@ public final class Protocol {
         }
     }
 
-    /** A license token {@code tsr_…}: a mistyped one fails its checksum offline. */
+    /**
+     * A license key another system issued, imported as it is (§30): not {@code tsr_…} nor
+     * {@code tsa_…}, 8–512 printable ASCII characters without spaces. It has no checksum; a
+     * mistyped one is simply not found.
+     */
+    public static boolean isForeignKey(String t) {
+        if (t.startsWith("tsr_") || t.startsWith("tsa_") || t.length() < 8 || t.length() > 512) return false;
+        for (int i = 0; i < t.length(); i++) {
+            char c = t.charAt(i);
+            if (c < 0x21 || c > 0x7e) return false;
+        }
+        return true;
+    }
+
+    /** A license token {@code tsr_…} (a mistyped one fails its checksum offline), or another system's key imported as it is. */
     public static final class LicenseToken {
         private final String text;
 
         public LicenseToken(String text) throws ProtocolException {
             String t = text.trim();
+            if (isForeignKey(t)) {
+                this.text = t;
+                return;
+            }
             if (!t.startsWith("tsr_") || t.length() != 4 + 36) {
                 throw new ProtocolException("invalid_token", "not a license token (tsr_ and 36 characters)");
             }
@@ -218,6 +236,24 @@ public final class Protocol {
     public static Claims verify(byte[] data, TrustedKeys keys, String tokenFingerprint, long now, String nonce,
             boolean enforceFreshness, long maxClockDrift) throws ProtocolException {
         return verify(data, keys, tokenFingerprint, now, nonce, enforceFreshness, maxClockDrift, null);
+    }
+
+    /**
+     * A license of another product than {@code product} (§28) is refused
+     * ({@code wrong_product}); a document naming none is the {@code default}
+     * product's, and a {@code not_found} names no license. {@code product}
+     * null: any product.
+     */
+    public static Claims checkProduct(Claims claims, String product) throws ProtocolException {
+        if (product != null && claims.raw.get("lic") != null) {
+            Object found = claims.raw.getOrDefault("product", "default");
+            String name = String.valueOf(found == null ? "default" : found);
+            if (!name.equals(product)) {
+                throw new ProtocolException("wrong_product", "the license is for product \""
+                        + name.substring(0, Math.min(64, name.length())) + "\", this product is \"" + product + "\"");
+            }
+        }
+        return claims;
     }
 
     /** {@code mfp}: the first 32 hex characters of SHA-256 of a machine fingerprint (§19). */

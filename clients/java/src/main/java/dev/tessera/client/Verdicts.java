@@ -147,6 +147,7 @@ public final class Verdicts {
         private Claims document;
         private String text;
         private Long mark;
+        private String product;
 
         public Holder(TrustedKeys keys, LicenseToken token, long tolerance, long maxClockDrift) {
             this.keys = keys;
@@ -155,12 +156,18 @@ public final class Verdicts {
             this.maxClockDrift = maxClockDrift;
         }
 
+        /** The product documents must be of (§28); null: any. */
+        public Holder product(String p) {
+            this.product = p;
+            return this;
+        }
+
         /** Held state from disk: re-verified (signature and token), the mark repaired to at least its iat. */
         public void load(String doc, Long storedMark) throws ProtocolException {
             document = null;
             if (doc != null) {
-                document = Protocol.verify(doc.getBytes(StandardCharsets.UTF_8), keys, token.fingerprint(), 0, null,
-                        false, maxClockDrift);
+                document = Protocol.checkProduct(Protocol.verify(doc.getBytes(StandardCharsets.UTF_8), keys,
+                        token.fingerprint(), 0, null, false, maxClockDrift), product);
                 text = doc;
                 storedMark = storedMark == null ? document.iat : Math.max(storedMark, document.iat);
             }
@@ -169,7 +176,8 @@ public final class Verdicts {
 
         /** An unsolicited document: "accepted", "same" or "rolled_back"; throws when refused. */
         public String offer(byte[] data, long now) throws ProtocolException {
-            Claims next = Protocol.verify(data, keys, token.fingerprint(), now, null, true, maxClockDrift);
+            Claims next = Protocol.checkProduct(Protocol.verify(data, keys, token.fingerprint(), now, null, true,
+                    maxClockDrift), product);
             return accept(next, new String(data, StandardCharsets.UTF_8), now, false);
         }
 

@@ -49,6 +49,24 @@ public final class ConformanceTest {
             check(e.code.equals("invalid_token"), "invalid_token");
             System.out.println("ok   a mistyped token is refused offline");
         }
+        // Another system's key is kept as it is (§30); what is not a key is refused.
+        try {
+            String keygen = "C1B6DE-39A6E3-DE1529-8559A0-4AF593-V3";
+            check(new LicenseToken(" " + keygen + "\n").secret().equals(keygen), "a foreign key kept as it is");
+            for (String bad : new String[] {"short", "tsa_0123456789", "has space in it"}) {
+                try {
+                    new LicenseToken(bad);
+                    failed++;
+                    System.out.println("FAIL " + bad + " was taken as a key");
+                } catch (ProtocolException e) {
+                    check(e.code.equals("invalid_token"), "invalid_token for " + bad);
+                }
+            }
+            System.out.println("ok   another system's key is kept as it is");
+        } catch (ProtocolException e) {
+            failed++;
+            System.out.println("FAIL a foreign key was refused: " + e.getMessage());
+        }
         System.out.println(cases.size() + 1 - failed + " passed, " + failed + " failed");
         if (failed > 0) System.exit(1);
     }

@@ -88,6 +88,8 @@ public final class ServerTest {
             System.out.println("ok   machines, usage and offline files against a real authority");
             quotas(args[0], servers, clients);
             System.out.println("ok   metered quotas against a real authority");
+            products(args[0], servers, clients);
+            System.out.println("ok   products and imported keys against a real authority");
         } finally {
             for (Client c : clients) c.close();
             for (Server s : servers) s.stop();
@@ -237,6 +239,42 @@ public final class ServerTest {
                 .stateDir(work.resolve("offline")).offlineFile(file).build().start();
         clients.add(offline);
         check(offline.verdict().state.equals("valid") && offline.hasFeature("sso"), "the offline file: " + offline.verdict().state);
+    }
+
+    @SuppressWarnings("unchecked")
+    static void products(String bin, List<Server> servers, List<Client> clients) throws Exception {
+        Path work = Files.createTempDirectory("tessera-java-products-");
+        int port;
+        try (ServerSocket s = new ServerSocket(0)) {
+            port = s.getLocalPort();
+        }
+        Server server = new Server(bin, work.resolve("data"), port);
+        servers.add(server);
+        server.admin("POST", "/v1/admin/products", "{\"name\":\"metabase-ee\"}");
+        Map<String, Object> issued = server.admin("POST", "/v1/admin/licenses",
+                "{\"customer\":\"Acme\",\"plan\":\"p\",\"duration\":\"30d\",\"features\":[\"sso\"],\"product\":\"metabase-ee\"}");
+        String token = (String) issued.get("token");
+        Client right = Client.builder().server(server.url).publicKey(server.publicKey).stateDir(work.resolve("right"))
+                .product("metabase-ee").watch(false).build().start();
+        clients.add(right);
+        check(right.activate(token).state.equals("valid"), "the product's own license");
+        Client wrong = Client.builder().server(server.url).publicKey(server.publicKey).stateDir(work.resolve("wrong"))
+                .product("metabase").watch(false).build().start();
+        clients.add(wrong);
+        try {
+            wrong.activate(token);
+            check(false, "another product's license was taken");
+        } catch (Exception e) {
+            check(String.valueOf(e.getMessage()).contains("metabase-ee"), "wrong_product: " + e.getMessage());
+        }
+        check(!wrong.hasFeature("sso"), "no feature from another product's license");
+        // A key imported from another system validates as it is.
+        server.admin("POST", "/v1/admin/licenses/import", "{\"import\":\"java-test\",\"first_row\":1,\"next_row\":2,"
+                + "\"rows\":[{\"row\":1,\"key\":\"KEYGEN-STYLE-KEY-0003\",\"customer\":\"Initech\",\"plan\":\"p\",\"features\":[\"sso\"]}]}");
+        Client imported = Client.builder().server(server.url).publicKey(server.publicKey).stateDir(work.resolve("imported"))
+                .watch(false).build().start();
+        clients.add(imported);
+        check(imported.activate("KEYGEN-STYLE-KEY-0003").state.equals("valid") && imported.hasFeature("sso"), "an imported key");
     }
 
     @SuppressWarnings("unchecked")
