@@ -505,18 +505,7 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
             let n = rows.len() as u64;
             let first = rows[0].row;
             let next = rows.last().map_or(first, |r| r.row) + 1;
-            let answer: ImportProgress = client
-                .post_any(
-                    "/v1/admin/licenses/import",
-                    &ImportBatch {
-                        import: id.clone(),
-                        first_row: first,
-                        next_row: next,
-                        dry_run: true,
-                        rows,
-                    },
-                )
-                .await?;
+            let answer = send(&client, &id, (first, next), true, rows).await?;
             for e in answer.errors {
                 bad.entry(e.row).or_insert(e.reason);
             }
@@ -556,6 +545,25 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
         );
     }
     write_rows(&args, format, &client, &state, &bad, good).await
+}
+
+/// One batch of lines `first..next` to the authority (checked only, with
+/// `dry_run`); where the import then stands, with the batch's bad rows.
+async fn send(
+    client: &AdminClient,
+    id: &str,
+    (first, next): (u64, u64),
+    dry_run: bool,
+    rows: Vec<ImportRow>,
+) -> anyhow::Result<ImportProgress> {
+    let batch = ImportBatch {
+        import: id.to_owned(),
+        first_row: first,
+        next_row: next,
+        dry_run,
+        rows,
+    };
+    client.post_any("/v1/admin/licenses/import", &batch).await
 }
 
 /// How many rows the file holds (blank lines and the CSV header aside).
@@ -608,18 +616,7 @@ async fn write_rows(
             keys.sync()?;
             let rows = std::mem::take(&mut batch);
             let next = rows.last().map_or(cursor, |r| r.row) + 1;
-            let answer: ImportProgress = client
-                .post_any(
-                    "/v1/admin/licenses/import",
-                    &ImportBatch {
-                        import: id.to_owned(),
-                        first_row: cursor,
-                        next_row: next,
-                        dry_run: false,
-                        rows,
-                    },
-                )
-                .await?;
+            let answer = send(client, id, (cursor, next), false, rows).await?;
             if !answer.errors.is_empty() {
                 progress.finish();
                 for e in &answer.errors {

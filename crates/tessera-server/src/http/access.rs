@@ -61,10 +61,7 @@ async fn list_products(
         .into_iter()
         .filter(|p| admin.principal.may_use_product(&p.name).is_ok())
         .collect();
-    Ok(Json(Page {
-        items,
-        next_cursor: None,
-    }))
+    Ok(Json(Page::whole(items)))
 }
 
 #[utoipa::path(
@@ -95,10 +92,7 @@ async fn list_keys(
     State(auth): State<Arc<AdminAuth>>,
     _: Admin,
 ) -> Result<Json<Page<AdminKeyView>>, ApiError> {
-    Ok(Json(Page {
-        items: auth.keys().await?,
-        next_cursor: None,
-    }))
+    Ok(Json(Page::whole(auth.keys().await?)))
 }
 
 #[utoipa::path(

@@ -134,10 +134,7 @@ async fn list_customers(State(svc): Svc, _: Admin) -> Result<Json<Page<CustomerV
             created_at: c.created_at,
         })
         .collect();
-    Ok(Json(Page {
-        items,
-        next_cursor: None,
-    }))
+    Ok(Json(Page::whole(items)))
 }
 
 #[utoipa::path(
@@ -490,10 +487,7 @@ async fn create_webhook(
     description = "List webhook endpoints."
 )]
 async fn list_webhooks(State(svc): Hooks, _: Admin) -> Result<Json<Page<WebhookView>>, ApiError> {
-    Ok(Json(Page {
-        items: svc.webhooks().await?,
-        next_cursor: None,
-    }))
+    Ok(Json(Page::whole(svc.webhooks().await?)))
 }
 
 #[utoipa::path(

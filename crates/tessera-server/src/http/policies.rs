@@ -71,10 +71,7 @@ async fn list_policies(
         })
         .map(crate::model::Policy::view)
         .collect();
-    Ok(Json(Page {
-        items,
-        next_cursor: None,
-    }))
+    Ok(Json(Page::whole(items)))
 }
 
 /// Query of `PATCH /v1/admin/policies/{name}`.

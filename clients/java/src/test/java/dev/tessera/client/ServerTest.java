@@ -74,7 +74,18 @@ public final class ServerTest {
         }
     }
 
-    static void check(boolean ok, String what) {
+    /** An authority on a free port, its data in {@code work}, stopped at the end. */
+    static Server start(String bin, Path work, List<Server> servers) throws Exception {
+        int port;
+        try (ServerSocket s = new ServerSocket(0)) {
+            port = s.getLocalPort();
+        }
+        Server server = new Server(bin, work.resolve("data"), port);
+        servers.add(server);
+        return server;
+    }
+
+        static void check(boolean ok, String what) {
         if (!ok) throw new AssertionError(what);
     }
 
@@ -186,12 +197,7 @@ public final class ServerTest {
     @SuppressWarnings("unchecked")
     static void machines(String bin, List<Server> servers, List<Client> clients) throws Exception {
         Path work = Files.createTempDirectory("tessera-java-machines-");
-        int port;
-        try (ServerSocket s = new ServerSocket(0)) {
-            port = s.getLocalPort();
-        }
-        Server server = new Server(bin, work.resolve("data"), port);
-        servers.add(server);
+        Server server = start(bin, work, servers);
         Map<String, Object> issued = server.admin("POST", "/v1/admin/licenses",
                 "{\"customer\":\"Acme\",\"plan\":\"p\",\"duration\":\"30d\",\"features\":[\"sso\"],\"max_machines\":1}");
         String lic = (String) ((Map<String, Object>) issued.get("license")).get("id");
@@ -244,12 +250,7 @@ public final class ServerTest {
     @SuppressWarnings("unchecked")
     static void products(String bin, List<Server> servers, List<Client> clients) throws Exception {
         Path work = Files.createTempDirectory("tessera-java-products-");
-        int port;
-        try (ServerSocket s = new ServerSocket(0)) {
-            port = s.getLocalPort();
-        }
-        Server server = new Server(bin, work.resolve("data"), port);
-        servers.add(server);
+        Server server = start(bin, work, servers);
         server.admin("POST", "/v1/admin/products", "{\"name\":\"metabase-ee\"}");
         Map<String, Object> issued = server.admin("POST", "/v1/admin/licenses",
                 "{\"customer\":\"Acme\",\"plan\":\"p\",\"duration\":\"30d\",\"features\":[\"sso\"],\"product\":\"metabase-ee\"}");
@@ -280,12 +281,7 @@ public final class ServerTest {
     @SuppressWarnings("unchecked")
     static void quotas(String bin, List<Server> servers, List<Client> clients) throws Exception {
         Path work = Files.createTempDirectory("tessera-java-quotas-");
-        int port;
-        try (ServerSocket s = new ServerSocket(0)) {
-            port = s.getLocalPort();
-        }
-        Server server = new Server(bin, work.resolve("data"), port);
-        servers.add(server);
+        Server server = start(bin, work, servers);
         Map<String, Object> issued = server.admin("POST", "/v1/admin/licenses",
                 "{\"customer\":\"Acme\",\"plan\":\"p\",\"duration\":\"30d\",\"features\":[\"sso\",\"api_calls=100/month\"]}");
         String lic = (String) ((Map<String, Object>) issued.get("license")).get("id");
