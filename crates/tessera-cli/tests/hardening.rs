@@ -154,7 +154,8 @@ async fn the_cli_fleet_list_is_paginated() {
     use tessera_testkit::process::ServerProcess;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = ServerProcess::start(BIN, &data, free_addr(), "server.log");
+    // Any free port, chosen by the server itself (no bind-release race).
+    let server = ServerProcess::start(BIN, &data, "127.0.0.1:0".parse().unwrap(), "server.log");
     let (id, token) = server
         .issue(serde_json::json!({"customer": "Acme", "plan": "gold", "duration": "30d"}))
         .await;
