@@ -332,8 +332,9 @@ mod tests {
     fn errors_explain_and_never_echo_the_token() {
         let t = token();
         let text = t.expose_secret();
+        // (`tsx_…` of 40 characters would be another system's key: §30.)
         let cases = [
-            (format!("tsx_{}", &text[4..]), "starts with"),
+            (format!("tsx {}", &text[4..]), "8–512 printable"),
             (text[..TOKEN_LEN - 1].to_string(), "40 characters long"),
             (format!("{}!{}", &text[..10], &text[11..]), "not a letter"),
         ];
@@ -347,6 +348,13 @@ mod tests {
         }
         let admin_as_license = AdminKey::generate(&mut rand::rng());
         assert!(LicenseToken::parse(admin_as_license.expose_secret()).is_err());
+        let msg = AdminKey::parse(&format!("tsx_{}", &text[4..]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("starts with") && !msg.contains(&text[4..20]),
+            "{msg}"
+        );
     }
 
     #[test]
