@@ -233,6 +233,18 @@ fn jsonl_row(line: u64, text: &str) -> Read1 {
     for added in ["id", "revision", "created_at"] {
         object.remove(added);
     }
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| k.as_str() != "row" && !CSV_COLUMNS.contains(&k.as_str()))
+    {
+        return Err((
+            line,
+            format!(
+                "unknown field {unknown:?}; fields are {}",
+                CSV_COLUMNS.join(", ")
+            ),
+        ));
+    }
     serde_json::from_value(value).map_err(|e| (line, e.to_string()))
 }
 

@@ -228,6 +228,16 @@ async fn every_bad_row_is_named_and_one_imports_nothing() {
     std::fs::write(&utf16, [0xFF, 0xFE, b'k', 0, b'e', 0, b'y', 0]).unwrap();
     let (ok, _, err) = text(&w.tessera(&server, &["license", "import", utf16.to_str().unwrap()]));
     assert!(!ok && err.contains("UTF-16"), "{err}");
+    let typo = w.dir.path().join("typo.jsonl");
+    std::fs::write(&typo, "{\"key\": \"TYPO-KEY-0001\", \"customer\": \"T\", \"plan\": \"p\", \"expiers_at\": \"2099-01-01\"}\n").unwrap();
+    let (ok, _, err) = text(&w.tessera(
+        &server,
+        &["license", "import", typo.to_str().unwrap(), "--dry-run"],
+    ));
+    assert!(
+        !ok && err.contains("line 1: unknown field \"expiers_at\""),
+        "{err}"
+    );
     let columns = w.dir.path().join("cols.csv");
     std::fs::write(&columns, "key,customer,plan,colour\n").unwrap();
     let (ok, _, err) = text(&w.tessera(&server, &["license", "import", columns.to_str().unwrap()]));

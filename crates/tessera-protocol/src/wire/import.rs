@@ -7,10 +7,11 @@ use crate::Timestamp;
 
 /// One license to import. Exactly one of `key` (the license key as the
 /// customer has it: a `tsr_…` token or another system's key, kept as it
-/// is) and `key_sha256` (its hash, from an `export-all` backup).
+/// is) and `key_sha256` (its hash, from an `export-all` backup). Unknown
+/// fields are not refused here ([`ExportedLicense`] extends it); the CLI
+/// refuses them in a file, by line.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
 pub struct ImportRow {
     /// Its line in the import file (for messages and resuming).
     pub row: u64,
