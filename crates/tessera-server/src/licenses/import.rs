@@ -243,22 +243,7 @@ fn imported(
         .policies
         .get(policy_name)
         .ok_or_else(|| format!("unknown policy {policy_name:?}"))?;
-    let asked = row
-        .product
-        .as_deref()
-        .map(str::trim)
-        .filter(|p| !p.is_empty());
-    let product = match (&policy.product, asked) {
-        (Some(own), Some(asked)) if own != asked => {
-            return Err(format!(
-                "policy {policy_name:?} belongs to product {own:?}, not {asked:?}"
-            ));
-        }
-        (Some(own), _) => own.clone(),
-        (None, asked) => asked
-            .unwrap_or(tessera_protocol::DEFAULT_PRODUCT)
-            .to_owned(),
-    };
+    let product = super::products::product_of(policy, row.product.as_deref()).map_err(reason)?;
     if !known.products.contains(&product) {
         return Err(format!(
             "unknown product {product:?} (create it first: tessera product create)"

@@ -78,22 +78,7 @@ impl Changes {
         policy: &Policy,
         actor: &Principal,
     ) -> Result<String> {
-        let asked = asked.map(str::trim).filter(|p| !p.is_empty());
-        let product = match (&policy.product, asked) {
-            (Some(own), Some(asked)) if own != asked => {
-                return Err(Error::unprocessable(
-                    "wrong_product",
-                    format!(
-                        "policy {:?} belongs to product {own:?}, not {asked:?}",
-                        policy.name
-                    ),
-                ));
-            }
-            (Some(own), _) => own.clone(),
-            (None, asked) => asked
-                .unwrap_or(tessera_protocol::DEFAULT_PRODUCT)
-                .to_owned(),
-        };
+        let product = product_of(policy, asked)?;
         self.require_product(&product).await?;
         actor.may_use_product(&product)?;
         Ok(product)
@@ -109,5 +94,29 @@ impl Changes {
         } else {
             Err(Error::not_found("product", name))
         }
+    }
+}
+
+/// The product a license of `policy` belongs to: the policy's own, or, for
+/// the built-in default policy (which serves every product), the one
+/// `asked` for, else `default`.
+///
+/// # Errors
+/// 422 `wrong_product` when `asked` names another product than the
+/// policy's.
+pub(crate) fn product_of(policy: &Policy, asked: Option<&str>) -> Result<String> {
+    let asked = asked.map(str::trim).filter(|p| !p.is_empty());
+    match (&policy.product, asked) {
+        (Some(own), Some(asked)) if own != asked => Err(Error::unprocessable(
+            "wrong_product",
+            format!(
+                "policy {:?} belongs to product {own:?}, not {asked:?}",
+                policy.name
+            ),
+        )),
+        (Some(own), _) => Ok(own.clone()),
+        (None, asked) => Ok(asked
+            .unwrap_or(tessera_protocol::DEFAULT_PRODUCT)
+            .to_owned()),
     }
 }
