@@ -135,6 +135,14 @@ impl Progress {
 
     fn update(&self, done: u64) {
         if self.shown {
+            if self.total == 0 {
+                eprint!(
+                    "\r{} {done} rows  {:.0} rows/s ",
+                    self.what,
+                    self.rate(done)
+                );
+                return;
+            }
             let width = 30usize;
             let filled = (done * width as u64 / self.total.max(1)) as usize;
             eprint!(
@@ -159,19 +167,21 @@ pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let format = format_of(&args)?;
     let client = AdminClient::new(&args.conn)?;
     let id = import_id(&args)?;
-    let total = count_rows(&args, format)?;
     let state: ImportProgress = client.get(&format!("/v1/admin/imports/{id}"), &()).await?;
     // Pass 1: every row not yet imported checked, nothing written.
     let mut bad: HashMap<u64, String> = HashMap::new();
     let mut seen: HashMap<[u8; 16], u64> = HashMap::new();
     let mut keyless = 0u64;
-    let check = Progress::new("checking", total);
+    // No total yet: counting the rows first would read the file once more.
+    let check = Progress::new("checking", 0);
     let mut checked = 0u64;
+    let mut total = 0u64;
     let mut rows = Rows::open(&args.file, format, &args)?;
     let mut batch = Vec::new();
     loop {
         let read = rows.next()?;
         let end = read.is_none();
+        total += u64::from(!end);
         match read {
             None => {}
             Some(Err((row, reason))) => {
@@ -269,16 +279,6 @@ async fn send(
         rows,
     };
     client.post_any("/v1/admin/licenses/import", &batch).await
-}
-
-/// How many rows the file holds (blank lines and the CSV header aside).
-fn count_rows(args: &ImportArgs, format: Format) -> anyhow::Result<u64> {
-    let mut rows = Rows::open(&args.file, format, args)?;
-    let mut n = 0u64;
-    while rows.next()?.is_some() {
-        n += 1;
-    }
-    Ok(n)
 }
 
 /// Pass 2: the good rows in batches, from where the import stands.
