@@ -127,14 +127,13 @@ impl AdminAuth {
             expires_at,
         };
         let record = AdminKeyRecord {
-            name,
             hash: key.hash(),
             principal,
             created_at: now,
         };
         let event = key_event(EventKind::AdminKeyCreated, actor, now, &record.principal);
         self.store.insert_admin_key(&record, Some(event)).await?;
-        tracing::info!(key = %record.name, role = %role, actor, "admin key created");
+        tracing::info!(key = %record.principal.name, role = %role, actor, "admin key created");
         Ok(CreatedAdminKey {
             view: view(&record, now),
             key: key.expose_secret().to_owned(),
@@ -201,7 +200,7 @@ fn expiry(text: &str, now: Timestamp) -> crate::Result<Timestamp> {
 
 fn view(k: &AdminKeyRecord, now: Timestamp) -> AdminKeyView {
     AdminKeyView {
-        name: k.name.clone(),
+        name: k.principal.name.clone(),
         role: k.principal.role.as_str().to_owned(),
         products: k.principal.products.clone(),
         expires_at: k.principal.expires_at,

@@ -137,14 +137,13 @@ async fn ensure_admin_key(
     };
     let hash = key.hash();
     if !stored.iter().any(|k| k.hash == hash) {
-        let name = if stored.iter().any(|k| k.name == "admin") {
+        let name = if stored.iter().any(|k| k.principal.name == "admin") {
             format!("admin-{}", key.last4())
         } else {
             "admin".to_owned()
         };
         let key = crate::store::AdminKeyRecord {
             principal: access::Principal::admin(&name),
-            name,
             hash,
             created_at: now,
         };

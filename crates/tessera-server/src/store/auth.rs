@@ -26,13 +26,12 @@ fn record(row: KeyRow) -> Result<AdminKeyRecord> {
     Ok(AdminKeyRecord {
         hash: TokenHash::from_hex(&hash).map_err(|e| Error::Corrupt(e.to_string()))?,
         principal: Principal {
-            name: name.clone(),
+            name,
             role: rows::parsed(&role, "role")?,
             products,
             expires_at: expires_at.map(rows::ts).transpose()?,
         },
         created_at: rows::ts(created_at)?,
-        name,
     })
 }
 
@@ -82,7 +81,7 @@ impl Store {
             "INSERT INTO admin_keys (name, key_hash, created_at, role, products, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
         )
-        .bind(&key.name)
+        .bind(&key.principal.name)
         .bind(key.hash.as_str())
         .bind(key.created_at.timestamp())
         .bind(p.role.as_str())
@@ -95,7 +94,7 @@ impl Store {
                 "admin_key_exists",
                 format!(
                     "an admin key named {:?} exists (names are never reused, revoked ones included)",
-                    key.name
+                    key.principal.name
                 ),
             ));
         }
@@ -226,7 +225,7 @@ impl Store {
                 Ok((
                     Session {
                         id_hash,
-                        key_name: key.name.clone(),
+                        key_name: key.principal.name.clone(),
                         csrf,
                         created_at: rows::ts(created)?,
                         expires_at: rows::ts(expires)?,

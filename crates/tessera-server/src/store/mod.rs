@@ -49,11 +49,9 @@ use crate::error::Result;
 /// An administrator key as stored (hash only).
 #[derive(Debug, Clone)]
 pub struct AdminKeyRecord {
-    /// Its name: the actor in audit events.
-    pub name: String,
     /// SHA-256 of the key.
     pub hash: TokenHash,
-    /// Its role, products and expiry.
+    /// Its name (the actor in audit events), role, products and expiry.
     pub principal: crate::access::Principal,
     /// Created.
     pub created_at: Timestamp,
