@@ -71,6 +71,17 @@ impl Changes {
                 "every row's line must be in first_row ≤ row < next_row",
             ));
         }
+        let (next_row, so_far) = self.shared.store.import_progress(&batch.import).await?;
+        if !batch.dry_run && next_row >= batch.next_row {
+            // Committed already, and sent again because its answer was
+            // lost: its keys are its own licenses now, not duplicates.
+            return Ok(ImportProgress {
+                import: batch.import,
+                next_row,
+                imported: so_far,
+                errors: Vec::new(),
+            });
+        }
         let known = Known {
             policies: self
                 .shared
@@ -122,14 +133,13 @@ impl Changes {
             }
         }
         errors.sort_by_key(|e| e.row);
-        let (next_row, imported) = self.shared.store.import_progress(&batch.import).await?;
         let mut progress = ImportProgress {
             import: batch.import.clone(),
             next_row,
-            imported,
+            imported: so_far,
             errors,
         };
-        if batch.dry_run || !progress.errors.is_empty() || next_row >= batch.next_row {
+        if batch.dry_run || !progress.errors.is_empty() {
             return Ok(progress);
         }
         let licenses: Vec<Imported> = good.into_iter().map(|(_, l)| l).collect();

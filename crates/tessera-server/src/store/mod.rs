@@ -124,6 +124,12 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// `sqlite` or `postgres`, for logs and the banner.
     fn name(&self) -> &'static str;
 
+    /// The rows of a JSON array given as parameter `$1`, as a table whose
+    /// column `value` is each element (SQLite `json_each`, PostgreSQL
+    /// `jsonb_array_elements`): how a bulk statement takes thousands of
+    /// rows in one parameter.
+    fn json_rows(&self) -> &'static str;
+
     /// Tell other replicas of `notice` from inside the change's
     /// transaction (delivered only if it commits).
     async fn notify(&self, tx: &mut AnyConnection, notice: &ChangeNotice) -> Result<()>;
@@ -151,6 +157,13 @@ pub trait Backend: Send + Sync + Debug + 'static {
 
     /// Changes committed by other replicas, once (`None`: there are none).
     fn changes(&self) -> Option<tokio::sync::mpsc::Receiver<ChangeNotice>>;
+
+    /// Before (`true`) and after (`false`) a bulk write on the writer
+    /// connection `conn`: SQLite lets its write-ahead log grow longer
+    /// between checkpoints meanwhile (see `sqlite.rs`).
+    async fn bulk_writes(&self, _conn: &mut AnyConnection, _on: bool) -> Result<()> {
+        Ok(())
+    }
 
     /// Stop background work (the listener).
     async fn close(&self);

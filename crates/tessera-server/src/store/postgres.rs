@@ -178,6 +178,10 @@ impl Backend for Postgres {
         "postgres"
     }
 
+    fn json_rows(&self) -> &'static str {
+        "jsonb_array_elements($1::jsonb)"
+    }
+
     async fn notify(&self, tx: &mut AnyConnection, notice: &ChangeNotice) -> Result<()> {
         let Some(payload) = payload(notice) else {
             return Ok(());

@@ -37,6 +37,10 @@ impl Backend for Sqlite {
         "sqlite"
     }
 
+    fn json_rows(&self) -> &'static str {
+        "json_each($1)"
+    }
+
     /// One process owns the file: nobody else to tell.
     async fn notify(&self, _: &mut AnyConnection, _: &ChangeNotice) -> Result<()> {
         Ok(())
@@ -76,6 +80,16 @@ impl Backend for Sqlite {
         None
     }
 
+    async fn bulk_writes(&self, conn: &mut AnyConnection, on: bool) -> Result<()> {
+        let pragma = if on {
+            BULK_CHECKPOINT
+        } else {
+            NORMAL_CHECKPOINT
+        };
+        sqlx::query(pragma).execute(conn).await?;
+        Ok(())
+    }
+
     async fn close(&self) {}
 }
 
@@ -85,20 +99,36 @@ impl Backend for Sqlite {
 /// Memory is taken only as pages are used.
 const WRITER_CACHE: &str = "PRAGMA cache_size = -65536";
 
+/// The writer's temporary files in memory: a statement that inserts many
+/// rows keeps a statement journal (the pages it changed, to undo it alone
+/// on a constraint error), a temporary file by default; on an import of a
+/// million licenses its writes were 12 % of the time.
+const WRITER_TEMP: &str = "PRAGMA temp_store = MEMORY";
+
+/// Checkpoints during bulk writes: every 50,000 pages (~200 MiB) of log
+/// instead of SQLite's 1,000. An import's batch rewrites pages of the
+/// random-ordered token-hash index all over the file; checkpointing every
+/// 1,000 pages copied each back into the database after every batch,
+/// where a longer log copies a page once for many batches (a million-row
+/// import: 12,800 → 15,600 rows/s). Outside imports the default stands, so
+/// the log stays small for a restart after a crash to read.
+const BULK_CHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 50000";
+const NORMAL_CHECKPOINT: &str = "PRAGMA wal_autocheckpoint = 1000";
+
 /// A pool of `max` connections with `options`, each set up by [`PRAGMAS`]
 /// (and `extra`).
 async fn pool(
     options: &SqliteConnectOptions,
     max: u32,
-    extra: Option<&'static str>,
+    extra: &'static [&'static str],
 ) -> Result<AnyPool> {
     let url = AnyConnectOptions::from_url(&options.to_url_lossy())?;
     Ok(AnyPoolOptions::new()
         .max_connections(max)
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                for pragma in PRAGMAS.into_iter().chain(extra) {
-                    sqlx::query(pragma).execute(&mut *conn).await?;
+                for pragma in PRAGMAS.iter().chain(extra) {
+                    sqlx::query(*pragma).execute(&mut *conn).await?;
                 }
                 Ok(())
             })
@@ -130,8 +160,8 @@ impl Store {
             .await?;
         MIGRATOR.run(&migrations).await?;
         migrations.close().await;
-        let writer = pool(&options, 1, Some(WRITER_CACHE)).await?;
-        let reader = pool(&options.read_only(true), 4, None).await?;
+        let writer = pool(&options, 1, &[WRITER_CACHE, WRITER_TEMP]).await?;
+        let reader = pool(&options.read_only(true), 4, &[]).await?;
         Ok(Self::new(writer, reader, replica, Box::new(Sqlite)))
     }
 }
