@@ -41,9 +41,11 @@ LUA
 }
 
 # start_server NAME [server args…]: the authority on a free port, data in
-# $work/NAME, rate limiting off; sets $url and $pid (killed by stop_servers).
+# $work/NAME, rate limiting off; sets $url, $pid (killed by stop_servers)
+# and $data_dir.
 start_server() {
   local name=$1; shift
+  data_dir=$work/$name
   TESSERA_LOG=warn $BIN server --listen 127.0.0.1:0 --data-dir "$work/$name" --rate-limit 0 "$@" \
     >"$work/$name.out" 2>"$work/$name.err" &
   pid=$!
@@ -55,6 +57,13 @@ start_server() {
     cat "$work/$name.err" >&2
     exit 1
   fi
+}
+
+# bench_license: issue a year-long license (features a, b, c) on the
+# server start_server last started; prints its token.
+bench_license() {
+  TESSERA_SERVER=$url TESSERA_DATA_DIR=$data_dir $BIN license issue --customer Bench --plan enterprise \
+    --features a,b,c --duration 365d --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])'
 }
 
 # stop_servers: every server start_server started.

@@ -17,9 +17,7 @@ source bench/lib.sh
 bench_setup 15s 256
 
 start_server data
-export TESSERA_SERVER=$url TESSERA_DATA_DIR=$work/data
-token=$($BIN license issue --customer Bench --plan enterprise --features a,b,c --duration 365d --json |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+token=$(bench_license)
 unknown=$(python3 - <<'PY'
 import random, string, zlib
 alphabet = string.digits + string.ascii_uppercase + string.ascii_lowercase

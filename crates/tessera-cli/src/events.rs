@@ -96,6 +96,12 @@ pub async fn events(a: EventsArgs) -> anyhow::Result<()> {
 pub struct KeysArgs {
     #[command(subcommand)]
     action: Option<KeysAction>,
+    /// Print what Keygen's SDKs are configured with to use this authority's
+    /// Keygen-compatible API (docs/KEYGEN.md): the account id, the active
+    /// key as the hex Ed25519 public key they verify response signatures
+    /// with, and the API URL.
+    #[arg(long)]
+    keygen: bool,
     #[command(flatten)]
     conn: Connection,
 }
@@ -118,6 +124,9 @@ pub async fn keys(a: KeysArgs) -> anyhow::Result<()> {
         return crate::server::rotate(&r);
     }
     let keys = AdminClient::with_key(&a.conn.server, None)?.keys().await?;
+    if a.keygen {
+        return keygen_settings(&a.conn, &keys);
+    }
     if a.conn.json {
         return output::json(&keys);
     }
@@ -133,5 +142,38 @@ pub async fn keys(a: KeysArgs) -> anyhow::Result<()> {
             None => println!("{}  active  {}", k.kid, k.public_key),
         }
     }
+    Ok(())
+}
+
+/// `tessera keys --keygen`: the Keygen SDK settings for the active key.
+fn keygen_settings(
+    conn: &Connection,
+    keys: &tessera_protocol::wire::KeysResponse,
+) -> anyhow::Result<()> {
+    let active = keys
+        .keys
+        .iter()
+        .find(|k| k.retired_at.is_none())
+        .ok_or_else(|| anyhow::anyhow!("the authority lists no active key"))?;
+    let key = tessera_protocol::PublicKey::from_paserk(&active.public_key)?;
+    let hex: String = key.raw_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let account = tessera_server::keygen::account_id(&key);
+    let url = conn.server.trim_end_matches('/');
+    if conn.json {
+        return output::json(&serde_json::json!({
+            "account": account,
+            "public_key": hex,
+            "api_url": url,
+            "kid": active.kid,
+        }));
+    }
+    println!("Keygen SDK settings for this authority (docs/KEYGEN.md):");
+    println!("  account:     {account}");
+    println!("  public key:  {hex}");
+    println!("  API URL:     {url}   (paths /v1/… or /v1/accounts/{account}/…)");
+    println!(
+        "Answers are signed with key {} (Keygen-Signature, ed25519).",
+        active.kid
+    );
     Ok(())
 }

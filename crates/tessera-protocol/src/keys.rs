@@ -77,6 +77,12 @@ impl PublicKey {
         &self.kid
     }
 
+    /// The raw 32-byte Ed25519 key (what Keygen's SDKs take, hex-encoded).
+    #[must_use]
+    pub fn raw_bytes(&self) -> &[u8] {
+        self.key.as_bytes()
+    }
+
     pub(crate) fn inner(&self) -> &AsymmetricPublicKey<V4> {
         &self.key
     }
@@ -185,6 +191,16 @@ impl SigningKey {
 
     pub(crate) fn inner(&self) -> &AsymmetricSecretKey<V4> {
         &self.secret
+    }
+
+    /// A bare Ed25519 signature of `message` (no PASETO around it), for
+    /// answers signed in another system's format: the Keygen-compatible
+    /// API signs its responses so (`Keygen-Signature`, docs/KEYGEN.md).
+    #[must_use]
+    pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        let secret = ed25519_compact::SecretKey::from_slice(self.secret.as_bytes())
+            .unwrap_or_else(|_| unreachable!("a v4 secret key is a 64-byte ed25519 secret key"));
+        *secret.sign(message, None)
     }
 }
 
@@ -325,6 +341,24 @@ mod tests {
         let parsed = PublicKey::from_paserk(&public).unwrap();
         assert_eq!(parsed.kid(), key.kid());
         assert_eq!(key.kid().as_str().len(), 16);
+    }
+
+    #[test]
+    fn a_raw_signature_verifies_with_the_raw_public_key() {
+        let key = SigningKey::generate(&mut rand::rng());
+        let signature = key.sign_raw(b"(request-target): post /v1/me");
+        let public = ed25519_compact::PublicKey::from_slice(key.public_key().raw_bytes()).unwrap();
+        let signature = ed25519_compact::Signature::from_slice(&signature).unwrap();
+        assert!(
+            public
+                .verify(b"(request-target): post /v1/me", &signature)
+                .is_ok()
+        );
+        assert!(
+            public
+                .verify(b"(request-target): get /v1/me", &signature)
+                .is_err()
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod error;
 pub mod feed;
 pub mod http;
 pub mod instances;
+pub mod keygen;
 pub mod licenses;
 pub mod metrics;
 pub mod model;
@@ -324,6 +325,10 @@ impl Server {
             push: self.licenses.push.clone(),
             metering: self.licenses.metering.clone(),
             machines: self.licenses.machines.clone(),
+            keygen: Arc::new(keygen::Keygen::new(
+                &self.licenses.shared,
+                self.licenses.machines.clone(),
+            )),
             trials: self.trials.clone(),
             sites: self.sites.clone(),
             metrics: self.licenses.shared.metrics.clone(),

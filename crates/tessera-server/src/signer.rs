@@ -131,6 +131,13 @@ impl DocumentSigner {
     ///
     /// # Errors
     /// [`Error::Protocol`] if encoding fails or it is over 8 KiB.
+    /// A bare Ed25519 signature of `message` by the active key (the
+    /// Keygen-compatible API's response signatures).
+    #[must_use]
+    pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign_raw(message)
+    }
+
     pub fn sign_bundle(&self, bundle: &tessera_protocol::bundle::SiteBundle) -> Result<String> {
         Ok(tessera_protocol::bundle::sign_bundle(bundle, &self.key)?)
     }

@@ -69,4 +69,13 @@ pub struct Instance {
     pub held_revision: Option<u64>,
     /// Whether its change stream is open.
     pub stream_connected: bool,
+    /// It validates through the Keygen-compatible API (its id starts with
+    /// [`KEYGEN_INSTANCE_PREFIX`]): not moved to Tessera's SDK yet.
+    #[serde(default)]
+    pub keygen_api: bool,
 }
+
+/// Instance ids of sightings through the Keygen-compatible API start so
+/// (`keygen.` and the first 16 hex digits of the fingerprint's hash, or
+/// `keygen.anonymous` for validations naming no fingerprint).
+pub const KEYGEN_INSTANCE_PREFIX: &str = "keygen.";

@@ -18,6 +18,7 @@ pub mod console;
 mod error;
 mod extract;
 pub mod import;
+pub mod keygen;
 pub mod machines;
 pub mod offline;
 pub mod openapi;
@@ -77,6 +78,8 @@ parts! {
     metering: Arc<Metering>,
     /// Machines: activations and leases.
     machines: Arc<Machines>,
+    /// The Keygen-compatible API.
+    keygen: Arc<crate::keygen::Keygen>,
     /// Trials.
     trials: Arc<crate::licenses::Trials>,
     /// Sites and their relays.
@@ -138,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .merge(quotas::public_router(&state))
         .merge(trials::public_router(&state))
         .merge(sites::public_router(&state))
+        .merge(keygen::router(&state))
         .layer(DefaultBodyLimit::max(state.limits.public_body_bytes));
     let admin = admin::router()
         .merge(machines::admin_router())

@@ -267,6 +267,7 @@ mod tests {
             last_heartbeat: at(0),
             lease_expires_at: None,
             ended_at: None,
+            heartbeat_started: true,
         };
         let (mfp, new) =
             machine_identity("b", &["cpu".into(), "disk".into(), "nic2".into()]).unwrap();

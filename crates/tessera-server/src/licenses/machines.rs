@@ -14,7 +14,7 @@ use tessera_protocol::{
 };
 
 use super::machine_rules::{borrow_until, lease_until, machine_identity, same_machine};
-use super::places::{Beat, Places};
+use super::places::Places;
 use super::{Push, Shared};
 use crate::error::{Error, Result};
 use crate::model::{License, Machine, NewMachine};
@@ -33,11 +33,11 @@ pub struct Machines {
     /// the same second (machine changes do not move the revision).
     issued: moka::sync::Cache<(LicenseId, String), Timestamp>,
     /// The places held, as known here, and heartbeats not yet written.
-    places: Places,
+    pub(super) places: Places,
     /// Machines holding a place per license, for the `used` of answers:
     /// read at most once a second (dropped at once on changes), so a
     /// heartbeat reads nothing.
-    used: moka::sync::Cache<LicenseId, u32>,
+    pub(super) used: moka::sync::Cache<LicenseId, u32>,
 }
 
 /// The license and the machine a public request names, checked.
@@ -77,7 +77,7 @@ impl Machines {
     /// Now on the database's time, for everything about leases, so that
     /// replicas whose clocks disagree agree on when a lease ends (see
     /// `Store::sync_clock`).
-    fn lease_now(&self) -> Timestamp {
+    pub(super) fn lease_now(&self) -> Timestamp {
         self.shared.store.lease_time(self.now())
     }
 
@@ -126,24 +126,11 @@ impl Machines {
             id: machine.map(|m| m.id.clone()),
             activated_at: machine.map(|m| m.activated_at),
             mode: s.mode,
-            used: self.used_places(&license.id).await?,
+            used: self.holding(&license.id).await?,
             max: s.max_machines,
             lease_ttl: floating.then(|| u64::try_from(s.lease_ttl.num_seconds()).unwrap_or(0)),
             lease_expires_at: machine.and_then(|m| m.lease_expires_at),
         })
-    }
-
-    async fn used_places(&self, license: &LicenseId) -> Result<u32> {
-        if let Some(n) = self.used.get(license) {
-            return Ok(n);
-        }
-        let n = self
-            .shared
-            .store
-            .active_machines(license, self.lease_now())
-            .await?;
-        self.used.insert(license.clone(), n);
-        Ok(n)
     }
 
     /// The signed answer for `asked`: its place, or `refused`.
@@ -191,6 +178,20 @@ impl Machines {
     /// 400 for a malformed token, fingerprint, components or nonce; 404
     /// for an unknown token.
     pub async fn activate(&self, req: ActivateRequest) -> Result<Arc<SignedDocument>> {
+        self.activate_as(req, true).await
+    }
+
+    /// [`Machines::activate`]; `heartbeat_started`: whether the activation
+    /// counts as the machine's first heartbeat (Tessera's API) or not
+    /// (Keygen's: its first ping starts it, `HEARTBEAT_NOT_STARTED` until then).
+    ///
+    /// # Errors
+    /// As [`Machines::activate`].
+    pub async fn activate_as(
+        &self,
+        req: ActivateRequest,
+        heartbeat_started: bool,
+    ) -> Result<Arc<SignedDocument>> {
         let (asked, components) = match self
             .asked(&req.token, &req.fingerprint, &req.components, req.nonce)
             .await?
@@ -205,6 +206,7 @@ impl Machines {
             hostname: req.hostname.map(|n| clip(&n)),
             platform: req.platform.map(|n| clip(&n)),
             components: components.clone(),
+            heartbeat_started,
         };
         self.take_place(asked, new, components).await
     }
@@ -249,6 +251,7 @@ impl Machines {
             hostname: None,
             platform: app_version.map(|v| clip(&format!("offline, app {v}"))),
             components: Vec::new(),
+            heartbeat_started: true,
         };
         self.take_place(asked, new, Vec::new()).await
     }
@@ -339,27 +342,10 @@ impl Machines {
     /// The answer for a machine that already activated (heartbeat, or a
     /// validation that names its fingerprint).
     async fn held(&self, asked: Asked) -> Result<Arc<SignedDocument>> {
-        let now = self.lease_now();
-        let alive = (self.places)
-            .alive(&asked.license.id, &asked.mfp, now)
-            .await?;
-        let Some(mut machine) = alive else {
-            let refusal = self.why_not_held(&asked).await?;
-            return self.answer(asked, None, Some(refusal)).await;
-        };
-        let lease_until = lease_until(&asked.license.machines, now);
-        machine.last_heartbeat = now;
-        if machine.lease_expires_at.is_some() {
-            machine.lease_expires_at = lease_until;
+        match self.beat(&asked.license, &asked.mfp).await? {
+            Ok(machine) => self.answer(asked, Some(&machine), None).await,
+            Err(refusal) => self.answer(asked, None, Some(refusal)).await,
         }
-        self.places.beat(
-            &machine,
-            Beat {
-                at: now,
-                lease_until,
-            },
-        );
-        self.answer(asked, Some(&machine), None).await
     }
 
     /// Write the heartbeats answered since the last call (see
@@ -374,16 +360,7 @@ impl Machines {
     /// `lease_expired` when this machine's latest activation ended by its
     /// lease; `not_activated` otherwise.
     async fn why_not_held(&self, asked: &Asked) -> Result<Status> {
-        let latest = self
-            .shared
-            .store
-            .latest_machine(&asked.license.id, &asked.mfp)
-            .await?;
-        Ok(match latest {
-            Some(m) if m.state == MachineState::Expired => Status::LeaseExpired,
-            Some(m) if m.state == MachineState::Active => Status::LeaseExpired,
-            _ => Status::NotActivated,
-        })
+        self.why_not_alive(&asked.license.id, &asked.mfp).await
     }
 
     /// `/v1/validate` for a license that counts machines: the request must
@@ -556,7 +533,7 @@ impl Machines {
     /// A place was taken or freed: tell the license's streams, so the
     /// machine concerned asks for its own answer and waiting machines try
     /// again at once (docs/PROTOCOL.md §19).
-    fn announce(&self, license: &License) {
+    pub(super) fn announce(&self, license: &License) {
         self.used.invalidate(&license.id);
         self.places.forget(&license.id);
         self.push.announce(license);

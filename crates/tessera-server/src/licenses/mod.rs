@@ -24,6 +24,7 @@ pub mod changes;
 pub mod fields;
 pub mod import;
 pub mod installations;
+mod machine_places;
 pub mod machine_rules;
 pub mod machines;
 pub mod metering;

@@ -89,6 +89,8 @@ impl Places {
             .active_machine_of(license, mfp)
             .await?
             .map(|mut m| {
+                // A heartbeat answered but not yet written started it.
+                m.heartbeat_started |= pending.is_some();
                 if let (Some(stored), Some(beat)) =
                     (m.lease_expires_at, pending.and_then(|p| p.lease_until))
                 {
@@ -171,6 +173,7 @@ mod tests {
             last_heartbeat: now,
             lease_expires_at: None,
             ended_at: None,
+            heartbeat_started: true,
         };
         assert!(holds(&m, now), "node-locked");
         m.lease_expires_at = Some(now + chrono::Duration::seconds(1));

@@ -86,6 +86,9 @@ pub struct Machine {
     pub lease_expires_at: Option<Timestamp>,
     /// When it stopped holding a place.
     pub ended_at: Option<Timestamp>,
+    /// It has sent a heartbeat since its activation (or was activated
+    /// through Tessera's API, where the activation is the first).
+    pub heartbeat_started: bool,
 }
 
 impl Machine {
@@ -122,4 +125,7 @@ pub struct NewMachine {
     pub platform: Option<String>,
     /// Component hashes.
     pub components: Vec<String>,
+    /// Whether the activation counts as its first heartbeat (Tessera's
+    /// API) or not (Keygen's, where the first ping starts it).
+    pub heartbeat_started: bool,
 }

@@ -47,7 +47,7 @@ pub enum Decision {
 macro_rules! machine_columns {
     () => {
         "id, license_id, mfp, name, hostname, platform, components, state, \
-         activated_at, last_heartbeat, lease_expires_at, ended_at"
+         activated_at, last_heartbeat, lease_expires_at, ended_at, heartbeat_started"
     };
 }
 
@@ -125,7 +125,7 @@ impl Store {
                     "INSERT INTO machines (",
                     machine_columns!(),
                     ") \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $8, $9, NULL)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $8, $9, NULL, $10)"
                 ))
                 .bind(&new.id)
                 .bind(license.as_str())
@@ -136,6 +136,7 @@ impl Store {
                 .bind(serde_json::to_string(&new.components).unwrap_or_else(|_| "[]".into()))
                 .bind(now.timestamp())
                 .bind(lease_until.map(|t| t.timestamp()))
+                .bind(new.heartbeat_started)
                 .execute(&mut *tx)
                 .await?;
                 let machine = machine_by_id(&mut tx, &new.id).await?;
@@ -350,6 +351,7 @@ impl Store {
             sqlx::query(
                 "UPDATE machines SET \
                  last_heartbeat = CASE WHEN $1 > last_heartbeat THEN $1 ELSE last_heartbeat END, \
+                 heartbeat_started = TRUE, \
                  lease_expires_at = CASE WHEN lease_expires_at IS NULL THEN NULL \
                      WHEN $2 > lease_expires_at THEN $2 ELSE lease_expires_at END \
                  WHERE license_id = $3 AND mfp = $4 AND state = 'active'",
@@ -376,6 +378,22 @@ impl Store {
     ) -> Result<Option<Machine>> {
         let mut conn = self.reader().acquire().await?;
         active_machine(&mut conn, license, mfp).await
+    }
+
+    /// Machine `id`, whatever its state.
+    ///
+    /// # Errors
+    /// The database's.
+    pub async fn machine(&self, id: &str) -> Result<Option<Machine>> {
+        let row: Option<MachineActivationRow> = sqlx::query_as(concat!(
+            "SELECT ",
+            machine_columns!(),
+            " FROM machines WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.reader())
+        .await?;
+        row.map(Machine::try_from).transpose()
     }
 
     /// Machines of `license` holding a place at `now`.

@@ -237,6 +237,7 @@ pub(crate) struct MachineActivationRow {
     last_heartbeat: i64,
     lease_expires_at: Option<i64>,
     ended_at: Option<i64>,
+    heartbeat_started: Flag,
 }
 
 from_row!(MachineActivationRow => Machine, |r| {
@@ -253,6 +254,7 @@ from_row!(MachineActivationRow => Machine, |r| {
         last_heartbeat: ts(r.last_heartbeat)?,
         lease_expires_at: r.lease_expires_at.map(ts).transpose()?,
         ended_at: r.ended_at.map(ts).transpose()?,
+        heartbeat_started: r.heartbeat_started.0,
     })
 });
 
@@ -319,6 +321,9 @@ pub(crate) struct InstanceRow {
 
 from_row!(InstanceRow => Instance, |r| {
     Ok(Instance {
+        keygen_api: r
+            .instance_id
+            .starts_with(tessera_protocol::wire::KEYGEN_INSTANCE_PREFIX),
         instance_id: r.instance_id,
         first_seen: ts(r.first_seen)?,
         last_seen: ts(r.last_seen)?,

@@ -75,7 +75,9 @@ if (fleet) {
     const maxUsers = fleet.dataset.maxUsers ? Number(fleet.dataset.maxUsers) : null;
     body.replaceChildren(...f.instances.map((i) => {
       const tr = document.createElement('tr');
-      tr.append(cell(i.instance_id, 'mono'), cell(i.app_version || '—'), cell(i.last_seen.replace('T', ' ').replace('Z', ' UTC')));
+      const id = cell(i.instance_id, 'mono');
+      if (i.keygen_api) { const s = document.createElement('span'); s.className = 'badge no'; s.title = 'validates through the Keygen-compatible API'; s.textContent = 'Keygen API'; id.append(' ', s); }
+      tr.append(id, cell(i.app_version || '—'), cell(i.last_seen.replace('T', ' ').replace('Z', ' UTC')));
       tr.append(i.held_revision === f.revision ? badge(`${i.held_revision} (current)`, 'yes') : badge(i.held_revision == null ? 'unknown' : String(i.held_revision), 'no'));
       tr.append(i.stream_connected ? badge('connected', 'yes') : badge('not connected', 'no'));
       const users = i.users == null ? '—' : (maxUsers == null ? String(i.users) : `${i.users} of ${maxUsers}`);

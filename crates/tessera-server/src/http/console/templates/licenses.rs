@@ -242,7 +242,7 @@ pub fn license(
                     tbody #fleet-rows {
                         @for i in &fleet.instances {
                             tr {
-                                td.mono { (i.instance_id) }
+                                td.mono { (i.instance_id) @if i.keygen_api { " " span.badge.no title="validates through the Keygen-compatible API" { "Keygen API" } } }
                                 td { (i.app_version.as_deref().unwrap_or("—")) }
                                 td { (when(&i.last_seen)) }
                                 td { @if i.held_revision == Some(fleet.revision) { span.badge.yes { (fleet.revision) " (current)" } }
