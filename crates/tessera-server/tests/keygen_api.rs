@@ -551,3 +551,81 @@ async fn a_lease_run_out_is_a_dead_heartbeat() {
     let a = ping().await;
     assert_error(&a, 422, "MACHINE_HEARTBEAT_DEAD");
 }
+
+#[tokio::test]
+async fn expiry_answers_by_the_policy_and_the_product_scope_is_checked() {
+    let s = TestServer::start().await;
+    for (name, rule) in [("keep", "keep_access"), ("lose", "lose_access")] {
+        let policy = json!({"name": name, "duration": "30d", "on_expiry": rule});
+        assert_eq!(s.admin_post("/v1/admin/policies", policy).await.0, 201);
+    }
+    let issue = |policy: &str| json!({"customer": "Acme", "plan": "p", "policy": policy, "duration": "1d", "max_machines": 2});
+    let (_, keep) = s.issue(issue("keep")).await;
+    let (_, lose) = s.issue(issue("lose")).await;
+    let path = "/v1/licenses/actions/validate-key";
+    let meta = |a: Answer| a.json()["meta"].clone();
+    let m = meta(
+        post(
+            &s,
+            path,
+            json!({"meta": {"key": keep, "scope": {"product": "other"}}}),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(
+        (&m["code"], &m["valid"]),
+        (&json!("PRODUCT_SCOPE_MISMATCH"), &json!(false))
+    );
+    let m = meta(
+        post(
+            &s,
+            path,
+            json!({"meta": {"key": keep, "scope": {"policy": "lose"}}}),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(m["code"], "POLICY_SCOPE_MISMATCH");
+    s.clock.advance(chrono::Duration::days(2));
+    let activate = |key: &str| json!({"data": {"type": "machines", "attributes": {"fingerprint": format!("fp-{}", &key[..8])}}});
+    // Kept past expiry: it activates, and validates EXPIRED, valid.
+    let a = post(&s, "/v1/machines", activate(&keep), Some(&keep)).await;
+    assert_eq!(a.status, 201, "{}", a.json());
+    let m = meta(
+        post(
+            &s,
+            path,
+            json!({"meta": {"key": keep, "scope": {"fingerprint": format!("fp-{}", &keep[..8])}}}),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(
+        (&m["code"], &m["valid"]),
+        (&json!("EXPIRED"), &json!(true)),
+        "{m}"
+    );
+    // Lost at expiry: EXPIRED, not valid, before any scope; no activation.
+    let m = meta(
+        post(
+            &s,
+            path,
+            json!({"meta": {"key": lose, "scope": {"product": "other"}}}),
+            None,
+        )
+        .await,
+    );
+    assert_eq!(
+        (&m["code"], &m["valid"]),
+        (&json!("EXPIRED"), &json!(false)),
+        "{m}"
+    );
+    assert_error(
+        &post(&s, "/v1/machines", activate(&lose), Some(&lose)).await,
+        403,
+        "LICENSE_EXPIRED",
+    );
+    let a = call(&s, "GET", "/v1/me", None, Some(&lose), None).await;
+    assert_eq!(a.json()["data"]["attributes"]["status"], "EXPIRED");
+}

@@ -182,10 +182,13 @@ impl Keygen {
         })
     }
 
-    /// Where machine `mfp` of `license` stands, as Keygen's rules see it.
+    /// Where machine `mfp` of `license` stands, as Keygen's rules see it:
+    /// a heartbeat not started matters only where heartbeats are required
+    /// (a floating license's leases).
     async fn machine_state(&self, license: &License, mfp: &str) -> Result<MachineState> {
+        let heartbeats = license.machines.mode == MachineMode::Floating;
         Ok(match self.machines.alive(&license.id, mfp).await? {
-            Some(m) if m.heartbeat_started => MachineState::Alive,
+            Some(m) if m.heartbeat_started || !heartbeats => MachineState::Alive,
             Some(_) => MachineState::NotStarted,
             None => match self.machines.why_not_alive(&license.id, mfp).await? {
                 Status::LeaseExpired => MachineState::Dead,
@@ -235,24 +238,28 @@ impl Keygen {
             )
             .await?;
         let claims = &signed.claims;
+        if claims.status == Status::TooManyMachines {
+            return Err(Error::unprocessable(
+                "machine_limit_exceeded",
+                format!(
+                    "machine count has exceeded maximum allowed for license ({})",
+                    license.machines.max_machines.unwrap_or(0)
+                ),
+            ));
+        }
         let refused = |code: &'static str, message: &str| Error::Forbidden {
             code,
             message: message.to_owned(),
         };
-        match claims.status {
-            Status::Suspended => return Err(refused("license_suspended", "license is suspended")),
-            Status::Revoked => return Err(refused("license_revoked", "license is revoked")),
-            Status::Expired => return Err(refused("license_expired", "license is expired")),
-            Status::TooManyMachines => {
-                return Err(Error::unprocessable(
-                    "machine_limit_exceeded",
-                    format!(
-                        "machine count has exceeded maximum allowed for license ({})",
-                        license.machines.max_machines.unwrap_or(0)
-                    ),
-                ));
-            }
-            _ => {}
+        // A license kept past its expiry by its policy still activates
+        // (valid, status expired); one that cannot be used does not.
+        if !claims.valid {
+            return Err(match claims.status {
+                Status::Suspended => refused("license_suspended", "license is suspended"),
+                Status::Revoked => refused("license_revoked", "license is revoked"),
+                Status::Expired => refused("license_expired", "license is expired"),
+                other => refused("license_invalid", &format!("license is {}", other.as_str())),
+            });
         }
         let id = claims
             .machine
