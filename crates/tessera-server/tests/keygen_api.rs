@@ -629,3 +629,36 @@ async fn expiry_answers_by_the_policy_and_the_product_scope_is_checked() {
     let a = call(&s, "GET", "/v1/me", None, Some(&lose), None).await;
     assert_eq!(a.json()["data"]["attributes"]["status"], "EXPIRED");
 }
+
+#[tokio::test]
+async fn the_console_marks_installations_on_the_keygen_api() {
+    let s = TestServer::start().await;
+    let (id, key) = s.issue_default().await;
+    let (status, _) = s
+        .validate(json!({"token": key, "instance_id": "moved-to-tessera"}))
+        .await;
+    assert_eq!(status, 200);
+    let doc = json!({"meta": {"key": key, "scope": {"fingerprint": "old-install"}}});
+    assert_eq!(
+        post(&s, "/v1/licenses/actions/validate-key", doc, None)
+            .await
+            .status,
+        200
+    );
+    let mut c = tessera_testkit::Browserless::new(&s);
+    c.sign_in(&s.admin_key).await;
+    let (_, page, _) = c.get(&format!("/licenses/{id}")).await;
+    assert_eq!(
+        page.matches("Keygen API</span>").count(),
+        1,
+        "one badge: {page}"
+    );
+    let row = |needle: &str| {
+        let at = page
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} not on the page"));
+        page[at..].split("</td>").next().unwrap().to_owned()
+    };
+    assert!(row("keygen.").contains("Keygen API"));
+    assert!(!row("moved-to-tessera").contains("Keygen API"));
+}
