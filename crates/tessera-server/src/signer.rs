@@ -127,10 +127,6 @@ impl DocumentSigner {
         Ok(tessera_protocol::sign(claims, &self.key)?)
     }
 
-    /// Sign a site's bundle (§26).
-    ///
-    /// # Errors
-    /// [`Error::Protocol`] if encoding fails or it is over 8 KiB.
     /// A bare Ed25519 signature of `message` by the active key (the
     /// Keygen-compatible API's response signatures).
     #[must_use]
@@ -138,6 +134,10 @@ impl DocumentSigner {
         self.key.sign_raw(message)
     }
 
+    /// Sign a site's bundle (§26).
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if encoding fails or it is over 8 KiB.
     pub fn sign_bundle(&self, bundle: &tessera_protocol::bundle::SiteBundle) -> Result<String> {
         Ok(tessera_protocol::bundle::sign_bundle(bundle, &self.key)?)
     }

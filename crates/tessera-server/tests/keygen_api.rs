@@ -184,6 +184,14 @@ fn assert_license(data: &Value, id: &str, key: &str) {
     );
 }
 
+/// `meta` of `validate-key` for `key` with `scope` (which must answer 200).
+async fn validation(s: &TestServer, key: &str, scope: Value) -> Value {
+    let doc = json!({"meta": {"key": key, "scope": scope}});
+    let a = post(s, "/v1/licenses/actions/validate-key", doc, None).await;
+    assert_eq!(a.status, 200, "{}", a.json());
+    a.json()["meta"].clone()
+}
+
 fn assert_error(a: &Answer, status: u16, code: &str) {
     assert_eq!(a.status, status, "{}", String::from_utf8_lossy(&a.body));
     let doc = a.json();
@@ -527,25 +535,20 @@ async fn a_lease_run_out_is_a_dead_heartbeat() {
     assert_eq!(machine["attributes"]["heartbeatStatus"], "NOT_STARTED");
     assert_eq!(machine["attributes"]["heartbeatDuration"], 10);
     let mid = machine["id"].as_str().unwrap();
-    let validate = |fp: &str| json!({"meta": {"key": key, "scope": {"fingerprint": fp}}});
-    let code = |a: Answer| a.json()["meta"]["code"].as_str().unwrap().to_owned();
-    let path = "/v1/licenses/actions/validate-key";
+    let scope = json!({"fingerprint": "fp-dead"});
     let ping_path = format!("/v1/machines/{mid}/actions/ping");
     let ping = async || call(&s, "POST", &ping_path, None, Some(&key), None).await;
     assert_eq!(
-        code(post(&s, path, validate("fp-dead"), None).await),
+        validation(&s, &key, scope.clone()).await["code"],
         "HEARTBEAT_NOT_STARTED"
     );
     let a = ping().await;
     assert_eq!(a.status, 200);
-    assert_eq!(
-        code(post(&s, path, validate("fp-dead"), None).await),
-        "VALID"
-    );
+    assert_eq!(validation(&s, &key, scope.clone()).await["code"], "VALID");
     // No heartbeat for longer than the lease: dead.
     s.clock.advance(chrono::Duration::seconds(30));
     assert_eq!(
-        code(post(&s, path, validate("fp-dead"), None).await),
+        validation(&s, &key, scope.clone()).await["code"],
         "HEARTBEAT_DEAD"
     );
     let a = ping().await;
@@ -562,60 +565,31 @@ async fn expiry_answers_by_the_policy_and_the_product_scope_is_checked() {
     let issue = |policy: &str| json!({"customer": "Acme", "plan": "p", "policy": policy, "duration": "1d", "max_machines": 2});
     let (_, keep) = s.issue(issue("keep")).await;
     let (_, lose) = s.issue(issue("lose")).await;
-    let path = "/v1/licenses/actions/validate-key";
-    let meta = |a: Answer| a.json()["meta"].clone();
-    let m = meta(
-        post(
-            &s,
-            path,
-            json!({"meta": {"key": keep, "scope": {"product": "other"}}}),
-            None,
-        )
-        .await,
-    );
+    let m = validation(&s, &keep, json!({"product": "other"})).await;
     assert_eq!(
         (&m["code"], &m["valid"]),
         (&json!("PRODUCT_SCOPE_MISMATCH"), &json!(false))
     );
-    let m = meta(
-        post(
-            &s,
-            path,
-            json!({"meta": {"key": keep, "scope": {"policy": "lose"}}}),
-            None,
-        )
-        .await,
-    );
+    let m = validation(&s, &keep, json!({"policy": "lose"})).await;
     assert_eq!(m["code"], "POLICY_SCOPE_MISMATCH");
     s.clock.advance(chrono::Duration::days(2));
     let activate = |key: &str| json!({"data": {"type": "machines", "attributes": {"fingerprint": format!("fp-{}", &key[..8])}}});
     // Kept past expiry: it activates, and validates EXPIRED, valid.
     let a = post(&s, "/v1/machines", activate(&keep), Some(&keep)).await;
     assert_eq!(a.status, 201, "{}", a.json());
-    let m = meta(
-        post(
-            &s,
-            path,
-            json!({"meta": {"key": keep, "scope": {"fingerprint": format!("fp-{}", &keep[..8])}}}),
-            None,
-        )
-        .await,
-    );
+    let m = validation(
+        &s,
+        &keep,
+        json!({"fingerprint": format!("fp-{}", &keep[..8])}),
+    )
+    .await;
     assert_eq!(
         (&m["code"], &m["valid"]),
         (&json!("EXPIRED"), &json!(true)),
         "{m}"
     );
     // Lost at expiry: EXPIRED, not valid, before any scope; no activation.
-    let m = meta(
-        post(
-            &s,
-            path,
-            json!({"meta": {"key": lose, "scope": {"product": "other"}}}),
-            None,
-        )
-        .await,
-    );
+    let m = validation(&s, &lose, json!({"product": "other"})).await;
     assert_eq!(
         (&m["code"], &m["valid"]),
         (&json!("EXPIRED"), &json!(false)),

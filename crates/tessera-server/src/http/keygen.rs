@@ -25,8 +25,8 @@ use sha2::Digest;
 
 use super::{ApiError, ApiPath, AppState, ratelimit};
 use crate::error::Error;
-use crate::keygen::shapes::{MachineDocument, MetaDocument, Shapes, ValidateKeyMeta, ValidateMeta};
-use crate::keygen::{Keygen, Validated};
+use crate::keygen::Keygen;
+use crate::keygen::shapes::{MachineDocument, MetaDocument, ValidateKeyMeta, ValidateMeta};
 use crate::model::License;
 
 /// Keygen's media type.
@@ -174,18 +174,6 @@ fn document<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T,
     })
 }
 
-/// The license resource of a validation's license (`null` when unknown).
-async fn license_data(keygen: &Keygen, v: &Validated, key: &str) -> Result<Value, Error> {
-    let Some(license) = &v.license else {
-        return Ok(Value::Null);
-    };
-    let held = keygen.holding(license).await?;
-    Ok(Shapes {
-        account: keygen.account(),
-    }
-    .license(license, key, held, v.at))
-}
-
 /// `POST …/licenses/actions/validate-key`: always 200 for an outcome,
 /// `NOT_FOUND` included.
 async fn validate_key(
@@ -202,17 +190,11 @@ async fn validate_key(
             "legacy encrypted license keys are not served",
         ));
     }
-    let run = async {
-        let license = keygen.license(&meta.key).await?;
-        let scope = meta.scope.as_ref().map(|s| s.scope()).unwrap_or_default();
-        let v = keygen.validate(license, &scope).await?;
-        let data = license_data(&keygen, &v, &meta.key).await?;
-        let shapes = Shapes {
-            account: keygen.account(),
-        };
-        Ok::<_, Error>(shapes.validation(v.outcome, data, v.at, meta.nonce, meta.scope.as_ref()))
-    };
-    Ok(Json(run.await?).into_response())
+    let license = keygen.license(&meta.key).await?;
+    let answer = (keygen)
+        .validation(license, &meta.key, meta.nonce, meta.scope.as_ref())
+        .await?;
+    Ok(Json(answer).into_response())
 }
 
 /// `POST …/licenses/{id}/actions/validate` (also `GET`, as Keygen's quick
@@ -230,16 +212,15 @@ async fn validate(
     } else {
         document::<MetaDocument<ValidateMeta>>(&headers, &body)?.meta
     };
-    let run = async {
-        let scope = meta.scope.as_ref().map(|s| s.scope()).unwrap_or_default();
-        let v = keygen.validate(Some(auth.license.clone()), &scope).await?;
-        let data = license_data(&keygen, &v, &auth.key).await?;
-        let shapes = Shapes {
-            account: keygen.account(),
-        };
-        Ok::<_, Error>(shapes.validation(v.outcome, data, v.at, meta.nonce, meta.scope.as_ref()))
-    };
-    Ok(Json(run.await?).into_response())
+    let answer = (keygen)
+        .validation(
+            Some(auth.license),
+            &auth.key,
+            meta.nonce,
+            meta.scope.as_ref(),
+        )
+        .await?;
+    Ok(Json(answer).into_response())
 }
 
 /// 404 unless `id` is the authenticated license's.
@@ -257,9 +238,7 @@ fn own(auth: &LicenseAuth, id: &str) -> Result<(), Fail> {
 /// `GET …/me`: the authenticated license.
 async fn me(State(keygen): State<Arc<Keygen>>, auth: LicenseAuth) -> Result<Response, ApiError> {
     let held = keygen.holding(&auth.license).await?;
-    let shapes = Shapes {
-        account: keygen.account(),
-    };
+    let shapes = keygen.shapes();
     let data = shapes.license(&auth.license, &auth.key, held, keygen.now());
     Ok(Json(json!({"data": data})).into_response())
 }
@@ -271,9 +250,7 @@ async fn entitlements(
     auth: LicenseAuth,
 ) -> Result<Response, Fail> {
     own(&auth, &path.id)?;
-    let shapes = Shapes {
-        account: keygen.account(),
-    };
+    let shapes = keygen.shapes();
     Ok(Json(shapes.entitlements(&auth.license)).into_response())
 }
 
@@ -299,9 +276,7 @@ async fn activate(
     let machine = keygen
         .activate(&auth.key, &auth.license, doc.data.attributes)
         .await?;
-    let shapes = Shapes {
-        account: keygen.account(),
-    };
+    let shapes = keygen.shapes();
     let data = shapes.machine(&machine, &auth.license, Some(&fingerprint));
     Ok((StatusCode::CREATED, Json(json!({"data": data}))).into_response())
 }
@@ -313,9 +288,7 @@ async fn machine(
     auth: LicenseAuth,
 ) -> Result<Response, ApiError> {
     let m = keygen.machine(&auth.license, &path.id).await?;
-    let shapes = Shapes {
-        account: keygen.account(),
-    };
+    let shapes = keygen.shapes();
     Ok(Json(json!({"data": shapes.machine(&m, &auth.license, None)})).into_response())
 }
 
@@ -336,9 +309,7 @@ async fn ping(
     auth: LicenseAuth,
 ) -> Result<Response, ApiError> {
     let m = keygen.ping(&auth.license, &path.id).await?;
-    let shapes = Shapes {
-        account: keygen.account(),
-    };
+    let shapes = keygen.shapes();
     Ok(Json(json!({"data": shapes.machine(&m, &auth.license, None)})).into_response())
 }
 

@@ -79,6 +79,39 @@ impl Keygen {
         &self.account
     }
 
+    /// Resources as this account's.
+    #[must_use]
+    pub fn shapes(&self) -> shapes::Shapes<'_> {
+        shapes::Shapes {
+            account: &self.account,
+        }
+    }
+
+    /// A validation's whole answer (`meta`, and the license resource or
+    /// `null`) for `license` of `key` (`None`: unknown), against `scope`,
+    /// echoing `nonce` and the scope as sent.
+    ///
+    /// # Errors
+    /// As [`Keygen::validate`].
+    pub async fn validation(
+        &self,
+        license: Option<Arc<License>>,
+        key: &str,
+        nonce: Option<i64>,
+        sent: Option<&shapes::ScopeParams>,
+    ) -> Result<serde_json::Value> {
+        let scope = sent.map(shapes::ScopeParams::scope).unwrap_or_default();
+        let v = self.validate(license, &scope).await?;
+        let data = match &v.license {
+            Some(license) => {
+                let held = self.holding(license).await?;
+                self.shapes().license(license, key, held, v.at)
+            }
+            None => serde_json::Value::Null,
+        };
+        Ok(self.shapes().validation(v.outcome, data, v.at, nonce, sent))
+    }
+
     /// Now, on this replica's clock.
     #[must_use]
     pub fn now(&self) -> Timestamp {

@@ -73,12 +73,6 @@ impl ScopeParams {
             entitlements: self.entitlements.clone(),
         }
     }
-
-    /// The app version the scope names (`version`), for the sighting.
-    #[must_use]
-    pub fn version(&self) -> Option<&str> {
-        self.version.as_deref()
-    }
 }
 
 /// `meta` of `POST …/licenses/actions/validate-key`.

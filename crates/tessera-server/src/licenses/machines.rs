@@ -357,12 +357,6 @@ impl Machines {
         self.places.flush().await
     }
 
-    /// `lease_expired` when this machine's latest activation ended by its
-    /// lease; `not_activated` otherwise.
-    async fn why_not_held(&self, asked: &Asked) -> Result<Status> {
-        self.why_not_alive(&asked.license.id, &asked.mfp).await
-    }
-
     /// `/v1/validate` for a license that counts machines: the request must
     /// name its machine; the answer is that machine's (a floating lease is
     /// renewed, as by a heartbeat).
@@ -424,7 +418,7 @@ impl Machines {
         match borrowed {
             Some(m) => self.answer(asked, Some(&m), None).await,
             None => {
-                let refusal = self.why_not_held(&asked).await?;
+                let refusal = self.why_not_alive(&asked.license.id, &asked.mfp).await?;
                 self.answer(asked, None, Some(refusal)).await
             }
         }
