@@ -91,6 +91,36 @@ struct PropagationArgs {
     /// Then as many machine releases (the license must count machines).
     #[arg(long)]
     release_machines: bool,
+    /// Spread the streams over this many loopback source addresses
+    /// (127.1.0.1, 127.1.0.2, …): one source address has at most ~28,000
+    /// ports towards one server port. 0: the system's choice (127.0.0.1).
+    #[arg(long, default_value_t = 0)]
+    sources: u32,
+    /// Then measure the server's CPU over this many seconds with every
+    /// stream open and nothing changing (only keep-alives), with
+    /// `--server-pid`.
+    #[arg(long, default_value_t = 0)]
+    idle_seconds: u64,
+}
+
+/// The `i`th of `sources` loopback source addresses, 127.1.0.1 onwards.
+fn source_address(i: usize, sources: u32) -> Option<std::net::SocketAddr> {
+    if sources == 0 {
+        return None;
+    }
+    let k = u32::try_from(i).unwrap_or(u32::MAX) % sources;
+    let [_, b, c, d] = (k + 1).to_be_bytes();
+    Some(std::net::SocketAddr::from(([127, 1 + b, c, d], 0)))
+}
+
+/// The server's CPU time (user + system) in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command's closing parenthesis: utime and stime are
+    // the 12th and 13th there.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -104,6 +134,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 /// One stream: reports (revision, arrival) for every `id:` line it reads.
 async fn watcher(
     addr: String,
+    from: Option<std::net::SocketAddr>,
     host: String,
     token: String,
     tx: mpsc::UnboundedSender<(u64, Instant)>,
@@ -111,7 +142,18 @@ async fn watcher(
     connecting: tokio::sync::OwnedSemaphorePermit,
 ) -> anyhow::Result<()> {
     let mut connecting = Some(connecting);
-    let mut sock = TcpStream::connect(&addr).await?;
+    let mut sock = match from {
+        None => TcpStream::connect(&addr).await?,
+        Some(from) => {
+            let to = tokio::net::lookup_host(&addr)
+                .await?
+                .next()
+                .context("no address")?;
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(from)?;
+            socket.connect(to).await?
+        }
+    };
     sock.set_nodelay(true)?;
     let request = format!(
         "GET /v1/watch HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
@@ -185,6 +227,7 @@ async fn propagation(a: PropagationArgs) -> anyhow::Result<()> {
     let ready = Arc::new(Semaphore::new(0));
     let connecting = Arc::new(Semaphore::new(200));
     let started = Instant::now();
+    let sources = a.sources;
     for i in 0..a.watchers {
         let permit = connecting.clone().acquire_owned().await?;
         let (addr, host, token, tx, ready) = (
@@ -195,7 +238,8 @@ async fn propagation(a: PropagationArgs) -> anyhow::Result<()> {
             ready.clone(),
         );
         tokio::spawn(async move {
-            let result = watcher(addr, host, token, tx, ready, permit).await;
+            let from = source_address(i, sources);
+            let result = watcher(addr, from, host, token, tx, ready, permit).await;
             if let Err(e) = result {
                 eprintln!("watcher {i}: {e:#}");
             }
@@ -287,6 +331,21 @@ async fn propagation(a: PropagationArgs) -> anyhow::Result<()> {
             a.changes,
             released.samples,
             Some(released.before_answer),
+        );
+    }
+    if let Some(pid) = a.server_pid.filter(|_| a.idle_seconds > 0) {
+        let before = cpu_ticks(pid).context("the server's CPU time")?;
+        tokio::time::sleep(Duration::from_secs(a.idle_seconds)).await;
+        let after = cpu_ticks(pid).context("the server's CPU time")?;
+        // SAFETY: sysconf reads a constant.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let cpu = (after - before) as f64 / hz;
+        println!(
+            "idle cpu        {:.2} s of CPU over {} s with {} streams open = {:.1} % of one core",
+            cpu,
+            a.idle_seconds,
+            a.watchers,
+            100.0 * cpu / a.idle_seconds as f64
         );
     }
     if let (Some(b), Some(after)) = (rss_before, rss_after) {

@@ -82,6 +82,18 @@ pub struct ServerArgs {
     /// Open change streams from one address.
     #[arg(long, env = "TESSERA_MAX_STREAMS_PER_IP", default_value_t = 11_000)]
     max_streams_per_ip: usize,
+    /// Open change streams in all (past it, a stream is refused with 503
+    /// and the client polls). Each costs about 10 KiB of memory here; see
+    /// BENCHMARKS.md.
+    #[arg(long, env = "TESSERA_MAX_STREAMS", default_value_t = 50_000)]
+    max_streams: usize,
+    /// Open change streams for one license.
+    #[arg(
+        long,
+        env = "TESSERA_MAX_STREAMS_PER_LICENSE",
+        default_value_t = 20_000
+    )]
+    max_streams_per_license: usize,
     /// Installations admitted per license at once (0: no limit). A new one
     /// past it gets a signed `instance_limit` answer and is audited.
     #[arg(
@@ -154,6 +166,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     config.limits.max_connections = args.max_connections;
     config.limits.max_connections_per_ip = args.max_connections_per_ip;
     config.limits.max_watchers_per_ip = args.max_streams_per_ip;
+    config.limits.max_watchers = args.max_streams;
+    config.limits.max_watchers_per_license = args.max_streams_per_license;
     config.limits.max_instances_per_license = args.max_instances_per_license;
     config.limits.instance_active_window = args.instance_active_window;
     config.limits.instance_retention = args.instance_retention;

@@ -1,5 +1,6 @@
-//! The hot path a product calls on every request: `has_feature`, against a
-//! plain `AtomicBool` load in the same run. Two of the license's five
+//! The hot path a product calls on every request: `has_feature`, and a
+//! feature handle resolved once (`client.feature("sso")`), against a plain
+//! `AtomicBool` load in the same run. Two of the license's five
 //! features end on their own before it (docs/PROTOCOL.md §20), so the
 //! checks run on a verdict that carries per-feature expiry; one is metered
 //! (§22), for `consume` (uncontended: one thread) and `remaining`.
@@ -103,6 +104,16 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("has_feature", |b| {
         b.iter(|| black_box(&client).has_feature(black_box("sso")));
+    });
+    let sso = client.feature("sso");
+    assert!(sso.is_enabled());
+    group.bench_function("feature_handle", |b| {
+        b.iter(|| black_box(&sso).is_enabled());
+    });
+    let nope = client.feature("nope");
+    assert!(!nope.is_enabled());
+    group.bench_function("feature_handle_missing", |b| {
+        b.iter(|| black_box(&nope).is_enabled());
     });
     group.bench_function("has_feature_missing", |b| {
         b.iter(|| black_box(&client).has_feature(black_box("nope")));

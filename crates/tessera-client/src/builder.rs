@@ -374,6 +374,7 @@ impl Builder {
             state_file,
             held: Mutex::new(held),
             cell: ArcSwap::from_pointee(Verdict::no_document()),
+            features: crate::features::FeatureBits::default(),
             watch,
             apply_lock: tokio::sync::Mutex::new(()),
             inflight: Mutex::new(HashMap::new()),

@@ -141,6 +141,9 @@ pub(crate) struct Inner {
     pub state_file: Option<StateFile>,
     pub held: Mutex<Held>,
     pub cell: ArcSwap<Verdict>,
+    /// The bits behind [`crate::Feature`] handles, recomputed after every
+    /// store to `cell`.
+    pub features: crate::features::FeatureBits,
     pub watch: watch::Sender<Arc<Verdict>>,
     /// Serialises state transitions that write the disk.
     pub apply_lock: tokio::sync::Mutex<()>,
@@ -234,6 +237,7 @@ impl Inner {
         }
         let verdict = Arc::new(verdict);
         self.cell.store(verdict.clone());
+        self.features.republish(&self.cell);
         self.deadline_ms.store(
             verdict
                 .changes_at

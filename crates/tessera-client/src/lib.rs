@@ -44,6 +44,7 @@ pub mod clock;
 mod consumption;
 mod engine;
 mod error;
+mod features;
 mod flight;
 mod machine;
 mod meter;
@@ -66,6 +67,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use builder::{Builder, Watching};
 pub use error::Error;
+pub use features::Feature;
 pub use tessera_protocol::{PublicKey, Timestamp};
 pub use verdict::{LastError, LicenseInfo, UnverifiedReason, Verdict, VerdictState};
 
@@ -137,6 +139,24 @@ impl Client {
     #[must_use]
     pub fn has_feature(&self, feature: &str) -> bool {
         self.with_verdict(|v| v.has_feature(feature))
+    }
+
+    /// `feature`, resolved once for checks in a hot path:
+    /// [`Feature::is_enabled`] is one atomic load and a bit test, and it
+    /// follows every verdict change (a renewal, a suspension, the feature's
+    /// own end) as [`Client::has_feature`] does.
+    ///
+    /// ```no_run
+    /// # fn demo(client: &tessera_client::Client) {
+    /// let sso = client.feature("sso");
+    /// if sso.is_enabled() {
+    ///     // serve the SSO login
+    /// }
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn feature(&self, feature: &str) -> Feature {
+        self.inner.features.resolve(feature, &self.inner.cell)
     }
 
     /// Whether the license is valid now.

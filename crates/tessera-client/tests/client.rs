@@ -381,6 +381,10 @@ backend_tests! {
             .unwrap();
         until(&client, "valid", Verdict::is_valid).await;
         assert!(client.has_feature("sso"));
+        // A handle resolved once follows every change below.
+        let sso = client.feature("sso");
+        let unbought = client.feature("scim");
+        assert!(sso.is_enabled() && !unbought.is_enabled());
 
         // The license runs out: the client sees it on its own, no request.
         let before = s.validations().await;
@@ -391,6 +395,7 @@ backend_tests! {
             !client.has_feature("sso"),
             "no reader keeps a cached answer"
         );
+        assert!(!sso.is_enabled(), "nor does a handle");
         assert_eq!(
             s.validations().await,
             before,
@@ -403,6 +408,8 @@ backend_tests! {
         assert_eq!(v.state, VerdictState::Valid);
         assert_eq!(v.license.as_ref().unwrap().revision, 2);
         assert!(client.has_feature("sso"));
+        assert!(sso.is_enabled() && !unbought.is_enabled(), "the handle sees the renewal");
+        assert_eq!(client.feature("sso").name(), "sso");
 
         // Re-entering the same token also goes to the authority.
         s.admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "30d"}))
@@ -763,10 +770,16 @@ async fn a_feature_turns_off_at_its_end_without_asking() {
         .start()
         .unwrap();
     until(&client, "audit granted", |v| v.has_feature("audit")).await;
+    let (audit, sso) = (client.feature("audit"), client.feature("sso"));
+    assert!(audit.is_enabled() && sso.is_enabled());
     let answered = s.validations().await;
     clock.advance(Duration::minutes(31));
     let v = until(&client, "audit off at its end", |v| !v.has_feature("audit")).await;
     assert!(v.is_valid() && v.has_feature("sso"));
+    assert!(
+        !audit.is_enabled() && sso.is_enabled(),
+        "handles follow a feature's own end"
+    );
     assert_eq!(
         v.license.as_ref().unwrap().entitlements["audit"].expires_at,
         Some(end)

@@ -101,6 +101,8 @@ async fn the_expiry_is_published_even_when_the_refresh_loop_sleeps() {
     let dir = tempfile::tempdir().unwrap();
     let (_fake, client, _) = activated(&dir, &clock, StdDuration::from_secs(3_600)).await;
     assert!(client.has_feature("sso"));
+    let sso = client.feature("sso");
+    assert!(sso.is_enabled());
     let expires_at = client
         .verdict()
         .license
@@ -118,6 +120,10 @@ async fn the_expiry_is_published_even_when_the_refresh_loop_sleeps() {
     assert!(
         !client.has_feature("sso"),
         "has_feature after the expiry was published"
+    );
+    assert!(
+        !sso.is_enabled(),
+        "a feature handle after the expiry was published"
     );
     // And past the grace (`exp`), stale: again without the loop.
     let exp = v.license.as_ref().unwrap().fresh_until;

@@ -1,13 +1,18 @@
 //! Signing status documents, once per revision where possible.
 //!
-//! Signing costs ≈27 µs. A document without a nonce may be reused for the
-//! same (license, revision, instance) — or, for an unknown token, the same
-//! (token fingerprint, instance) — while it is younger than
-//! `Limits::document_reuse` and the status at `now` is unchanged. The cache
-//! is keyed by revision, so a change can never be answered with an old
+//! Signing costs ≈27 µs. A document without a nonce that answers with the
+//! license as it stands binds no instance (no `iid`, as a pushed document):
+//! one signature per (license, revision) serves every installation that
+//! polls it, and every watcher, while it is younger than
+//! `Limits::document_reuse` and the status at `now` is unchanged
+//! (docs/PROTOCOL.md §2, "What a shared document does not bind"). A refusal
+//! past the instance limit names the instance it refuses, so it is reused
+//! only for that (license, revision, instance); an unknown token's
+//! `not_found` for the same (token fingerprint, instance). The cache is
+//! keyed by revision, so a change can never be answered with an old
 //! document. Requests with a nonce (forced round trips) are always signed
-//! fresh. The cached entry holds the serialized answer too, so a reused
-//! answer costs no JSON encoding.
+//! fresh, bound to their instance. The cached entry holds the serialized
+//! answer too, so a reused answer costs no JSON encoding.
 
 use std::sync::Arc;
 
@@ -215,6 +220,12 @@ impl DocumentSigner {
         answer: Answer,
         reuse: bool,
     ) -> Result<Arc<SignedDocument>> {
+        // Without a nonce the license's own answer is the same for every
+        // instance: it names none, so it can be shared (module docs).
+        let echo = match answer {
+            Answer::License { .. } if echo.nonce.is_none() => Echo::default(),
+            _ => echo,
+        };
         let key = (reuse && self.reusable(&echo)).then(|| {
             let iid = echo.instance_id.clone();
             CacheKey::License(license.id.clone(), license.revision, iid, answer)

@@ -211,7 +211,12 @@ backend_tests! {
         let (_, other) = s
             .validate(json!({"token": token, "instance_id": "b"}))
             .await;
-        assert_ne!(doc(&first), doc(&other), "each instance gets its own iid");
+        assert_eq!(
+            doc(&first),
+            doc(&other),
+            "one signature per (license, revision) serves every instance"
+        );
+        assert!(first["verdict"].get("iid").is_none(), "a shared document names no instance: {first}");
         let (_, forced) = s
             .validate(json!({"token": token, "instance_id": "a", "nonce": "fresh"}))
             .await;
@@ -221,6 +226,17 @@ backend_tests! {
             "a nonce forces a fresh signature"
         );
         assert_eq!(forced["verdict"]["nonce"], "fresh");
+        assert_eq!(forced["verdict"]["iid"], "a", "a forced round trip stays bound to its instance");
+        // Both installations are in the fleet view although their answers
+        // named neither.
+        let fleet = s.fleet(&id).await;
+        let seen: Vec<&str> = fleet["instances"]
+            .as_array()
+            .unwrap_or_else(|| panic!("fleet: {fleet}"))
+            .iter()
+            .filter_map(|i| i["instance_id"].as_str())
+            .collect();
+        assert!(seen.contains(&"a") && seen.contains(&"b"), "{fleet}");
         s.admin_post(&format!("/v1/admin/licenses/{id}/extend"), json!({"by": "1d"}))
         .await;
         let (_, changed) = s

@@ -19,6 +19,7 @@ mod error;
 mod extract;
 pub mod import;
 pub mod keygen;
+mod lean_watch;
 pub mod machines;
 pub mod offline;
 pub mod openapi;

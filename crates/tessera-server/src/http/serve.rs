@@ -16,7 +16,9 @@
 //! - at most `max_connections` at once (checked against `RLIMIT_NOFILE` at
 //!   start) and `max_connections_per_ip` from one address (IPv6 by /64;
 //!   trusted proxies are exempt, they carry many clients). Past a limit a
-//!   connection is closed at once, before anything is read.
+//!   connection is closed at once, before anything is read;
+//! - a connection whose first request is `GET /v1/watch` is served by
+//!   [`super::lean_watch`], without hyper's buffers.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -233,6 +235,20 @@ async fn connection(
     shutdown: CancellationToken,
     _seat: Seat,
 ) {
+    // A connection that opens with a change stream is served without
+    // hyper's per-connection buffers (lean_watch.rs).
+    let first = tokio::select! {
+        () = shutdown.cancelled() => return,
+        first = super::lean_watch::is_watch(&stream, limits.header_read_timeout) => first,
+    };
+    match first {
+        None => return,
+        Some(true) => {
+            let (header, idle) = (limits.header_read_timeout, limits.idle_timeout);
+            return super::lean_watch::serve(stream, peer, app, header, idle).await;
+        }
+        Some(false) => {}
+    }
     let activity = Arc::new(AtomicI64::new(now_ms()));
     let io = TokioIo::new(Activity {
         inner: stream,
