@@ -6,6 +6,7 @@
 #   DURATION=30s bash bench/validate.sh
 #   BIN=/path/to/tessera bash bench/validate.sh   # another build (A/B runs)
 #   LICENSES=100000 bash bench/validate.sh         # also many installations
+#   FLOOR=1 bash bench/validate.sh                  # also the HTTP floor
 #
 # Three validate variants are measured:
 #   - no nonce, one instance id: what a polling product sends; the signed
@@ -20,6 +21,12 @@
 #   - many-random: then tokens drawn at random from the N, each request its
 #     own instance — a fleet polling, each license asked again within the
 #     signer's 60 s reuse window.
+#
+# With FLOOR=1, `tessera-bench http-floor` (BENCH, built unless given) runs
+# beside the authority: the same HTTP stack reading the same request and
+# sending an answer of the same length, doing nothing else. Its validate
+# against its own /healthz is the most any implementation could reach on
+# this machine; it is measured in the same run, after the authority.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -87,11 +94,32 @@ if [ "$LICENSES" -gt 0 ]; then
   measure many-random "$work/many-random.lua" /v1/validate
   variants="$variants many-first many-random"
 fi
+if [ "${FLOOR:-0}" = 1 ]; then
+  if [ -z "${BENCH:-}" ]; then
+    cargo build --release --quiet -p tessera-bench
+    BENCH=target/release/tessera-bench
+  fi
+  answer_bytes=$(curl -s -H 'Content-Type: application/json' \
+    -d '{"token":"'"$token"'","instance_id":"bench-1","app_version":"1.0"}' "$url/v1/validate" | wc -c)
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  $BENCH http-floor --answer-bytes "$answer_bytes" >"$work/floor.out" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do grep -q '^listening on ' "$work/floor.out" 2>/dev/null && break; sleep 0.1; done
+  url=$(sed -n 's/^listening on //p' "$work/floor.out")
+  echo "HTTP floor: the same request, a $answer_bytes-byte answer, nothing else"
+  wrk -t2 -c"$CONNECTIONS" -d3s -s "$work/plain.lua" "$url/v1/validate" >/dev/null
+  measure floor-healthz "" /healthz
+  measure floor-validate "$work/plain.lua" /v1/validate
+fi
 python3 - "$work" $variants <<'PY'
-import sys
+import os, sys
 d = sys.argv[1]
 r = lambda n: float(open(f"{d}/{n}.rps").read())
 h = r("healthz")
 for n in sys.argv[2:]:
     print(f"{n:28s} {100 * r(n) / h:5.1f} % of healthz")
+if os.path.exists(f"{d}/floor-validate.rps"):
+    floor = r("floor-validate") / r("floor-healthz")
+    print(f"{'floor (HTTP only)':28s} {100 * floor:5.1f} % of its healthz")
+    print(f"{'validate / floor':28s} {100 * r('validate') / h / floor:5.1f} % of the floor's ratio")
 PY

@@ -14,10 +14,12 @@
 //! in the same run.
 //!
 //! `consumption`: consumption reports from many instances of one license
-//! (docs/PROTOCOL.md §22), see `consumption.rs`.
+//! (docs/PROTOCOL.md §22), see `consumption.rs`. `http-floor`: the HTTP
+//! floor for validations, see `floor.rs`.
 
 mod clients;
 mod consumption;
+mod floor;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,6 +58,10 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         changes: usize,
     },
+    /// The HTTP floor for validations: a server on the authority's HTTP
+    /// stack that only reads the JSON body and sends an answer as long as
+    /// a real one (and `/healthz`). Prints its address; runs until killed.
+    HttpFloor(floor::FloorArgs),
     /// The baseline's server half (a separate process, as the authority is):
     /// prints its port, writes frame N to every socket when N arrives on stdin.
     #[command(hide = true)]
@@ -592,5 +598,6 @@ fn main() -> anyhow::Result<()> {
         Command::Sdk(a) => tokio::runtime::Runtime::new()?.block_on(clients::run(a)),
         Command::FanoutBaseline { watchers, changes } => fanout_baseline(watchers, changes),
         Command::FanoutServer => fanout_server(),
+        Command::HttpFloor(a) => tokio::runtime::Runtime::new()?.block_on(floor::run(a)),
     }
 }

@@ -48,13 +48,13 @@ pub(super) async fn is_watch(stream: &TcpStream, timeout: Duration) -> Option<bo
     Some(n == first.len() && first.starts_with(WATCH) && matches!(first[WATCH.len()], b' ' | b'?'))
 }
 
-/// Serve one change stream on `stream`, then close it.
+/// Serve one change stream on `stream`, then close it. `timeouts`: for the
+/// request head, and for a write the peer takes nothing of.
 pub(super) async fn serve(
     mut stream: TcpStream,
     peer: SocketAddr,
     app: Router,
-    header_timeout: Duration,
-    idle_timeout: Duration,
+    (header_timeout, idle_timeout): (Duration, Duration),
 ) {
     let request = match tokio::time::timeout(header_timeout, read_head(&mut stream, peer)).await {
         Err(_) => return,

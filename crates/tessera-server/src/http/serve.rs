@@ -244,8 +244,8 @@ async fn connection(
     match first {
         None => return,
         Some(true) => {
-            let (header, idle) = (limits.header_read_timeout, limits.idle_timeout);
-            return super::lean_watch::serve(stream, peer, app, header, idle).await;
+            let timeouts = (limits.header_read_timeout, limits.idle_timeout);
+            return super::lean_watch::serve(stream, peer, app, timeouts).await;
         }
         Some(false) => {}
     }
