@@ -41,13 +41,11 @@ measure validate "$work/plain.lua" /v1/validate
 measure validate-nonce "$work/nonce.lua" /v1/validate
 measure keygen-validate-key "$work/keygen.lua" /v1/licenses/actions/validate-key
 measure keygen-nonce "$work/keygen-nonce.lua" /v1/licenses/actions/validate-key
+ratios validate validate-nonce keygen-validate-key keygen-nonce
 python3 - "$work" <<'PY'
 import sys
 d = sys.argv[1]
 r = lambda n: float(open(f"{d}/{n}.rps").read())
-h = r("healthz")
-for n in ("validate", "validate-nonce", "keygen-validate-key", "keygen-nonce"):
-    print(f"{n:28s} {100 * r(n) / h:5.1f} % of healthz")
 print(f"keygen validate-key / tessera validate with nonce (both signed per answer): {r('keygen-validate-key') / r('validate-nonce'):.2f}")
 print(f"keygen validate-key / tessera validate without nonce (reused document):     {r('keygen-validate-key') / r('validate'):.2f}")
 PY

@@ -30,6 +30,18 @@ measure() {
   echo "$rps" >"$work/$1.rps"
 }
 
+# ratios NAME…: each measurement's req/s as a share of /healthz's (both
+# kept by measure in this run).
+ratios() {
+  python3 - "$work" "$@" <<'PY'
+import sys
+d = sys.argv[1]
+r = lambda n: float(open(f"{d}/{n}.rps").read())
+for n in sys.argv[2:]:
+    print(f"{n:28s} {100 * r(n) / r('healthz'):5.1f} % of healthz")
+PY
+}
+
 # admin_post_script FILE KEY BODY: a wrk script POSTing BODY with the admin KEY.
 admin_post_script() {
   cat >"$1" <<LUA

@@ -111,15 +111,14 @@ if [ "${FLOOR:-0}" = 1 ]; then
   measure floor-healthz "" /healthz
   measure floor-validate "$work/plain.lua" /v1/validate
 fi
-python3 - "$work" $variants <<'PY'
-import os, sys
+ratios $variants
+if [ "${FLOOR:-0}" = 1 ]; then
+  python3 - "$work" <<'PY'
+import sys
 d = sys.argv[1]
 r = lambda n: float(open(f"{d}/{n}.rps").read())
-h = r("healthz")
-for n in sys.argv[2:]:
-    print(f"{n:28s} {100 * r(n) / h:5.1f} % of healthz")
-if os.path.exists(f"{d}/floor-validate.rps"):
-    floor = r("floor-validate") / r("floor-healthz")
-    print(f"{'floor (HTTP only)':28s} {100 * floor:5.1f} % of its healthz")
-    print(f"{'validate / floor':28s} {100 * r('validate') / h / floor:5.1f} % of the floor's ratio")
+floor = r("floor-validate") / r("floor-healthz")
+print(f"{'floor (HTTP only)':28s} {100 * floor:5.1f} % of its healthz")
+print(f"{'validate / floor':28s} {100 * r('validate') / r('healthz') / floor:5.1f} % of the floor's ratio")
 PY
+fi

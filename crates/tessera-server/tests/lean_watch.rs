@@ -93,14 +93,21 @@ async fn a_stream_on_its_own_connection_is_chunked_and_ends_with_the_revocation(
     );
     s.act(&id, "revoke").await;
     let mut conn = conn;
-    let (tail, closed) =
-        blocking(move || read_until(&mut conn, T, |t| t.ends_with("0\r\n\r\n"))).await;
+    let (tail, after) = blocking(move || {
+        let tail = read_until(&mut conn, T, |t| t.ends_with("0\r\n\r\n")).0;
+        (tail, read_until(&mut conn, T, |_| false))
+    })
+    .await;
     assert!(tail.contains("id: 2\n"), "the revocation is pushed: {tail}");
     assert!(
         tail.ends_with("\r\n0\r\n\r\n"),
         "the chunked body ends: {tail:?}"
     );
-    let _ = closed;
+    assert_eq!(
+        after,
+        (String::new(), true),
+        "then the connection closes (Connection: close)"
+    );
 }
 
 #[tokio::test]
