@@ -104,3 +104,16 @@ request = function()
 end
 LUA
 }
+
+# random_token: a well-formed `tsr_` token (30 random base-62 characters
+# and their CRC-32 checksum) that no authority issued.
+random_token() {
+  python3 - <<'PY'
+import random, string, zlib
+alphabet = string.digits + string.ascii_uppercase + string.ascii_lowercase
+body = ''.join(random.choice(alphabet) for _ in range(30))
+crc = zlib.crc32(body.encode()); out = ''
+for _ in range(6): out = alphabet[crc % 62] + out; crc //= 62
+print('tsr_' + body + out)
+PY
+}

@@ -34,15 +34,7 @@ bench_setup 15s 256
 
 start_server data
 token=$(bench_license)
-unknown=$(python3 - <<'PY'
-import random, string, zlib
-alphabet = string.digits + string.ascii_uppercase + string.ascii_lowercase
-body = ''.join(random.choice(alphabet) for _ in range(30))
-crc = zlib.crc32(body.encode()); out = ''
-for _ in range(6): out = alphabet[crc % 62] + out; crc //= 62
-print('tsr_' + body + out)
-PY
-)
+unknown=$(random_token)
 
 post_script "$work/plain.lua" '{"token":"'"$token"'","instance_id":"bench-1","app_version":"1.0"}'
 post_script "$work/unknown.lua" '{"token":"'"$unknown"'"}'

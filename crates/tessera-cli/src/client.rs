@@ -16,7 +16,8 @@ use tessera_protocol::wire::{
 
 use crate::Connection;
 
-/// HTTP client for the admin API.
+/// HTTP client for the admin API. (No `Debug`: it holds the admin key.)
+#[derive(Clone)]
 pub struct AdminClient {
     http: reqwest::Client,
     base: String,

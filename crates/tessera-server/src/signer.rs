@@ -17,6 +17,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::http::HeaderValue;
 use chrono::Duration;
 use tessera_protocol::wire::ValidateResponse;
 use tessera_protocol::{LicenseId, SigningKey, Status, StatusClaims, Timestamp, TokenFingerprint};
@@ -69,6 +70,17 @@ pub struct SignedDocument {
     pub claims: StatusClaims,
     /// `{"document": …, "verdict": …}`, ready to send.
     pub body: Bytes,
+    /// Its `ETag`, `"<rev>-<iat>"`, made once for every answer that reuses it.
+    pub etag: HeaderValue,
+}
+
+/// The `ETag` of a document at `revision` issued at `issued_at`: what a
+/// client sends back in `If-None-Match` (`licenses::HeldTag` parses it).
+#[must_use]
+pub fn etag(revision: u64, issued_at: Timestamp) -> HeaderValue {
+    let text = format!("\"{revision}-{}\"", issued_at.timestamp());
+    // Digits, a dash and quotes: always a valid header value.
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static("\"0-0\""))
 }
 
 /// Signs documents with the authority's active key.
@@ -156,6 +168,7 @@ impl DocumentSigner {
         let body = serde_json::to_vec(&answer)
             .map_err(|e| Error::Corrupt(format!("encoding an answer: {e}")))?;
         Ok(Arc::new(SignedDocument {
+            etag: etag(answer.verdict.rev, answer.verdict.iat),
             document: answer.document,
             claims: answer.verdict,
             body: Bytes::from(body),

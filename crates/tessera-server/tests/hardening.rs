@@ -538,6 +538,51 @@ backend_tests! {
         assert!(statuses[..30].iter().all(|s| *s == 401), "{statuses:?}");
         assert!(statuses[30..].iter().all(|s| *s == 429), "{statuses:?}");
     }
+
+    /// A license not in the token cache is read with its installations'
+    /// count and seats in use in one query (issue 18's million licenses):
+    /// after a restart, with nothing cached, the instance limit and the
+    /// seat limit still hold from that first read.
+    async fn a_license_read_on_a_miss_brings_its_fleet_figures(backend: Backend) {
+        let options = || Options {
+            backend: backend.clone(),
+            rate_limit: 0,
+            limits: limits(|l| l.max_instances_per_license = 2),
+            ..Options::default()
+        };
+        let s = TestServer::start_with(options()).await;
+        let (_, token) = s
+            .issue(json!({"customer": "Acme", "plan": "gold", "duration": "30d", "max_users": 5}))
+            .await;
+        for (iid, users) in [("i-aaaa", 3), ("i-bbbb", 7)] {
+            let (status, v) = s
+                .request("POST", "/v1/usage", Some(json!({"token": token, "instance_id": iid, "users": users})), None)
+                .await;
+            assert_eq!(status, 200, "{v}");
+        }
+        // Sightings are written at shutdown; the caches start empty again.
+        let s = TestServer::restart(s.stop().await, options()).await;
+        let (status, v) = s
+            .validate(json!({"token": token, "instance_id": "i-cccc"}))
+            .await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["verdict"]["status"], "instance_limit", "two active of two: {v}");
+        let (_, v) = s
+            .validate(json!({"token": token, "instance_id": "i-aaaa"}))
+            .await;
+        assert_eq!(v["verdict"]["status"], "active", "{v}");
+        assert_eq!(v["verdict"]["seats_exceeded"], true, "7 users of 5, read with the license: {v}");
+        // A second license, never reported on, reads as none in use.
+        let (_, other) = s
+            .issue(json!({"customer": "Beta", "plan": "gold", "duration": "30d", "max_users": 5}))
+            .await;
+        let s = TestServer::restart(s.stop().await, options()).await;
+        let (_, v) = s
+            .validate(json!({"token": other, "instance_id": "i-dddd"}))
+            .await;
+        assert_eq!(v["verdict"]["status"], "active", "{v}");
+        assert!(v["verdict"].get("seats_exceeded").is_none(), "{v}");
+    }
 }
 
 /// Item 12: behind a load balancer every client shared one rate-limit

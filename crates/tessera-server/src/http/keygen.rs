@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sha2::Digest;
 
-use super::{ApiError, ApiPath, AppState, ratelimit};
+use super::{ApiError, ApiPath, AppState, ratelimit::PerIp};
 use crate::error::Error;
 use crate::keygen::Keygen;
 use crate::keygen::shapes::{MachineDocument, MetaDocument, ValidateKeyMeta, ValidateMeta};
@@ -63,10 +63,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
             );
     }
     router
-        .route_layer(middleware::from_fn_with_state(
-            state.limiter.clone(),
-            ratelimit::limit,
-        ))
+        .limited_per_ip(state)
         .route_layer(middleware::from_fn_with_state(state.clone(), envelope))
 }
 

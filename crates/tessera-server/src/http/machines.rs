@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router, middleware};
+use axum::{Json, Router};
 use serde::Deserialize;
 use tessera_protocol::wire::{
     ActivateRequest, BorrowRequest, ErrorBody, MachineList, MachineRequest, MachineView,
@@ -16,7 +16,7 @@ use tessera_protocol::wire::{
 };
 
 use super::admin::{AdminErrors, AdminSecurity, LicensePath, license_id, page_size};
-use super::{Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState, ratelimit};
+use super::{Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState, ratelimit::PerIp};
 use crate::Limits;
 use crate::licenses::Machines;
 use crate::signer::SignedDocument;
@@ -30,10 +30,7 @@ pub fn public_router(state: &AppState) -> Router<AppState> {
         .route("/v1/machines/heartbeat", post(heartbeat))
         .route("/v1/machines/deactivate", post(deactivate))
         .route("/v1/machines/borrow", post(borrow))
-        .route_layer(middleware::from_fn_with_state(
-            state.limiter.clone(),
-            ratelimit::limit,
-        ))
+        .limited_per_ip(state)
 }
 
 /// `/v1/admin/licenses/{id}/machines…`.

@@ -1,18 +1,20 @@
 //! The public API: what licensed products call.
 
+use axum::extract::FromRequestParts;
 use axum::extract::State;
 use axum::http::header::{CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router, middleware};
+use axum::{Json, Router};
 use std::sync::Arc;
 use tessera_protocol::wire::{
     AckRequest, ErrorBody, KeyInfo, KeysResponse, UsageRequest, UsageView, ValidateRequest,
     ValidateResponse,
 };
 
-use super::{ApiError, ApiJson, AppState, ratelimit};
+use super::{ApiError, ApiJson, AppState, ratelimit::PerIp};
 use crate::licenses::{HeldTag, Metering, Validation, Validator};
 use crate::signer::DocumentSigner;
 
@@ -22,10 +24,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/v1/validate", post(validate))
         .route("/v1/instances/ack", post(ack))
         .route("/v1/usage", post(usage))
-        .route_layer(middleware::from_fn_with_state(
-            state.limiter.clone(),
-            ratelimit::limit,
-        ));
+        .limited_per_ip(&state);
     Router::new().merge(limited).route("/v1/keys", get(keys))
 }
 
@@ -46,19 +45,18 @@ pub fn router(state: AppState) -> Router<AppState> {
 /// answered `304 Not Modified`.
 async fn validate(
     State(licenses): State<Arc<Validator>>,
-    headers: HeaderMap,
+    Held(held): Held,
     ApiJson(req): ApiJson<ValidateRequest>,
 ) -> Result<Response, ApiError> {
-    let held = headers
-        .get(IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(HeldTag::parse);
     Ok(match licenses.validate(req, held).await? {
         Validation::Document(signed) => {
-            let tag = HeldTag::of(&signed.claims).to_header();
-            // The answer's JSON was encoded when the document was signed.
+            // The answer's JSON and its ETag were made when the document
+            // was signed; a reused answer only copies them.
             (
-                [(CONTENT_TYPE, "application/json".to_owned()), (ETAG, tag)],
+                [
+                    (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                    (ETAG, signed.etag.clone()),
+                ],
                 signed.body.clone(),
             )
                 .into_response()
@@ -69,16 +67,32 @@ async fn validate(
     })
 }
 
+/// The `If-None-Match` a validation carries, if it is one of ours (else
+/// `None`: answered in full). Read alone: the whole `HeaderMap` would be
+/// copied for it.
+struct Held(Option<HeldTag>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Held {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .headers
+                .get(IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(HeldTag::parse),
+        ))
+    }
+}
+
 /// `/v1/watch`, rate limited per IP. Kept apart from the request tracing
 /// and panic layers: a stream lives for days and carries one frame per
 /// change to thousands of watchers, so its per-frame path stays bare.
 pub fn streams(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/watch", get(super::watch::watch))
-        .route_layer(middleware::from_fn_with_state(
-            state.limiter.clone(),
-            ratelimit::limit,
-        ))
+        .limited_per_ip(&state)
 }
 
 #[utoipa::path(

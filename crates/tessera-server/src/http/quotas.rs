@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::{Json, Router, middleware};
+use axum::{Json, Router};
 use serde::Deserialize;
 use tessera_protocol::wire::{ConsumptionRequest, ConsumptionView, ErrorBody, QuotaUsageView};
 
 use super::admin::{AdminErrors, AdminSecurity, license_id};
-use super::{Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState, ratelimit};
+use super::{Admin, ApiError, ApiJson, ApiPath, ApiQuery, AppState, ratelimit::PerIp};
 use crate::licenses::Metering;
 
 type Svc = State<Arc<Metering>>;
@@ -19,10 +19,7 @@ type Svc = State<Arc<Metering>>;
 pub fn public_router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/consumption", post(consumption))
-        .route_layer(middleware::from_fn_with_state(
-            state.limiter.clone(),
-            ratelimit::limit,
-        ))
+        .limited_per_ip(state)
 }
 
 /// `GET /v1/admin/licenses/{id}/quotas/{feature}`.

@@ -128,3 +128,23 @@ pub async fn limit(
         }
     }
 }
+
+/// Per-IP limiting for a router's routes.
+pub trait PerIp {
+    /// Its routes limited per client address, or left as they are when
+    /// limiting is off (`--rate-limit 0`): then no layer runs per request.
+    #[must_use]
+    fn limited_per_ip(self, state: &super::AppState) -> Self;
+}
+
+impl PerIp for axum::Router<super::AppState> {
+    fn limited_per_ip(self, state: &super::AppState) -> Self {
+        match &state.limiter {
+            Some(limiter) => self.route_layer(axum::middleware::from_fn_with_state(
+                Some(limiter.clone()),
+                limit,
+            )),
+            None => self,
+        }
+    }
+}

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, post};
-use axum::{Json, Router, middleware};
+use axum::{Json, Router};
 use serde::Serialize;
 use tessera_protocol::wire::{ErrorBody, RelaySyncRequest, SiteBundleFile, SiteInput, SiteView};
 
 use super::admin::{AdminErrors, AdminSecurity};
-use super::{Admin, ApiError, ApiJson, ApiPath, AppState, ratelimit};
+use super::{Admin, ApiError, ApiJson, ApiPath, AppState, ratelimit::PerIp};
 use crate::licenses::Sites;
 
 /// `/v1/admin/sites…`.
@@ -27,10 +27,7 @@ pub fn admin_router() -> Router<AppState> {
 pub fn public_router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/relay/sync", post(sync))
-        .route_layer(middleware::from_fn_with_state(
-            state.limiter.clone(),
-            ratelimit::limit,
-        ))
+        .limited_per_ip(state)
 }
 
 /// `POST /v1/admin/sites` answer: the site and its first bundle.

@@ -5,10 +5,13 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use axum::{Json, Router, middleware};
+use axum::{Json, Router};
 use tessera_protocol::wire::{ConvertTrialRequest, ErrorBody, TrialRequest, TrialResponse};
 
-use super::{ApiError, ApiJson, AppState, ratelimit};
+use super::{
+    ApiError, ApiJson, AppState,
+    ratelimit::{self, PerIp},
+};
 use crate::licenses::Trials;
 
 /// `POST /v1/trials`, `POST /v1/trials/convert`, rate limited per IP like
@@ -17,10 +20,7 @@ pub fn public_router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/v1/trials", post(start))
         .route("/v1/trials/convert", post(convert))
-        .route_layer(middleware::from_fn_with_state(
-            state.limiter.clone(),
-            ratelimit::limit,
-        ))
+        .limited_per_ip(state)
 }
 
 #[utoipa::path(

@@ -83,12 +83,27 @@ impl TokenCache {
     /// # Errors
     /// The store's.
     pub async fn lookup(&self, hash: &TokenHash) -> Result<Option<Arc<License>>> {
-        match self.by_token.get(hash) {
-            Some(Known::License(license)) => return Ok(Some(license)),
-            Some(Known::Missing) => return Ok(None),
-            None => {}
+        if let Some(known) = self.cached(hash) {
+            return Ok(known);
         }
-        let Some(license) = self.store.license_by_token_hash(hash).await? else {
+        let license = self.store.license_by_token_hash(hash).await?;
+        Ok(self.learn(hash, license))
+    }
+
+    /// What the cache holds of `hash`: the license, or `Some(None)` for a
+    /// token known to be no license's; `None` when it holds nothing.
+    #[must_use]
+    pub fn cached(&self, hash: &TokenHash) -> Option<Option<Arc<License>>> {
+        match self.by_token.get(hash)? {
+            Known::License(license) => Some(Some(license)),
+            Known::Missing => Some(None),
+        }
+    }
+
+    /// Keep what the store said of `hash` (read after [`TokenCache::cached`]
+    /// held nothing), and return it.
+    pub fn learn(&self, hash: &TokenHash, license: Option<License>) -> Option<Arc<License>> {
+        let Some(license) = license else {
             // Only if nothing was learned meanwhile: an issue racing this
             // lookup must win.
             self.by_token
@@ -97,11 +112,11 @@ impl TokenCache {
                     Some(_) => Op::Nop,
                     None => Op::Put(Known::Missing),
                 });
-            return Ok(None);
+            return None;
         };
         let license = Arc::new(license);
         self.remember(license.clone());
-        Ok(Some(license))
+        Some(license)
     }
 
     /// The license of a token given as a credential (a stream's or a

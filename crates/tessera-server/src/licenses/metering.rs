@@ -52,6 +52,18 @@ impl Seats {
         }
     }
 
+    /// The window seats are counted over.
+    #[must_use]
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Take `in_use`, as just read with the license over [`Seats::window`],
+    /// unless the cache holds a figure already.
+    pub fn prime(&self, license: &LicenseId, in_use: Option<u32>) {
+        self.cache.entry_by_ref(license).or_insert(in_use);
+    }
+
     /// Seats in use for `license`, from the cache or the store.
     ///
     /// # Errors

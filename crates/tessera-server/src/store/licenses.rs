@@ -4,7 +4,9 @@ use tessera_protocol::wire::LicenseState;
 use tessera_protocol::{LicenseId, Timestamp, TokenHash};
 
 use super::quotas::fill_quota_used;
-use super::rows::{LicenseRow, bind_machines, features_json, i64_of, license_select};
+use super::rows::{
+    LicenseRow, bind_machines, features_json, i64_of, license_columns, license_from, license_select,
+};
 use super::{ChangeNotice, Store};
 use crate::error::Result;
 use crate::model::{
@@ -69,6 +71,17 @@ pub(super) async fn license_in(tx: &mut sqlx::AnyConnection, id: &LicenseId) -> 
     let mut license = License::try_from(row)?;
     fill_quota_used(tx, &mut license).await?;
     Ok(license)
+}
+
+/// A license with its fleet's figures ([`Store::license_for_validation`]).
+#[derive(Debug)]
+pub struct LicenseWithFleet {
+    /// The license.
+    pub license: License,
+    /// Installations seen within the instance window.
+    pub active_instances: u64,
+    /// The most users an installation reported within the usage window.
+    pub users_in_use: Option<u32>,
 }
 
 impl Store {
@@ -152,6 +165,51 @@ impl Store {
                 .fetch_optional(self.reader())
                 .await?;
         self.with_quota_used(row).await
+    }
+
+    /// As [`Store::license_by_token_hash`], with what validating a license
+    /// not cached asks next, in the same read: how many of its
+    /// installations were seen since `active_since` (the instance limit),
+    /// and the most users one of them reported since `users_since` (seats).
+    /// Three round trips to the database's thread become one (with a
+    /// million licenses, most validations of a fleet are such misses).
+    pub async fn license_for_validation(
+        &self,
+        hash: &TokenHash,
+        active_since: Timestamp,
+        users_since: Timestamp,
+    ) -> Result<Option<LicenseWithFleet>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            license: LicenseRow,
+            active_instances: i64,
+            users_in_use: Option<i64>,
+        }
+        let row: Option<Row> = sqlx::query_as(concat!(
+            license_columns!(),
+            ", (SELECT COUNT(*) FROM instances i WHERE i.license_id = l.id AND i.last_seen >= $2) \
+             AS active_instances, \
+             (SELECT MAX(i.users) FROM instances i WHERE i.license_id = l.id AND i.last_seen >= $3) \
+             AS users_in_use ",
+            license_from!(),
+            "WHERE l.token_hash = $1"
+        ))
+        .bind(hash.as_str())
+        .bind(active_since.timestamp())
+        .bind(users_since.timestamp())
+        .fetch_optional(self.reader())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let (active_instances, users_in_use) = (row.active_instances, row.users_in_use);
+        Ok(self
+            .with_quota_used(Some(row.license))
+            .await?
+            .map(|license| LicenseWithFleet {
+                license,
+                active_instances: u64::try_from(active_instances).unwrap_or(0),
+                users_in_use: users_in_use.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            }))
     }
 
     /// The licenses whose token has this fingerprint (the first 16 hex

@@ -33,6 +33,7 @@ mod replicas;
 mod rows;
 mod sites;
 pub mod sqlite;
+pub use licenses::LicenseWithFleet;
 pub use sites::SiteRow;
 mod webhooks;
 

@@ -262,18 +262,35 @@ from_row!(MachineActivationRow => Machine, |r| {
 /// literal for `concat!`. Callers append `WHERE …`.
 macro_rules! license_select {
     () => {
+        concat!(
+            $crate::store::rows::license_columns!(),
+            $crate::store::rows::license_from!()
+        )
+    };
+}
+
+/// [`license_select`]'s column list alone (`SELECT …`, no `FROM`), for a
+/// query that selects more beside them.
+macro_rules! license_columns {
+    () => {
         "SELECT l.id, l.token_hash, l.token_last4, l.customer_id, \
      c.name AS customer, l.product_id, l.metadata, p.name AS policy_name, p.refresh_interval_secs, \
      p.offline_grace_secs, p.renewal_basis, p.duration_secs AS policy_duration_secs, \
      p.auto_renew AS policy_auto_renew, p.auto_renew_period_secs, p.renew_before_secs, p.on_expiry, p.enforcement, \
      l.auto_renew, l.plan, l.features, l.entitlements, l.max_users, l.trial, \
      l.valid_from, l.expires_at, l.state, l.revision, l.created_at, l.updated_at, \
-     l.max_machines, l.machine_mode, l.lease_ttl_secs, l.max_borrow_secs, l.fingerprint_match \
-     FROM licenses l JOIN customers c ON c.id = l.customer_id \
+     l.max_machines, l.machine_mode, l.lease_ttl_secs, l.max_borrow_secs, l.fingerprint_match "
+    };
+}
+
+/// [`license_select`]'s `FROM` and joins (aliases `l`, `c`, `p`).
+macro_rules! license_from {
+    () => {
+        "FROM licenses l JOIN customers c ON c.id = l.customer_id \
      JOIN policies p ON p.id = l.policy_id "
     };
 }
-pub(crate) use license_select;
+pub(crate) use {license_columns, license_from, license_select};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct EventRow {
