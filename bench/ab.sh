@@ -34,15 +34,8 @@ import_key
 body='{"token":"'"$token"'","instance_id":"bench-1","app_version":"1.0"}'
 post_script "$work/plain.lua" "$body"
 if [ "${FLOOR:-0}" = 1 ]; then
-  if [ -z "${BENCH:-}" ]; then
-    cargo build --release --quiet -p tessera-bench
-    BENCH=target/release/tessera-bench
-  fi
-  answer_bytes=$(curl -s -H 'Content-Type: application/json' -d "$body" "$a_url/v1/validate" | wc -c)
-  $BENCH http-floor --answer-bytes "$answer_bytes" >"$work/floor.out" 2>&1 &
-  b_pid=$!; pids+=("$b_pid")
-  for _ in $(seq 100); do grep -q '^listening on ' "$work/floor.out" 2>/dev/null && break; sleep 0.1; done
-  b_url=$(sed -n 's/^listening on //p' "$work/floor.out")
+  start_floor "$body"
+  b_url=$floor_url b_pid=$floor_pid
   b_name="floor"
 else
   : "${B:?B=<tessera binary> or FLOOR=1 is required}"
@@ -74,9 +67,9 @@ for r in $(seq "$ROUNDS"); do
   done
 done | tee "$work/rounds" | awk '{printf "round %s %s: healthz %s, validate %s, healthz %s req/s\n", $1, $2, $3, $6, $9}'
 python3 - "$work/rounds" "$b_name" <<'PY'
-import statistics, sys
+import os, statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-hz = 100 / 1e6  # clock ticks (1/100 s) to µs
+us_per_tick = 1e6 / os.sysconf("SC_CLK_TCK")
 for side, name in (("a", "A"), ("b", sys.argv[2])):
     ratios, v_us, h_us = [], [], []
     for r in rows:
@@ -84,8 +77,8 @@ for side, name in (("a", "A"), ("b", sys.argv[2])):
             continue
         h1, hn1, ht1, v, vn, vt, h2, hn2, ht2 = map(float, r[2:])
         ratios.append(v / ((h1 + h2) / 2))
-        v_us.append(vt / hz / vn / 1e6 * 1e6)
-        h_us.append((ht1 + ht2) / hz / (hn1 + hn2) / 1e6 * 1e6)
+        v_us.append(vt * us_per_tick / vn)
+        h_us.append((ht1 + ht2) * us_per_tick / (hn1 + hn2))
     print(f"{name:6s} validate/healthz median {100 * statistics.median(ratios):5.1f} %  "
           f"(min {100 * min(ratios):5.1f}, max {100 * max(ratios):5.1f});  "
           f"server CPU per request: healthz {statistics.median(h_us):5.2f} µs, validate {statistics.median(v_us):5.2f} µs")

@@ -62,11 +62,37 @@ start_server() {
     >"$work/$name.out" 2>"$work/$name.err" &
   pid=$!
   pids+=("$pid")
-  for _ in $(seq "${START_TRIES:-100}"); do grep -q '^listening on ' "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
-  url=$(sed -n 's/^listening on //p' "$work/$name.out")
+  url=$(wait_listening "$work/$name.out")
   if [ -z "$url" ]; then
     echo "the server did not start:" >&2
     cat "$work/$name.err" >&2
+    exit 1
+  fi
+}
+
+# wait_listening FILE: waits until a server's output FILE says where it
+# listens, and prints that URL (nothing if it never does).
+wait_listening() {
+  for _ in $(seq "${START_TRIES:-100}"); do grep -q '^listening on ' "$1" 2>/dev/null && break; sleep 0.1; done
+  sed -n 's/^listening on //p' "$1"
+}
+
+# start_floor BODY: `tessera-bench http-floor` ($BENCH, built unless given),
+# each answer as long as the authority at $url answers BODY at
+# /v1/validate; sets $floor_url, $floor_pid and $answer_bytes.
+start_floor() {
+  if [ -z "${BENCH:-}" ]; then
+    cargo build --release --quiet -p tessera-bench
+    BENCH=target/release/tessera-bench
+  fi
+  answer_bytes=$(curl -s -H 'Content-Type: application/json' -d "$1" "$url/v1/validate" | wc -c)
+  $BENCH http-floor --answer-bytes "$answer_bytes" >"$work/floor.out" 2>&1 &
+  floor_pid=$!
+  pids+=("$floor_pid")
+  floor_url=$(wait_listening "$work/floor.out")
+  if [ -z "$floor_url" ]; then
+    echo "the HTTP floor did not start:" >&2
+    cat "$work/floor.out" >&2
     exit 1
   fi
 }

@@ -26,8 +26,7 @@ $BIN license offline-activate "$work/request.txt" --ttl 365d -o "$work/response.
 env -u TESSERA_SERVER TESSERA_LOG=warn $BIN agent --public-key "$key" --token-file "$work/token" --state-dir "$agent_dir" \
   --fingerprint vault-1 --offline-file "$work/response.json" --listen 127.0.0.1:0 >"$work/agent.out" 2>"$work/agent.err" &
 pids+=("$!")
-for _ in $(seq 100); do grep -q '^listening on ' "$work/agent.out" 2>/dev/null && break; sleep 0.1; done
-agent=$(sed -n 's/^listening on //p' "$work/agent.out")
+agent=$(wait_listening "$work/agent.out")
 echo "tessera $($BIN --version | cut -d' ' -f2), $(nproc) cores; $TRIES renewals by file"
 python3 - "$BIN" "$license" "$work" "$agent" "$TRIES" <<'PY'
 import json, os, subprocess, sys, time, urllib.request

@@ -23,8 +23,7 @@ $BIN site create bench-site --relay-key "$relay_key" --license "$license" -o "$w
 env -u TESSERA_SERVER TESSERA_LOG=warn $BIN relay --data-dir "$work/relay" --listen 127.0.0.1:0 \
   --public-key "$key" --bundle "$work/bundle.json" >"$work/relay.out" 2>"$work/relay.err" &
 pids+=("$!")
-for _ in $(seq 100); do grep -q '^listening on ' "$work/relay.out" 2>/dev/null && break; sleep 0.1; done
-relay=$(sed -n 's/^listening on //p' "$work/relay.out")
+relay=$(wait_listening "$work/relay.out")
 [ -n "$relay" ] || { cat "$work/relay.err" >&2; exit 1; }
 
 post_script "$work/plain.lua" '{"token":"'"$token"'","instance_id":"bench-1","app_version":"1.0"}'

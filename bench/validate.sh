@@ -87,17 +87,9 @@ if [ "$LICENSES" -gt 0 ]; then
   variants="$variants many-first many-random"
 fi
 if [ "${FLOOR:-0}" = 1 ]; then
-  if [ -z "${BENCH:-}" ]; then
-    cargo build --release --quiet -p tessera-bench
-    BENCH=target/release/tessera-bench
-  fi
-  answer_bytes=$(curl -s -H 'Content-Type: application/json' \
-    -d '{"token":"'"$token"'","instance_id":"bench-1","app_version":"1.0"}' "$url/v1/validate" | wc -c)
+  start_floor '{"token":"'"$token"'","instance_id":"bench-1","app_version":"1.0"}'
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  $BENCH http-floor --answer-bytes "$answer_bytes" >"$work/floor.out" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 100); do grep -q '^listening on ' "$work/floor.out" 2>/dev/null && break; sleep 0.1; done
-  url=$(sed -n 's/^listening on //p' "$work/floor.out")
+  url=$floor_url
   echo "HTTP floor: the same request, a $answer_bytes-byte answer, nothing else"
   wrk -t2 -c"$CONNECTIONS" -d3s -s "$work/plain.lua" "$url/v1/validate" >/dev/null
   measure floor-healthz "" /healthz

@@ -227,12 +227,11 @@ impl InstanceGate {
     /// Take `active`, the installations of `license` seen within the
     /// window as just read with the license, as its count, unless one is
     /// held already: the first admission then needs no query of its own.
+    /// (Counted only when the gate has a limit: see [`InstanceGate::max`].)
     pub fn prime(&self, license: &LicenseId, active: u64) {
-        if self.max.is_some() {
-            self.counts
-                .entry_by_ref(license)
-                .or_insert_with(|| Arc::new(std::sync::atomic::AtomicU64::new(active)));
-        }
+        self.counts
+            .entry_by_ref(license)
+            .or_insert_with(|| Arc::new(std::sync::atomic::AtomicU64::new(active)));
     }
 
     /// Whether `instance` of `license` may be recorded and answered at `now`.

@@ -576,12 +576,27 @@ backend_tests! {
         let (_, other) = s
             .issue(json!({"customer": "Beta", "plan": "gold", "duration": "30d", "max_users": 5}))
             .await;
+        // A third without a seat limit: its seats are not read with it, and
+        // what its usage view shows must not be taken from that read.
+        let (unlimited_id, unlimited) = s
+            .issue(json!({"customer": "Gamma", "plan": "gold", "duration": "30d"}))
+            .await;
+        let (status, v) = s
+            .request("POST", "/v1/usage", Some(json!({"token": unlimited, "instance_id": "i-eeee", "users": 4})), None)
+            .await;
+        assert_eq!(status, 200, "{v}");
         let s = TestServer::restart(s.stop().await, options()).await;
         let (_, v) = s
             .validate(json!({"token": other, "instance_id": "i-dddd"}))
             .await;
         assert_eq!(v["verdict"]["status"], "active", "{v}");
         assert!(v["verdict"].get("seats_exceeded").is_none(), "{v}");
+        let (_, v) = s
+            .validate(json!({"token": unlimited, "instance_id": "i-eeee"}))
+            .await;
+        assert_eq!(v["verdict"]["status"], "active", "{v}");
+        let (_, usage) = s.admin_get(&format!("/v1/admin/licenses/{unlimited_id}/usage")).await;
+        assert_eq!(usage["seats_in_use"], 4, "{usage}");
     }
 }
 

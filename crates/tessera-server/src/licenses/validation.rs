@@ -80,15 +80,22 @@ impl Validator {
         }
         let now = shared.clock.now();
         let gate = shared.installations.gate();
+        let active_since = gate.max().map(|_| now - gate.window());
         let read = shared
             .store
-            .license_for_validation(hash, now - gate.window(), now - shared.seats.window())
+            .license_for_validation(hash, active_since, now - shared.seats.window())
             .await?;
         let Some(read) = read else {
             return Ok(shared.cache.learn(hash, None));
         };
-        gate.prime(&read.license.id, read.active_instances);
-        shared.seats.prime(&read.license.id, read.users_in_use);
+        if let Some(active) = read.active_instances {
+            gate.prime(&read.license.id, active);
+        }
+        // Read only for a license with a seat limit: without one, `None`
+        // says nothing of its reports.
+        if read.license.max_users.is_some() {
+            shared.seats.prime(&read.license.id, read.users_in_use);
+        }
         Ok(shared.cache.learn(hash, Some(read.license)))
     }
 

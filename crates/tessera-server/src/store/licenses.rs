@@ -78,9 +78,12 @@ pub(super) async fn license_in(tx: &mut sqlx::AnyConnection, id: &LicenseId) -> 
 pub struct LicenseWithFleet {
     /// The license.
     pub license: License,
-    /// Installations seen within the instance window.
-    pub active_instances: u64,
-    /// The most users an installation reported within the usage window.
+    /// Installations seen within the instance window; `None` when not
+    /// asked (no instance limit).
+    pub active_instances: Option<u64>,
+    /// The most users an installation reported within the usage window;
+    /// read only for a license with a seat limit (`max_users`), else
+    /// `None`.
     pub users_in_use: Option<u32>,
 }
 
@@ -169,34 +172,38 @@ impl Store {
 
     /// As [`Store::license_by_token_hash`], with what validating a license
     /// not cached asks next, in the same read: how many of its
-    /// installations were seen since `active_since` (the instance limit),
-    /// and the most users one of them reported since `users_since` (seats).
-    /// Three round trips to the database's thread become one (with a
-    /// million licenses, most validations of a fleet are such misses).
+    /// installations were seen since `active_since` (the instance limit;
+    /// not counted when `None`), and, for a license with a seat limit, the
+    /// most users one of them reported since `users_since` (seats). Three
+    /// round trips to the database's thread become one (with a million
+    /// licenses, most validations of a fleet are such misses).
     pub async fn license_for_validation(
         &self,
         hash: &TokenHash,
-        active_since: Timestamp,
+        active_since: Option<Timestamp>,
         users_since: Timestamp,
     ) -> Result<Option<LicenseWithFleet>> {
         #[derive(sqlx::FromRow)]
         struct Row {
             #[sqlx(flatten)]
             license: LicenseRow,
-            active_instances: i64,
+            active_instances: Option<i64>,
             users_in_use: Option<i64>,
         }
+        // CASE evaluates a subquery only when it is wanted: a license
+        // without a seat limit, or a gate without a limit, costs no scan of
+        // its installations.
         let row: Option<Row> = sqlx::query_as(concat!(
             license_columns!(),
-            ", (SELECT COUNT(*) FROM instances i WHERE i.license_id = l.id AND i.last_seen >= $2) \
-             AS active_instances, \
-             (SELECT MAX(i.users) FROM instances i WHERE i.license_id = l.id AND i.last_seen >= $3) \
-             AS users_in_use ",
+            ", CASE WHEN $2 IS NULL THEN NULL ELSE (SELECT COUNT(*) FROM instances i \
+             WHERE i.license_id = l.id AND i.last_seen >= $2) END AS active_instances, \
+             CASE WHEN l.max_users IS NULL THEN NULL ELSE (SELECT MAX(i.users) FROM instances i \
+             WHERE i.license_id = l.id AND i.last_seen >= $3) END AS users_in_use ",
             license_from!(),
             "WHERE l.token_hash = $1"
         ))
         .bind(hash.as_str())
-        .bind(active_since.timestamp())
+        .bind(active_since.map(|t| t.timestamp()))
         .bind(users_since.timestamp())
         .fetch_optional(self.reader())
         .await?;
@@ -207,7 +214,7 @@ impl Store {
             .await?
             .map(|license| LicenseWithFleet {
                 license,
-                active_instances: u64::try_from(active_instances).unwrap_or(0),
+                active_instances: active_instances.map(|n| u64::try_from(n).unwrap_or(0)),
                 users_in_use: users_in_use.map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
             }))
     }
